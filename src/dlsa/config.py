@@ -1,0 +1,287 @@
+"""Typed, frozen configuration of DLSA with the paper's defaults and named presets.
+
+Every field carries a one-line docstring that says where its value comes from: the
+paper (main text or supplement), the original release, or "not in the paper" when we
+chose it. Variants are made with :func:`dataclasses.replace`; configs are never mutated
+and never receive values derived during a run (those are fitted attributes).
+
+References:
+    Xu et al., "Constructing Balance from Imbalance for Long-tailed Image Recognition",
+    ECCV 2022. https://arxiv.org/abs/2207.02173
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Masked autoregressive flow (MAF) of a flow filter."""
+
+    n_blocks: int = 2
+    """Number of MADE blocks; "2-layered MAF" (paper, Sec. 4.3)."""
+    hidden_features: int | None = None
+    """Width of the single MADE hidden layer; None means the feature dimension D (original
+    release)."""
+    batch_norm: bool = True
+    """RealNVP batch-norm transform after each MADE block (original release)."""
+    bn_momentum: float = 0.1
+    """Update rate of the batch-norm running statistics (not in the paper)."""
+    bn_eps: float = 1e-5
+    """Variance floor of the batch-norm transform (not in the paper)."""
+
+
+@dataclass(frozen=True)
+class MixtureConfig:
+    """Fixed Gaussian-mixture latent of a flow filter."""
+
+    n_components: int = 500
+    """Number of clusters K (supplement, Sec. 5: 500 on all three benchmarks)."""
+    sigma: float | None = 0.05
+    """Std of the entries of the fixed means mu_k ~ N(0, sigma^2 I) (paper, Sec. 4.3);
+    None means sqrt(3 / (2 D)) (supplement, Sec. 3)."""
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Training and filtering of one Gaussian Mixture Flow Filter."""
+
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    """The flow's architecture."""
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    """The latent mixture."""
+    q: float = 2.0
+    """Exponent of the class weights w(i) ~ n_i^-q of the weighted MLE (paper, Eq. 6)."""
+    max_class_share: float = 5.0
+    """Cap on one class's share of the MLE weight, in multiples of the uniform share 1/C
+    (not in the paper; guards against one tiny class taking all the weight)."""
+    lambda_mle: float = 1.0
+    """Weight of the weighted MLE term (the original release's lambda_lh)."""
+    lambda_bal: float = 1.0
+    """Weight of the balancedness loss (supplement, Sec. 5, ImageNet-LT)."""
+    lambda_pure: float = 0.02
+    """Weight of the purity loss (supplement, Sec. 5, ImageNet-LT)."""
+    eta: float = 0.7
+    """Decay of the momentum estimator of the cluster posterior (paper, Sec. 4.3)."""
+    purity_pairs: float = 0.25
+    """Purity pairs per step, as a fraction of the batch size (not in the paper)."""
+    detach_purity_target: bool = True
+    """Stop the gradient through P(k | x_i) of the purity loss (original release)."""
+    lr: float = 0.2
+    """SGD learning rate (supplement, Sec. 5, ImageNet-LT)."""
+    momentum: float = 0.0
+    """SGD momentum (original release: 0)."""
+    weight_decay: float = 0.0
+    """SGD weight decay (not in the paper)."""
+    batch_size: int = 1024
+    """Minibatch size (supplement, Sec. 5, ImageNet-LT)."""
+    epochs: int = 50
+    """Training epochs (supplement, Sec. 5, ImageNet-LT)."""
+    grad_clip: float | None = 10.0
+    """Max gradient norm, applied after backward (not in the paper; None disables)."""
+    proportion: float = 0.3
+    """Share of a level's train samples sent to its cluster-aided classifier (Sec. 4.3)."""
+    min_purity: float = 0.7
+    """Purity a cluster needs to count as good in flow-epoch selection (original release)."""
+    min_cluster_size: int = 10
+    """Size a cluster needs to count as good in flow-epoch selection (original release)."""
+    max_cluster_share: float = 0.5
+    """An epoch whose largest cluster holds more than this share of the level's train
+    samples is never selected (not in the paper; the original used an absolute 5000)."""
+    eval_batch_size: int = 4096
+    """Batch size for scoring (no effect on results)."""
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Training of the stage-2 classifiers (cluster-aided and regular)."""
+
+    epochs: int = 30
+    """Training epochs (not in the paper)."""
+    batch_size: int = 512
+    """Minibatch size (decoupled training default, Kang et al. 2020)."""
+    lr: float = 0.1
+    """SGD learning rate, cosine-annealed to 0 (not in the paper)."""
+    momentum: float = 0.9
+    """SGD momentum (decoupled training default)."""
+    weight_decay: float = 5e-4
+    """SGD weight decay (decoupled training default)."""
+    standardize: bool = True
+    """Standardise inputs with the training mean and std, kept as buffers (original
+    release: batch norm on the classifier input)."""
+
+
+@dataclass(frozen=True)
+class DLSAConfig:
+    """Everything a :class:`dlsa.DLSAClassifier` takes; its fields are the estimator's
+    keyword arguments."""
+
+    depth: int = 3
+    """Number of flow filters in the cascade (paper, Table 4: 3 is best)."""
+    base: str = "balsoftmax"
+    """Stage-2 base method used by every classifier of the cascade (paper, Tables 1-2)."""
+    base_params: Mapping[str, Any] = field(default_factory=dict)
+    """Hyper-parameters of the base method, by name (each base method documents its
+    own)."""
+    flow_filter: FilterConfig = field(default_factory=FilterConfig)
+    """Configuration shared by every flow filter of the cascade."""
+    head: HeadConfig = field(default_factory=HeadConfig)
+    """Training of every classifier of the cascade."""
+    random_state: int | None = 0
+    """Seed; every stage draws a child seed from it (not in the paper)."""
+    device: str = "cpu"
+    """Torch device for training and inference."""
+    verbose: bool = False
+    """Show progress bars and per-epoch logs."""
+
+
+def imagenet_lt() -> DLSAConfig:
+    """ImageNet-LT preset (supplement, Sec. 5): K=500, lr 0.2, batch 1024, 50 epochs,
+    lambda_bal 1, lambda_pure 0.02."""
+    return DLSAConfig()
+
+
+def places_lt() -> DLSAConfig:
+    """Places-LT preset (supplement, Sec. 5): K=500, lr 0.1, batch 512, 60 epochs,
+    lambda_bal 2, lambda_pure 0.03."""
+    flt = FilterConfig(
+        lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03
+    )
+    return DLSAConfig(flow_filter=flt)
+
+
+def inat18() -> DLSAConfig:
+    """iNaturalist 2018 preset (supplement, Sec. 5): K=500, lr 0.2, batch 1024, 30 epochs,
+    lambda_bal 1, lambda_pure 0.05."""
+    flt = FilterConfig(lr=0.2, batch_size=1024, epochs=30, lambda_pure=0.05)
+    return DLSAConfig(flow_filter=flt)
+
+
+def small() -> DLSAConfig:
+    """Preset for small sets of about 10 classes and a few thousand samples (e.g.
+    Fashion-MNIST-LT, CIFAR-10-LT). Not in the paper: with 10 classes, 500 clusters would
+    leave most clusters empty, so K is 30 and the batch is smaller."""
+    flt = FilterConfig(
+        mixture=MixtureConfig(n_components=30),
+        batch_size=256,
+        epochs=30,
+        lr=0.05,
+        min_cluster_size=5,
+    )
+    return DLSAConfig(flow_filter=flt, head=HeadConfig(epochs=40, batch_size=256))
+
+
+PRESETS: Mapping[str, Callable[[], DLSAConfig]] = types.MappingProxyType(
+    {
+        "imagenet-lt": imagenet_lt,
+        "places-lt": places_lt,
+        "inat18": inat18,
+        "small": small,
+    }
+)
+"""Read-only mapping from preset name to the function that builds it."""
+
+
+def get_preset(name: str) -> DLSAConfig:
+    """Return the preset called ``name``.
+
+    Raises:
+        ValueError: if no preset has that name.
+
+    Example:
+        >>> get_preset("places-lt").flow_filter.lr
+        0.1
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Nested plain-dict form of a config dataclass (JSON-ready).
+
+    Example:
+        >>> to_dict(MixtureConfig())
+        {'n_components': 500, 'sigma': 0.05}
+    """
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config") -> Any:
+    """Build the dataclass ``cls`` from a nested mapping, checking every key.
+
+    Unknown keys raise, so a typo in a YAML file is reported instead of silently ignored.
+
+    Args:
+        cls: a config dataclass such as :class:`DLSAConfig`.
+        data: mapping of field names to values (nested mappings for sub-configs).
+        where: prefix used in error messages.
+
+    Raises:
+        ValueError: on an unknown key or a value of the wrong kind.
+
+    Example:
+        >>> from_dict(DLSAConfig, {"depth": 2, "flow_filter": {"lr": 0.1}}).flow_filter.lr
+        0.1
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(names)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        sub = _dataclass_in(hints[name])
+        if sub is not None and isinstance(value, Mapping):
+            value = from_dict(sub, value, where=f"{where}.{name}")
+        kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _dataclass_in(hint: Any) -> type[Any] | None:
+    """The dataclass type named by ``hint``, if any."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint
+    return None
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check a value against its type hint; ints are accepted where floats are expected."""
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ValueError(f"{where} may not be null")
+    if typing.get_origin(hint) is Literal:
+        if value not in args:
+            raise ValueError(f"{where} must be one of {args}, got {value!r}")
+        return value
+    if typing.get_origin(hint) in (Mapping, dict):
+        if isinstance(value, Mapping):
+            return dict(value)
+        raise ValueError(f"{where} must be a mapping, got {value!r}")
+    kinds = [k for k in (args or (hint,)) if isinstance(k, type)]
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    for kind in kinds:
+        if kind is int and isinstance(value, bool):
+            continue
+        if isinstance(value, kind):
+            return value
+    raise ValueError(f"{where} has the wrong type: got {value!r}, expected {hint}")

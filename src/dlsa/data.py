@@ -1,0 +1,101 @@
+"""Long-tailed data set helpers: class-count profiles, class counts and validation splits.
+
+This module never touches models or a test split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def long_tailed_counts(n_max: int, n_classes: int, imbalance: float) -> np.ndarray:
+    """Per-class sample counts of the exponential long-tailed profile.
+
+    ``n_c = floor(n_max * imbalance ** (-c / (C - 1)))`` for ``c = 0 .. C-1``, the profile
+    of CIFAR-LT (Cao et al., 2019) and of DESIGN.md's Fashion-MNIST-LT.
+
+    Args:
+        n_max: samples of the largest class (class 0).
+        n_classes: number of classes C (>= 2).
+        imbalance: ratio rho = n_max / n_min (>= 1).
+
+    Returns:
+        Counts of shape (C,), int64, non-increasing, each >= 1.
+
+    Raises:
+        ValueError: on a non-positive ``n_max``, fewer than 2 classes or ``imbalance < 1``.
+
+    Example:
+        >>> long_tailed_counts(5000, 10, 100).tolist()
+        [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    """
+    if n_max < 1:
+        raise ValueError(f"n_max must be >= 1, got {n_max}")
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    if imbalance < 1:
+        raise ValueError(f"imbalance must be >= 1, got {imbalance}")
+    c = np.arange(n_classes, dtype=np.float64)
+    counts = np.floor(n_max * imbalance ** (-c / (n_classes - 1)) + 1e-9).astype(np.int64)
+    return np.maximum(counts, 1)
+
+
+def class_counts(y: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+    """Number of samples per class of integer labels ``0 .. C-1``.
+
+    Args:
+        y: labels of shape (N,).
+        n_classes: C; defaults to ``y.max() + 1``.
+
+    Returns:
+        Counts of shape (C,), int64.
+
+    Example:
+        >>> class_counts(np.array([0, 2, 2]), 4).tolist()
+        [1, 0, 2, 0]
+    """
+    y = np.asarray(y, dtype=np.int64)
+    size = int(y.max()) + 1 if n_classes is None else n_classes
+    return np.bincount(y, minlength=size).astype(np.int64)
+
+
+def stratified_split(
+    y: np.ndarray, fraction: float, *, seed: int, min_per_class: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (fit, validation), stratified by class.
+
+    Each class gives ``round(fraction * n_c)`` samples to validation, but never so many
+    that fewer than ``min_per_class`` stay for fitting; a class with ``n_c <=
+    min_per_class`` gives none.
+
+    Args:
+        y: labels of shape (N,).
+        fraction: share of each class held out, in [0, 1).
+        seed: seed of the shuffle.
+        min_per_class: samples of each class always kept for fitting.
+
+    Returns:
+        Sorted index arrays ``(fit_idx, val_idx)``, disjoint, covering ``0 .. N-1``.
+
+    Raises:
+        ValueError: if ``fraction`` is outside [0, 1).
+
+    Example:
+        >>> fit, val = stratified_split(np.array([0] * 10 + [1] * 3), 0.2, seed=0)
+        >>> len(fit), len(val)
+        (11, 2)
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    val: list[np.ndarray] = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        n_val = min(int(round(fraction * len(idx))), max(len(idx) - min_per_class, 0))
+        if n_val > 0:
+            val.append(rng.permutation(idx)[:n_val])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    mask = np.ones(len(y), dtype=bool)
+    mask[val_idx] = False
+    return np.flatnonzero(mask), val_idx

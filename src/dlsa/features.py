@@ -1,0 +1,236 @@
+"""Reading and writing feature files: the original release's HDF5 layout and ``.npz``.
+
+A feature file holds ``features`` of shape (N, D) (stored as float32) and, optionally,
+``labels`` of shape (N,) (stored as int64), plus two optional text attributes: the split
+name and the backbone id. The original DLSA release stored its features as HDF5 with
+exactly these two datasets (it also accepted ``label``); we read and write that layout.
+
+Writes are atomic: the file is written beside its destination and renamed into place, so
+a failed write never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+SUFFIXES = (".h5", ".hdf5", ".npz")
+"""File suffixes understood by :func:`load_features` and :func:`save_features`."""
+
+
+class FeatureFileError(ValueError):
+    """A feature file that cannot be read or does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features and labels read from one file.
+
+    Attributes:
+        X: features of shape (N, D), float32.
+        y: labels of shape (N,), int64, or None for an unlabelled file.
+        split: split name stored in the file ("train", "test", ...), if any.
+        backbone: id of the model that produced the features, if any.
+        path: the file the set was read from, if any.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    split: str | None = None
+    backbone: str | None = None
+    path: str | None = None
+
+
+def check_features(
+    X: np.ndarray, y: np.ndarray | None = None, *, source: str = "features"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate and convert a feature matrix and optional labels.
+
+    Args:
+        X: array-like of shape (N, D) with finite values.
+        y: optional array-like of shape (N,) with integer labels.
+        source: name used in error messages (a file path, or "X").
+
+    Returns:
+        ``X`` as float32 (N, D) and ``y`` as int64 (N,) (or None).
+
+    Raises:
+        FeatureFileError: on a wrong shape, non-finite values, non-integer labels, or a
+            feature/label count mismatch; the message names ``source``.
+
+    Example:
+        >>> X, y = check_features([[0.0, 1.0], [2.0, 3.0]], [3, 7])
+        >>> X.dtype, y.dtype
+        (dtype('float32'), dtype('int64'))
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise FeatureFileError(f"{source}: features must have shape (N, D), got {X.shape}")
+    if not np.issubdtype(X.dtype, np.number):
+        raise FeatureFileError(f"{source}: features must be numeric, got dtype {X.dtype}")
+    X = X.astype(np.float32, copy=False)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise FeatureFileError(
+            f"{source}: features contain {int(bad.sum())} non-finite value(s) "
+            f"(first at row {row}, column {col}: {X[row, col]})"
+        )
+    if y is None:
+        return X, None
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise FeatureFileError(f"{source}: labels must have shape (N,), got {y.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise FeatureFileError(
+            f"{source}: {X.shape[0]} feature rows but {y.shape[0]} labels"
+        )
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise FeatureFileError(f"{source}: labels must be integers, got dtype {y.dtype}")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise FeatureFileError(f"{source}: labels must be integers, got dtype {y.dtype}")
+    return X, y.astype(np.int64)
+
+
+def load_features(path: str | os.PathLike[str], *, require_labels: bool = True) -> FeatureSet:
+    """Read a feature file (.h5/.hdf5 or .npz).
+
+    Args:
+        path: the file.
+        require_labels: raise if the file holds no labels.
+
+    Returns:
+        The validated :class:`FeatureSet`.
+
+    Raises:
+        FeatureFileError: if the file is missing, unreadable, of an unknown suffix, lacks
+            ``features`` (or ``labels`` when required), or fails :func:`check_features`.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FeatureFileError(f"{p}: no such feature file")
+    suffix = p.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise FeatureFileError(f"{p}: unknown feature file suffix {suffix!r}; use {SUFFIXES}")
+    try:
+        raw = _read_h5(p) if suffix in (".h5", ".hdf5") else _read_npz(p)
+    except FeatureFileError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise FeatureFileError(f"{p}: cannot read as {suffix} feature file ({err})") from err
+    X, y, split, backbone = raw
+    if y is None and require_labels:
+        raise FeatureFileError(f"{p}: no 'labels' dataset (labels are required here)")
+    X, y = check_features(X, y, source=str(p))
+    return FeatureSet(X=X, y=y, split=split, backbone=backbone, path=str(p))
+
+
+def save_features(
+    path: str | os.PathLike[str],
+    X: np.ndarray,
+    y: np.ndarray | None = None,
+    *,
+    split: str | None = None,
+    backbone: str | None = None,
+) -> Path:
+    """Write features (and labels) atomically to ``path`` (.h5/.hdf5 or .npz).
+
+    Args:
+        path: destination; its suffix picks the format. Parent folders are created.
+        X: features of shape (N, D).
+        y: optional labels of shape (N,).
+        split: optional split name stored as an attribute.
+        backbone: optional backbone id stored as an attribute.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FeatureFileError: on invalid arrays or an unknown suffix (nothing is written).
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise FeatureFileError(f"{p}: unknown feature file suffix {suffix!r}; use {SUFFIXES}")
+    X, y = check_features(X, y, source=str(p))
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        if suffix == ".npz":
+            _write_npz(Path(tmp), X, y, split, backbone)
+        else:
+            _write_h5(Path(tmp), X, y, split, backbone)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def _read_h5(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | None]:
+    with h5py.File(p, "r") as fp:
+        if "features" not in fp:
+            raise FeatureFileError(f"{p}: no 'features' dataset (found {sorted(fp.keys())})")
+        X = fp["features"][...]
+        key = "labels" if "labels" in fp else ("label" if "label" in fp else None)
+        y = fp[key][...] if key is not None else None
+        split = _text(fp.attrs.get("split"))
+        backbone = _text(fp.attrs.get("backbone"))
+    return X, y, split, backbone
+
+
+def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | None]:
+    with np.load(p, allow_pickle=False) as data:
+        keys = set(data.files)
+        if "features" not in keys:
+            raise FeatureFileError(f"{p}: no 'features' array (found {sorted(keys)})")
+        X = data["features"]
+        y = data["labels"] if "labels" in keys else None
+        split = str(data["split"]) if "split" in keys else None
+        backbone = str(data["backbone"]) if "backbone" in keys else None
+    return X, y, split, backbone
+
+
+def _write_h5(
+    p: Path, X: np.ndarray, y: np.ndarray | None, split: str | None, backbone: str | None
+) -> None:
+    with h5py.File(p, "w") as fp:
+        fp.create_dataset("features", data=X)
+        if y is not None:
+            fp.create_dataset("labels", data=y)
+        if split is not None:
+            fp.attrs["split"] = split
+        if backbone is not None:
+            fp.attrs["backbone"] = backbone
+
+
+def _write_npz(
+    p: Path, X: np.ndarray, y: np.ndarray | None, split: str | None, backbone: str | None
+) -> None:
+    arrays: dict[str, np.ndarray] = {"features": X}
+    if y is not None:
+        arrays["labels"] = y
+    if split is not None:
+        arrays["split"] = np.array(split)
+    if backbone is not None:
+        arrays["backbone"] = np.array(backbone)
+    with open(p, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
