@@ -83,7 +83,7 @@ def stratified_split(
     Example:
         >>> fit, val = stratified_split(np.array([0] * 10 + [1] * 3), 0.2, seed=0)
         >>> len(fit), len(val)
-        (11, 2)
+        (10, 3)
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
