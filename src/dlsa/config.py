@@ -150,9 +150,7 @@ def imagenet_lt() -> DLSAConfig:
 def places_lt() -> DLSAConfig:
     """Places-LT preset (supplement, Sec. 5): K=500, lr 0.1, batch 512, 60 epochs,
     lambda_bal 2, lambda_pure 0.03."""
-    flt = FilterConfig(
-        lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03
-    )
+    flt = FilterConfig(lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03)
     return DLSAConfig(flow_filter=flt)
 
 

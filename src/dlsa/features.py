@@ -90,9 +90,7 @@ def check_features(
     if y.ndim != 1:
         raise FeatureFileError(f"{source}: labels must have shape (N,), got {y.shape}")
     if y.shape[0] != X.shape[0]:
-        raise FeatureFileError(
-            f"{source}: {X.shape[0]} feature rows but {y.shape[0]} labels"
-        )
+        raise FeatureFileError(f"{source}: {X.shape[0]} feature rows but {y.shape[0]} labels")
     if np.issubdtype(y.dtype, np.floating):
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             raise FeatureFileError(f"{source}: labels must be integers, got dtype {y.dtype}")

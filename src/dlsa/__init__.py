@@ -1,0 +1,28 @@
+"""dlsa: Dynamic Label Space Adjustment for long-tailed recognition (ECCV 2022).
+
+Public API: :class:`DLSAClassifier` (the cascade, a scikit-learn estimator), the torch
+building blocks :class:`MAF`, :class:`GaussianMixtureLatent`, :class:`FlowFilter` and the
+losses in :mod:`dlsa.losses`, the base methods in :mod:`dlsa.bases`, and the configs and
+presets in :mod:`dlsa.config`.
+"""
+
+from dlsa.cascade import DLSAClassifier
+from dlsa.config import DLSAConfig, FilterConfig, FlowConfig, HeadConfig, MixtureConfig
+from dlsa.filter import FlowFilter
+from dlsa.flows import MAF
+from dlsa.mixture import GaussianMixtureLatent
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MAF",
+    "DLSAClassifier",
+    "DLSAConfig",
+    "FilterConfig",
+    "FlowConfig",
+    "FlowFilter",
+    "GaussianMixtureLatent",
+    "HeadConfig",
+    "MixtureConfig",
+    "__version__",
+]

@@ -1,0 +1,55 @@
+"""Stage-2 base methods of the paper's tables, each usable alone and as DLSA's base.
+
+``BASES`` maps a method's name to its class; :func:`make_base` builds one from a name
+and a mapping of hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from dlsa.bases._base import BaseMethod, StageData, seeded
+from dlsa.bases.balsoftmax import BalancedSoftmax
+from dlsa.bases.ce import CrossEntropy
+
+BASES: Mapping[str, type[BaseMethod]] = types.MappingProxyType(
+    {
+        "ce": CrossEntropy,
+        "balsoftmax": BalancedSoftmax,
+    }
+)
+"""Read-only mapping from base-method name to class."""
+
+
+def make_base(name: str, params: Mapping[str, Any] | None = None) -> BaseMethod:
+    """Build the base method ``name`` with hyper-parameters ``params``.
+
+    Raises:
+        ValueError: for an unknown name or an unknown hyper-parameter.
+
+    Example:
+        >>> make_base("balsoftmax").name
+        'balsoftmax'
+    """
+    if name not in BASES:
+        raise ValueError(f"unknown base method {name!r}; choose one of {sorted(BASES)}")
+    cls = BASES[name]
+    params = dict(params or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(
+            f"base method {name!r} has no hyper-parameter(s) {unknown}; known: {sorted(known)}"
+        )
+    return cls(**params)
+
+
+def base_params(method: BaseMethod) -> dict[str, Any]:
+    """The hyper-parameters of ``method`` as a JSON-ready dict."""
+    return dataclasses.asdict(method)
+
+
+__all__ = ["BASES", "BaseMethod", "StageData", "base_params", "make_base", "seeded"]

@@ -1,0 +1,164 @@
+"""The interface shared by every stage-2 base method.
+
+A base method builds a :class:`~dlsa.classifiers.StageClassifier` and trains it on frozen
+inputs. The cascade uses the same method for its cluster-aided classifiers (inputs
+``[x, z]`` plus the cluster prior) and for its regular classifier (inputs ``x``), so a
+method never needs to know whether it runs inside DLSA.
+
+To add a method: subclass :class:`BaseMethod` as a frozen dataclass whose fields are its
+hyper-parameters (with the original paper's defaults), set ``name``, override what
+differs (``build_head``, ``loss``, ``batch_loss``, ``epoch_order``, ``fit`` or
+``logits``), and list it in ``dlsa.bases.BASES``. Everything the method learns must live
+in the classifier module, so that saving the module's tensors saves the method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dlsa.classifiers import LinearHead, StageClassifier
+from dlsa.config import HeadConfig
+from dlsa.training import OptimSettings, TrainHistory, train_epochs
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StageData:
+    """Training data of one stage classifier.
+
+    Attributes:
+        inputs: (N, D_in) float inputs (``x``, or ``[x, z]`` for a cluster-aided stage).
+        target: (N,) int64 class indices in ``0 .. C-1``.
+        counts: (C,) training samples per class *of this stage* (zeros allowed).
+        prior: (N, C) cluster prior of each sample, or None for a regular classifier.
+    """
+
+    inputs: Tensor
+    target: Tensor
+    counts: Tensor
+    prior: Tensor | None = None
+
+    def subset(self, index: Tensor) -> StageData:
+        """The rows ``index`` (B,), with the same ``counts``."""
+        prior = None if self.prior is None else self.prior[index]
+        return StageData(self.inputs[index], self.target[index], self.counts, prior)
+
+
+def seeded(build: Callable[[], T], generator: torch.Generator) -> T:
+    """Run ``build`` with torch's RNG seeded from ``generator``, restoring it afterwards.
+
+    Module constructors draw their initial weights from the global RNG; this makes them
+    depend on our generator only, without leaving any global state changed.
+
+    Example:
+        >>> a = seeded(lambda: torch.rand(2), torch.Generator().manual_seed(1))
+        >>> b = seeded(lambda: torch.rand(2), torch.Generator().manual_seed(1))
+        >>> torch.equal(a, b)
+        True
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+@dataclass(frozen=True)
+class BaseMethod:
+    """Plain softmax cross-entropy with a linear head and uniform sampling (``ce``).
+
+    Subclasses change one piece at a time; see the module docstring.
+    """
+
+    name: ClassVar[str] = "ce"
+
+    def build_head(self, n_inputs: int, n_classes: int) -> nn.Module:
+        """The head mapping standardised inputs (N, D_in) to logits (N, C)."""
+        return LinearHead(n_inputs, n_classes)
+
+    def build(
+        self, n_inputs: int, n_classes: int, *, use_prior: bool, generator: torch.Generator
+    ) -> StageClassifier:
+        """A freshly initialised stage classifier (weights drawn from ``generator``)."""
+        return seeded(
+            lambda: StageClassifier(
+                self.build_head(n_inputs, n_classes), n_inputs, n_classes, use_prior=use_prior
+            ),
+            generator,
+        )
+
+    def loss(self, logits: Tensor, target: Tensor, counts: Tensor) -> Tensor:
+        """Training loss of logits (B, C) for targets (B,); ``counts`` (C,) of the stage."""
+        return F.cross_entropy(logits, target)
+
+    def batch_loss(self, model: StageClassifier, batch: StageData) -> Tensor:
+        """Loss of one minibatch; override when the loss needs more than the logits."""
+        return self.loss(model(batch.inputs, batch.prior), batch.target, batch.counts)
+
+    def epoch_order(self, target: Tensor, counts: Tensor, generator: torch.Generator) -> Tensor:
+        """Sample order of one epoch (N,): a uniform random permutation."""
+        return torch.randperm(target.numel(), generator=generator, device=target.device)
+
+    def settings(self, config: HeadConfig) -> OptimSettings:
+        """SGD settings of the main training phase."""
+        return OptimSettings(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            cosine=True,
+        )
+
+    def train(
+        self,
+        model: StageClassifier,
+        data: StageData,
+        config: HeadConfig,
+        generator: torch.Generator,
+        *,
+        progress: bool = False,
+        desc: str = "classifier",
+    ) -> TrainHistory:
+        """Train every parameter of ``model`` with :meth:`batch_loss` (one phase)."""
+        history = train_epochs(
+            model.parameters(),
+            lambda idx: self.batch_loss(model, data.subset(idx)),
+            lambda: self.epoch_order(data.target, data.counts, generator),
+            self.settings(config),
+            progress=progress,
+            desc=desc,
+        )
+        if history.diverged_epoch is not None:
+            raise FloatingPointError(
+                f"{desc}: the {self.name} loss became non-finite in epoch "
+                f"{history.diverged_epoch}; lower the head learning rate"
+            )
+        return history
+
+    def fit(
+        self,
+        model: StageClassifier,
+        data: StageData,
+        config: HeadConfig,
+        generator: torch.Generator,
+        *,
+        progress: bool = False,
+        desc: str = "classifier",
+    ) -> None:
+        """Standardise the inputs, then train; multi-phase methods override this."""
+        if config.standardize:
+            model.fit_standardization(data.inputs)
+        model.train()
+        self.train(model, data, config, generator, progress=progress, desc=desc)
+        model.eval()
+
+    def logits(self, model: StageClassifier, inputs: Tensor, prior: Tensor | None) -> Tensor:
+        """Inference logits (N, C); post-hoc methods adjust them here."""
+        return model(inputs, prior)

@@ -1,0 +1,31 @@
+"""Balanced Softmax (``balsoftmax``).
+
+References:
+    Ren et al., "Balanced Meta-Softmax for Long-Tailed Visual Recognition", NeurIPS 2020.
+    https://arxiv.org/abs/2007.10740
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor
+
+from dlsa.bases._base import BaseMethod
+from dlsa.losses import balanced_softmax_loss
+
+
+@dataclass(frozen=True)
+class BalancedSoftmax(BaseMethod):
+    """Cross-entropy on ``logits + log n_j`` in training; raw logits at inference.
+
+    ``n_j`` are the class counts of the data the classifier is trained on (for a
+    cluster-aided classifier: the samples its filter sent it).
+    """
+
+    name: ClassVar[str] = "balsoftmax"
+
+    def loss(self, logits: Tensor, target: Tensor, counts: Tensor) -> Tensor:
+        """Balanced Softmax loss of logits (B, C) for targets (B,)."""
+        return balanced_softmax_loss(logits, target, counts)

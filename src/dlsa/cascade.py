@@ -1,0 +1,436 @@
+"""``DLSAClassifier``: the cascade of flow filters and classifiers, as an estimator.
+
+::
+
+    x -> Filter 1 --(top 30% log p(x))--> Cluster-aided Classifier 1
+           | rest
+           v
+         Filter 2 --(top 30%)--> Cluster-aided Classifier 2
+           | rest
+           v
+         Filter 3 --(top 30%)--> Cluster-aided Classifier 3
+           | rest
+           v
+         Regular Classifier (the base method alone)
+
+Each level's threshold is fixed on the training samples that reach it; a new sample
+follows the same route. With ``depth=0`` the estimator is the base method alone, which
+is how the CLI reports "base" beside "base + DLSA".
+
+This is the only module that knows the stage order. It does no file IO except
+:meth:`DLSAClassifier.save` / :meth:`DLSAClassifier.load`, which write and read
+safetensors + JSON and never execute code on load.
+
+References:
+    Xu et al., "Constructing Balance from Imbalance for Long-tailed Image Recognition",
+    ECCV 2022. https://arxiv.org/abs/2207.02173
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+from torch import Tensor, nn
+
+from dlsa.bases import BaseMethod, StageData, base_params, make_base
+from dlsa.classifiers import StageClassifier
+from dlsa.config import FilterConfig, HeadConfig, from_dict, to_dict
+from dlsa.features import check_features
+from dlsa.filter import FilterReport, FlowFilter
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "dlsa-model"
+FORMAT_VERSION = 1
+HEAD_THRESHOLD = 50
+"""Classes with more train samples than this are "head" in the routing diagnostics
+(paper, Sec. 1)."""
+
+
+class DLSAClassifier(ClassifierMixin, BaseEstimator):
+    """Dynamic Label Space Adjustment on frozen features.
+
+    Args:
+        depth: number of flow filters (0: the base method alone).
+        base: stage-2 base method, a key of :data:`dlsa.bases.BASES`.
+        base_params: hyper-parameters of the base method.
+        flow_filter: configuration of every flow filter (default :class:`FilterConfig`).
+        head: training of every classifier (default :class:`HeadConfig`).
+        random_state: seed; each stage gets a child seed of it.
+        device: torch device.
+        verbose: progress bars and per-epoch logs.
+
+    Fitted attributes:
+        classes_: (C,) the labels, in the column order of :meth:`predict_proba`.
+        n_features_in_: D.
+        class_counts_: (C,) training samples per class.
+        filters_: the fitted :class:`FlowFilter` of each level.
+        heads_: the cluster-aided :class:`StageClassifier` of each level.
+        regular_: the regular :class:`StageClassifier`.
+        base_: the resolved base method.
+        reports_: per level, a dict of training diagnostics.
+
+    Example:
+        >>> from dlsa.synthetic import make_long_tailed_features
+        >>> from dlsa.config import FilterConfig, MixtureConfig, HeadConfig
+        >>> d = make_long_tailed_features(n_classes=6, n_features=4, n_max=100, imbalance=20, seed=0)
+        >>> clf = DLSAClassifier(depth=1, head=HeadConfig(epochs=2),
+        ...     flow_filter=FilterConfig(mixture=MixtureConfig(8), epochs=2, batch_size=64))
+        >>> clf.fit(d.X_train, d.y_train).predict(d.X_test[:3]).shape
+        (3,)
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int = 3,
+        base: str = "balsoftmax",
+        base_params: Mapping[str, Any] | None = None,
+        flow_filter: FilterConfig | None = None,
+        head: HeadConfig | None = None,
+        random_state: int | None = 0,
+        device: str = "cpu",
+        verbose: bool = False,
+    ) -> None:
+        self.depth = depth
+        self.base = base
+        self.base_params = base_params
+        self.flow_filter = flow_filter
+        self.head = head
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+    def _resolved(self) -> tuple[FilterConfig, HeadConfig, BaseMethod]:
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
+            raise ValueError(f"depth must be an int >= 0, got {self.depth!r}")
+        flt = FilterConfig() if self.flow_filter is None else self.flow_filter
+        head = HeadConfig() if self.head is None else self.head
+        if not isinstance(flt, FilterConfig):
+            raise ValueError(f"flow_filter must be a FilterConfig, got {type(flt).__name__}")
+        if not isinstance(head, HeadConfig):
+            raise ValueError(f"head must be a HeadConfig, got {type(head).__name__}")
+        if not 0.0 < flt.proportion < 1.0:
+            raise ValueError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
+        if self.random_state is not None and not isinstance(self.random_state, int):
+            raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
+        return flt, head, make_base(self.base, self.base_params)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> DLSAClassifier:
+        """Fit the cascade on features X (N, D) and labels y (N,).
+
+        Raises:
+            ValueError: on invalid features/labels, a class with fewer than 2 samples, a
+                level with fewer samples than clusters, or a bad hyper-parameter.
+        """
+        flt_cfg, head_cfg, base = self._resolved()
+        X, y_raw = check_features(X, y, source="X")
+        assert y_raw is not None
+        self.classes_, y_enc = np.unique(y_raw, return_inverse=True)
+        counts = np.bincount(y_enc, minlength=len(self.classes_))
+        _check_class_counts(self.classes_, counts)
+        self.n_features_in_ = X.shape[1]
+        self.class_counts_ = counts
+        self.base_ = base
+        seeds = np.random.SeedSequence(self.random_state).spawn(2 * self.depth + 1)
+        gens = [_generator(s) for s in seeds]
+        device = torch.device(self.device)
+        x_all = torch.from_numpy(X).to(device)
+        y_all = torch.from_numpy(y_enc.astype(np.int64)).to(device)
+        is_tail = torch.from_numpy(counts <= HEAD_THRESHOLD).to(device)
+        self.filters_ = nn.ModuleList()
+        self.heads_ = nn.ModuleList()
+        self.reports_: list[dict[str, Any]] = []
+        x, yl = x_all, y_all
+        for level in range(self.depth):
+            x, yl = self._fit_level(
+                level, x, yl, is_tail, flt_cfg, head_cfg, gens[2 * level : 2 * level + 2]
+            )
+        self.regular_ = self._fit_stage(
+            base, x, None, yl, head_cfg, gens[-1], "regular classifier"
+        )
+        return self
+
+    def _fit_level(
+        self,
+        level: int,
+        x: Tensor,
+        y: Tensor,
+        is_tail: Tensor,
+        flt_cfg: FilterConfig,
+        head_cfg: HeadConfig,
+        gens: list[torch.Generator],
+    ) -> tuple[Tensor, Tensor]:
+        """Fit filter ``level`` and its cluster-aided classifier; return what goes on."""
+        n_classes = len(self.classes_)
+        flt = FlowFilter(x.shape[1], n_classes, flt_cfg, generator=gens[0]).to(x.device)
+        logger.info("level %d: flow filter on %d samples", level + 1, x.shape[0])
+        report = flt.fit(x, y, generator=gens[0], progress=self.verbose)
+        out = flt.transform(x)
+        mask = flt.route(out.log_prob)
+        inputs = torch.cat([x[mask], out.z[mask]], dim=1)
+        prior = flt.cluster_prior(out.cluster[mask])
+        head = self._fit_stage(
+            self.base_, inputs, prior, y[mask], head_cfg, gens[1], f"cluster-aided {level + 1}"
+        )
+        self.filters_.append(flt)
+        self.heads_.append(head)
+        self.reports_.append(_level_report(report, y, mask, is_tail))
+        return x[~mask], y[~mask]
+
+    def _fit_stage(
+        self,
+        base: BaseMethod,
+        inputs: Tensor,
+        prior: Tensor | None,
+        y: Tensor,
+        head_cfg: HeadConfig,
+        generator: torch.Generator,
+        desc: str,
+    ) -> StageClassifier:
+        n_classes = len(self.classes_)
+        model = base.build(
+            inputs.shape[1], n_classes, use_prior=prior is not None, generator=generator
+        ).to(inputs.device)
+        counts = torch.bincount(y, minlength=n_classes).to(inputs.dtype)
+        data = StageData(inputs, y, counts, prior)
+        base.fit(model, data, head_cfg, generator, progress=self.verbose, desc=desc)
+        return model
+
+    # --------------------------------------------------------------- inference
+    def _check_X(self, X: np.ndarray) -> Tensor:
+        check_is_fitted(self, "regular_")
+        X, _ = check_features(X, source="X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but this model was fitted with "
+                f"{self.n_features_in_} features"
+            )
+        return torch.from_numpy(X).to(self._device())
+
+    def _device(self) -> torch.device:
+        return self.regular_.input_mean.device
+
+    @torch.no_grad()
+    def _logits_and_stage(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (N, C) from the stage that handles each sample, and that stage (N,)."""
+        n = x.shape[0]
+        logits = x.new_zeros(n, len(self.classes_))
+        stage = torch.full((n,), len(self.filters_), dtype=torch.long, device=x.device)
+        remaining = torch.arange(n, device=x.device)
+        for level, (flt, head) in enumerate(zip(self.filters_, self.heads_, strict=True)):
+            if remaining.numel() == 0:
+                break
+            out = flt.transform(x[remaining])
+            mask = flt.route(out.log_prob)
+            idx = remaining[mask]
+            if idx.numel() > 0:
+                inputs = torch.cat([x[idx], out.z[mask]], dim=1)
+                prior = flt.cluster_prior(out.cluster[mask])
+                logits[idx] = self.base_.logits(head, inputs, prior)
+                stage[idx] = level
+            remaining = remaining[~mask]
+        if remaining.numel() > 0:
+            logits[remaining] = self.base_.logits(self.regular_, x[remaining], None)
+        return logits, stage
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Logits (N, C) of the stage that handles each sample."""
+        return self._logits_and_stage(self._check_X(X))[0].cpu().numpy()
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C), columns in the order of ``classes_``."""
+        logits, _ = self._logits_and_stage(self._check_X(X))
+        return torch.softmax(logits, dim=1).cpu().numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted labels (N,), values from ``classes_``."""
+        logits, _ = self._logits_and_stage(self._check_X(X))
+        return self.classes_[logits.argmax(dim=1).cpu().numpy()]
+
+    def route(self, X: np.ndarray) -> np.ndarray:
+        """Stage of each sample (N,): ``l`` (0-based) for the cluster-aided classifier of
+        level ``l``, ``len(filters_)`` for the regular classifier."""
+        return self._logits_and_stage(self._check_X(X))[1].cpu().numpy()
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted model to the folder ``path``: tensors in
+        ``model.safetensors``, everything else in ``model.json``. The folder is written
+        beside its destination and renamed into place, so a failure leaves nothing
+        half-written."""
+        check_is_fitted(self, "regular_")
+        dest = Path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+        try:
+            save_file(self._state_tensors(), str(tmp / "model.safetensors"))
+            (tmp / "model.json").write_text(json.dumps(self._metadata(), indent=2))
+            _replace_dir(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
+
+    def _state_tensors(self) -> dict[str, Tensor]:
+        tensors: dict[str, Tensor] = {}
+        for prefix, module in (
+            ("filters", self.filters_),
+            ("heads", self.heads_),
+            ("regular", self.regular_),
+        ):
+            for key, value in module.state_dict().items():
+                tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
+        return tensors
+
+    def _metadata(self) -> dict[str, Any]:
+        from dlsa import __version__
+
+        flt, head, _ = self._resolved()
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "dlsa_version": __version__,
+            "params": {
+                "depth": self.depth,
+                "base": self.base,
+                "base_params": base_params(self.base_),
+                "flow_filter": to_dict(flt),
+                "head": to_dict(head),
+                "random_state": self.random_state,
+            },
+            "classes": self.classes_.tolist(),
+            "class_counts": self.class_counts_.tolist(),
+            "n_features_in": int(self.n_features_in_),
+            "n_levels": len(self.filters_),
+            "reports": self.reports_,
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> DLSAClassifier:
+        """Read a model written by :meth:`save`. No code is executed: tensors come from
+        safetensors and the rest from JSON.
+
+        Raises:
+            ValueError: if the folder is not a dlsa model or its files do not match.
+        """
+        folder = Path(path)
+        meta = _read_metadata(folder)
+        params = meta["params"]
+        clf = cls(
+            depth=params["depth"],
+            base=params["base"],
+            base_params=params["base_params"],
+            flow_filter=from_dict(FilterConfig, params["flow_filter"], where="flow_filter"),
+            head=from_dict(HeadConfig, params["head"], where="head"),
+            random_state=params["random_state"],
+            device=device,
+        )
+        clf._restore(meta, load_file(str(folder / "model.safetensors")), device)
+        return clf
+
+    def _restore(self, meta: dict[str, Any], tensors: dict[str, Tensor], device: str) -> None:
+        flt_cfg, _, base = self._resolved()
+        self.classes_ = np.asarray(meta["classes"])
+        self.class_counts_ = np.asarray(meta["class_counts"], dtype=np.int64)
+        self.n_features_in_ = int(meta["n_features_in"])
+        self.base_ = base
+        self.reports_ = meta.get("reports", [])
+        d, c, n_levels = self.n_features_in_, len(self.classes_), int(meta["n_levels"])
+        dummy = torch.Generator().manual_seed(0)
+        self.filters_ = nn.ModuleList(
+            FlowFilter(d, c, flt_cfg, generator=dummy) for _ in range(n_levels)
+        )
+        self.heads_ = nn.ModuleList(
+            base.build(2 * d, c, use_prior=True, generator=dummy) for _ in range(n_levels)
+        )
+        self.regular_ = base.build(d, c, use_prior=False, generator=dummy)
+        for prefix, module in (
+            ("filters", self.filters_),
+            ("heads", self.heads_),
+            ("regular", self.regular_),
+        ):
+            state = {
+                k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")
+            }
+            try:
+                module.load_state_dict(state, strict=True)
+            except RuntimeError as err:
+                raise ValueError(f"model tensors do not match its metadata: {err}") from err
+            module.to(device).eval()
+
+
+def _check_class_counts(classes: np.ndarray, counts: np.ndarray) -> None:
+    small = np.flatnonzero(counts < 2)
+    if small.size:
+        shown = ", ".join(f"{classes[i].tolist()!r} ({counts[i]} sample)" for i in small[:5])
+        raise ValueError(
+            f"{small.size} class(es) have fewer than 2 training samples: {shown}; DLSA needs "
+            "at least 2 per class (drop those classes or merge them)"
+        )
+
+
+def _generator(seed: np.random.SeedSequence) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed.generate_state(1, dtype=np.uint64)[0] >> 1))
+
+
+def _level_report(
+    report: FilterReport, y: Tensor, mask: Tensor, is_tail: Tensor
+) -> dict[str, Any]:
+    tail = is_tail[y]
+    routed = int(mask.sum())
+    return {
+        "filter": dataclasses.asdict(report),
+        "n_input": int(y.numel()),
+        "n_routed": routed,
+        "tail_share_input": float(tail.float().mean()),
+        "tail_share_routed": float(tail[mask].float().mean()) if routed else None,
+    }
+
+
+def _replace_dir(src: Path, dest: Path) -> None:
+    """Move folder ``src`` to ``dest``, replacing an existing dlsa model folder."""
+    if dest.exists():
+        if not (dest / "model.json").is_file() and any(dest.iterdir()):
+            raise FileExistsError(
+                f"{dest} exists and is not a dlsa model folder; not replacing it"
+            )
+        backup = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(backup, ignore_errors=True)
+        dest.rename(backup)
+        src.rename(dest)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        src.rename(dest)
+
+
+def _read_metadata(folder: Path) -> dict[str, Any]:
+    meta_path = folder / "model.json"
+    if not meta_path.is_file() or not (folder / "model.safetensors").is_file():
+        raise ValueError(
+            f"{folder}: not a dlsa model folder (needs model.json and model.safetensors)"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_path}: invalid JSON ({err})") from err
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path}: not a {FORMAT} v{FORMAT_VERSION} file "
+            f"(format={meta.get('format')!r}, version={meta.get('format_version')!r})"
+        )
+    return meta

@@ -1,0 +1,128 @@
+"""Classifier heads and the stage classifiers of the cascade.
+
+A head maps inputs (N, D_in) to logits (N, C). A :class:`StageClassifier` wraps a head
+with fixed input standardisation and, for the Cluster-aided Classifier, a second fully
+connected layer on the cluster prior:
+
+``logits = FC[x, z] + FC[P(y | h = k_hat)]`` (paper, Sec. 3.4),
+
+where the caller passes the concatenation ``[x, z]`` as the input and the cluster prior
+(N, C) as ``prior``. The Regular Classifier is the same module without the prior branch.
+No losses, samplers or training loops live here.
+
+References:
+    Xu et al., "Constructing Balance from Imbalance for Long-tailed Image Recognition",
+    ECCV 2022, Sec. 3.4.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class LinearHead(nn.Linear):
+    """Plain linear classifier (N, D) -> (N, C).
+
+    Example:
+        >>> LinearHead(4, 3)(torch.randn(2, 4)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, in_features: int, n_classes: int, *, bias: bool = True) -> None:
+        super().__init__(in_features, n_classes, bias=bias)
+
+
+class CosineHead(nn.Module):
+    """Cosine classifier: ``s * cos(x, w_c)`` with a learned or fixed scale s.
+
+    Args:
+        in_features: D.
+        n_classes: C.
+        scale: initial (or fixed) scale s.
+        learn_scale: learn s (as ``log s``).
+
+    References:
+        Gidaris & Komodakis, "Dynamic Few-Shot Visual Learning without Forgetting",
+        CVPR 2018. https://arxiv.org/abs/1804.09458
+
+    Example:
+        >>> head = CosineHead(4, 3, scale=10.0)
+        >>> bool(head(torch.randn(5, 4)).abs().max() <= 10.0 + 1e-5)
+        True
+    """
+
+    def __init__(
+        self, in_features: int, n_classes: int, *, scale: float = 16.0, learn_scale: bool = True
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_classes, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        log_scale = torch.tensor(math.log(scale))
+        if learn_scale:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map (N, D) to scaled cosine logits (N, C)."""
+        return self.log_scale.exp() * F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).T
+
+
+class StageClassifier(nn.Module):
+    """A head with fixed input standardisation and an optional cluster-prior branch.
+
+    Args:
+        head: module mapping standardised inputs (N, D_in) to logits (N, C).
+        n_inputs: D_in.
+        n_classes: C.
+        use_prior: add ``FC[prior]`` for a prior (N, C) (the Cluster-aided Classifier).
+
+    Example:
+        >>> clf = StageClassifier(LinearHead(6, 3), 6, 3, use_prior=True)
+        >>> prior = torch.tensor([[1.0, 0.0, 0.0]]).expand(2, 3)
+        >>> clf(torch.randn(2, 6), prior).shape
+        torch.Size([2, 3])
+    """
+
+    input_mean: Tensor
+    input_std: Tensor
+
+    def __init__(self, head: nn.Module, n_inputs: int, n_classes: int, *, use_prior: bool):
+        super().__init__()
+        self.head = head
+        self.n_inputs = n_inputs
+        self.n_classes = n_classes
+        self.register_buffer("input_mean", torch.zeros(n_inputs))
+        self.register_buffer("input_std", torch.ones(n_inputs))
+        self.prior_fc = nn.Linear(n_classes, n_classes) if use_prior else None
+
+    @property
+    def use_prior(self) -> bool:
+        """Whether the cluster-prior branch exists."""
+        return self.prior_fc is not None
+
+    @torch.no_grad()
+    def fit_standardization(self, inputs: Tensor) -> None:
+        """Store the mean and std (floored at 1e-6) of training inputs (N, D_in)."""
+        self.input_mean.copy_(inputs.mean(dim=0))
+        self.input_std.copy_(inputs.std(dim=0, unbiased=False).clamp_min(1e-6))
+
+    def standardize(self, inputs: Tensor) -> Tensor:
+        """(N, D_in) -> (N, D_in) with the stored statistics."""
+        return (inputs - self.input_mean) / self.input_std
+
+    def prior_logits(self, prior: Tensor | None) -> Tensor | float:
+        """``FC[prior]`` (N, C), or 0 without the prior branch."""
+        if self.prior_fc is None:
+            return 0.0
+        if prior is None:
+            raise ValueError("this cluster-aided classifier needs the cluster prior (N, C)")
+        return self.prior_fc(prior)
+
+    def forward(self, inputs: Tensor, prior: Tensor | None = None) -> Tensor:
+        """Logits (N, C) of inputs (N, D_in) and, if used, the cluster prior (N, C)."""
+        return self.head(self.standardize(inputs)) + self.prior_logits(prior)

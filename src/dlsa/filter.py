@@ -1,0 +1,352 @@
+"""Gaussian Mixture Flow Filter: a MAF onto a fixed Gaussian-mixture latent, trained with
+the weighted MLE, balancedness and purity losses, that routes the most likely samples.
+
+``log p(x) = logsumexp_k log N(z | mu_k, I) - log K + log|det dz/dx|`` with ``z = g^-1(x)``.
+After training, ``threshold`` is the likelihood above which the ``proportion`` most
+likely training samples of this level lie; a sample goes to the level's cluster-aided
+classifier iff ``log p(x) >= threshold``.
+
+The filter does not train classifiers.
+
+References:
+    Xu et al., "Constructing Balance from Imbalance for Long-tailed Image Recognition",
+    ECCV 2022, Sec. 3.3 and supplement Sec. 2-3, 5.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from dlsa.config import FilterConfig
+from dlsa.flows import MAF
+from dlsa.losses import (
+    MomentumEstimator,
+    balancedness_loss,
+    cap_class_weights,
+    class_weights,
+    purity_loss,
+    sample_purity_pairs,
+    weighted_nll,
+)
+from dlsa.mixture import GaussianMixtureLatent
+from dlsa.training import OptimSettings, train_epochs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FilterOutput:
+    """Scores of samples under a flow filter (eval mode).
+
+    Attributes:
+        z: (N, D) latent codes.
+        log_prob: (N,) log-likelihoods ``log p(x)``.
+        cluster: (N,) most probable cluster ``k_hat``.
+    """
+
+    z: Tensor
+    log_prob: Tensor
+    cluster: Tensor
+
+
+@dataclass
+class FilterReport:
+    """How a flow filter's training went (all numbers on the level's train samples).
+
+    Attributes:
+        n_samples: samples of the level.
+        n_classes: classes present at the level.
+        losses: per epoch, the mean of each loss term.
+        good_clusters: per epoch, clusters with purity > min_purity and size > min_size.
+        largest_share: per epoch, share of the samples in the largest cluster.
+        selected_epoch: the epoch whose weights were kept (1-based).
+        selection: how it was chosen ("most good clusters" or a fallback reason).
+        diverged_epoch: epoch in which a non-finite loss stopped training, if any.
+        threshold: the routing threshold on ``log p(x)``.
+    """
+
+    n_samples: int
+    n_classes: int
+    losses: list[dict[str, float]] = field(default_factory=list)
+    good_clusters: list[int] = field(default_factory=list)
+    largest_share: list[float] = field(default_factory=list)
+    selected_epoch: int = 0
+    selection: str = ""
+    diverged_epoch: int | None = None
+    threshold: float = float("nan")
+
+
+def cluster_class_histogram(
+    clusters: Tensor, target: Tensor, n_clusters: int, n_classes: int
+) -> Tensor:
+    """Counts (K, C) of samples of each class in each cluster.
+
+    Args:
+        clusters: (N,) cluster indices.
+        target: (N,) class indices.
+
+    Example:
+        >>> cluster_class_histogram(torch.tensor([0, 0, 1]), torch.tensor([1, 1, 0]), 2, 2)
+        tensor([[0., 2.],
+                [1., 0.]])
+    """
+    flat = clusters.long() * n_classes + target.long()
+    counts = torch.bincount(flat, minlength=n_clusters * n_classes)
+    return counts.reshape(n_clusters, n_classes).float()
+
+
+def top_fraction_threshold(log_prob: Tensor, proportion: float) -> float:
+    """Threshold such that ``log_prob >= threshold`` selects the top ``proportion``.
+
+    With ``k = max(1, round(proportion * N))`` it is the k-th largest value, so exactly k
+    samples pass when the values are distinct.
+
+    Example:
+        >>> top_fraction_threshold(torch.arange(10.0), 0.3)
+        7.0
+    """
+    k = max(1, int(round(proportion * log_prob.numel())))
+    return float(torch.topk(log_prob.detach().flatten(), k).values[-1])
+
+
+class FlowFilter(nn.Module):
+    """One Gaussian Mixture Flow Filter.
+
+    Args:
+        n_features: D (>= 2).
+        n_classes: C, the number of classes of the whole problem.
+        config: the filter's configuration.
+        generator: draws the mixture means and the initial flow weights.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> cfg = FilterConfig(epochs=1, batch_size=32)
+        >>> cfg = cfg.__class__(**{**cfg.__dict__, "mixture": cfg.mixture.__class__(4)})
+        >>> flt = FlowFilter(3, 2, cfg, generator=g)
+        >>> x, y = torch.randn(64, 3), torch.arange(64) % 2
+        >>> report = flt.fit(x, y, generator=g)
+        >>> int(flt.route(flt.transform(x).log_prob).sum())
+        19
+    """
+
+    threshold: Tensor
+    cluster_counts: Tensor
+
+    def __init__(
+        self, n_features: int, n_classes: int, config: FilterConfig, *, generator: torch.Generator
+    ) -> None:
+        super().__init__()
+        from dlsa.bases import seeded  # local: bases imports classifiers, not filter
+
+        fc = config.flow
+        self.config = config
+        self.n_classes = n_classes
+        self.flow = seeded(
+            lambda: MAF(
+                n_features,
+                fc.n_blocks,
+                fc.hidden_features,
+                batch_norm=fc.batch_norm,
+                bn_momentum=fc.bn_momentum,
+                bn_eps=fc.bn_eps,
+            ),
+            generator,
+        )
+        self.latent = GaussianMixtureLatent.random(
+            config.mixture.n_components,
+            n_features,
+            sigma=config.mixture.sigma,
+            generator=generator,
+        )
+        self.register_buffer("threshold", torch.tensor(float("nan")))
+        self.register_buffer("cluster_counts", torch.zeros(config.mixture.n_components, n_classes))
+
+    @property
+    def n_components(self) -> int:
+        """K."""
+        return self.latent.n_components
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Map x (N, D) to z (N, D), ``log p(x)`` (N,) and ``log P(k | x)`` (N, K)."""
+        z, ladj = self.flow(x)
+        log_prob_z, log_post = self.latent(z)
+        return z, log_prob_z + ladj, log_post
+
+    @torch.no_grad()
+    def transform(self, x: Tensor) -> FilterOutput:
+        """Score x (N, D) in eval mode, in batches of ``eval_batch_size``."""
+        was_training = self.training
+        self.eval()
+        zs, lps, ks = [], [], []
+        for chunk in torch.split(x, self.config.eval_batch_size):
+            z, lp, log_post = self(chunk)
+            zs.append(z)
+            lps.append(lp)
+            ks.append(log_post.argmax(dim=-1))
+        self.train(was_training)
+        return FilterOutput(torch.cat(zs), torch.cat(lps), torch.cat(ks))
+
+    def route(self, log_prob: Tensor) -> Tensor:
+        """Boolean mask (N,): True for samples sent to the cluster-aided classifier."""
+        if torch.isnan(self.threshold):
+            raise RuntimeError("this FlowFilter is not fitted: call fit() first")
+        return log_prob >= self.threshold
+
+    def cluster_prior(self, cluster: Tensor) -> Tensor:
+        """``P(y | h = k_hat)`` (N, C) for clusters (N,): the class frequencies of the
+        training samples of this level in each sample's cluster (zeros for a cluster that
+        held no training sample)."""
+        counts = self.cluster_counts[cluster]
+        return counts / counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
+
+    def fit(
+        self, x: Tensor, y: Tensor, *, generator: torch.Generator, progress: bool = False
+    ) -> FilterReport:
+        """Train on a level's samples x (N, D) with classes y (N,), keep the best epoch by
+        train statistics, and fix the routing threshold.
+
+        Raises:
+            ValueError: if the level has fewer samples than clusters or fewer than two
+                classes.
+            FloatingPointError: if the loss is non-finite already in the first epoch.
+        """
+        n, k = x.shape[0], self.n_components
+        present = int(torch.unique(y).numel())
+        if n < k:
+            raise ValueError(
+                f"the level has {n} training samples but the filter has K={k} clusters; "
+                "use fewer clusters (flow_filter.mixture.n_components) or a smaller depth"
+            )
+        if present < 2:
+            raise ValueError(f"the level has samples of {present} class; a filter needs two")
+        report = FilterReport(n_samples=n, n_classes=present)
+        trainer = _FilterTrainer(self, x, y, generator, report)
+        trainer.run(progress)
+        out = self.transform(x)
+        self.threshold.fill_(top_fraction_threshold(out.log_prob, self.config.proportion))
+        report.threshold = float(self.threshold)
+        hist = cluster_class_histogram(out.cluster, y, k, self.n_classes)
+        self.cluster_counts.copy_(hist.to(self.cluster_counts))
+        return report
+
+
+class _FilterTrainer:
+    """The training run of one :class:`FlowFilter` (losses, epoch selection)."""
+
+    def __init__(
+        self,
+        flt: FlowFilter,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator,
+        report: FilterReport,
+    ) -> None:
+        cfg = flt.config
+        self.flt, self.x, self.y, self.generator, self.report = flt, x, y, generator, report
+        counts = torch.bincount(y, minlength=flt.n_classes).to(x.dtype)
+        weights = cap_class_weights(class_weights(counts, cfg.q), counts, cfg.max_class_share)
+        self.sample_weights = weights[y]
+        self.momentum = MomentumEstimator(cfg.eta)
+        self.n_pairs = max(1, int(round(cfg.purity_pairs * cfg.batch_size)))
+        self.best_state: dict[str, Tensor] | None = None
+        self.best_score = -1
+        self.last_state: dict[str, Tensor] | None = None
+        self.terms: dict[str, float] = {}
+        self.steps = 0
+
+    def step_loss(self, idx: Tensor) -> Tensor:
+        cfg, flt = self.flt.config, self.flt
+        pi, pj = sample_purity_pairs(self.y, self.n_pairs, self.generator)
+        b = idx.numel()
+        _, log_prob, log_post = flt(torch.cat([self.x[idx], self.x[pi], self.x[pj]]))
+        mle = weighted_nll(log_prob[:b], self.sample_weights[idx]) / self.x.shape[1]
+        p_batch = log_post[:b].exp().mean(dim=0)
+        bal = balancedness_loss(self.momentum.update(p_batch))
+        pure = purity_loss(
+            log_post[b : b + self.n_pairs],
+            log_post[b + self.n_pairs :],
+            detach_i=cfg.detach_purity_target,
+        )
+        terms = {"mle": mle, "bal": bal, "pure": pure}
+        for name, value in terms.items():
+            self.terms[name] = self.terms.get(name, 0.0) + float(value.detach())
+        self.steps += 1
+        return cfg.lambda_mle * mle + cfg.lambda_bal * bal + cfg.lambda_pure * pure
+
+    def epoch_end(self, epoch: int, loss: float) -> None:
+        cfg, report = self.flt.config, self.report
+        report.losses.append({k: v / max(self.steps, 1) for k, v in self.terms.items()})
+        self.terms, self.steps = {}, 0
+        out = self.flt.transform(self.x)
+        hist = cluster_class_histogram(
+            out.cluster, self.y, self.flt.n_components, self.flt.n_classes
+        )
+        sizes = hist.sum(dim=1)
+        purity = hist.max(dim=1).values / sizes.clamp_min(1.0)
+        good = int(((purity > cfg.min_purity) & (sizes > cfg.min_cluster_size)).sum())
+        share = float(sizes.max() / self.x.shape[0])
+        report.good_clusters.append(good)
+        report.largest_share.append(share)
+        state = copy.deepcopy(self.flt.state_dict())
+        self.last_state = state
+        finite = bool(torch.isfinite(out.log_prob).all())
+        if finite and share <= cfg.max_cluster_share and good >= self.best_score:
+            self.best_score, self.best_state = good, state
+            report.selected_epoch = epoch
+        logger.info(
+            "filter epoch %d: loss %.4g, good clusters %d, largest cluster %.1f%%",
+            epoch,
+            loss,
+            good,
+            100 * share,
+        )
+
+    def run(self, progress: bool) -> None:
+        cfg, report = self.flt.config, self.report
+        settings = OptimSettings(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            grad_clip=cfg.grad_clip,
+            min_batch=2,
+        )
+        n = self.x.shape[0]
+        self.flt.train()
+        history = train_epochs(
+            self.flt.flow.parameters(),
+            self.step_loss,
+            lambda: torch.randperm(n, generator=self.generator).to(self.x.device),
+            settings,
+            on_epoch_end=self.epoch_end,
+            progress=progress,
+            desc="flow filter",
+        )
+        report.diverged_epoch = history.diverged_epoch
+        self._select(len(history.losses))
+        self.flt.eval()
+
+    def _select(self, n_epochs: int) -> None:
+        report = self.report
+        if self.best_state is not None and self.best_score > 0:
+            report.selection = "most good clusters"
+        elif self.best_state is not None:
+            report.selection = "fallback: no cluster met the purity/size bar; latest epoch"
+        elif self.last_state is not None:
+            report.selection = "fallback: every epoch had an oversized cluster; latest epoch"
+            self.best_state, report.selected_epoch = self.last_state, n_epochs
+        else:
+            raise FloatingPointError(
+                "the flow filter's loss became non-finite in its first epoch; lower "
+                "flow_filter.lr or flow_filter.max_class_share, or set flow_filter.grad_clip"
+            )
+        if report.diverged_epoch is not None:
+            report.selection += f" (training stopped: non-finite loss in epoch "
+            report.selection += f"{report.diverged_epoch})"
+        self.flt.load_state_dict(self.best_state)
