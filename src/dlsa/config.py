@@ -91,6 +91,9 @@ class FilterConfig:
     """Purity a cluster needs to count as good in flow-epoch selection (original release)."""
     min_cluster_size: int = 10
     """Size a cluster needs to count as good in flow-epoch selection (original release)."""
+    selection_start: float = 0.5
+    """Flow-epoch selection only considers epochs after this fraction of training, so
+    that a barely trained flow is never kept (not in the paper)."""
     max_cluster_share: float = 0.5
     """An epoch whose largest cluster holds more than this share of the level's train
     samples is never selected (not in the paper; the original used an absolute 5000)."""

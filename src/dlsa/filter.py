@@ -295,7 +295,8 @@ class _FilterTrainer:
         state = copy.deepcopy(self.flt.state_dict())
         self.last_state = state
         finite = bool(torch.isfinite(out.log_prob).all())
-        if finite and share <= cfg.max_cluster_share and good >= self.best_score:
+        warm = epoch >= max(1, round(cfg.selection_start * cfg.epochs))
+        if warm and finite and share <= cfg.max_cluster_share and good >= self.best_score:
             self.best_score, self.best_state = good, state
             report.selected_epoch = epoch
         logger.info(

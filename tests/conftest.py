@@ -1,0 +1,42 @@
+"""Shared fixtures: float64 by default for the math tests, a small synthetic set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dlsa.synthetic import SyntheticSplit, make_long_tailed_features
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu", help="torch device for the math tests")
+    parser.addoption("--dtype", default="float64", choices=["float32", "float64"])
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> torch.device:
+    return torch.device(request.config.getoption("--device"))
+
+
+@pytest.fixture
+def dtype(request: pytest.FixtureRequest) -> torch.dtype:
+    return getattr(torch, request.config.getoption("--dtype"))
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def lt_data() -> SyntheticSplit:
+    """30 classes, D=8, counts 120 .. 3 (imbalance 40)."""
+    return make_long_tailed_features(
+        n_classes=30, n_features=8, n_max=120, imbalance=40, n_test_per_class=10, seed=3
+    )
+
+
+@pytest.fixture(scope="session")
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -1,0 +1,170 @@
+"""DLSAClassifier end to end: fit/predict/save/load, routing, seeds, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from dlsa import DLSAClassifier
+from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
+
+FLT = FilterConfig(
+    mixture=MixtureConfig(n_components=10, sigma=0.5), epochs=4, batch_size=128, lr=0.2
+)
+HEAD = HeadConfig(epochs=5, batch_size=128)
+
+
+def make(**kw) -> DLSAClassifier:
+    params = {"depth": 2, "flow_filter": FLT, "head": HEAD, "random_state": 0} | kw
+    return DLSAClassifier(**params)
+
+
+@pytest.fixture(scope="module")
+def fitted(lt_data):
+    return make().fit(lt_data.X_train, lt_data.y_train)
+
+
+def test_predict_shapes_and_probabilities(fitted, lt_data):
+    proba = fitted.predict_proba(lt_data.X_test)
+    assert proba.shape == (lt_data.X_test.shape[0], 30)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    pred = fitted.predict(lt_data.X_test)
+    np.testing.assert_array_equal(pred, fitted.classes_[proba.argmax(1)])
+    assert 0.0 <= fitted.score(lt_data.X_test, lt_data.y_test) <= 1.0
+
+
+def test_train_routing_matches_the_thresholds_fixed_at_fit(fitted, lt_data):
+    stage = fitted.route(lt_data.X_train)
+    n = len(lt_data.y_train)
+    first = round(0.3 * n)
+    assert int((stage == 0).sum()) == first
+    assert int((stage == 1).sum()) == round(0.3 * (n - first))
+    assert set(np.unique(stage)) <= {0, 1, 2}
+    for report in fitted.reports_:
+        assert report["n_routed"] == round(0.3 * report["n_input"])
+
+
+def test_save_load_gives_identical_predictions(fitted, lt_data, tmp_path):
+    path = fitted.save(tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir()) == ["model.json", "model.safetensors"]
+    loaded = DLSAClassifier.load(path)
+    np.testing.assert_array_equal(
+        loaded.predict_proba(lt_data.X_test), fitted.predict_proba(lt_data.X_test)
+    )
+    np.testing.assert_array_equal(loaded.route(lt_data.X_test), fitted.route(lt_data.X_test))
+    assert loaded.get_params()["flow_filter"] == FLT
+
+
+def test_saving_over_an_existing_model_replaces_it(fitted, tmp_path):
+    fitted.save(tmp_path / "m")
+    fitted.save(tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_save_refuses_to_replace_a_foreign_folder(fitted, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        fitted.save(tmp_path / "m")
+    assert (tmp_path / "m" / "notes.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_load_rejects_a_non_model_folder(tmp_path):
+    with pytest.raises(ValueError, match="not a dlsa model folder"):
+        DLSAClassifier.load(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"format": "other"}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a dlsa-model"):
+        DLSAClassifier.load(tmp_path)
+
+
+def test_non_contiguous_labels_are_mapped_back(lt_data):
+    y = lt_data.y_train * 10 + 7
+    clf = make(depth=1).fit(lt_data.X_train, y)
+    pred = clf.predict(lt_data.X_test)
+    assert set(pred) <= set(np.unique(y))
+    np.testing.assert_array_equal(clf.classes_, np.unique(y))
+
+
+def test_same_random_state_gives_identical_predictions_and_refit_starts_over(lt_data):
+    a = make(depth=1).fit(lt_data.X_train, lt_data.y_train)
+    b = make(depth=1).fit(lt_data.X_train, lt_data.y_train)
+    p = a.predict_proba(lt_data.X_test)
+    np.testing.assert_array_equal(p, b.predict_proba(lt_data.X_test))
+    a.fit(lt_data.X_train, lt_data.y_train)
+    np.testing.assert_array_equal(p, a.predict_proba(lt_data.X_test))
+    c = make(depth=1, random_state=1).fit(lt_data.X_train, lt_data.y_train)
+    assert not np.array_equal(p, c.predict_proba(lt_data.X_test))
+
+
+def test_depth_zero_is_the_base_method_alone(lt_data):
+    clf = make(depth=0).fit(lt_data.X_train, lt_data.y_train)
+    assert len(clf.filters_) == 0
+    assert np.all(clf.route(lt_data.X_test) == 0)
+
+
+def test_get_set_params_and_clone():
+    clf = make()
+    assert clf.get_params()["depth"] == 2
+    clf.set_params(depth=1)
+    assert clone(clf).depth == 1
+
+
+def test_first_filter_routes_a_tail_richer_set(fitted):
+    report = fitted.reports_[0]
+    assert report["tail_share_routed"] > report["tail_share_input"]
+
+
+# ------------------------------------------------------------------ bad input
+def test_nan_features_are_rejected(lt_data):
+    X = lt_data.X_train.copy()
+    X[5, 2] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite.*row 5, column 2"):
+        make().fit(X, lt_data.y_train)
+
+
+def test_feature_label_count_mismatch(lt_data):
+    with pytest.raises(ValueError, match="feature rows but"):
+        make().fit(lt_data.X_train, lt_data.y_train[:-1])
+
+
+def test_predict_with_other_feature_dimension(fitted, lt_data):
+    with pytest.raises(ValueError, match="X has 5 features, but this model was fitted with 8"):
+        fitted.predict(lt_data.X_test[:, :5])
+
+
+def test_class_with_one_sample(lt_data):
+    X = np.vstack([lt_data.X_train, lt_data.X_train[:1]])
+    y = np.append(lt_data.y_train, 99)
+    with pytest.raises(ValueError, match=r"99 \(1 sample\)"):
+        make().fit(X, y)
+
+
+def test_more_clusters_than_samples_at_a_level(lt_data):
+    flt = FilterConfig(mixture=MixtureConfig(n_components=700), epochs=1)
+    with pytest.raises(ValueError, match="K=700"):
+        make(flow_filter=flt).fit(lt_data.X_train, lt_data.y_train)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"depth": -1}, "depth"),
+        ({"base": "nope"}, "unknown base"),
+        ({"random_state": "x"}, "random_state"),
+    ],
+)
+def test_bad_hyper_parameters_name_the_parameter(lt_data, params, match):
+    with pytest.raises(ValueError, match=match):
+        make(**params).fit(lt_data.X_train, lt_data.y_train)
+
+
+def test_predict_before_fit():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        make().predict(np.zeros((2, 8)))
