@@ -309,19 +309,19 @@ def test_confusion_binned_validates() -> None:
 
 def test_tsne_embedding_subsample_is_deterministic() -> None:
     X = np.random.default_rng(1).normal(size=(60, 5))
-    emb_a, idx_a = tsne_embedding(X, random_state=3, perplexity=5.0, max_samples=25)
-    emb_b, idx_b = tsne_embedding(X, random_state=3, perplexity=5.0, max_samples=25)
+    emb_a, idx_a = tsne_embedding(X, random_state=3, perplexity=5.0, max_samples=25, n_threads=1)
+    emb_b, idx_b = tsne_embedding(X, random_state=3, perplexity=5.0, max_samples=25, n_threads=1)
     assert emb_a.shape == (25, 2) and idx_a.shape == (25,)
     assert np.all(np.diff(idx_a) > 0) and idx_a.max() < 60
     np.testing.assert_array_equal(idx_a, idx_b)
     np.testing.assert_allclose(emb_a, emb_b)
-    _, idx_c = tsne_embedding(X, random_state=4, perplexity=5.0, max_samples=25)
+    _, idx_c = tsne_embedding(X, random_state=4, perplexity=5.0, max_samples=25, n_threads=1)
     assert not np.array_equal(idx_a, idx_c)
 
 
 def test_tsne_embedding_keeps_all_when_small_and_validates() -> None:
     X = np.random.default_rng(2).normal(size=(15, 3))
-    emb, idx = tsne_embedding(X, random_state=0, perplexity=4.0)
+    emb, idx = tsne_embedding(X, random_state=0, perplexity=4.0, n_threads=1)
     assert emb.shape == (15, 2) and idx.tolist() == list(range(15))
     assert np.isfinite(emb).all()
     with pytest.raises(ValueError, match=r"X must be 2-D.*\(15,\)"):

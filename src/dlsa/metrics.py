@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 from sklearn.metrics import matthews_corrcoef, normalized_mutual_info_score
+from threadpoolctl import threadpool_limits
 
 SHOT_GROUPS: tuple[str, str, str] = ("many", "medium", "few")
 """Names of the shot groups, from most to least frequent."""
@@ -445,6 +446,7 @@ def tsne_embedding(
     random_state: int,
     perplexity: float = 30.0,
     max_samples: int = 5000,
+    n_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """2-D t-SNE embedding of features, on a deterministic subsample (Fig. 8).
 
@@ -457,6 +459,9 @@ def tsne_embedding(
         random_state: seed of the subsample and of ``sklearn.manifold.TSNE``.
         perplexity: t-SNE perplexity; must be below the number of embedded samples.
         max_samples: most samples embedded (t-SNE is quadratic in time).
+        n_threads: OpenMP threads of scikit-learn's t-SNE gradient; ``None`` keeps its
+            default (all cores). On a busy shared machine, 1 avoids OpenMP barriers
+            stalling for seconds while a thread waits to be scheduled.
 
     Returns:
         ``(embedding, indices)``: embedding of shape (M, 2) and the sorted rows of ``X``
@@ -467,7 +472,9 @@ def tsne_embedding(
 
     Example:
         >>> X = np.random.default_rng(0).normal(size=(30, 4))
-        >>> emb, idx = tsne_embedding(X, random_state=0, perplexity=5.0, max_samples=20)
+        >>> emb, idx = tsne_embedding(
+        ...     X, random_state=0, perplexity=5.0, max_samples=20, n_threads=1
+        ... )
         >>> emb.shape, idx.shape
         ((20, 2), (20,))
     """
@@ -486,4 +493,6 @@ def tsne_embedding(
             f"got {perplexity}"
         )
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=random_state)
-    return tsne.fit_transform(X[indices]).astype(np.float64), indices
+    with threadpool_limits(limits=n_threads, user_api="openmp"):
+        embedding = tsne.fit_transform(X[indices])
+    return embedding.astype(np.float64), indices
