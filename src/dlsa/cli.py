@@ -1,0 +1,435 @@
+"""The ``dlsa`` command line: fit, evaluate and predict on feature files.
+
+Configuration flags are generated from the dataclasses of :mod:`dlsa.config` (names,
+types, defaults and help text have one source). This module seeds the global RNGs once,
+sets up logging, does the file IO, and touches the test features only in the final
+evaluation. It contains no math.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from dlsa import __version__
+from dlsa.cascade import DLSAClassifier
+from dlsa.config import PRESETS, DLSAConfig, from_dict, get_preset, to_dict
+from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
+from dlsa.features import FeatureFileError, load_features
+from dlsa.report import levels_table, metrics_table, stages_table
+
+logger = logging.getLogger("dlsa")
+
+SKIPPED_FIELDS = {"base_params", "verbose"}
+
+
+class CLIError(Exception):
+    """A user error reported as one line, with exit status 2."""
+
+
+# ------------------------------------------------------------------ config flags
+def field_docs(cls: type[Any]) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string under each field)."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for prev, node in zip(body, body[1:], strict=False):
+        if (
+            isinstance(prev, ast.AnnAssign)
+            and isinstance(prev.target, ast.Name)
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            docs[prev.target.id] = " ".join(node.value.value.split())
+    return docs
+
+
+def config_fields(
+    cls: type[Any] = DLSAConfig, prefix: str = ""
+) -> Iterator[tuple[str, Any, Any, str]]:
+    """Leaf fields of a config as ``(dotted path, type hint, default, help)``."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        if f.name in SKIPPED_FIELDS:
+            continue
+        hint = hints[f.name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            yield from config_fields(hint, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", hint, getattr(default, f.name), docs.get(f.name, "")
+
+
+def _parser_for(hint: Any, path: str) -> Callable[[str], Any]:
+    args = typing.get_args(hint)
+    kinds = [a for a in (args or (hint,)) if a is not type(None)]
+    optional = type(None) in args
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() in ("none", "null"):
+            return None
+        kind = kinds[0]
+        if kind is bool:
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise argparse.ArgumentTypeError(f"--{path} expects true/false, got {text!r}")
+        try:
+            return kind(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"--{path}: {err}") from err
+
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preset/--config`` and one flag per config field."""
+    group = parser.add_argument_group("configuration (overrides the preset or YAML file)")
+    group.add_argument(
+        "--config",
+        default="small",
+        help=f"a preset ({', '.join(PRESETS)}) or a YAML file of DLSAConfig fields",
+    )
+    group.add_argument("--base-params", default=None, help="base method hyper-parameters as JSON")
+    for path, hint, default, doc in config_fields():
+        flag = "--" + path.replace("_", "-")
+        group.add_argument(
+            flag,
+            dest=f"cfg:{path}",
+            type=_parser_for(hint, path),
+            default=argparse.SUPPRESS,
+            metavar=typing.get_args(hint)[0].__name__.upper()
+            if typing.get_args(hint)
+            else getattr(hint, "__name__", "X").upper(),
+            help=f"{doc} (default: {default})",
+        )
+
+
+def resolve_config(args: argparse.Namespace) -> DLSAConfig:
+    """Preset or YAML file, then the command-line overrides."""
+    source = args.config
+    if source in PRESETS:
+        data = to_dict(get_preset(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CLIError(
+                f"--config {source!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+            )
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise CLIError(f"{path}: invalid YAML ({err})") from err
+        data = to_dict(from_dict(DLSAConfig, _check_mapping(loaded, path), where=str(path)))
+    for key, value in vars(args).items():
+        if key.startswith("cfg:"):
+            node = data
+            *parents, leaf = key[4:].split(".")
+            for name in parents:
+                node = node[name]
+            node[leaf] = value
+    if args.base_params is not None:
+        try:
+            data["base_params"] = json.loads(args.base_params)
+        except json.JSONDecodeError as err:
+            raise CLIError(f"--base-params is not valid JSON: {err}") from err
+    try:
+        return from_dict(DLSAConfig, data)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+
+
+def _check_mapping(loaded: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(loaded, dict):
+        raise CLIError(f"{path}: expected a mapping of config fields, got {type(loaded).__name__}")
+    return loaded
+
+
+# ---------------------------------------------------------------- run helpers
+def seed_everything(seed: int | None) -> None:
+    """Seed the global RNGs once, as a safety net for third-party code."""
+    if seed is None:
+        return
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - global safety net, the library never uses it
+    torch.manual_seed(seed)
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree dlsa runs from, if it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+class OutputDir:
+    """A results folder written beside its destination and moved into place at the end,
+    so that a failed run leaves nothing half-written."""
+
+    def __init__(self, dest: Path, *, overwrite: bool) -> None:
+        if dest.exists() and any(dest.iterdir()) and not overwrite:
+            raise CLIError(f"{dest} exists and is not empty; pass --overwrite to replace it")
+        self.dest = dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+
+    def commit(self) -> None:
+        """Move the finished folder into place."""
+        if self.dest.exists():
+            shutil.rmtree(self.dest)
+        self.tmp.rename(self.dest)
+
+    def discard(self) -> None:
+        """Remove the unfinished folder."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _load(path: str, *, require_labels: bool, what: str) -> Any:
+    try:
+        return load_features(path, require_labels=require_labels)
+    except FeatureFileError as err:
+        raise CLIError(f"{what}: {err}") from err
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON (numpy values converted)."""
+    path.write_text(json.dumps(data, indent=2, default=_json_default))
+
+
+# ------------------------------------------------------------------- commands
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Train base and base + DLSA on --train, evaluate both once on --test."""
+    config = resolve_config(args)
+    config = dataclasses.replace(config, verbose=not args.quiet)
+    train = _load(args.train, require_labels=True, what="--train")
+    test = _load(args.test, require_labels=True, what="--test")
+    if test.X.shape[1] != train.X.shape[1]:
+        raise CLIError(
+            f"--test {args.test} has {test.X.shape[1]} features but --train has {train.X.shape[1]}"
+        )
+    seed_everything(config.random_state)
+    out = OutputDir(Path(args.out), overwrite=args.overwrite)
+    try:
+        results = _fit_and_evaluate(config, train, test, out.tmp)
+        results["train"], results["test"] = str(args.train), str(args.test)
+        write_json(out.tmp / "results.json", results)
+        text = _fit_report(results)
+        (out.tmp / "report.md").write_text(text + "\n")
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+    print(text)
+    print(f"\nwrote {out.dest}/ (model/, base_model/, results.json, report.md)")
+    return 0
+
+
+def _fit_and_evaluate(config: DLSAConfig, train: Any, test: Any, folder: Path) -> dict[str, Any]:
+    params = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    timings: dict[str, float] = {}
+    models: dict[str, DLSAClassifier] = {}
+    for name, depth in (("base", 0), ("dlsa", config.depth)):
+        start = time.perf_counter()
+        logger.info("fitting %s (depth %d)", name, depth)
+        models[name] = DLSAClassifier(**(params | {"depth": depth})).fit(train.X, train.y)
+        timings[f"fit_{name}"] = time.perf_counter() - start
+    models["dlsa"].save(folder / "model")
+    models["base"].save(folder / "base_model")
+    target = encode_labels(models["dlsa"], test.y, source="--test")
+    evals = {name: evaluate(m, test.X, test.y) for name, m in models.items()}
+    return {
+        "dlsa_version": __version__,
+        "git_commit": git_commit(),
+        "seed": config.random_state,
+        "config": to_dict(config),
+        "timings_s": timings,
+        "base": {k: evals["base"][k] for k in ("metrics",)},
+        "dlsa": {k: evals["dlsa"][k] for k in ("metrics", "stages", "separation")},
+        "stage_comparison": compare_on_stages(evals["dlsa"], evals["base"], target),
+        "levels": models["dlsa"].reports_,
+        "n_levels": len(models["dlsa"].filters_),
+    }
+
+
+def _fit_report(results: dict[str, Any]) -> str:
+    base = results["config"]["base"]
+    table = metrics_table(
+        {base: results["base"]["metrics"], f"{base} + DLSA": results["dlsa"]["metrics"]},
+        reference=base,
+    )
+    parts = [
+        "## Test metrics (%)",
+        table,
+        "",
+        "## Flow filters (train routing, test separation)",
+        levels_table(results["levels"], results["dlsa"]["separation"]),
+        "",
+        "## Stages on the test set",
+        stages_table(results["stage_comparison"], results["n_levels"]),
+        "",
+        "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in results["timings_s"].items()),
+    ]
+    return "\n".join(parts)
+
+
+def _load_model(path: str) -> DLSAClassifier:
+    try:
+        return DLSAClassifier.load(path)
+    except ValueError as err:
+        raise CLIError(f"--model: {err}") from err
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a saved model on a labelled feature file."""
+    model = _load_model(args.model)
+    data = _load(args.features, require_labels=True, what="--features")
+    try:
+        result = evaluate(model, data.X, data.y, source=str(args.features))
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    name = model.base + (" + DLSA" if model.filters_ else "")
+    print(metrics_table({name: result["metrics"]}))
+    if args.out:
+        payload = {k: result[k] for k in ("metrics", "stages", "separation")}
+        payload |= {"model": str(args.model), "features": str(args.features)}
+        _atomic_write(Path(args.out), lambda p: write_json(p, payload))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict labels (and probabilities, stages) for a feature file."""
+    model = _load_model(args.model)
+    data = _load(args.features, require_labels=False, what="--features")
+    try:
+        proba = model.predict_proba(data.X)
+    except ValueError as err:
+        raise CLIError(f"--features {args.features}: {err}") from err
+    pred = model.classes_[proba.argmax(1)]
+    stage = model.route(data.X)
+    out = Path(args.out)
+    if out.suffix == ".npz":
+        _atomic_write(out, lambda p: _write_npz(p, pred, proba, stage, model.classes_))
+    elif out.suffix == ".csv":
+        _atomic_write(out, lambda p: _write_csv(p, pred, proba, stage))
+    else:
+        raise CLIError(f"--out {out}: use a .npz or .csv file")
+    print(f"wrote {len(pred)} predictions to {out}")
+    return 0
+
+
+def _write_npz(
+    p: Path, pred: np.ndarray, proba: np.ndarray, stage: np.ndarray, classes: np.ndarray
+) -> None:
+    with open(p, "wb") as fh:
+        np.savez(fh, pred=pred, proba=proba.astype(np.float32), stage=stage, classes=classes)
+
+
+def _write_csv(p: Path, pred: np.ndarray, proba: np.ndarray, stage: np.ndarray) -> None:
+    with open(p, "w") as fh:
+        fh.write("index,pred,confidence,stage\n")
+        for i, (label, conf, s) in enumerate(zip(pred, proba.max(1), stage, strict=True)):
+            fh.write(f"{i},{label},{conf:.6f},{s}\n")
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dlsa`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="dlsa", description="Dynamic Label Space Adjustment for long-tailed recognition"
+    )
+    parser.add_argument("--version", action="version", version=f"dlsa {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--log-level", default="WARNING", help="logging level (INFO, DEBUG, ...)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="train base and base + DLSA, evaluate once on --test")
+    fit.add_argument("--train", required=True, help="train features (.h5/.hdf5/.npz)")
+    fit.add_argument("--test", required=True, help="test features, used once at the end")
+    fit.add_argument("--out", required=True, help="results folder")
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_config_arguments(fit)
+    fit.set_defaults(func=cmd_fit)
+
+    ev = sub.add_parser("evaluate", help="metrics of a saved model on labelled features")
+    ev.add_argument("--model", required=True, help="model folder written by fit")
+    ev.add_argument("--features", required=True, help="labelled features")
+    ev.add_argument("--out", default=None, help="optional JSON file for the metrics")
+    ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="predict labels of (unlabelled) features")
+    pr.add_argument("--model", required=True, help="model folder written by fit")
+    pr.add_argument("--features", required=True, help="features (labels optional)")
+    pr.add_argument("--out", required=True, help="predictions file (.npz or .csv)")
+    pr.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dlsa`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except CLIError as err:
+        print(f"dlsa {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

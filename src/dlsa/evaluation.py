@@ -1,0 +1,131 @@
+"""Evaluation of fitted classifiers: headline metrics, routing and per-stage diagnostics.
+
+Bridges fitted estimators and the pure functions of :mod:`dlsa.metrics`; it never fits
+anything and is where "base" and "base + DLSA" are compared on the same samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dlsa.cascade import HEAD_THRESHOLD, DLSAClassifier
+from dlsa.metrics import classification_report, head_tail_separation
+
+
+def encode_labels(clf: DLSAClassifier, y: np.ndarray, *, source: str = "y") -> np.ndarray:
+    """Indices (N,) of labels ``y`` (N,) in ``clf.classes_``.
+
+    Raises:
+        ValueError: if a label was never seen in training (names up to five of them).
+    """
+    idx = np.searchsorted(clf.classes_, y)
+    idx = np.clip(idx, 0, len(clf.classes_) - 1)
+    unknown = clf.classes_[idx] != y
+    if unknown.any():
+        shown = np.unique(y[unknown])[:5].tolist()
+        raise ValueError(f"{source}: labels not seen in training: {shown}")
+    return idx
+
+
+def evaluate(
+    clf: DLSAClassifier,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    many: int = 100,
+    few: int = 20,
+    head_threshold: int = HEAD_THRESHOLD,
+    source: str = "test",
+) -> dict[str, Any]:
+    """Metrics of ``clf`` on features X (N, D) with labels y (N,).
+
+    Returns:
+        ``metrics`` (overall/many/medium/few/mcc/nmi, see
+        :func:`dlsa.metrics.classification_report`), ``stages`` (per stage: samples,
+        accuracy, tail share), ``separation`` (per filter: head-tail separation of the
+        samples that reached it, see :func:`dlsa.metrics.head_tail_separation`), and the
+        predictions ``pred`` (N,) and stages ``stage`` (N,) as lists-ready arrays.
+    """
+    target = encode_labels(clf, np.asarray(y), source=source)
+    proba = clf.predict_proba(X)
+    pred = proba.argmax(axis=1)
+    stage = clf.route(X)
+    counts = clf.class_counts_
+    report: dict[str, Any] = {
+        "metrics": classification_report(pred, target, counts, many=many, few=few),
+        "stages": _stage_table(pred, target, stage, counts, len(clf.filters_), head_threshold),
+        "separation": _separation(target, stage, counts, len(clf.filters_), head_threshold),
+        "pred": pred,
+        "stage": stage,
+    }
+    return report
+
+
+def compare_on_stages(
+    dlsa_eval: dict[str, Any], base_eval: dict[str, Any], target: np.ndarray
+) -> list[dict[str, Any]]:
+    """Per DLSA stage: its accuracy and the base method's accuracy on the same samples.
+
+    Args:
+        dlsa_eval: :func:`evaluate` of the DLSA model.
+        base_eval: :func:`evaluate` of the base model on the same samples.
+        target: (N,) encoded labels of those samples.
+    """
+    rows = []
+    stage, pred_d, pred_b = dlsa_eval["stage"], dlsa_eval["pred"], base_eval["pred"]
+    for s in range(int(stage.max(initial=0)) + 1):
+        mask = stage == s
+        if not mask.any():
+            continue
+        rows.append(
+            {
+                "stage": int(s),
+                "n": int(mask.sum()),
+                "dlsa_accuracy": float((pred_d[mask] == target[mask]).mean()),
+                "base_accuracy": float((pred_b[mask] == target[mask]).mean()),
+            }
+        )
+    return rows
+
+
+def _stage_table(
+    pred: np.ndarray,
+    target: np.ndarray,
+    stage: np.ndarray,
+    counts: np.ndarray,
+    n_levels: int,
+    head_threshold: int,
+) -> list[dict[str, Any]]:
+    tail = counts[target] <= head_threshold
+    rows = []
+    for s in range(n_levels + 1):
+        mask = stage == s
+        n = int(mask.sum())
+        rows.append(
+            {
+                "stage": "regular" if s == n_levels else f"cluster-aided {s + 1}",
+                "n": n,
+                "accuracy": float((pred[mask] == target[mask]).mean()) if n else None,
+                "tail_share": float(tail[mask].mean()) if n else None,
+            }
+        )
+    return rows
+
+
+def _separation(
+    target: np.ndarray, stage: np.ndarray, counts: np.ndarray, n_levels: int, head_threshold: int
+) -> list[dict[str, Any]]:
+    out = []
+    for level in range(n_levels):
+        reached = stage >= level
+        if not reached.any():
+            out.append({"accuracy": None, "n_input": 0, "n_selected": 0})
+            continue
+        out.append(
+            head_tail_separation(
+                stage[reached] == level, target[reached], counts, head_threshold=head_threshold
+            )
+        )
+    return out

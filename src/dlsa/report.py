@@ -1,0 +1,113 @@
+"""Readable Markdown tables of evaluation results (no computation beyond formatting)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+COLUMNS = ("overall", "many", "medium", "few", "mcc", "nmi")
+"""Metric columns of the paper's tables."""
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A [0, 1] value as a percentage string; ``-`` for an absent value.
+
+    Example:
+        >>> pct(0.1234), pct(None)
+        ('12.3', '-')
+    """
+    return "-" if value is None else f"{100 * value:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table with right-aligned columns after the first.
+
+    Example:
+        >>> print(markdown_table(["a", "b"], [["x", 1]]))
+        | a | b |
+        |---|--:|
+        | x | 1 |
+    """
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|")
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def metrics_table(
+    results: Mapping[str, Mapping[str, float | None]], reference: str | None = None
+) -> str:
+    """One row per model; with ``reference``, other rows show the gain in brackets.
+
+    Args:
+        results: model name -> metrics dict with the keys of :data:`COLUMNS`.
+        reference: the model whose numbers the gains are measured against.
+    """
+    rows = []
+    ref = results.get(reference) if reference else None
+    for name, metrics in results.items():
+        cells: list[str] = [name]
+        for col in COLUMNS:
+            value = metrics.get(col)
+            cell = pct(value)
+            base = None if ref is None or name == reference else ref.get(col)
+            if value is not None and base is not None:
+                cell += f" ({100 * (value - base):+.1f})"
+            cells.append(cell)
+        rows.append(cells)
+    return markdown_table(["model", "overall", "many", "medium", "few", "MCC", "NMI"], rows)
+
+
+def levels_table(
+    levels: Sequence[Mapping[str, Any]], test_separation: Sequence[Mapping[str, Any]]
+) -> str:
+    """Per flow filter: train routing, test head-tail separation and flow-epoch choice."""
+    rows = []
+    for i, level in enumerate(levels):
+        flt = level["filter"]
+        sep = test_separation[i] if i < len(test_separation) else {}
+        good = flt["good_clusters"][flt["selected_epoch"] - 1] if flt["selected_epoch"] else "-"
+        rows.append(
+            [
+                i + 1,
+                level["n_input"],
+                level["n_routed"],
+                pct(level["tail_share_input"]),
+                pct(level["tail_share_routed"]),
+                pct(sep.get("tail_share_input")),
+                pct(sep.get("accuracy")),
+                f"{flt['selected_epoch']}/{len(flt['losses'])}",
+                good,
+            ]
+        )
+    header = [
+        "filter",
+        "train in",
+        "train routed",
+        "tail% in",
+        "tail% routed",
+        "test tail% in",
+        "test separation acc",
+        "epoch kept",
+        "good clusters",
+    ]
+    return markdown_table(header, rows)
+
+
+def stages_table(rows: Sequence[Mapping[str, Any]], n_levels: int) -> str:
+    """Per stage: test samples handled, DLSA's accuracy and the base's on the same ones."""
+    out = []
+    for row in rows:
+        s = row["stage"]
+        name = "regular" if s == n_levels else f"cluster-aided {s + 1}"
+        gain = row["dlsa_accuracy"] - row["base_accuracy"]
+        out.append(
+            [
+                name,
+                row["n"],
+                pct(row["dlsa_accuracy"]),
+                pct(row["base_accuracy"]),
+                f"{100 * gain:+.1f}",
+            ]
+        )
+    return markdown_table(["stage", "test n", "DLSA acc", "base acc (same samples)", "gain"], out)
