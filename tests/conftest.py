@@ -8,6 +8,10 @@ import torch
 
 from dlsa.synthetic import SyntheticSplit, make_long_tailed_features
 
+# The tests use small tensors; one intra-op thread avoids OpenMP spin-waits that slow
+# torch by 100x when another process shares the machine's two cores.
+torch.set_num_threads(1)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--device", default="cpu", help="torch device for the math tests")

@@ -140,7 +140,11 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise CLIError(f"{path}: invalid YAML ({err})") from err
-        data = to_dict(from_dict(DLSAConfig, _check_mapping(loaded, path), where=str(path)))
+        try:
+            parsed = from_dict(DLSAConfig, _check_mapping(loaded, path), where=str(path))
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        data = to_dict(parsed)
     for key, value in vars(args).items():
         if key.startswith("cfg:"):
             node = data

@@ -1,0 +1,133 @@
+"""CLI smoke tests on tiny synthetic feature files, and its error paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dlsa.cli import build_parser, config_fields, main, resolve_config
+from dlsa.features import load_features, save_features
+from dlsa.synthetic import make_long_tailed_features
+
+TINY = [
+    "--config", "small",
+    "--depth", "1",
+    "--flow-filter.mixture.n-components", "8",
+    "--flow-filter.epochs", "2",
+    "--head.epochs", "3",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = make_long_tailed_features(n_classes=8, n_features=6, n_max=80, imbalance=20, seed=0)
+    root = tmp_path_factory.mktemp("feat")
+    save_features(root / "train.h5", d.X_train, d.y_train, split="train")
+    save_features(root / "test.npz", d.X_test, d.y_test, split="test")
+    save_features(root / "unlabelled.npz", d.X_test[:7])
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    argv = ["-q", "fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz")]
+    assert main([*argv, "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_fit_writes_models_results_and_report(run, capsys):
+    assert sorted(p.name for p in run.iterdir()) == [
+        "base_model",
+        "model",
+        "report.md",
+        "results.json",
+    ]
+    results = json.loads((run / "results.json").read_text())
+    assert results["config"]["depth"] == 1 and results["config"]["flow_filter"]["epochs"] == 2
+    assert results["seed"] == 0 and "git_commit" in results
+    for key in ("overall", "many", "medium", "few", "mcc", "nmi"):
+        assert key in results["base"]["metrics"] and key in results["dlsa"]["metrics"]
+    report = (run / "report.md").read_text()
+    assert "balsoftmax + DLSA" in report and "| balsoftmax |" in report
+
+
+def test_evaluate_and_predict(run, files, tmp_path, capsys):
+    assert main(["evaluate", "--model", str(run / "model"), "--features", str(files / "test.npz"),
+                 "--out", str(tmp_path / "m.json")]) == 0  # fmt: skip
+    saved = json.loads((run / "results.json").read_text())["dlsa"]["metrics"]
+    again = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert again["overall"] == pytest.approx(saved["overall"])
+    out = tmp_path / "pred.npz"
+    assert main(["predict", "--model", str(run / "model"), "--features",
+                 str(files / "unlabelled.npz"), "--out", str(out)]) == 0  # fmt: skip
+    with np.load(out) as data:
+        assert data["pred"].shape == (7,) and data["proba"].shape == (7, 8)
+    csv = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(run / "model"), "--features",
+                 str(files / "unlabelled.npz"), "--out", str(csv)]) == 0  # fmt: skip
+    assert csv.read_text().splitlines()[0] == "index,pred,confidence,stage"
+
+
+def test_refuses_to_overwrite_without_flag(run, files, capsys):
+    argv = ["-q", "fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz")]
+    assert main([*argv, "--out", str(run), *TINY]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_bad_files_give_one_line_errors_and_leave_nothing(files, tmp_path, capsys):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5")
+    out = tmp_path / "out"
+    code = main(
+        ["-q", "fit", "--train", str(bad), "--test", str(files / "test.npz"), "--out", str(out)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "bad.h5" in err and "cannot read" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_dimension_mismatch_between_train_and_test(files, tmp_path, capsys):
+    d = load_features(files / "test.npz")
+    save_features(tmp_path / "narrow.npz", d.X[:, :3], d.y)
+    code = main(["-q", "fit", "--train", str(files / "train.h5"), "--test",
+                 str(tmp_path / "narrow.npz"), "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2 and "3 features" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_failed_fit_leaves_no_output(files, tmp_path):
+    argv = ["-q", "fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz")]
+    with pytest.raises(ValueError, match="K=900"):
+        main([*argv, "--out", str(tmp_path / "o"), "--flow-filter.mixture.n-components", "900"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_config_field_has_a_flag_with_help():
+    parser = build_parser()
+    fit = parser._subparsers._group_actions[0].choices["fit"]  # noqa: SLF001
+    flags = {a.dest: a for a in fit._actions}  # noqa: SLF001
+    for path, _, _, doc in config_fields():
+        assert f"cfg:{path}" in flags, path
+        assert doc, f"{path} has no docstring"
+
+
+def test_yaml_config_and_overrides(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("depth: 2\nflow_filter:\n  lr: 0.3\n")
+    args = build_parser().parse_args(["fit", "--train", "a", "--test", "b", "--out", "c",
+                                      "--config", str(cfg), "--flow-filter.epochs", "7"])  # fmt: skip
+    config = resolve_config(args)
+    assert (config.depth, config.flow_filter.lr, config.flow_filter.epochs) == (2, 0.3, 7)
+
+
+def test_yaml_with_unknown_key_is_rejected(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("flow_filter:\n  lrr: 0.3\n")
+    code = main(
+        ["fit", "--train", "a", "--test", "b", "--out", str(tmp_path / "o"), "--config", str(cfg)]
+    )
+    assert code == 2 and "lrr" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""Feature files: HDF5/npz round trips, the original layout, and schema errors."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from dlsa.features import FeatureFileError, check_features, load_features, save_features
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".hdf5", ".npz"])
+def test_round_trip(tmp_path, suffix, rng):
+    X = rng.normal(size=(10, 4))
+    y = rng.integers(0, 3, 10)
+    path = save_features(tmp_path / f"f{suffix}", X, y, split="train", backbone="resnet")
+    data = load_features(path)
+    assert data.X.dtype == np.float32 and data.y.dtype == np.int64
+    np.testing.assert_allclose(data.X, X.astype(np.float32))
+    np.testing.assert_array_equal(data.y, y)
+    assert (data.split, data.backbone) == ("train", "resnet")
+    assert [p.name for p in tmp_path.iterdir()] == [f"f{suffix}"]  # no temp file left
+
+
+def test_reads_the_original_release_layout_with_label_key(tmp_path):
+    with h5py.File(tmp_path / "orig.h5", "w") as fp:
+        fp.create_dataset("features", data=np.ones((3, 2), dtype=np.float64))
+        fp.create_dataset("label", data=np.array([0.0, 1.0, 1.0]))
+    data = load_features(tmp_path / "orig.h5")
+    assert data.y.tolist() == [0, 1, 1]
+
+
+def test_unlabelled_file(tmp_path):
+    save_features(tmp_path / "u.npz", np.ones((2, 3)))
+    assert load_features(tmp_path / "u.npz", require_labels=False).y is None
+    with pytest.raises(FeatureFileError, match="no 'labels'"):
+        load_features(tmp_path / "u.npz")
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "match"),
+    [
+        (np.ones(3), None, r"shape \(N, D\)"),
+        (np.array([[1.0, np.inf]]), None, "non-finite"),
+        (np.ones((3, 2)), np.ones(4), "3 feature rows but 4 labels"),
+        (np.ones((2, 2)), np.array([0.5, 1.0]), "integers"),
+        (np.ones((2, 2)), np.array(["a", "b"]), "integers"),
+    ],
+)
+def test_schema_errors(X, y, match):
+    with pytest.raises(FeatureFileError, match=match):
+        check_features(X, y, source="file.h5")
+
+
+def test_errors_name_the_file(tmp_path):
+    with pytest.raises(FeatureFileError, match="missing.h5: no such feature file"):
+        load_features(tmp_path / "missing.h5")
+    (tmp_path / "x.txt").write_text("1 2")
+    with pytest.raises(FeatureFileError, match="unknown feature file suffix"):
+        load_features(tmp_path / "x.txt")
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(FeatureFileError, match="bad.npz: cannot read"):
+        load_features(tmp_path / "bad.npz")
+    with h5py.File(tmp_path / "nofeat.h5", "w") as fp:
+        fp.create_dataset("x", data=np.ones(2))
+    with pytest.raises(FeatureFileError, match="no 'features' dataset"):
+        load_features(tmp_path / "nofeat.h5")
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(FeatureFileError):
+        save_features(tmp_path / "f.h5", np.array([[np.nan]]))
+    assert list(tmp_path.iterdir()) == []
