@@ -1,6 +1,8 @@
-"""Long-tailed data set helpers: class-count profiles, class counts and validation splits.
+"""Long-tailed data set helpers: class-count profiles, class counts, validation splits and
+the class-balanced sampler.
 
-This module never touches models or a test split.
+This module is NumPy-only: randomness comes from an explicit ``np.random.Generator`` or an
+int seed, never from a global RNG. It never touches models or a test split.
 """
 
 from __future__ import annotations
@@ -99,3 +101,45 @@ def stratified_split(
     mask = np.ones(len(y), dtype=bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx
+
+
+def class_balanced_indices(
+    y: np.ndarray, n_samples: int, *, rng: np.random.Generator
+) -> np.ndarray:
+    """Draw indices with the class-balanced sampler (CBS).
+
+    Each draw picks a class uniformly among the classes present in ``y``, then one of its
+    samples uniformly (with replacement), so every class is equally likely per draw
+    whatever its size.
+
+    Args:
+        y: labels of shape (N,).
+        n_samples: number of draws (>= 0).
+        rng: the generator to draw from, e.g. ``np.random.default_rng(seed)``.
+
+    Returns:
+        int64 indices into ``y`` of shape (n_samples,).
+
+    Raises:
+        ValueError: if ``y`` is empty or ``n_samples`` is negative.
+
+    References:
+        Kang et al., "Decoupling Representation and Classifier for Long-Tailed
+        Recognition", ICLR 2020. https://arxiv.org/abs/1910.09217
+
+    Example:
+        >>> y = np.array([0] * 98 + [1, 2])
+        >>> idx = class_balanced_indices(y, 3000, rng=np.random.default_rng(0))
+        >>> np.round(np.bincount(y[idx]) / 3000, 1).tolist()
+        [0.3, 0.3, 0.3]
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) == 0:
+        raise ValueError(f"y must be a non-empty array of shape (N,), got shape {y.shape}")
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    order = np.argsort(y, kind="stable")
+    _, starts, sizes = np.unique(y[order], return_index=True, return_counts=True)
+    cls = rng.integers(len(sizes), size=n_samples)
+    offset = np.floor(rng.random(n_samples) * sizes[cls]).astype(np.int64)
+    return order[starts[cls] + offset].astype(np.int64)

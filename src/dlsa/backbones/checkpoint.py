@@ -1,0 +1,94 @@
+"""Backbone checkpoints without pickle: tensors in safetensors, everything else in JSON.
+
+A checkpoint ``<dir>/<name>`` is two files: ``<name>.safetensors`` (the state dict) and
+``<name>.json`` (the architecture, its constructor arguments and free metadata such as
+the training history). Both are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dlsa.backbones.resnet import ResNet
+
+_ARCHITECTURES = {"resnet": ResNet}
+
+
+def save_checkpoint(
+    model: ResNet,
+    directory: str | os.PathLike[str],
+    name: str = "best",
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` to ``directory/name.safetensors`` and ``directory/name.json``.
+
+    Args:
+        model: the backbone.
+        directory: destination folder (created if needed).
+        name: file stem.
+        metadata: JSON-serializable extras (history, training arguments, seed ...).
+
+    Returns:
+        The path of the ``.safetensors`` file.
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    info = {"architecture": "resnet", "config": model.config(), "metadata": metadata or {}}
+    weights = folder / f"{name}.safetensors"
+    _atomic(weights, lambda tmp: save_file(tensors, str(tmp)))
+    _atomic(folder / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
+    return weights
+
+
+def load_checkpoint(
+    directory: str | os.PathLike[str], name: str = "best", device: str | torch.device = "cpu"
+) -> tuple[ResNet, dict[str, Any]]:
+    """Rebuild a backbone written by :func:`save_checkpoint`.
+
+    Args:
+        directory: the folder.
+        name: file stem.
+        device: where to put the model.
+
+    Returns:
+        ``(model, metadata)``, the model in eval mode.
+
+    Raises:
+        FileNotFoundError: if either file is missing.
+        ValueError: on an unknown architecture or mismatching tensors.
+    """
+    folder = Path(directory)
+    weights, info_file = folder / f"{name}.safetensors", folder / f"{name}.json"
+    for p in (weights, info_file):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such checkpoint file")
+    info = json.loads(info_file.read_text())
+    arch = info.get("architecture")
+    if arch not in _ARCHITECTURES:
+        raise ValueError(f"{info_file}: unknown architecture {arch!r}")
+    model = _ARCHITECTURES[arch](**info["config"])
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except RuntimeError as err:
+        raise ValueError(f"{weights}: tensors do not match {info['config']} ({err})") from err
+    return model.to(device).eval(), info.get("metadata", {})
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

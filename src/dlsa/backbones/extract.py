@@ -1,0 +1,114 @@
+"""Frozen-feature extraction: stage 1's output and stage 2's input.
+
+Any module with an ``embed(x) -> (N, D)`` method works: :class:`~dlsa.backbones.ResNet`
+and the wrappers of :mod:`dlsa.backbones.pretrained`. Images go in scaled to [0, 1];
+the model standardizes them itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from dlsa.backbones.images import as_image_tensor, to_float
+from dlsa.features import save_features
+
+Images = np.ndarray | torch.Tensor | Dataset
+"""Images as an array (see :func:`~dlsa.backbones.images.as_image_tensor`) or a data set
+of ``(image (C, H, W) float, label)`` pairs such as :class:`dlsa.datasets.ImageListDataset`."""
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    images: Images,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    num_workers: int = 0,
+) -> np.ndarray:
+    """Embed images with a frozen model, batch by batch, in eval mode.
+
+    The model's train/eval mode is restored afterwards.
+
+    Args:
+        model: a module with ``embed(x: (B, C, H, W)) -> (B, D)``.
+        images: N images (array or data set, see :data:`Images`).
+        batch_size: images per forward pass.
+        device: where to run the model (it is moved there).
+        progress: show a tqdm progress bar.
+        num_workers: loader processes for a data set (arrays ignore it).
+
+    Returns:
+        Features of shape (N, D), float32.
+
+    Example:
+        >>> from dlsa.backbones import ResNet
+        >>> net = ResNet(in_channels=1, n_classes=3, generator=torch.Generator().manual_seed(0))
+        >>> extract_features(net, np.zeros((5, 28, 28), np.uint8), progress=False).shape
+        (5, 64)
+    """
+    if not callable(getattr(model, "embed", None)):
+        raise TypeError(f"{type(model).__name__} has no embed(x) method")
+    was_training = model.training
+    model.to(device).eval()
+    dtype = next(model.parameters()).dtype
+    batches, total = _batches(images, batch_size, num_workers)
+    chunks = []
+    for xb in tqdm(batches, total=total, desc="features", disable=not progress):
+        chunks.append(model.embed(to_float(xb.to(device), dtype)).float().cpu())
+    model.train(was_training)
+    if not chunks:
+        raise ValueError("no images to embed")
+    return torch.cat(chunks).numpy()
+
+
+def _batches(
+    images: Images, batch_size: int, num_workers: int
+) -> tuple[Iterable[torch.Tensor], int]:
+    if isinstance(images, Dataset):
+        loader = DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        return (b[0] if isinstance(b, list | tuple) else b for b in loader), len(loader)
+    chunks = as_image_tensor(images).split(batch_size)
+    return chunks, len(chunks)
+
+
+def extract_to_file(
+    model: nn.Module,
+    images: Images,
+    labels: np.ndarray | None,
+    path: str | os.PathLike[str],
+    split: str,
+    backbone_id: str,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    num_workers: int = 0,
+) -> Path:
+    """Embed images and write the features with :func:`dlsa.features.save_features`.
+
+    Args:
+        model: a module with ``embed``.
+        images: N images (array or data set).
+        labels: labels of shape (N,), or None for an unlabelled file.
+        path: destination (``.h5``/``.hdf5``/``.npz``).
+        split: split name stored in the file (``"train"``, ``"val"``, ``"test"`` ...).
+        backbone_id: id of the model stored in the file.
+        batch_size: images per forward pass.
+        device: where to run the model.
+        progress: show a tqdm progress bar.
+        num_workers: loader processes for a data set.
+
+    Returns:
+        The path written.
+    """
+    X = extract_features(model, images, batch_size, device, progress, num_workers)
+    return save_features(path, X, labels, split=split, backbone=backbone_id)
