@@ -168,3 +168,15 @@ def test_predict_before_fit():
 
     with pytest.raises(NotFittedError):
         make().predict(np.zeros((2, 8)))
+
+
+def test_reusing_filters_gives_the_same_routing_and_trains_only_heads(fitted, lt_data):
+    other = make(base="ce").fit(lt_data.X_train, lt_data.y_train, reuse_filters=fitted)
+    assert other.filters_[0] is fitted.filters_[0]
+    np.testing.assert_array_equal(other.route(lt_data.X_test), fitted.route(lt_data.X_test))
+    assert other.reports_[0]["n_routed"] == fitted.reports_[0]["n_routed"]
+
+
+def test_reusing_filters_from_other_data_is_refused(fitted, lt_data):
+    with pytest.raises(ValueError, match="reuse_filters"):
+        make().fit(lt_data.X_train[5:], lt_data.y_train[5:], reuse_filters=fitted)

@@ -130,8 +130,18 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
         return flt, head, make_base(self.base, self.base_params)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> DLSAClassifier:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, *, reuse_filters: DLSAClassifier | None = None
+    ) -> DLSAClassifier:
         """Fit the cascade on features X (N, D) and labels y (N,).
+
+        Args:
+            X: features (N, D).
+            y: labels (N,).
+            reuse_filters: a model fitted on the same X, y with the same ``flow_filter``
+                config and ``random_state``, whose flow filters are reused instead of
+                trained again (the paper trains the filters once and shares them across
+                base methods). Only the classifiers are trained.
 
         Raises:
             ValueError: on invalid features/labels, a class with fewer than 2 samples, a
@@ -155,10 +165,12 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.filters_ = nn.ModuleList()
         self.heads_ = nn.ModuleList()
         self.reports_: list[dict[str, Any]] = []
+        donor = _check_donor(reuse_filters, self, X.shape[1], flt_cfg)
         x, yl = x_all, y_all
         for level in range(self.depth):
+            reused = None if donor is None else (donor.filters_[level], donor.reports_[level])
             x, yl = self._fit_level(
-                level, x, yl, is_tail, flt_cfg, head_cfg, gens[2 * level : 2 * level + 2]
+                level, x, yl, is_tail, flt_cfg, head_cfg, gens[2 * level : 2 * level + 2], reused
             )
         self.regular_ = self._fit_stage(
             base, x, None, yl, head_cfg, gens[-1], "regular classifier"
@@ -174,12 +186,22 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         flt_cfg: FilterConfig,
         head_cfg: HeadConfig,
         gens: list[torch.Generator],
+        reused: tuple[FlowFilter, dict[str, Any]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Fit filter ``level`` and its cluster-aided classifier; return what goes on."""
         n_classes = len(self.classes_)
-        flt = FlowFilter(x.shape[1], n_classes, flt_cfg, generator=gens[0]).to(x.device)
-        logger.info("level %d: flow filter on %d samples", level + 1, x.shape[0])
-        report = flt.fit(x, y, generator=gens[0], progress=self.verbose)
+        if reused is None:
+            flt = FlowFilter(x.shape[1], n_classes, flt_cfg, generator=gens[0]).to(x.device)
+            logger.info("level %d: flow filter on %d samples", level + 1, x.shape[0])
+            report = flt.fit(x, y, generator=gens[0], progress=self.verbose)
+        else:
+            flt = reused[0]
+            report = FilterReport(**reused[1]["filter"])
+            if report.n_samples != x.shape[0]:
+                raise ValueError(
+                    f"reuse_filters: level {level + 1} has {x.shape[0]} samples here but "
+                    f"{report.n_samples} in the donor model; fit it on the same data"
+                )
         out = flt.transform(x)
         mask = flt.route(out.log_prob)
         inputs = torch.cat([x[mask], out.z[mask]], dim=1)
@@ -372,6 +394,28 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             except RuntimeError as err:
                 raise ValueError(f"model tensors do not match its metadata: {err}") from err
             module.to(device).eval()
+
+
+def _check_donor(
+    donor: DLSAClassifier | None, clf: DLSAClassifier, n_features: int, flt_cfg: FilterConfig
+) -> DLSAClassifier | None:
+    """Validate a model whose filters ``clf`` will reuse."""
+    if donor is None:
+        return None
+    check_is_fitted(donor, "regular_")
+    same = (
+        donor.n_features_in_ == n_features
+        and np.array_equal(donor.classes_, clf.classes_)
+        and np.array_equal(donor.class_counts_, clf.class_counts_)
+        and donor._resolved()[0] == flt_cfg
+        and len(donor.filters_) >= clf.depth
+    )
+    if not same:
+        raise ValueError(
+            "reuse_filters: the donor model was fitted on other data, with another "
+            "flow_filter config or with fewer levels"
+        )
+    return donor
 
 
 def _check_class_counts(classes: np.ndarray, counts: np.ndarray) -> None:
