@@ -59,7 +59,9 @@ def _measure(head: str, d: int, k: int, n: int, batch: int, epochs: int, queue: 
     flt.fit(x, y, generator=g)
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put({"seconds": elapsed, "samples_per_s": n * epochs / elapsed, "peak_mb": peak - before})
+    queue.put(
+        {"seconds": elapsed, "samples_per_s": n * epochs / elapsed, "peak_mb": peak - before}
+    )
 
 
 def run(head: str, d: int, k: int, n: int, batch: int, epochs: int) -> dict[str, float]:
@@ -82,7 +84,10 @@ def main() -> None:
     dims = [128] if args.quick else [512, 2048]
     n, batch, epochs = (2048, 256, 1) if args.quick else (4096, 512, 1)
     rows = []
-    print(f"K={k}, N={n} train samples, batch {batch}, {epochs} epoch(s), threads {torch.get_num_threads()}")
+    print(
+        f"K={k}, N={n} train samples, batch {batch}, {epochs} epoch(s), "
+        f"threads {torch.get_num_threads()}"
+    )
     print("| D | head | samples/s | peak extra memory (MB) |")
     print("|--:|---|--:|--:|")
     for d in dims:

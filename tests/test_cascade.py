@@ -180,3 +180,34 @@ def test_reusing_filters_gives_the_same_routing_and_trains_only_heads(fitted, lt
 def test_reusing_filters_from_other_data_is_refused(fitted, lt_data):
     with pytest.raises(ValueError, match="reuse_filters"):
         make().fit(lt_data.X_train[5:], lt_data.y_train[5:], reuse_filters=fitted)
+
+
+def test_regular_data_all_makes_the_regular_classifier_the_base(lt_data):
+    clf = make(depth=1, regular_data="all").fit(lt_data.X_train, lt_data.y_train)
+    assert clf.regular_ is clf.fallback_
+    base = make(depth=0).fit(lt_data.X_train, lt_data.y_train)
+    stage = clf.route(lt_data.X_test)
+    rest = stage == 1
+    np.testing.assert_array_equal(
+        clf.predict_proba(lt_data.X_test)[rest], base.predict_proba(lt_data.X_test)[rest]
+    )
+
+
+def test_safeguard_reports_validation_and_a_disabled_stage_uses_the_base(lt_data, tmp_path):
+    clf = make(depth=1, validation_fraction=0.2).fit(lt_data.X_train, lt_data.y_train)
+    val = clf.validation_
+    assert val["n_val"] > 0 and val["n_fit"] + val["n_val"] == len(lt_data.y_train)
+    assert [r["kept"] for r in val["stages"]] == clf.stage_enabled_
+    for row in val["stages"]:
+        if row["n"]:
+            assert row["kept"] == (row["accuracy"] >= row["base_accuracy"])
+    clf.stage_enabled_ = [False, False]  # force the fallback everywhere
+    np.testing.assert_allclose(
+        clf.predict_proba(lt_data.X_test),
+        make(depth=0).fit(lt_data.X_train, lt_data.y_train).predict_proba(lt_data.X_test),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
+    assert loaded.stage_enabled_ == [False, False] and loaded.validation_ == clf.validation_
+    np.testing.assert_array_equal(loaded.predict(lt_data.X_test), clf.predict(lt_data.X_test))

@@ -118,8 +118,8 @@ def test_every_config_field_has_a_flag_with_help():
 def test_yaml_config_and_overrides(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("depth: 2\nflow_filter:\n  lr: 0.3\n")
-    args = build_parser().parse_args(["fit", "--train", "a", "--test", "b", "--out", "c",
-                                      "--config", str(cfg), "--flow-filter.epochs", "7"])  # fmt: skip
+    argv = ["fit", "--train", "a", "--test", "b", "--out", "c", "--config", str(cfg)]
+    args = build_parser().parse_args([*argv, "--flow-filter.epochs", "7"])
     config = resolve_config(args)
     assert (config.depth, config.flow_filter.lr, config.flow_filter.epochs) == (2, 0.3, 7)
 

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from dlsa.bases import BaseMethod, StageData, base_params, make_base
 from dlsa.classifiers import StageClassifier
 from dlsa.config import FilterConfig, HeadConfig, from_dict, to_dict
+from dlsa.data import stratified_split
 from dlsa.features import check_features
 from dlsa.filter import FilterReport, FlowFilter
 
@@ -86,7 +87,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
     Example:
         >>> from dlsa.synthetic import make_long_tailed_features
         >>> from dlsa.config import FilterConfig, MixtureConfig, HeadConfig
-        >>> d = make_long_tailed_features(n_classes=6, n_features=4, n_max=100, imbalance=20, seed=0)
+        >>> d = make_long_tailed_features(
+        ...     n_classes=6, n_features=4, n_max=100, imbalance=20, seed=0)
         >>> clf = DLSAClassifier(depth=1, head=HeadConfig(epochs=2),
         ...     flow_filter=FilterConfig(mixture=MixtureConfig(8), epochs=2, batch_size=64))
         >>> clf.fit(d.X_train, d.y_train).predict(d.X_test[:3]).shape
@@ -101,6 +103,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         base_params: Mapping[str, Any] | None = None,
         flow_filter: FilterConfig | None = None,
         head: HeadConfig | None = None,
+        regular_data: str = "remaining",
+        validation_fraction: float = 0.0,
         random_state: int | None = 0,
         device: str = "cpu",
         verbose: bool = False,
@@ -110,6 +114,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.base_params = base_params
         self.flow_filter = flow_filter
         self.head = head
+        self.regular_data = regular_data
+        self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -126,6 +132,14 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"head must be a HeadConfig, got {type(head).__name__}")
         if not 0.0 < flt.proportion < 1.0:
             raise ValueError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
+        if self.regular_data not in ("remaining", "all"):
+            raise ValueError(
+                f"regular_data must be 'remaining' or 'all', got {self.regular_data!r}"
+            )
+        if not 0.0 <= self.validation_fraction < 0.5:
+            raise ValueError(
+                f"validation_fraction must be in [0, 0.5), got {self.validation_fraction!r}"
+            )
         if self.random_state is not None and not isinstance(self.random_state, int):
             raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
         return flt, head, make_base(self.base, self.base_params)
@@ -135,13 +149,19 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
     ) -> DLSAClassifier:
         """Fit the cascade on features X (N, D) and labels y (N,).
 
+        With ``validation_fraction > 0`` (and ``depth > 0``) a stratified validation
+        split is first held out: the cascade is fitted on the rest, and every stage
+        whose classifier is less accurate on the validation samples it handles than the
+        base method trained on all data falls back to that base method (the safeguard).
+        The cascade is then refitted on all the data with those decisions.
+
         Args:
             X: features (N, D).
             y: labels (N,).
             reuse_filters: a model fitted on the same X, y with the same ``flow_filter``
                 config and ``random_state``, whose flow filters are reused instead of
                 trained again (the paper trains the filters once and shares them across
-                base methods). Only the classifiers are trained.
+                base methods). Not used for the validation run of the safeguard.
 
         Raises:
             ValueError: on invalid features/labels, a class with fewer than 2 samples, a
@@ -156,26 +176,91 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self.class_counts_ = counts
         self.base_ = base
-        seeds = np.random.SeedSequence(self.random_state).spawn(2 * self.depth + 1)
-        gens = [_generator(s) for s in seeds]
+        root = np.random.SeedSequence(self.random_state)
+        split_seed, cascade_seed = root.spawn(2)
+        self.validation_: dict[str, Any] | None = None
+        enabled = [True] * (self.depth + 1)
+        if self.validation_fraction > 0 and self.depth > 0:
+            enabled = self._validate(X, y_enc, split_seed, cascade_seed, flt_cfg, head_cfg)
+        donor = _check_donor(reuse_filters, self, X.shape[1], flt_cfg)
+        self._fit_cascade(X, y_enc, cascade_seed, flt_cfg, head_cfg, donor)
+        self.stage_enabled_ = enabled
+        return self
+
+    def _validate(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        split_seed: np.random.SeedSequence,
+        cascade_seed: np.random.SeedSequence,
+        flt_cfg: FilterConfig,
+        head_cfg: HeadConfig,
+    ) -> list[bool]:
+        """Fit on a train part, decide on the held-out part which stages to keep."""
+        seed = int(split_seed.generate_state(1)[0])
+        fit_idx, val_idx = stratified_split(
+            y, self.validation_fraction, seed=seed, min_per_class=2
+        )
+        logger.info(
+            "safeguard: fitting on %d samples, validating on %d", len(fit_idx), len(val_idx)
+        )
+        self._fit_cascade(X[fit_idx], y[fit_idx], cascade_seed, flt_cfg, head_cfg, None)
+        self.stage_enabled_ = [True] * (len(self.filters_) + 1)
+        x_val = torch.from_numpy(X[val_idx]).to(self._device())
+        with torch.no_grad():
+            logits, stage = self._logits_and_stage(x_val)
+            base_logits = self.base_.logits(self.fallback_, x_val, None)
+        target = torch.from_numpy(y[val_idx]).to(logits.device)
+        rows = []
+        for s in range(len(self.filters_) + 1):
+            mask = stage == s
+            n = int(mask.sum())
+            acc = float((logits[mask].argmax(1) == target[mask]).float().mean()) if n else None
+            acc_base = (
+                float((base_logits[mask].argmax(1) == target[mask]).float().mean()) if n else None
+            )
+            keep = acc is None or acc_base is None or acc >= acc_base
+            rows.append(
+                {"stage": s, "n": n, "accuracy": acc, "base_accuracy": acc_base, "kept": keep}
+            )
+        self.validation_ = {"n_fit": len(fit_idx), "n_val": len(val_idx), "stages": rows}
+        return [bool(r["kept"]) for r in rows]
+
+    def _fit_cascade(
+        self,
+        X: np.ndarray,
+        y_enc: np.ndarray,
+        seed: np.random.SeedSequence,
+        flt_cfg: FilterConfig,
+        head_cfg: HeadConfig,
+        donor: DLSAClassifier | None,
+    ) -> None:
+        """Fit filters, cluster-aided classifiers, the regular and the fallback classifier."""
+        # The fallback's seed does not depend on depth, so it equals the depth=0 model.
+        # A fresh copy: SeedSequence.spawn is stateful and this runs twice with the safeguard.
+        seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key)
+        fallback_seed, levels_seed = seed.spawn(2)
+        gens = [_generator(s) for s in levels_seed.spawn(2 * self.depth + 1)]
+        gens.append(_generator(fallback_seed))
         device = torch.device(self.device)
         x_all = torch.from_numpy(X).to(device)
         y_all = torch.from_numpy(y_enc.astype(np.int64)).to(device)
-        is_tail = torch.from_numpy(counts <= HEAD_THRESHOLD).to(device)
+        is_tail = torch.from_numpy(self.class_counts_ <= HEAD_THRESHOLD).to(device)
         self.filters_ = nn.ModuleList()
         self.heads_ = nn.ModuleList()
         self.reports_: list[dict[str, Any]] = []
-        donor = _check_donor(reuse_filters, self, X.shape[1], flt_cfg)
         x, yl = x_all, y_all
         for level in range(self.depth):
             reused = None if donor is None else (donor.filters_[level], donor.reports_[level])
             x, yl = self._fit_level(
                 level, x, yl, is_tail, flt_cfg, head_cfg, gens[2 * level : 2 * level + 2], reused
             )
-        self.regular_ = self._fit_stage(
-            base, x, None, yl, head_cfg, gens[-1], "regular classifier"
-        )
-        return self
+        base = self.base_
+        self.fallback_ = self._fit_stage(base, x_all, None, y_all, head_cfg, gens[-1], "base")
+        if self.depth == 0 or self.regular_data == "all":
+            self.regular_ = self.fallback_
+        else:
+            self.regular_ = self._fit_stage(base, x, None, yl, head_cfg, gens[-2], "regular")
 
     def _fit_level(
         self,
@@ -249,7 +334,11 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
 
     @torch.no_grad()
     def _logits_and_stage(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits (N, C) from the stage that handles each sample, and that stage (N,)."""
+        """Logits (N, C) from the stage that handles each sample, and that stage (N,).
+
+        A stage switched off by the safeguard hands its samples to the base method
+        trained on all data; the stage index still says which filter routed them.
+        """
         n = x.shape[0]
         logits = x.new_zeros(n, len(self.classes_))
         stage = torch.full((n,), len(self.filters_), dtype=torch.long, device=x.device)
@@ -261,13 +350,17 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             mask = flt.route(out.log_prob)
             idx = remaining[mask]
             if idx.numel() > 0:
-                inputs = torch.cat([x[idx], out.z[mask]], dim=1)
-                prior = flt.cluster_prior(out.cluster[mask])
-                logits[idx] = self.base_.logits(head, inputs, prior)
+                if self.stage_enabled_[level]:
+                    inputs = torch.cat([x[idx], out.z[mask]], dim=1)
+                    prior = flt.cluster_prior(out.cluster[mask])
+                    logits[idx] = self.base_.logits(head, inputs, prior)
+                else:
+                    logits[idx] = self.base_.logits(self.fallback_, x[idx], None)
                 stage[idx] = level
             remaining = remaining[~mask]
         if remaining.numel() > 0:
-            logits[remaining] = self.base_.logits(self.regular_, x[remaining], None)
+            last = self.regular_ if self.stage_enabled_[-1] else self.fallback_
+            logits[remaining] = self.base_.logits(last, x[remaining], None)
         return logits, stage
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -308,13 +401,20 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             raise
         return dest
 
-    def _state_tensors(self) -> dict[str, Tensor]:
-        tensors: dict[str, Tensor] = {}
-        for prefix, module in (
+    def _modules(self) -> list[tuple[str, nn.Module]]:
+        """The fitted modules by prefix; the fallback is listed only if distinct."""
+        modules: list[tuple[str, nn.Module]] = [
             ("filters", self.filters_),
             ("heads", self.heads_),
             ("regular", self.regular_),
-        ):
+        ]
+        if self.fallback_ is not self.regular_:
+            modules.append(("fallback", self.fallback_))
+        return modules
+
+    def _state_tensors(self) -> dict[str, Tensor]:
+        tensors: dict[str, Tensor] = {}
+        for prefix, module in self._modules():
             for key, value in module.state_dict().items():
                 tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
         return tensors
@@ -333,13 +433,18 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 "base_params": base_params(self.base_),
                 "flow_filter": to_dict(flt),
                 "head": to_dict(head),
+                "regular_data": self.regular_data,
+                "validation_fraction": self.validation_fraction,
                 "random_state": self.random_state,
             },
             "classes": self.classes_.tolist(),
             "class_counts": self.class_counts_.tolist(),
             "n_features_in": int(self.n_features_in_),
             "n_levels": len(self.filters_),
+            "stage_enabled": self.stage_enabled_,
+            "fallback_is_regular": self.fallback_ is self.regular_,
             "reports": self.reports_,
+            "validation": self.validation_,
         }
 
     @classmethod
@@ -353,16 +458,22 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         folder = Path(path)
         meta = _read_metadata(folder)
         params = meta["params"]
-        clf = cls(
-            depth=params["depth"],
-            base=params["base"],
-            base_params=params["base_params"],
-            flow_filter=from_dict(FilterConfig, params["flow_filter"], where="flow_filter"),
-            head=from_dict(HeadConfig, params["head"], where="head"),
-            random_state=params["random_state"],
-            device=device,
-        )
-        clf._restore(meta, load_file(str(folder / "model.safetensors")), device)
+        try:
+            clf = cls(
+                depth=params["depth"],
+                base=params["base"],
+                base_params=params["base_params"],
+                flow_filter=from_dict(FilterConfig, params["flow_filter"], where="flow_filter"),
+                head=from_dict(HeadConfig, params["head"], where="head"),
+                regular_data=params["regular_data"],
+                validation_fraction=params["validation_fraction"],
+                random_state=params["random_state"],
+                device=device,
+            )
+            tensors = load_file(str(folder / "model.safetensors"))
+        except (KeyError, TypeError, OSError) as err:
+            raise ValueError(f"{folder}: incomplete or corrupt model ({err!r})") from err
+        clf._restore(meta, tensors, device)
         return clf
 
     def _restore(self, meta: dict[str, Any], tensors: dict[str, Tensor], device: str) -> None:
@@ -372,6 +483,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = int(meta["n_features_in"])
         self.base_ = base
         self.reports_ = meta.get("reports", [])
+        self.validation_ = meta.get("validation")
+        self.stage_enabled_ = [bool(v) for v in meta["stage_enabled"]]
         d, c, n_levels = self.n_features_in_, len(self.classes_), int(meta["n_levels"])
         dummy = torch.Generator().manual_seed(0)
         self.filters_ = nn.ModuleList(
@@ -381,11 +494,12 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             base.build(2 * d, c, use_prior=True, generator=dummy) for _ in range(n_levels)
         )
         self.regular_ = base.build(d, c, use_prior=False, generator=dummy)
-        for prefix, module in (
-            ("filters", self.filters_),
-            ("heads", self.heads_),
-            ("regular", self.regular_),
-        ):
+        self.fallback_ = (
+            self.regular_
+            if meta["fallback_is_regular"]
+            else base.build(d, c, use_prior=False, generator=dummy)
+        )
+        for prefix, module in self._modules():
             state = {
                 k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")
             }

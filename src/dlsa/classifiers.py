@@ -91,7 +91,7 @@ class StageClassifier(nn.Module):
     input_mean: Tensor
     input_std: Tensor
 
-    def __init__(self, head: nn.Module, n_inputs: int, n_classes: int, *, use_prior: bool):
+    def __init__(self, head: nn.Module, n_inputs: int, n_classes: int, *, use_prior: bool) -> None:
         super().__init__()
         self.head = head
         self.n_inputs = n_inputs

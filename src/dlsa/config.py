@@ -136,6 +136,13 @@ class DLSAConfig:
     """Configuration shared by every flow filter of the cascade."""
     head: HeadConfig = field(default_factory=HeadConfig)
     """Training of every classifier of the cascade."""
+    regular_data: str = "remaining"
+    """Data of the regular classifier: "remaining" (samples no filter took, as in the
+    original release) or "all" (the base method on all training samples)."""
+    validation_fraction: float = 0.0
+    """Share of each class held out to decide, per stage, whether DLSA's classifier beats
+    the base method on the samples it handles; 0 disables the safeguard (not in the
+    paper)."""
     random_state: int | None = 0
     """Seed; every stage draws a child seed from it (not in the paper)."""
     device: str = "cpu"

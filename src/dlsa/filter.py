@@ -348,6 +348,6 @@ class _FilterTrainer:
                 "flow_filter.lr or flow_filter.max_class_share, or set flow_filter.grad_clip"
             )
         if report.diverged_epoch is not None:
-            report.selection += f" (training stopped: non-finite loss in epoch "
+            report.selection += " (training stopped: non-finite loss in epoch "
             report.selection += f"{report.diverged_epoch})"
         self.flt.load_state_dict(self.best_state)
