@@ -45,7 +45,8 @@ def evaluate(
         ``metrics`` (overall/many/medium/few/mcc/nmi, see
         :func:`dlsa.metrics.classification_report`), ``stages`` (per stage: samples,
         accuracy, tail share), ``separation`` (per filter: head-tail separation of the
-        samples that reached it, see :func:`dlsa.metrics.head_tail_separation`), and the
+        samples that reached it, see :func:`dlsa.metrics.head_tail_separation`; accuracy
+        None when no class has ``head_threshold`` train samples or fewer), and the
         predictions ``pred`` (N,) and stages ``stage`` (N,) as lists-ready arrays.
     """
     target = encode_labels(clf, np.asarray(y), source=source)
@@ -118,9 +119,10 @@ def _separation(
     target: np.ndarray, stage: np.ndarray, counts: np.ndarray, n_levels: int, head_threshold: int
 ) -> list[dict[str, Any]]:
     out = []
+    has_tail = bool((counts <= head_threshold).any())
     for level in range(n_levels):
         reached = stage >= level
-        if not reached.any():
+        if not reached.any() or not has_tail:
             out.append({"accuracy": None, "n_input": 0, "n_selected": 0})
             continue
         out.append(
