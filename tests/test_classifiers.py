@@ -1,0 +1,41 @@
+"""Heads and the stage classifier (cluster-aided and regular)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlsa.classifiers import CosineHead, LinearHead, StageClassifier
+
+
+def test_cosine_head_is_scaled_cosine_similarity():
+    head = CosineHead(4, 3, scale=5.0)
+    x = torch.randn(6, 4)
+    expected = 5.0 * F.cosine_similarity(x[:, None, :], head.weight[None], dim=-1)
+    torch.testing.assert_close(head(x), expected, rtol=1e-5, atol=1e-5)
+    assert head(x * 7).allclose(head(x), atol=1e-5)  # invariant to the input norm
+
+
+def test_fixed_scale_is_a_buffer():
+    head = CosineHead(4, 3, scale=5.0, learn_scale=False)
+    assert "log_scale" in dict(head.named_buffers())
+    assert all(name != "log_scale" for name, _ in head.named_parameters())
+
+
+def test_cluster_aided_adds_the_prior_branch():
+    clf = StageClassifier(LinearHead(5, 3), 5, 3, use_prior=True)
+    x, prior = torch.randn(4, 5), torch.eye(3)[[0, 1, 2, 0]]
+    expected = clf.head(x) + clf.prior_fc(prior)
+    torch.testing.assert_close(clf(x, prior), expected)
+    with pytest.raises(ValueError, match="cluster prior"):
+        clf(x)
+
+
+def test_regular_classifier_has_no_prior_branch_and_standardises():
+    clf = StageClassifier(LinearHead(2, 3), 2, 3, use_prior=False)
+    x = torch.tensor([[1.0, 10.0], [3.0, 30.0]])
+    clf.fit_standardization(x)
+    torch.testing.assert_close(clf.standardize(x), torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
+    assert clf.prior_fc is None and not clf.use_prior
+    assert "input_mean" in clf.state_dict()

@@ -1,0 +1,23 @@
+"""Markdown tables."""
+
+from __future__ import annotations
+
+from dlsa.report import markdown_table, metrics_table, pct
+
+
+def test_pct_and_absent_values():
+    assert pct(0.5) == "50.0" and pct(None) == "-"
+
+
+def test_metrics_table_shows_gains_against_the_reference():
+    base = {"overall": 0.5, "many": 0.7, "medium": 0.4, "few": None, "mcc": 0.45, "nmi": 0.6}
+    dlsa = {"overall": 0.52, "many": 0.69, "medium": 0.44, "few": None, "mcc": 0.47, "nmi": 0.6}
+    text = metrics_table({"ce": base, "ce + DLSA": dlsa}, reference="ce")
+    lines = text.splitlines()
+    assert lines[2] == "| ce | 50.0 | 70.0 | 40.0 | - | 45.0 | 60.0 |"
+    assert lines[3].startswith("| ce + DLSA | 52.0 (+2.0) | 69.0 (-1.0) | 44.0 (+4.0) | - |")
+
+
+def test_markdown_table_shape():
+    text = markdown_table(["a", "b", "c"], [[1, 2, 3], [4, 5, 6]])
+    assert len(text.splitlines()) == 4 and text.splitlines()[1] == "|---|--:|--:|"

@@ -1,0 +1,62 @@
+"""The generic minibatch loop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dlsa.training import OptimSettings, minibatches, train_epochs
+
+
+def test_minibatches_cover_the_order_and_skip_small_tail():
+    order = torch.arange(10)
+    batches = list(minibatches(order, 4))
+    assert [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert len(list(minibatches(order, 4, min_batch=3))) == 2
+
+
+def test_train_epochs_fits_a_linear_model_and_calls_back_each_epoch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 3, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    w = torch.nn.Parameter(torch.zeros(3))
+    seen = []
+    history = train_epochs(
+        [w],
+        lambda idx: (x[idx] @ w - y[idx]).square().mean(),
+        lambda: torch.randperm(256, generator=g),
+        OptimSettings(epochs=30, batch_size=32, lr=0.1, momentum=0.9, cosine=True),
+        on_epoch_end=lambda e, loss: seen.append(e),
+    )
+    assert seen == list(range(1, 31))
+    assert history.losses[-1] < 1e-4 < history.losses[0]
+    torch.testing.assert_close(w.detach(), torch.tensor([1.0, -2.0, 0.5]), atol=1e-2, rtol=0)
+
+
+def test_non_finite_loss_stops_before_the_update():
+    w = torch.nn.Parameter(torch.ones(1))
+    calls = []
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return w.sum() * (math.inf if len(calls) == 3 else 1.0)
+
+    history = train_epochs(
+        [w], loss, lambda: torch.arange(4), OptimSettings(epochs=5, batch_size=2, lr=0.1)
+    )
+    assert history.diverged_epoch == 2
+    assert len(history.losses) == 1
+    assert torch.isfinite(w).all() and float(w.detach()) == pytest.approx(1 - 0.1 * 2)
+
+
+def test_gradient_clipping_bounds_the_step():
+    w = torch.nn.Parameter(torch.zeros(2))
+    train_epochs(
+        [w],
+        lambda idx: (w * torch.tensor([1000.0, 0.0])).sum(),
+        lambda: torch.arange(1),
+        OptimSettings(epochs=1, batch_size=1, lr=1.0, grad_clip=0.5),
+    )
+    assert float(w.norm()) == pytest.approx(0.5)
