@@ -9,17 +9,21 @@ import pytest
 import torch
 
 from dlsa.backbones import (
+    PaCoObjective,
     ResNet,
     as_image_tensor,
     channel_stats,
     extract_features,
     extract_to_file,
     load_checkpoint,
+    paco_loss,
     random_crop_flip,
     save_checkpoint,
     train_backbone,
+    train_paco,
 )
 from dlsa.backbones.pretrained import PretrainedEncoder, load_pretrained
+from dlsa.backbones.train import Augment
 from dlsa.features import load_features
 
 
@@ -250,3 +254,80 @@ def test_pretrained_encoder_standardizes():
     enc = PretrainedEncoder(torch.nn.Flatten(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "toy")
     x = torch.full((1, 3, 2, 2), 0.75)
     torch.testing.assert_close(enc.embed(x), torch.ones(1, 12))
+
+
+# -------------------------------------------------------------------------------- PaCo
+
+
+def paco_reference(
+    q, labels, contrast, contrast_labels, class_logits, alpha, beta, gamma, t, prior
+):
+    """Loop-by-loop PaCo loss, written from the paper's formula."""
+    losses = []
+    for i in range(len(q)):
+        centre = class_logits[i] + (prior if prior is not None else 0.0)
+        sims = [(j, float(q[i] @ contrast[j]) / t) for j in range(len(contrast)) if j != i]
+        denom = sum(np.exp(v) for v in centre.tolist()) + gamma * sum(np.exp(v) for _, v in sims)
+        terms = [(beta, float(centre[labels[i]]))]
+        terms += [(alpha, v) for j, v in sims if contrast_labels[j] == labels[i]]
+        total_w = sum(w for w, _ in terms)
+        losses.append(-sum(w * (v - np.log(denom)) for w, v in terms) / total_w)
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("balanced", [False, True])
+def test_paco_loss_matches_reference(balanced):
+    g = gen(0)
+    q = torch.nn.functional.normalize(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1)
+    keys = torch.nn.functional.normalize(
+        torch.randn(7, 4, generator=g, dtype=torch.float64), dim=1
+    )
+    labels = torch.tensor([0, 1, 1, 2, 0])
+    contrast_labels = torch.cat([labels, torch.tensor([1, 0, 2, -1, -1, 2, 0])])
+    contrast = torch.cat([q, keys])
+    logits = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    prior = torch.log(torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)) if balanced else None
+    kw = dict(alpha=0.3, beta=1.0, gamma=0.7, temperature=0.5, log_prior=prior)
+    out = paco_loss(q, labels, contrast, contrast_labels, logits, **kw)
+    ref = paco_reference(q, labels, contrast, contrast_labels, logits, 0.3, 1.0, 0.7, 0.5, prior)
+    assert float(out) == pytest.approx(ref, rel=1e-9)
+
+
+def test_paco_loss_without_contrast_is_cross_entropy():
+    q = torch.nn.functional.normalize(torch.randn(6, 3), dim=1)
+    y = torch.tensor([0, 1, 2, 0, 1, 1])
+    logits = torch.randn(6, 3)
+    prior = torch.log(torch.tensor([0.5, 0.3, 0.2]))
+    out = paco_loss(q, y, q, y, logits, alpha=0.0, gamma=0.0, log_prior=prior)
+    torch.testing.assert_close(out, torch.nn.functional.cross_entropy(logits + prior, y))
+
+
+def test_paco_objective_queue_keys_and_gradients():
+    net = ResNet(in_channels=1, n_classes=3, widths=(4, 4, 8), generator=gen(0))
+    obj = PaCoObjective(net, np.array([5, 3, 1]), queue_size=5, proj_dim=4, generator=gen(1))
+    assert not any(p.requires_grad for p in obj.key_model.parameters())
+    augment = Augment(1, True, gen(2))
+    x, y = torch.rand(3, 1, 8, 8), torch.tensor([0, 1, 2])
+    loss, logits = obj(net, x, y, augment)
+    assert logits.shape == (3, 3) and torch.isfinite(loss)
+    loss.backward()
+    for name, p in [*net.named_parameters(), *obj.proj.named_parameters()]:
+        assert p.grad is not None, name
+    assert obj.queue_labels.tolist() == [0, 1, 2, -1, -1] and int(obj.queue_ptr) == 3
+    obj(net, x, y, augment)  # wraps around the ring buffer
+    assert obj.queue_labels.tolist() == [2, 1, 2, 0, 1] and int(obj.queue_ptr) == 1
+    torch.testing.assert_close(obj.queue.norm(dim=1), torch.ones(5))
+    with pytest.raises(ValueError, match="queue_size"):
+        PaCoObjective(net, np.ones(3), queue_size=0)
+
+
+def test_train_paco_runs_and_records_objective(tmp_path):
+    x, y = toy_images(24, channels=3)
+    model, history = train_paco(
+        x, y, val_images=x[:6], val_labels=y[:6], epochs=1, batch_size=8, widths=(4, 4, 4),
+        queue_size=16, proj_dim=4, checkpoint_dir=tmp_path, progress=False,
+    )  # fmt: skip
+    assert history.best_epoch == 1 and not model.training
+    _, meta = load_checkpoint(tmp_path)
+    assert meta["objective"]["name"] == "paco" and meta["objective"]["queue_size"] == 16
+    assert extract_features(model, x, progress=False).shape == (24, 4)

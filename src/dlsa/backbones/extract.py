@@ -55,7 +55,8 @@ def extract_features(
         >>> extract_features(net, np.zeros((5, 28, 28), np.uint8), progress=False).shape
         (5, 64)
     """
-    if not callable(getattr(model, "embed", None)):
+    embed = getattr(model, "embed", None)
+    if not callable(embed):
         raise TypeError(f"{type(model).__name__} has no embed(x) method")
     was_training = model.training
     model.to(device).eval()
@@ -63,7 +64,7 @@ def extract_features(
     batches, total = _batches(images, batch_size, num_workers)
     chunks = []
     for xb in tqdm(batches, total=total, desc="features", disable=not progress):
-        chunks.append(model.embed(to_float(xb.to(device), dtype)).float().cpu())
+        chunks.append(embed(to_float(xb.to(device), dtype)).float().cpu())
     model.train(was_training)
     if not chunks:
         raise ValueError("no images to embed")

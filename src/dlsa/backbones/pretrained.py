@@ -46,11 +46,15 @@ class PretrainedEncoder(nn.Module):
         name: id of the model (stored in feature files as the backbone id).
     """
 
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+
     def __init__(
         self, trunk: nn.Module, mean: Sequence[float], std: Sequence[float], name: str
     ) -> None:
         super().__init__()
-        self.trunk, self.name = trunk, name
+        self.trunk = trunk
+        self.name = name
         self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32))
 

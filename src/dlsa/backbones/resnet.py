@@ -66,6 +66,9 @@ class ResNet(nn.Module):
         (torch.Size([2, 64]), torch.Size([2, 10]))
     """
 
+    input_mean: torch.Tensor
+    input_std: torch.Tensor
+
     def __init__(
         self,
         *,

@@ -7,9 +7,12 @@ augmentation is a random crop from a zero-padded image plus an optional horizont
 
 The epoch kept is the one with the best balanced accuracy (mean per-class recall) on the
 validation set; without a validation set it is the last epoch. The test set is never
-seen. All randomness comes from generators seeded from ``seed``
-(``np.random.SeedSequence(seed).spawn``): weight init, epoch order, CBS draws and
-augmentation; no global RNG is touched.
+seen. All randomness comes from generators seeded from child streams of
+``np.random.SeedSequence(seed)`` (:func:`seed_generator`): weight init, epoch order, CBS
+draws, augmentation and the objective's own state; no global RNG is touched.
+
+:func:`fit` is the loop shared by every objective (cross-entropy here, PaCo in
+:mod:`dlsa.backbones.paco`).
 
 References:
     Xu et al., "Constructing Balance from Imbalance for Long-tailed Image Recognition",
@@ -25,13 +28,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from dlsa.backbones.checkpoint import save_checkpoint
@@ -42,6 +46,7 @@ from dlsa.data import class_balanced_indices
 logger = logging.getLogger(__name__)
 
 Sampler = Literal["ce", "cbs"]
+Batch = tuple[torch.Tensor, torch.Tensor]
 SAMPLERS: tuple[str, ...] = ("ce", "cbs")
 """Stage-1 samplers: plain shuffling, class-balanced sampling."""
 
@@ -89,7 +94,7 @@ def train_backbone(
     val_images: np.ndarray | None = None,
     val_labels: np.ndarray | None = None,
     sampler: Sampler = "ce",
-    epochs: int = 12,
+    epochs: int = 30,
     batch_size: int = 128,
     lr: float = 0.1,
     seed: int = 0,
@@ -135,191 +140,253 @@ def train_backbone(
     Raises:
         ValueError: on a bad argument (named in the message).
     """
-    _check_args(sampler, epochs, batch_size, lr, crop_padding, val_images, val_labels)
+    settings = TrainSettings(
+        sampler, epochs, batch_size, lr, seed, str(device), weight_decay, momentum,
+        crop_padding, flip,
+    )  # fmt: skip
+    x, y, val = prepare_data(images, labels, val_images, val_labels)
+    if model is None:
+        model = new_model(x, y, val, depth, widths, seed)
+    return fit(model, CrossEntropyObjective(), x, y, val, settings, checkpoint_dir, progress)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters shared by every stage-1 objective (see :func:`train_backbone`)."""
+
+    sampler: str
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    device: str
+    weight_decay: float
+    momentum: float
+    crop_padding: int
+    flip: bool
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+
+
+class CrossEntropyObjective:
+    """Plain cross-entropy on one augmented view; no parameters of its own."""
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters besides the model's (none)."""
+        return []
+
+    def config(self) -> dict[str, Any]:
+        """JSON description stored in checkpoints."""
+        return {"name": "ce"}
+
+    def __call__(
+        self, model: ResNet, x: torch.Tensor, y: torch.Tensor, augment: Augment
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and logits (B, C) of a batch x (B, C, H, W) in [0, 1], labels y (B,)."""
+        logits = model(augment(x))
+        return F.cross_entropy(logits, y), logits
+
+
+def prepare_data(
+    images: np.ndarray,
+    labels: np.ndarray,
+    val_images: np.ndarray | None,
+    val_labels: np.ndarray | None,
+) -> tuple[torch.Tensor, torch.Tensor, Batch | None]:
+    """Images as (N, C, H, W) tensors (dtype kept), labels as int64; an empty val is None."""
+    if (val_images is None) != (val_labels is None):
+        raise ValueError("give both val_images and val_labels, or neither")
     x, y = as_image_tensor(images), torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     if len(x) != len(y) or len(y) < 2:
         raise ValueError(f"need >= 2 images with one label each, got {len(x)} and {len(y)}")
-    val = None
-    if val_images is not None and val_labels is not None and len(val_labels) > 0:
-        val = (as_image_tensor(val_images), torch.as_tensor(np.asarray(val_labels)).long())
-    init_seq, order_seq, cbs_seq, aug_seq = np.random.SeedSequence(seed).spawn(4)
-    if model is None:
-        model = _new_model(x, y, val, depth, widths, _generator(init_seq))
-    model.to(device)
-    optimizer, schedule = _optimizer(
-        model, lr, momentum, weight_decay, epochs * math.ceil(len(y) / batch_size)
-    )
-    augment = _Augment(crop_padding, flip, _generator(aug_seq))
-    loop = _Loop(model, optimizer, schedule, batch_size, augment, device)
-    order_gen, rng = _generator(order_seq), np.random.default_rng(cbs_seq)
-    settings = {
-        "sampler": sampler, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "seed": seed, "weight_decay": weight_decay, "momentum": momentum,
-        "crop_padding": crop_padding, "flip": flip, "n_train": len(y),
-        "n_val": 0 if val is None else len(val[1]),
-    }  # fmt: skip
+    if val_images is None or val_labels is None or len(val_labels) == 0:
+        return x, y, None
+    return x, y, (as_image_tensor(val_images), torch.as_tensor(np.asarray(val_labels)).long())
+
+
+def new_model(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    val: Batch | None,
+    depth: int,
+    widths: Sequence[int],
+    seed: int,
+) -> ResNet:
+    """A ResNet for these images: C = max label + 1, input statistics of ``x``."""
+    n_classes = int(y.max()) + 1 if val is None else int(max(y.max(), val[1].max())) + 1
+    model = ResNet(
+        in_channels=x.shape[1], n_classes=n_classes, depth=depth, widths=widths,
+        generator=seed_generator(seed, 0),
+    )  # fmt: skip
+    model.set_input_stats(*channel_stats(x))
+    return model
+
+
+def seed_generator(seed: int, stream: int) -> torch.Generator:
+    """CPU generator of child ``stream`` of ``SeedSequence(seed)``.
+
+    Streams: 0 weight init, 1 epoch order, 2 CBS draws, 3 augmentation, 4 objective.
+    """
+    child = np.random.SeedSequence(seed, spawn_key=(stream,))
+    return torch.Generator().manual_seed(int(child.generate_state(1, np.uint64)[0] >> 1))
+
+
+def fit(
+    model: ResNet,
+    objective: Objective,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    val: Batch | None,
+    settings: TrainSettings,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    progress: bool,
+) -> tuple[ResNet, TrainHistory]:
+    """Run the epochs, keep the best validation epoch, write checkpoints (see module doc)."""
+    model.to(settings.device)
+    loop = _Loop(model, objective, settings, math.ceil(len(y) / settings.batch_size))
     history = TrainHistory((), 0, "last_epoch" if val is None else "val_balanced_accuracy")
     best_state: dict[str, torch.Tensor] = {}
-    bar = tqdm(range(1, epochs + 1), desc=f"stage 1 ({sampler})", disable=not progress)
+    bar = tqdm(
+        range(1, settings.epochs + 1), desc=f"stage 1 ({settings.sampler})", disable=not progress
+    )
     for epoch in bar:
-        record = loop.epoch(epoch, x, y, _epoch_order(y, sampler, order_gen, rng), val, progress)
+        record = loop.epoch(epoch, x, y, val, progress)
         history = _update(history, record)
         bar.set_postfix(loss=f"{record.train_loss:.3f}", val=_fmt(record.val_balanced_accuracy))
         logger.info("stage-1 epoch %s", record)
         if history.best_epoch == epoch:
             best_state = copy.deepcopy(model.state_dict())
-            if checkpoint_dir is not None:
-                metadata = {"history": history.to_dict(), "settings": settings}
-                save_checkpoint(model, checkpoint_dir, "best", metadata)
+            _save(model, checkpoint_dir, history, settings, objective)
+    bar.close()
     model.load_state_dict(best_state)
-    if checkpoint_dir is not None:  # the full history, with the same (best) weights
-        save_checkpoint(
-            model, checkpoint_dir, "best", {"history": history.to_dict(), "settings": settings}
-        )
+    _save(model, checkpoint_dir, history, settings, objective)  # full history, same weights
     return model.eval(), history
+
+
+def _save(
+    model: ResNet,
+    directory: str | os.PathLike[str] | None,
+    history: TrainHistory,
+    settings: TrainSettings,
+    objective: Objective,
+) -> None:
+    if directory is not None:
+        metadata = {
+            "history": history.to_dict(),
+            "settings": asdict(settings),
+            "objective": objective.config(),
+        }
+        save_checkpoint(model, directory, "best", metadata)
 
 
 def _update(history: TrainHistory, record: EpochRecord) -> TrainHistory:
     """Append ``record``; it becomes the best epoch if its score beats the best so far."""
     epochs = (*history.epochs, record)
-    if history.selection == "last_epoch":
+    best = history.best_epoch
+    if history.selection == "last_epoch" or best == 0:
         return TrainHistory(epochs, record.epoch, history.selection)
-    best = history.epochs[history.best_epoch - 1] if history.best_epoch else None
-    score = record.val_balanced_accuracy
-    assert score is not None
-    if best is None or score > (best.val_balanced_accuracy or -math.inf):
-        return TrainHistory(epochs, record.epoch, history.selection)
-    return TrainHistory(epochs, history.best_epoch, history.selection)
+    score, best_score = (
+        record.val_balanced_accuracy,
+        history.epochs[best - 1].val_balanced_accuracy,
+    )
+    assert score is not None and best_score is not None
+    return TrainHistory(epochs, record.epoch if score > best_score else best, history.selection)
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _optimizer(
-    model: ResNet, lr: float, momentum: float, weight_decay: float, steps: int
-) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
-    """SGD with momentum and a per-step cosine decay from ``lr`` to 0 over ``steps``."""
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
-    )
-    return optimizer, schedule
+class Augment:
+    """Random crop from a zero-padded image plus optional flip, drawn from one generator."""
+
+    def __init__(self, padding: int, flip: bool, generator: torch.Generator) -> None:
+        self.padding, self.flip, self.generator = padding, flip, generator
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment a batch (B, C, H, W)."""
+        return random_crop_flip(x, padding=self.padding, flip=self.flip, generator=self.generator)
 
 
-def _check_args(
-    sampler: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    crop_padding: int,
-    val_images: np.ndarray | None,
-    val_labels: np.ndarray | None,
-) -> None:
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if crop_padding < 0:
-        raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
-    if (val_images is None) != (val_labels is None):
-        raise ValueError("give both val_images and val_labels, or neither")
+class Objective(Protocol):
+    """A stage-1 training objective: extra parameters, and (loss, logits) of a batch."""
 
+    def parameters(self) -> Iterable[nn.Parameter]:
+        """Parameters besides the model's; those with ``requires_grad`` are trained."""
+        ...
 
-def _generator(seq: np.random.SeedSequence) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seq.generate_state(1, dtype=np.uint64)[0] >> 1))
+    def config(self) -> dict[str, Any]:
+        """JSON description stored in checkpoints."""
+        ...
 
-
-def _new_model(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    val: tuple[torch.Tensor, torch.Tensor] | None,
-    depth: int,
-    widths: Sequence[int],
-    generator: torch.Generator,
-) -> ResNet:
-    n_classes = int(y.max()) + 1 if val is None else int(max(y.max(), val[1].max())) + 1
-    model = ResNet(
-        in_channels=x.shape[1], n_classes=n_classes, depth=depth, widths=widths,
-        generator=generator,
-    )  # fmt: skip
-    model.set_input_stats(*channel_stats(x))
-    return model
-
-
-def _epoch_order(
-    y: torch.Tensor, sampler: str, generator: torch.Generator, rng: np.random.Generator
-) -> torch.Tensor:
-    if sampler == "cbs":
-        return torch.from_numpy(class_balanced_indices(y.numpy(), len(y), rng=rng))
-    return torch.randperm(len(y), generator=generator)
-
-
-@dataclass(frozen=True)
-class _Augment:
-    padding: int
-    flip: bool
-    generator: torch.Generator
+    def __call__(
+        self, model: ResNet, x: torch.Tensor, y: torch.Tensor, augment: Augment
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss (scalar) and logits (B, C) of a batch (B, C, H, W) in [0, 1]."""
+        ...
 
 
 class _Loop:
-    """One model's optimizer, schedule and augmentation settings, for train and eval."""
+    """Optimizer, cosine schedule, sampler and augmentation of one training run."""
 
     def __init__(
-        self,
-        model: ResNet,
-        optimizer: torch.optim.Optimizer,
-        schedule: torch.optim.lr_scheduler.LRScheduler,
-        batch_size: int,
-        augment: _Augment,
-        device: str | torch.device,
+        self, model: ResNet, objective: Objective, settings: TrainSettings, steps_per_epoch: int
     ) -> None:
-        self.model, self.optimizer, self.schedule = model, optimizer, schedule
-        self.batch_size, self.augment = batch_size, augment
-        self.device = torch.device(device)
+        self.model, self.objective, self.settings = model, objective, settings
+        self.device = torch.device(settings.device)
         self.dtype = next(model.parameters()).dtype
+        if isinstance(objective, nn.Module):
+            objective.to(self.device)
+        extra = [p for p in objective.parameters() if p.requires_grad]
+        params = [*model.parameters(), *extra]
+        self.optimizer = torch.optim.SGD(
+            params, lr=settings.lr, momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )  # fmt: skip
+        steps = settings.epochs * steps_per_epoch
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, steps) / steps))
+        )
+        self.order_gen = seed_generator(settings.seed, 1)
+        self.rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(2,)))
+        self.augment = Augment(
+            settings.crop_padding, settings.flip, seed_generator(settings.seed, 3)
+        )
 
     def epoch(
-        self,
-        epoch: int,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        order: torch.Tensor,
-        val: tuple[torch.Tensor, torch.Tensor] | None,
-        progress: bool,
+        self, epoch: int, x: torch.Tensor, y: torch.Tensor, val: Batch | None, progress: bool
     ) -> EpochRecord:
-        """Train one epoch over ``order``, then evaluate on ``val`` (if any)."""
+        """Train one epoch, then evaluate on ``val`` (if any)."""
         start = time.perf_counter()
-        loss, acc = self.train_epoch(x, y, order, progress)
+        loss, acc = self.train_epoch(x, y, progress)
         val_acc, val_bal = self.evaluate(*val) if val is not None else (None, None)
-        lr = self.schedule.get_last_lr()[0]
+        lr = float(self.schedule.get_last_lr()[0])
         return EpochRecord(epoch, loss, acc, val_acc, val_bal, lr, time.perf_counter() - start)
 
-    def train_epoch(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        order: torch.Tensor,
-        progress: bool,
-    ) -> tuple[float, float]:
-        """One pass over ``order``; returns the mean loss and the train accuracy."""
+    def order(self, y: torch.Tensor) -> torch.Tensor:
+        """This epoch's sample order: a permutation (CE) or N class-balanced draws (CBS)."""
+        if self.settings.sampler == "cbs":
+            return torch.from_numpy(class_balanced_indices(y.numpy(), len(y), rng=self.rng))
+        return torch.randperm(len(y), generator=self.order_gen)
+
+    def train_epoch(self, x: torch.Tensor, y: torch.Tensor, progress: bool) -> tuple[float, float]:
+        """One pass; returns the mean loss and the train accuracy."""
         self.model.train()
         total_loss, correct, seen = 0.0, 0, 0
-        batches = [b for b in order.split(self.batch_size) if len(b) > 1]  # BN needs >= 2
+        batches = [b for b in self.order(y).split(self.settings.batch_size) if len(b) > 1]
         for idx in tqdm(batches, desc="batches", leave=False, disable=not progress):
             xb = to_float(x[idx].to(self.device), self.dtype)
-            xb = random_crop_flip(
-                xb, padding=self.augment.padding, flip=self.augment.flip,
-                generator=self.augment.generator,
-            )  # fmt: skip
             yb = y[idx].to(self.device)
-            logits = self.model(xb)
-            loss = F.cross_entropy(logits, yb)
+            loss, logits = self.objective(self.model, xb, yb, self.augment)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -336,7 +403,7 @@ class _Loop:
         preds = torch.cat(
             [
                 self.model(to_float(xb.to(self.device), self.dtype)).argmax(1).cpu()
-                for xb in x.split(4 * self.batch_size)
+                for xb in x.split(4 * self.settings.batch_size)
             ]
         )
         hit = (preds == y).double()

@@ -117,7 +117,8 @@ def split_long_tailed(
         The :class:`ImageSplits`.
     """
     subset = make_long_tailed(labels, imbalance=imbalance, n_max=n_max, seed=seed)
-    fit, val = stratified_split(labels[subset], val_fraction, seed=seed + 1, min_per_class=1)
+    split_seed = int(np.random.SeedSequence(seed, spawn_key=(1,)).generate_state(1)[0])
+    fit, val = stratified_split(labels[subset], val_fraction, seed=split_seed, min_per_class=1)
     return ImageSplits(
         name=name,
         train_images=images[subset[fit]],

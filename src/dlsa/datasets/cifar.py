@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,26 +19,31 @@ import numpy as np
 
 from dlsa.datasets.base import DataFileError, ImageSplits, split_long_tailed
 
+
+@dataclass(frozen=True)
+class _CifarSpec:
+    folder: str
+    archive: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    label_key: str
+    meta_file: str
+    names_key: str
+    n_max: int
+
+
 _CIFAR = {
-    10: {
-        "folder": "cifar-10-batches-py",
-        "archive": "cifar-10-python.tar.gz",
-        "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
-        "test": ("test_batch",),
-        "labels": "labels",
-        "meta": ("batches.meta", "label_names"),
-        "n_max": 5000,
-    },
-    100: {
-        "folder": "cifar-100-python",
-        "archive": "cifar-100-python.tar.gz",
-        "train": ("train",),
-        "test": ("test",),
-        "labels": "fine_labels",
-        "meta": ("meta", "fine_label_names"),
-        "n_max": 500,
-    },
-}
+    10: _CifarSpec(
+        folder="cifar-10-batches-py", archive="cifar-10-python.tar.gz",
+        train=tuple(f"data_batch_{i}" for i in range(1, 6)), test=("test_batch",),
+        label_key="labels", meta_file="batches.meta", names_key="label_names", n_max=5000,
+    ),
+    100: _CifarSpec(
+        folder="cifar-100-python", archive="cifar-100-python.tar.gz", train=("train",),
+        test=("test",), label_key="fine_labels", meta_file="meta",
+        names_key="fine_label_names", n_max=500,
+    ),
+}  # fmt: skip
 
 _NUMPY_GLOBALS = {
     ("numpy", "ndarray"),
@@ -114,13 +120,13 @@ def _cifar_arrays(p: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _cifar_folder(root: Path, n_classes: int) -> Path:
     spec = _CIFAR[n_classes]
-    for folder in (root, root / spec["folder"]):
-        if all((folder / f).is_file() for f in spec["train"] + spec["test"]):
+    for folder in (root, root / spec.folder):
+        if all((folder / f).is_file() for f in spec.train + spec.test):
             return folder
-    names = ", ".join(spec["train"] + spec["test"])
+    names = ", ".join(spec.train + spec.test)
     raise FileNotFoundError(
-        f"CIFAR-{n_classes} batches not found in {root} or {root / spec['folder']}: "
-        f"need {names}. Get {spec['archive']} (the 'python version' of "
+        f"CIFAR-{n_classes} batches not found in {root} or {root / spec.folder}: "
+        f"need {names}. Get {spec.archive} (the 'python version' of "
         "https://www.cs.toronto.edu/~kriz/cifar.html), unpack it and pass the folder."
     )
 
@@ -148,17 +154,20 @@ def load_cifar(
         raise ValueError(f"n_classes must be 10 or 100, got {n_classes}")
     spec = _CIFAR[n_classes]
     folder = _cifar_folder(Path(root), n_classes)
-    parts = {
-        split: [_cifar_arrays(folder / f, spec["labels"]) for f in spec[split]]
-        for split in ("train", "test")
-    }
-    train_x, train_y = (np.concatenate(a) for a in zip(*parts["train"], strict=True))
-    test_x, test_y = (np.concatenate(a) for a in zip(*parts["test"], strict=True))
+    train_x, train_y = _cifar_split(folder, spec.train, spec.label_key)
+    test_x, test_y = _cifar_split(folder, spec.test, spec.label_key)
     return train_x, train_y, test_x, test_y, _cifar_class_names(folder, n_classes)
 
 
+def _cifar_split(
+    folder: Path, files: tuple[str, ...], label_key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    parts = [_cifar_arrays(folder / f, label_key) for f in files]
+    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+
 def _cifar_class_names(folder: Path, n_classes: int) -> tuple[str, ...]:
-    meta_file, key = _CIFAR[n_classes]["meta"]
+    meta_file, key = _CIFAR[n_classes].meta_file, _CIFAR[n_classes].names_key
     if not (folder / meta_file).is_file():
         return tuple(str(c) for c in range(n_classes))
     names = load_cifar_batch(folder / meta_file).get(key)
@@ -201,7 +210,7 @@ def cifar_lt(
         name=f"cifar{n_classes}-lt-r{imbalance:g}",
         class_names=names,
         imbalance=imbalance,
-        n_max=_CIFAR[n_classes]["n_max"] if n_max is None else n_max,
+        n_max=_CIFAR[n_classes].n_max if n_max is None else n_max,
         val_fraction=val_fraction,
         seed=seed,
     )

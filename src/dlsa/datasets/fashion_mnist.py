@@ -27,7 +27,7 @@ FASHION_MNIST_CLASSES = (
 )  # fmt: skip
 """Class names of Fashion-MNIST, in label order."""
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),

@@ -38,7 +38,7 @@ def read_split_list(
         root: folder the relative paths start from.
 
     Returns:
-        ``(paths, labels)``: absolute image paths and int64 labels of shape (N,).
+        ``(paths, labels)``: image paths (``root / relative path``) and int64 labels (N,).
 
     Raises:
         FileNotFoundError: if the list or a listed image is missing (file and line named).
