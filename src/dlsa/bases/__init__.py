@@ -11,14 +11,37 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
-from dlsa.bases._base import BaseMethod, StageData, seeded
+from dlsa.bases._base import (
+    BaseMethod,
+    StageData,
+    class_balanced_order,
+    frozen,
+    run_phase,
+    seeded,
+)
 from dlsa.bases.balsoftmax import BalancedSoftmax
+from dlsa.bases.cbs import ClassBalancedSampling
 from dlsa.bases.ce import CrossEntropy
+from dlsa.bases.cosine import Cosine
+from dlsa.bases.crt import ClassifierRetraining
+from dlsa.bases.logit_adjust import LogitAdjustment
+from dlsa.bases.lws import LearnableWeightScaling
+from dlsa.bases.m2m import MajorToMinor
+from dlsa.bases.ride import Ride
+from dlsa.bases.taunorm import TauNorm
 
 BASES: Mapping[str, type[BaseMethod]] = types.MappingProxyType(
     {
         "ce": CrossEntropy,
         "balsoftmax": BalancedSoftmax,
+        "cbs": ClassBalancedSampling,
+        "cosine": Cosine,
+        "crt": ClassifierRetraining,
+        "tau-norm": TauNorm,
+        "lws": LearnableWeightScaling,
+        "logit-adjust": LogitAdjustment,
+        "m2m": MajorToMinor,
+        "ride": Ride,
     }
 )
 """Read-only mapping from base-method name to class."""
@@ -52,4 +75,24 @@ def base_params(method: BaseMethod) -> dict[str, Any]:
     return dataclasses.asdict(method)
 
 
-__all__ = ["BASES", "BaseMethod", "StageData", "base_params", "make_base", "seeded"]
+__all__ = [
+    "BASES",
+    "BalancedSoftmax",
+    "BaseMethod",
+    "ClassBalancedSampling",
+    "ClassifierRetraining",
+    "Cosine",
+    "CrossEntropy",
+    "LearnableWeightScaling",
+    "LogitAdjustment",
+    "MajorToMinor",
+    "Ride",
+    "StageData",
+    "TauNorm",
+    "base_params",
+    "class_balanced_order",
+    "frozen",
+    "make_base",
+    "run_phase",
+    "seeded",
+]

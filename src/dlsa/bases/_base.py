@@ -10,11 +10,15 @@ hyper-parameters (with the original paper's defaults), set ``name``, override wh
 differs (``build_head``, ``loss``, ``batch_loss``, ``epoch_order``, ``fit`` or
 ``logits``), and list it in ``dlsa.bases.BASES``. Everything the method learns must live
 in the classifier module, so that saving the module's tensors saves the method.
+
+Multi-phase methods (``tau-norm``, ``lws``, ``m2m``, ``ride``) run each phase through
+:func:`run_phase`, and draw class-balanced epochs with :func:`class_balanced_order`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -49,6 +53,91 @@ class StageData:
         """The rows ``index`` (B,), with the same ``counts``."""
         prior = None if self.prior is None else self.prior[index]
         return StageData(self.inputs[index], self.target[index], self.counts, prior)
+
+
+def class_balanced_order(target: Tensor, n_draws: int, generator: torch.Generator) -> Tensor:
+    """Indices (n_draws,) drawn by the class-balanced sampler (CBS).
+
+    Each draw picks a class uniformly among the classes present in ``target``, then one
+    of its samples uniformly (with replacement), so every present class is equally
+    likely per draw whatever its size.
+
+    Args:
+        target: (N,) class indices.
+        n_draws: number of draws (an epoch of the ``cbs`` method has N).
+        generator: the only source of randomness.
+
+    Returns:
+        (n_draws,) int64 indices into ``target``, on ``target``'s device.
+
+    References:
+        Kang et al., "Decoupling Representation and Classifier for Long-Tailed
+        Recognition", ICLR 2020. https://arxiv.org/abs/1910.09217
+
+    Example:
+        >>> y = torch.tensor([0] * 98 + [1, 2])
+        >>> idx = class_balanced_order(y, 3000, torch.Generator().manual_seed(0))
+        >>> [round(n / 3000, 1) for n in torch.bincount(y[idx]).tolist()]
+        [0.3, 0.3, 0.3]
+    """
+    labels = target.detach().cpu()
+    _, inverse, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)
+    starts = torch.cumsum(sizes, 0) - sizes
+    cls = torch.randint(sizes.numel(), (n_draws,), generator=generator)
+    offset = (torch.rand(n_draws, generator=generator, dtype=torch.float64) * sizes[cls]).long()
+    offset = torch.minimum(offset, sizes[cls] - 1)
+    return order[starts[cls] + offset].to(target.device)
+
+
+def run_phase(
+    parameters: Iterable[nn.Parameter],
+    step_loss: Callable[[Tensor], Tensor],
+    epoch_order: Callable[[], Tensor],
+    settings: OptimSettings,
+    *,
+    method: str,
+    progress: bool = False,
+    desc: str = "classifier",
+) -> TrainHistory:
+    """One training phase of a base method: :func:`~dlsa.training.train_epochs` that
+    raises instead of returning a diverged run.
+
+    Raises:
+        FloatingPointError: if the loss became non-finite.
+    """
+    history = train_epochs(
+        parameters, step_loss, epoch_order, settings, progress=progress, desc=desc
+    )
+    if history.diverged_epoch is not None:
+        raise FloatingPointError(
+            f"{desc}: the {method} loss became non-finite in epoch "
+            f"{history.diverged_epoch}; lower the head learning rate"
+        )
+    return history
+
+
+@contextmanager
+def frozen(parameters: Iterable[nn.Parameter]) -> Iterator[None]:
+    """Turn off ``requires_grad`` of ``parameters`` inside the block, then restore it.
+
+    Example:
+        >>> layer = nn.Linear(2, 2)
+        >>> with frozen(layer.parameters()):
+        ...     layer.weight.requires_grad
+        False
+        >>> layer.weight.requires_grad
+        True
+    """
+    params = list(parameters)
+    before = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, before, strict=True):
+            p.requires_grad_(flag)
 
 
 def seeded(build: Callable[[], T], generator: torch.Generator) -> T:
@@ -103,7 +192,8 @@ class BaseMethod:
 
     def epoch_order(self, target: Tensor, counts: Tensor, generator: torch.Generator) -> Tensor:
         """Sample order of one epoch (N,): a uniform random permutation."""
-        return torch.randperm(target.numel(), generator=generator, device=target.device)
+        # drawn on the CPU generator, then moved: a CPU generator cannot draw on CUDA
+        return torch.randperm(target.numel(), generator=generator).to(target.device)
 
     def settings(self, config: HeadConfig) -> OptimSettings:
         """SGD settings of the main training phase."""
@@ -127,20 +217,15 @@ class BaseMethod:
         desc: str = "classifier",
     ) -> TrainHistory:
         """Train every parameter of ``model`` with :meth:`batch_loss` (one phase)."""
-        history = train_epochs(
+        return run_phase(
             model.parameters(),
             lambda idx: self.batch_loss(model, data.subset(idx)),
             lambda: self.epoch_order(data.target, data.counts, generator),
             self.settings(config),
+            method=self.name,
             progress=progress,
             desc=desc,
         )
-        if history.diverged_epoch is not None:
-            raise FloatingPointError(
-                f"{desc}: the {self.name} loss became non-finite in epoch "
-                f"{history.diverged_epoch}; lower the head learning rate"
-            )
-        return history
 
     def fit(
         self,

@@ -1,0 +1,144 @@
+"""compare_bases: shared filters per seed, aggregation over seeds, the Table-1 layout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dlsa.comparison import compare_bases, comparison_table, format_mean_std
+from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, MixtureConfig
+from dlsa.filter import FlowFilter
+from dlsa.report import COLUMNS
+from dlsa.synthetic import make_long_tailed_features
+
+CONFIG = DLSAConfig(
+    depth=1,
+    flow_filter=FilterConfig(
+        mixture=MixtureConfig(n_components=8, sigma=0.5), epochs=3, batch_size=128, lr=0.2
+    ),
+    head=HeadConfig(epochs=5, batch_size=128),
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_long_tailed_features(
+        n_classes=10, n_features=6, n_max=150, imbalance=20, n_test_per_class=10, seed=5
+    )
+
+
+@pytest.fixture(scope="module")
+def compared(data):
+    """Two bases, two seeds; counts the flow filters that are really trained."""
+    fitted: list[FlowFilter] = []
+    original = FlowFilter.fit
+
+    def counting_fit(self, *args, **kwargs):
+        fitted.append(self)
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FlowFilter, "fit", counting_fit)
+        result = compare_bases(
+            data.X_train,
+            data.y_train,
+            data.X_test,
+            data.y_test,
+            bases=["balsoftmax", "cbs"],
+            config=CONFIG,
+            seeds=[0, 1],
+            progress=False,
+        )
+    return result, fitted
+
+
+def test_filters_are_trained_once_per_seed(compared):
+    result, fitted = compared
+    assert len(fitted) == 2  # 2 seeds x depth 1, shared by both bases
+    assert len({id(f) for f in fitted}) == 2
+    assert result["filter_fits"] == 2
+
+
+def test_runs_and_summary_cover_every_seed_and_base(compared):
+    result, _ = compared
+    assert result["bases"] == ["balsoftmax", "cbs"] and result["seeds"] == [0, 1]
+    assert [(r["seed"], r["base_method"]) for r in result["runs"]] == [
+        (0, "balsoftmax"),
+        (0, "cbs"),
+        (1, "balsoftmax"),
+        (1, "cbs"),
+    ]
+    for name in result["bases"]:
+        summary = result["summary"][name]
+        runs = [r for r in result["runs"] if r["base_method"] == name]
+        for variant in ("base", "dlsa"):
+            values = [r[variant]["overall"] for r in runs]
+            assert summary[variant]["overall"]["mean"] == pytest.approx(np.mean(values))
+            assert summary[variant]["overall"]["std"] == pytest.approx(np.std(values, ddof=1))
+        gains = [r["dlsa"]["overall"] - r["base"]["overall"] for r in runs]
+        assert summary["gain"]["overall"]["mean"] == pytest.approx(np.mean(gains))
+    assert set(result["summary"]["cbs"]["base"]) == set(COLUMNS)
+
+
+def test_result_is_json_ready(compared):
+    result, _ = compared
+    assert json.loads(json.dumps(result))["bases"] == ["balsoftmax", "cbs"]
+
+
+def test_table_has_the_shape_of_table_1(compared):
+    result, _ = compared
+    lines = comparison_table(result).splitlines()
+    assert lines[0] == "Test metrics (%), mean ± std over 2 seeds"
+    header, rows = lines[2], lines[4:]
+    assert header == "| classifier | overall | many | medium | few | MCC | NMI |"
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| balsoftmax",
+        "| balsoftmax + DLSA",
+        "| cbs",
+        "| cbs + DLSA",
+    ]
+    for row in rows:
+        cells = row.strip("| ").split(" | ")[1:]
+        assert len(cells) == 6
+        present = [c for c in cells if c != "-"]
+        assert present and all(" ± " in c for c in present)
+        if "DLSA" in row:
+            assert all(c.endswith(")") and ("(+" in c or "(-" in c) for c in present)
+
+
+def test_mean_std_formatting():
+    assert format_mean_std({"mean": 0.43219, "std": 0.01234}) == "43.2 ± 1.2"
+    assert format_mean_std({"mean": 0.43219, "std": 0.01234}, digits=2) == "43.22 ± 1.23"
+    assert format_mean_std({"mean": 0.4, "std": None}) == "40.0"
+    assert format_mean_std({"mean": None, "std": None}) == "-"
+
+
+def test_single_seed_table_has_no_std():
+    metrics = {c: {"mean": 0.5, "std": None} for c in COLUMNS}
+    gain = {c: {"mean": 0.01, "std": None} for c in COLUMNS}
+    result = {
+        "bases": ["ce"],
+        "seeds": [3],
+        "summary": {"ce": {"base": metrics, "dlsa": metrics, "gain": gain}},
+    }
+    text = comparison_table(result)
+    assert "over 1 seed\n" in text and "±" not in text.split("\n", 1)[1]
+    assert "| ce + DLSA | 50.0 (+1.0) |" in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"bases": ["ce", "nope"]}, "unknown base"),
+        ({"bases": []}, "non-empty"),
+        ({"bases": ["ce", "ce"]}, "repeats"),
+        ({"seeds": [1, 1]}, "repeats"),
+        ({"config": DLSAConfig(depth=0)}, "depth"),
+    ],
+)
+def test_bad_arguments_are_rejected_before_any_fit(data, kwargs, match):
+    args = {"bases": ["ce"], "config": CONFIG, "seeds": [0]} | kwargs
+    with pytest.raises(ValueError, match=match):
+        compare_bases(data.X_train, data.y_train, data.X_test, data.y_test, **args)
