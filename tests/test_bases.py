@@ -15,12 +15,12 @@ from dlsa import DLSAClassifier
 from dlsa.bases import BASES, StageData, class_balanced_order, make_base
 from dlsa.bases.balsoftmax import BalancedSoftmax
 from dlsa.bases.cbs import ClassBalancedSampling
-from dlsa.bases.cosine import ScaledCosineHead
 from dlsa.bases.logit_adjust import PriorLinearHead
 from dlsa.bases.lws import ScaledLinearHead
 from dlsa.bases.m2m import MajorToMinor, acceptance_probability, translate
 from dlsa.bases.ride import Ride, RideHead, diversity_temperature
 from dlsa.bases.taunorm import TAU_GRID, TauNormHead, mean_class_accuracy
+from dlsa.classifiers import CosineHead
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
 from dlsa.synthetic import make_long_tailed_features
 
@@ -158,7 +158,7 @@ def test_crt_is_cbs_on_frozen_features(lt_data, donor):
 def test_cosine_learns_its_scale_only_when_asked(lt_data, donor):
     learned = fit(lt_data, donor, 0, "cosine").regular_.head
     fixed = fit(lt_data, donor, 0, "cosine", {"learn_scale": False}).regular_.head
-    assert isinstance(learned, ScaledCosineHead)
+    assert isinstance(learned, CosineHead)
     assert isinstance(learned.scale, torch.nn.Parameter) and learned.scale.item() != 16.0
     assert "scale" in dict(fixed.named_buffers()) and float(fixed.scale) == 16.0
 

@@ -211,3 +211,13 @@ def test_safeguard_reports_validation_and_a_disabled_stage_uses_the_base(lt_data
     loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
     assert loaded.stage_enabled_ == [False, False] and loaded.validation_ == clf.validation_
     np.testing.assert_array_equal(loaded.predict(lt_data.X_test), clf.predict(lt_data.X_test))
+
+
+def test_a_stage_never_predicts_a_class_it_did_not_see(fitted, lt_data):
+    for head in fitted.heads_:
+        assert not bool(head.seen.all())  # the routed subsets miss some classes
+    proba = fitted.predict_proba(lt_data.X_test)
+    stage = fitted.route(lt_data.X_test)
+    for level, head in enumerate(fitted.heads_):
+        rows = proba[stage == level]
+        assert np.all(rows[:, ~head.seen.numpy()] == 0)

@@ -19,8 +19,8 @@ def test_cosine_head_is_scaled_cosine_similarity():
 
 def test_fixed_scale_is_a_buffer():
     head = CosineHead(4, 3, scale=5.0, learn_scale=False)
-    assert "log_scale" in dict(head.named_buffers())
-    assert all(name != "log_scale" for name, _ in head.named_parameters())
+    assert "scale" in dict(head.named_buffers())
+    assert all(name != "scale" for name, _ in head.named_parameters())
 
 
 def test_cluster_aided_adds_the_prior_branch():

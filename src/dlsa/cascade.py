@@ -209,7 +209,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         x_val = torch.from_numpy(X[val_idx]).to(self._device())
         with torch.no_grad():
             logits, stage = self._logits_and_stage(x_val)
-            base_logits = self.base_.logits(self.fallback_, x_val, None)
+            base_logits = self._stage_logits(self.fallback_, x_val, None)
         target = torch.from_numpy(y[val_idx]).to(logits.device)
         rows = []
         for s in range(len(self.filters_) + 1):
@@ -316,7 +316,14 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         counts = torch.bincount(y, minlength=n_classes).to(inputs.dtype)
         data = StageData(inputs, y, counts, prior)
         base.fit(model, data, head_cfg, generator, progress=self.verbose, desc=desc)
+        model.set_seen_classes(counts)
         return model
+
+    def _stage_logits(
+        self, model: StageClassifier, inputs: Tensor, prior: Tensor | None
+    ) -> Tensor:
+        """Inference logits (N, C) of one stage; classes it never saw are -inf."""
+        return model.masked_logits(self.base_.logits(model, inputs, prior))
 
     # --------------------------------------------------------------- inference
     def _check_X(self, X: np.ndarray) -> Tensor:
@@ -353,14 +360,14 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 if self.stage_enabled_[level]:
                     inputs = torch.cat([x[idx], out.z[mask]], dim=1)
                     prior = flt.cluster_prior(out.cluster[mask])
-                    logits[idx] = self.base_.logits(head, inputs, prior)
+                    logits[idx] = self._stage_logits(head, inputs, prior)
                 else:
-                    logits[idx] = self.base_.logits(self.fallback_, x[idx], None)
+                    logits[idx] = self._stage_logits(self.fallback_, x[idx], None)
                 stage[idx] = level
             remaining = remaining[~mask]
         if remaining.numel() > 0:
             last = self.regular_ if self.stage_enabled_[-1] else self.fallback_
-            logits[remaining] = self.base_.logits(last, x[remaining], None)
+            logits[remaining] = self._stage_logits(last, x[remaining], None)
         return logits, stage
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

@@ -39,11 +39,15 @@ class LinearHead(nn.Linear):
 class CosineHead(nn.Module):
     """Cosine classifier: ``s * cos(x, w_c)`` with a learned or fixed scale s.
 
+    s itself is the parameter, as in Gidaris & Komodakis (their ``scale_cls``). Learning
+    ``log s`` instead multiplies the scale's gradient by s: from s = 16 and random class
+    vectors, SGD with momentum drove s to ~1e-4 within a few steps and training stalled.
+
     Args:
         in_features: D.
         n_classes: C.
         scale: initial (or fixed) scale s.
-        learn_scale: learn s (as ``log s``).
+        learn_scale: learn s; otherwise it is a buffer.
 
     References:
         Gidaris & Komodakis, "Dynamic Few-Shot Visual Learning without Forgetting",
@@ -55,21 +59,22 @@ class CosineHead(nn.Module):
         True
     """
 
+    scale: Tensor
+
     def __init__(
         self, in_features: int, n_classes: int, *, scale: float = 16.0, learn_scale: bool = True
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n_classes, in_features))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        log_scale = torch.tensor(math.log(scale))
         if learn_scale:
-            self.log_scale = nn.Parameter(log_scale)
+            self.scale = nn.Parameter(torch.tensor(float(scale)))
         else:
-            self.register_buffer("log_scale", log_scale)
+            self.register_buffer("scale", torch.tensor(float(scale)))
 
     def forward(self, x: Tensor) -> Tensor:
         """Map (N, D) to scaled cosine logits (N, C)."""
-        return self.log_scale.exp() * F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).T
+        return self.scale * F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).T
 
 
 class StageClassifier(nn.Module):
@@ -90,6 +95,7 @@ class StageClassifier(nn.Module):
 
     input_mean: Tensor
     input_std: Tensor
+    seen: Tensor
 
     def __init__(self, head: nn.Module, n_inputs: int, n_classes: int, *, use_prior: bool) -> None:
         super().__init__()
@@ -98,6 +104,7 @@ class StageClassifier(nn.Module):
         self.n_classes = n_classes
         self.register_buffer("input_mean", torch.zeros(n_inputs))
         self.register_buffer("input_std", torch.ones(n_inputs))
+        self.register_buffer("seen", torch.ones(n_classes, dtype=torch.bool))
         self.prior_fc = nn.Linear(n_classes, n_classes) if use_prior else None
 
     @property
@@ -110,6 +117,17 @@ class StageClassifier(nn.Module):
         """Store the mean and std (floored at 1e-6) of training inputs (N, D_in)."""
         self.input_mean.copy_(inputs.mean(dim=0))
         self.input_std.copy_(inputs.std(dim=0, unbiased=False).clamp_min(1e-6))
+
+    @torch.no_grad()
+    def set_seen_classes(self, counts: Tensor) -> None:
+        """Record which classes (C,) had training samples; :meth:`masked_logits` never
+        predicts the others (a stage cannot learn a class it never saw, and Balanced
+        Softmax leaves such logits untrained)."""
+        self.seen.copy_(counts > 0)
+
+    def masked_logits(self, logits: Tensor) -> Tensor:
+        """Logits (N, C) with classes unseen in training set to -inf."""
+        return logits.masked_fill(~self.seen, float("-inf"))
 
     def standardize(self, inputs: Tensor) -> Tensor:
         """(N, D_in) -> (N, D_in) with the stored statistics."""
