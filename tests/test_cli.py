@@ -131,3 +131,21 @@ def test_yaml_with_unknown_key_is_rejected(tmp_path, capsys):
         ["fit", "--train", "a", "--test", "b", "--out", str(tmp_path / "o"), "--config", str(cfg)]
     )
     assert code == 2 and "lrr" in capsys.readouterr().err
+
+
+def test_compare_writes_a_table_per_base(files, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["-q", "compare", "--train", str(files / "train.h5"), "--test", str(files / "test.npz"),
+            "--bases", "balsoftmax,ce", "--seeds", "0,1", "--out", str(out), *TINY]  # fmt: skip
+    assert main(argv) == 0
+    text = (out / "comparison.md").read_text()
+    assert "ce + DLSA" in text and "balsoftmax + DLSA" in text and "±" in text
+    record = json.loads((out / "comparison.json").read_text())
+    assert record["seeds"] == [0, 1] and record["bases"] == ["balsoftmax", "ce"]
+
+
+def test_compare_rejects_an_unknown_base(files, tmp_path, capsys):
+    argv = ["-q", "compare", "--train", str(files / "train.h5"), "--test", str(files / "test.npz"),
+            "--bases", "nope", "--out", str(tmp_path / "c"), *TINY]  # fmt: skip
+    assert main(argv) == 2
+    assert "nope" in capsys.readouterr().err and not (tmp_path / "c").exists()

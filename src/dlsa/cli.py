@@ -317,6 +317,43 @@ def _fit_report(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every base alone and with DLSA over seeds; filters trained once per seed."""
+    from dlsa.comparison import compare_bases, comparison_table
+
+    config = dataclasses.replace(resolve_config(args), verbose=False)
+    train = _load(args.train, require_labels=True, what="--train")
+    test = _load(args.test, require_labels=True, what="--test")
+    if test.X.shape[1] != train.X.shape[1]:
+        raise CLIError(
+            f"--test {args.test} has {test.X.shape[1]} features but --train has {train.X.shape[1]}"
+        )
+    bases = [b.strip() for b in args.bases.split(",") if b.strip()]
+    seeds = [int(v) for v in args.seeds.split(",")]
+    seed_everything(seeds[0])
+    out = OutputDir(Path(args.out), overwrite=args.overwrite)
+    try:
+        try:
+            result = compare_bases(
+                train.X, train.y, test.X, test.y,
+                bases=bases, config=config, seeds=seeds, progress=not args.quiet,
+            )  # fmt: skip
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        record = dict(result) | {"git_commit": git_commit(), "dlsa_version": __version__}
+        record |= {"train": str(args.train), "test": str(args.test)}
+        write_json(out.tmp / "comparison.json", record)
+        text = comparison_table(result)
+        (out.tmp / "comparison.md").write_text(text + "\n")
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+    print(text)
+    print(f"\nwrote {out.dest}/ (comparison.md, comparison.json)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA."""
     from dlsa.pipeline import DemoSettings, demo_record, run_demo
@@ -470,6 +507,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--features", required=True, help="labelled features")
     ev.add_argument("--out", default=None, help="optional JSON file for the metrics")
     ev.set_defaults(func=cmd_evaluate)
+
+    cmp = sub.add_parser("compare", help="every base alone and with DLSA, Table-1 layout")
+    cmp.add_argument("--train", required=True, help="train features (.h5/.hdf5/.npz)")
+    cmp.add_argument("--test", required=True, help="test features, used once per model")
+    cmp.add_argument(
+        "--bases",
+        default="balsoftmax,cbs,cosine,m2m,ride",
+        help="comma-separated base methods; the first one's filters are shared",
+    )
+    cmp.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    cmp.add_argument("--out", required=True, help="results folder")
+    cmp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_config_arguments(cmp)
+    cmp.set_defaults(func=cmd_compare)
 
     demo = sub.add_parser(
         "demo", help="Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA"
