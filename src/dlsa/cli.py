@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--n-max", type=int, default=6000, help="images of the largest class (at most 6000)"
     )
-    demo.add_argument("--backbone-epochs", type=int, default=10, help="stage-1 epochs")
+    demo.add_argument("--backbone-epochs", type=int, default=30, help="stage-1 epochs")
     demo.add_argument("--backbone-sampler", choices=["ce", "cbs"], default="ce")
     demo.add_argument("--out", default="dlsa-demo", help="results folder (replaced)")
     add_config_arguments(demo)

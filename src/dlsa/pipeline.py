@@ -41,7 +41,7 @@ class DemoSettings:
     """Train images of the largest class before the validation split (at most 6000)."""
     seed: int = 0
     """Seed of the subset, the backbone and DLSA."""
-    backbone_epochs: int = 10
+    backbone_epochs: int = 30
     """Epochs of the stage-1 ResNet (best epoch kept by validation balanced accuracy)."""
     backbone_sampler: str = "ce"
     """Stage-1 sampler: "ce" or "cbs"."""
