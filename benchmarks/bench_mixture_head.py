@@ -47,12 +47,15 @@ def _rss_mb() -> float:
 
 
 def _measure(head: str, d: int, k: int, n: int, batch: int, epochs: int, queue: mp.Queue) -> None:
-    torch.set_num_threads(torch.get_num_threads())
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, d, generator=g)
     y = torch.randint(0, 50, (n,), generator=g)
     cfg = FilterConfig(
-        mixture=MixtureConfig(n_components=k), batch_size=batch, epochs=epochs, lr=0.01
+        mixture=MixtureConfig(n_components=k),
+        batch_size=batch,
+        eval_batch_size=batch,
+        epochs=epochs,
+        lr=0.01,
     )
     flt = FlowFilter(d, 50, cfg, generator=g)
     if head == "broadcast (N,K,D)":
