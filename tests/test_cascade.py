@@ -221,3 +221,12 @@ def test_a_stage_never_predicts_a_class_it_did_not_see(fitted, lt_data):
     for level, head in enumerate(fitted.heads_):
         rows = proba[stage == level]
         assert np.all(rows[:, ~head.seen.numpy()] == 0)
+
+
+def test_stack_base_feeds_the_base_logits_to_cluster_aided_classifiers(lt_data, tmp_path):
+    clf = make(depth=1, stack_base=True).fit(lt_data.X_train, lt_data.y_train)
+    assert clf.heads_[0].n_inputs == 2 * 8 + 30
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(lt_data.X_test), clf.predict_proba(lt_data.X_test)
+    )

@@ -104,6 +104,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         flow_filter: FilterConfig | None = None,
         head: HeadConfig | None = None,
         regular_data: str = "remaining",
+        stack_base: bool = False,
         validation_fraction: float = 0.0,
         random_state: int | None = 0,
         device: str = "cpu",
@@ -115,6 +116,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.flow_filter = flow_filter
         self.head = head
         self.regular_data = regular_data
+        self.stack_base = stack_base
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.device = device
@@ -249,14 +251,14 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.filters_ = nn.ModuleList()
         self.heads_ = nn.ModuleList()
         self.reports_: list[dict[str, Any]] = []
+        base = self.base_
+        self.fallback_ = self._fit_stage(base, x_all, None, y_all, head_cfg, gens[-1], "base")
         x, yl = x_all, y_all
         for level in range(self.depth):
             reused = None if donor is None else (donor.filters_[level], donor.reports_[level])
             x, yl = self._fit_level(
                 level, x, yl, is_tail, flt_cfg, head_cfg, gens[2 * level : 2 * level + 2], reused
             )
-        base = self.base_
-        self.fallback_ = self._fit_stage(base, x_all, None, y_all, head_cfg, gens[-1], "base")
         if self.depth == 0 or self.regular_data == "all":
             self.regular_ = self.fallback_
         else:
@@ -289,7 +291,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 )
         out = flt.transform(x)
         mask = flt.route(out.log_prob)
-        inputs = torch.cat([x[mask], out.z[mask]], dim=1)
+        inputs = self._cluster_inputs(x[mask], out.z[mask])
         prior = flt.cluster_prior(out.cluster[mask])
         head = self._fit_stage(
             self.base_, inputs, prior, y[mask], head_cfg, gens[1], f"cluster-aided {level + 1}"
@@ -318,6 +320,15 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         base.fit(model, data, head_cfg, generator, progress=self.verbose, desc=desc)
         model.set_seen_classes(counts)
         return model
+
+    def _cluster_inputs(self, x: Tensor, z: Tensor) -> Tensor:
+        """Inputs of a cluster-aided classifier: ``[x, z]`` (N, 2D), plus the base
+        method's logits (N, C) when ``stack_base`` is set (unseen classes at -1e4)."""
+        parts = [x, z]
+        if self.stack_base:
+            with torch.no_grad():
+                parts.append(self._stage_logits(self.fallback_, x, None).clamp_min(-1e4))
+        return torch.cat(parts, dim=1)
 
     def _stage_logits(
         self, model: StageClassifier, inputs: Tensor, prior: Tensor | None
@@ -358,7 +369,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             idx = remaining[mask]
             if idx.numel() > 0:
                 if self.stage_enabled_[level]:
-                    inputs = torch.cat([x[idx], out.z[mask]], dim=1)
+                    inputs = self._cluster_inputs(x[idx], out.z[mask])
                     prior = flt.cluster_prior(out.cluster[mask])
                     logits[idx] = self._stage_logits(head, inputs, prior)
                 else:
@@ -441,6 +452,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 "flow_filter": to_dict(flt),
                 "head": to_dict(head),
                 "regular_data": self.regular_data,
+                "stack_base": self.stack_base,
                 "validation_fraction": self.validation_fraction,
                 "random_state": self.random_state,
             },
@@ -473,6 +485,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 flow_filter=from_dict(FilterConfig, params["flow_filter"], where="flow_filter"),
                 head=from_dict(HeadConfig, params["head"], where="head"),
                 regular_data=params["regular_data"],
+                stack_base=params["stack_base"],
                 validation_fraction=params["validation_fraction"],
                 random_state=params["random_state"],
                 device=device,
@@ -498,7 +511,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             FlowFilter(d, c, flt_cfg, generator=dummy) for _ in range(n_levels)
         )
         self.heads_ = nn.ModuleList(
-            base.build(2 * d, c, use_prior=True, generator=dummy) for _ in range(n_levels)
+            base.build(2 * d + c * self.stack_base, c, use_prior=True, generator=dummy)
+            for _ in range(n_levels)
         )
         self.regular_ = base.build(d, c, use_prior=False, generator=dummy)
         self.fallback_ = (

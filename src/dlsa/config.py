@@ -139,6 +139,9 @@ class DLSAConfig:
     regular_data: str = "remaining"
     """Data of the regular classifier: "remaining" (samples no filter took, as in the
     original release) or "all" (the base method on all training samples)."""
+    stack_base: bool = False
+    """Give each cluster-aided classifier the base method's logits (trained on all data)
+    as extra inputs beside ``[x, z]`` (not in the paper)."""
     validation_fraction: float = 0.0
     """Share of each class held out to decide, per stage, whether DLSA's classifier beats
     the base method on the samples it handles; 0 disables the safeguard (not in the
