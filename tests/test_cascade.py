@@ -201,6 +201,7 @@ def test_safeguard_reports_validation_and_a_disabled_stage_uses_the_base(lt_data
     for row in val["stages"]:
         if row["n"]:
             assert row["kept"] == (row["accuracy"] >= row["base_accuracy"])
+            assert 0.0 <= row["accuracy"] <= 1.0
     clf.stage_enabled_ = [False, False]  # force the fallback everywhere
     np.testing.assert_allclose(
         clf.predict_proba(lt_data.X_test),

@@ -155,6 +155,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         split is first held out: the cascade is fitted on the rest, and every stage
         whose classifier is less accurate on the validation samples it handles than the
         base method trained on all data falls back to that base method (the safeguard).
+        Accuracies are class-balanced (each validation class weighs the same), because
+        long-tail benchmarks test on balanced sets.
         The cascade is then refitted on all the data with those decisions.
 
         Args:
@@ -213,13 +215,15 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             logits, stage = self._logits_and_stage(x_val)
             base_logits = self._stage_logits(self.fallback_, x_val, None)
         target = torch.from_numpy(y[val_idx]).to(logits.device)
+        # Long-tail benchmarks test on balanced sets: weigh each validation class equally.
+        weight = 1.0 / torch.bincount(target, minlength=len(self.classes_)).to(logits)[target]
         rows = []
         for s in range(len(self.filters_) + 1):
             mask = stage == s
             n = int(mask.sum())
-            acc = float((logits[mask].argmax(1) == target[mask]).float().mean()) if n else None
+            acc = _weighted_accuracy(logits[mask], target[mask], weight[mask]) if n else None
             acc_base = (
-                float((base_logits[mask].argmax(1) == target[mask]).float().mean()) if n else None
+                _weighted_accuracy(base_logits[mask], target[mask], weight[mask]) if n else None
             )
             keep = acc is None or acc_base is None or acc >= acc_base
             rows.append(
@@ -529,6 +533,12 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             except RuntimeError as err:
                 raise ValueError(f"model tensors do not match its metadata: {err}") from err
             module.to(device).eval()
+
+
+def _weighted_accuracy(logits: Tensor, target: Tensor, weight: Tensor) -> float:
+    """Accuracy of logits (N, C) on targets (N,) with sample weights (N,)."""
+    correct = (logits.argmax(dim=1) == target).to(weight)
+    return float((weight * correct).sum() / weight.sum())
 
 
 def _check_donor(
