@@ -149,3 +149,14 @@ def test_compare_rejects_an_unknown_base(files, tmp_path, capsys):
             "--bases", "nope", "--out", str(tmp_path / "c"), *TINY]  # fmt: skip
     assert main(argv) == 2
     assert "nope" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
+def test_figures_are_written_as_png(run, files, tmp_path):
+    out = tmp_path / "fig"
+    argv = ["figures", "--model", str(run / "model"), "--base-model", str(run / "base_model"),
+            "--features", str(files / "test.npz"), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["confusion.png", "confusion_difference.png", "cluster_sizes.png",
+                            "cluster_purity.png", "separation.png", "cascade_tsne.png"])  # fmt: skip
+    assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)

@@ -354,6 +354,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figures(args: argparse.Namespace) -> int:
+    """The paper's figures for a saved model on labelled features."""
+    from dlsa.figures import write_figures
+
+    model = _load_model(args.model)
+    base = _load_model(args.base_model) if args.base_model else None
+    data = _load(args.features, require_labels=True, what="--features")
+    out = OutputDir(Path(args.out), overwrite=args.overwrite)
+    try:
+        try:
+            files = write_figures(model, data.X, data.y, out.tmp, base=base)
+        except ValueError as err:
+            raise CLIError(f"--features {args.features}: {err}") from err
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+    print("\n".join(str(out.dest / f.name) for f in files))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA."""
     from dlsa.pipeline import DemoSettings, demo_record, run_demo
@@ -521,6 +542,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     add_config_arguments(cmp)
     cmp.set_defaults(func=cmd_compare)
+
+    fig = sub.add_parser("figures", help="confusion, clusters, separation and t-SNE figures")
+    fig.add_argument("--model", required=True, help="model folder written by fit")
+    fig.add_argument("--features", required=True, help="labelled features (e.g. the test set)")
+    fig.add_argument("--base-model", default=None, help="base model folder, for the difference")
+    fig.add_argument("--out", required=True, help="folder for the PNG files")
+    fig.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    fig.set_defaults(func=cmd_figures)
 
     demo = sub.add_parser(
         "demo", help="Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA"
