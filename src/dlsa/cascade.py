@@ -417,6 +417,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         try:
             save_file(self._state_tensors(), str(tmp / "model.safetensors"))
             (tmp / "model.json").write_text(json.dumps(self._metadata(), indent=2))
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o777 & ~umask)
             _replace_dir(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -211,7 +211,11 @@ class OutputDir:
         self.tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
 
     def commit(self) -> None:
-        """Move the finished folder into place."""
+        """Move the finished folder into place (with the usual permissions, not
+        mkdtemp's 0700)."""
+        umask = os.umask(0)
+        os.umask(umask)
+        self.tmp.chmod(0o777 & ~umask)
         if self.dest.exists():
             shutil.rmtree(self.dest)
         self.tmp.rename(self.dest)
