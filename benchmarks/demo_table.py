@@ -16,12 +16,13 @@ import numpy as np
 from dlsa.report import COLUMNS, markdown_table
 
 
-def mean_std(values: list[float | None]) -> str:
+def mean_std(values: list[float | None], signed: bool = False) -> str:
     vals = [v for v in values if v is not None]
     if not vals:
         return "-"
     std = np.std(vals, ddof=1) if len(vals) > 1 else 0.0
-    return f"{100 * np.mean(vals):.1f} ± {100 * std:.1f}"
+    mean = f"{100 * np.mean(vals):+.1f}" if signed else f"{100 * np.mean(vals):.1f}"
+    return f"{mean} ± {100 * std:.1f}"
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
             for r in records
             if r["metrics"]["dlsa"][c] is not None and r["metrics"]["base"][c] is not None
         ]
-        gains.append(mean_std([a - b for a, b in pairs]) if pairs else "-")
+        gains.append(mean_std([a - b for a, b in pairs], signed=True) if pairs else "-")
     rows.append(["gain", *gains])
     header = ["model", "overall", "many", "medium", "few", "MCC", "NMI"]
     print(markdown_table(header, rows))
