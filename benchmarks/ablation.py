@@ -75,10 +75,18 @@ def main() -> None:
     parser.add_argument("--config", default="small")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--only", default=None, help="comma-separated variant names")
+    parser.add_argument("--base", default=None, help="base method (default: the preset's)")
+    parser.add_argument(
+        "--no-safeguard", action="store_true", help="validation_fraction = 0 (raw cascade)"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     cfg = get_preset(args.config)
+    if args.no_safeguard:
+        cfg = dataclasses.replace(cfg, validation_fraction=0.0)
+    if args.base:
+        cfg = dataclasses.replace(cfg, base=args.base)
     grid = variants(cfg)
     if args.only:
         keep = {"base alone", *args.only.split(",")}
