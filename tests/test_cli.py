@@ -157,6 +157,50 @@ def test_figures_are_written_as_png(run, files, tmp_path):
             "--features", str(files / "test.npz"), "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["confusion.png", "confusion_difference.png", "cluster_sizes.png",
-                            "cluster_purity.png", "separation.png", "cascade_tsne.png"])  # fmt: skip
+    expected = ["confusion.png", "confusion_difference.png", "cluster_sizes.png",
+                "cluster_purity.png", "separation.png", "cascade_tsne.png"]  # fmt: skip
+    assert names == sorted(expected)
     assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+
+
+def test_extract_then_predict_on_new_images(tmp_path, capsys):
+    """New image files -> features with a saved backbone -> predictions of a saved model."""
+    import torch
+    from PIL import Image
+
+    from dlsa import DLSAClassifier
+    from dlsa.backbones import ResNet, save_checkpoint
+    from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
+
+    backbone = ResNet(in_channels=1, n_classes=3, generator=torch.Generator().manual_seed(0))
+    save_checkpoint(backbone, tmp_path / "backbone", metadata={"image_size": 28})
+    images = tmp_path / "new"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(images / f"{i}.png")
+    feats = tmp_path / "new.h5"
+    assert main(["-q", "extract", "--backbone", str(tmp_path / "backbone"),
+                 "--images", str(images), "--out", str(feats)]) == 0  # fmt: skip
+    X = load_features(feats, require_labels=False).X
+    assert X.shape == (4, backbone.feature_dim)
+    assert (tmp_path / "new.h5.files.txt").read_text().splitlines()[0].endswith("0.png")
+    d = make_long_tailed_features(n_classes=4, n_features=X.shape[1], n_max=60, imbalance=5)
+    flt = FilterConfig(mixture=MixtureConfig(4), epochs=1, batch_size=64)
+    model = DLSAClassifier(depth=1, flow_filter=flt, head=HeadConfig(epochs=1))
+    model.fit(d.X_train, d.y_train).save(tmp_path / "model")
+    assert main(["predict", "--model", str(tmp_path / "model"), "--features", str(feats),
+                 "--out", str(tmp_path / "pred.csv")]) == 0  # fmt: skip
+    assert len((tmp_path / "pred.csv").read_text().splitlines()) == 5
+
+
+def test_extract_needs_images(tmp_path, capsys):
+    from dlsa.backbones import ResNet, save_checkpoint
+
+    save_checkpoint(
+        ResNet(in_channels=1, n_classes=2), tmp_path / "b", metadata={"image_size": 28}
+    )
+    (tmp_path / "empty").mkdir()
+    code = main(["extract", "--backbone", str(tmp_path / "b"), "--images", str(tmp_path / "empty"),
+                 "--out", str(tmp_path / "f.h5")])  # fmt: skip
+    assert code == 2 and "no image files" in capsys.readouterr().err

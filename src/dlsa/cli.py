@@ -358,6 +358,49 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Embed image files with a saved stage-1 backbone into a feature file."""
+    from dlsa.backbones import extract_to_file, load_checkpoint
+    from dlsa.datasets import IMAGE_EXTENSIONS, ImageListDataset, read_split_list
+
+    try:
+        model, meta = load_checkpoint(args.backbone)
+    except (OSError, ValueError, KeyError) as err:
+        raise CLIError(f"--backbone {args.backbone}: {err}") from err
+    size = args.size or meta.get("image_size")
+    if not size:
+        raise CLIError("--size is required: the backbone does not record its image size")
+    mode = "L" if model.config()["in_channels"] == 1 else "RGB"
+    if args.split_list:
+        try:
+            paths, labels = read_split_list(args.split_list, args.images)
+        except (OSError, ValueError) as err:
+            raise CLIError(f"--split-list: {err}") from err
+    else:
+        folder = Path(args.images)
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not paths:
+            raise CLIError(f"--images {folder}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        labels = None
+    dataset = ImageListDataset(
+        paths,
+        np.zeros(len(paths), dtype=np.int64),
+        size=int(size),
+        mode=mode,  # type: ignore[arg-type]
+    )
+    out = Path(args.out)
+    extract_to_file(
+        model, dataset, labels, out, split="extract", backbone_id=str(args.backbone),
+        progress=not args.quiet,
+    )  # fmt: skip
+    _atomic_write(
+        out.with_name(out.name + ".files.txt"),
+        lambda p: p.write_text("".join(f"{path}\n" for path in paths)),
+    )
+    print(f"wrote {len(paths)} feature rows to {out} (file order in {out.name}.files.txt)")
+    return 0
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     """The paper's figures for a saved model on labelled features."""
     from dlsa.figures import write_figures
@@ -546,6 +589,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     add_config_arguments(cmp)
     cmp.set_defaults(func=cmd_compare)
+
+    ext = sub.add_parser("extract", help="embed image files with a saved stage-1 backbone")
+    ext.add_argument("--backbone", required=True, help="backbone folder (e.g. dlsa-demo/backbone)")
+    ext.add_argument(
+        "--images", required=True, help="folder of image files, or the root of --split-list"
+    )
+    ext.add_argument("--split-list", default=None, help="'relative/path label' lines (labelled)")
+    ext.add_argument("--size", type=int, default=None, help="image side (default: recorded)")
+    ext.add_argument("--out", required=True, help="feature file (.h5/.hdf5/.npz)")
+    ext.set_defaults(func=cmd_extract)
 
     fig = sub.add_parser("figures", help="confusion, clusters, separation and t-SNE figures")
     fig.add_argument("--model", required=True, help="model folder written by fit")

@@ -99,7 +99,8 @@ def run_demo(
             flip=True,
             progress=progress,
         )
-        save_checkpoint(model, folder / "backbone", metadata={"history": history.to_dict()})
+        meta = {"history": history.to_dict(), "image_size": int(splits.train_images.shape[1])}
+        save_checkpoint(model, folder / "backbone", metadata=meta)
     with _timed(timings, "features"):
         backbone_id = f"resnet8-{settings.backbone_sampler}-{splits.name}-seed{settings.seed}"
         for split, images, labels in (
