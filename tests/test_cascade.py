@@ -231,3 +231,11 @@ def test_stack_base_feeds_the_base_logits_to_cluster_aided_classifiers(lt_data, 
     np.testing.assert_array_equal(
         loaded.predict_proba(lt_data.X_test), clf.predict_proba(lt_data.X_test)
     )
+
+
+def test_cover_classes_lets_every_cluster_aided_classifier_see_every_class(lt_data, tmp_path):
+    clf = make(depth=1, cover_classes=True).fit(lt_data.X_train, lt_data.y_train)
+    assert bool(clf.heads_[0].seen.all())
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
+    assert loaded.cover_classes
+    np.testing.assert_array_equal(loaded.predict(lt_data.X_test), clf.predict(lt_data.X_test))

@@ -105,6 +105,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         head: HeadConfig | None = None,
         regular_data: str = "remaining",
         stack_base: bool = False,
+        cover_classes: bool = False,
         validation_fraction: float = 0.0,
         random_state: int | None = 0,
         device: str = "cpu",
@@ -117,6 +118,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.head = head
         self.regular_data = regular_data
         self.stack_base = stack_base
+        self.cover_classes = cover_classes
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.device = device
@@ -295,10 +297,11 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 )
         out = flt.transform(x)
         mask = flt.route(out.log_prob)
-        inputs = self._cluster_inputs(x[mask], out.z[mask])
-        prior = flt.cluster_prior(out.cluster[mask])
+        train = mask | _coverage_samples(y, mask, gens[1]) if self.cover_classes else mask
+        inputs = self._cluster_inputs(x[train], out.z[train])
+        prior = flt.cluster_prior(out.cluster[train])
         head = self._fit_stage(
-            self.base_, inputs, prior, y[mask], head_cfg, gens[1], f"cluster-aided {level + 1}"
+            self.base_, inputs, prior, y[train], head_cfg, gens[1], f"cluster-aided {level + 1}"
         )
         self.filters_.append(flt)
         self.heads_.append(head)
@@ -460,6 +463,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 "head": to_dict(head),
                 "regular_data": self.regular_data,
                 "stack_base": self.stack_base,
+                "cover_classes": self.cover_classes,
                 "validation_fraction": self.validation_fraction,
                 "random_state": self.random_state,
             },
@@ -493,6 +497,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 head=from_dict(HeadConfig, params["head"], where="head"),
                 regular_data=params["regular_data"],
                 stack_base=params["stack_base"],
+                cover_classes=params["cover_classes"],
                 validation_fraction=params["validation_fraction"],
                 random_state=params["random_state"],
                 device=device,
@@ -536,6 +541,25 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             except RuntimeError as err:
                 raise ValueError(f"model tensors do not match its metadata: {err}") from err
             module.to(device).eval()
+
+
+def _coverage_samples(y: Tensor, mask: Tensor, generator: torch.Generator) -> Tensor:
+    """Mask (N,) of up to ``r = max(1, n_routed // C)`` randomly chosen non-routed samples
+    of each class, for a cluster-aided classifier to see every class of its level.
+
+    Args:
+        y: (N,) classes of the level's samples.
+        mask: (N,) True for the samples the filter routed.
+        generator: draws which samples are taken.
+    """
+    n_classes = int(y.max()) + 1
+    r = max(1, int(mask.sum()) // n_classes)
+    extra = torch.zeros_like(mask)
+    scores = torch.rand(y.numel(), generator=generator).to(y.device)
+    for c in torch.unique(y[~mask]):
+        idx = torch.nonzero((y == c) & ~mask).flatten()
+        extra[idx[torch.argsort(scores[idx])[:r]]] = True
+    return extra
 
 
 def _weighted_accuracy(logits: Tensor, target: Tensor, weight: Tensor) -> float:

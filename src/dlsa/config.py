@@ -142,6 +142,11 @@ class DLSAConfig:
     stack_base: bool = False
     """Give each cluster-aided classifier the base method's logits (trained on all data)
     as extra inputs beside ``[x, z]`` (not in the paper)."""
+    cover_classes: bool = False
+    """Also train each cluster-aided classifier on a few non-routed samples of every class
+    of its level (up to n_routed / C per class), so that it can recognise the classes whose
+    test samples the filter routes there but whose training samples it did not (not in
+    the paper)."""
     validation_fraction: float = 0.0
     """Share of each class held out to decide, per stage, whether DLSA's classifier beats
     the base method on the samples it handles; 0 disables the safeguard (not in the
@@ -179,8 +184,9 @@ def small() -> DLSAConfig:
     Fashion-MNIST-LT, CIFAR-10-LT). Not in the paper: with 10 classes, 500 clusters would
     leave most clusters empty, so K is 30 and the batch is smaller. On such sets a
     classifier trained on a 30% subset often loses to the base method trained on all data,
-    so this preset trains the regular classifier on all data and turns on the validation
-    safeguard (15% of each class)."""
+    so this preset trains the regular classifier on all data, lets every cluster-aided
+    classifier see every class (``cover_classes``) and turns on the validation safeguard
+    (15% of each class)."""
     flt = FilterConfig(
         mixture=MixtureConfig(n_components=30),
         batch_size=256,
@@ -192,6 +198,7 @@ def small() -> DLSAConfig:
         flow_filter=flt,
         head=HeadConfig(epochs=40, batch_size=256),
         regular_data="all",
+        cover_classes=True,
         validation_fraction=0.15,
     )
 
