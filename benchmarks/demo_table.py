@@ -25,11 +25,24 @@ def mean_std(values: list[float | None], signed: bool = False) -> str:
     return f"{mean} ± {100 * std:.1f}"
 
 
+def _normalise(record: dict) -> dict:
+    """Accept ``dlsa fit`` results too: same keys as a demo record."""
+    if "metrics" in record:
+        return record
+    return record | {
+        "metrics": {"base": record["base"]["metrics"], "dlsa": record["dlsa"]["metrics"]},
+        "separation": [s["accuracy"] for s in record["dlsa"]["separation"]],
+        "validation": record.get("validation"),
+        "settings": {"seed": record["seed"]},
+        "timings": record["timings_s"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="folders written by dlsa demo")
     args = parser.parse_args()
-    records = [json.loads((Path(r) / "results.json").read_text()) for r in args.runs]
+    records = [_normalise(json.loads((Path(r) / "results.json").read_text())) for r in args.runs]
     base = records[0]["config"]["base"]
     rows = []
     for name, key in ((base, "base"), (f"{base} + DLSA", "dlsa")):

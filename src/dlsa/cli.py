@@ -296,6 +296,7 @@ def _fit_and_evaluate(config: DLSAConfig, train: Any, test: Any, folder: Path) -
         "dlsa": {k: evals["dlsa"][k] for k in ("metrics", "stages", "separation")},
         "stage_comparison": compare_on_stages(evals["dlsa"], evals["base"], target),
         "levels": models["dlsa"].reports_,
+        "validation": models["dlsa"].validation_,
         "n_levels": len(models["dlsa"].filters_),
     }
 
