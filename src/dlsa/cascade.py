@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
+from dlsa.atomic import temporary_dir_beside
 from dlsa.bases import BaseMethod, StageData, base_params, make_base
 from dlsa.classifiers import StageClassifier
 from dlsa.config import FilterConfig, HeadConfig, from_dict, to_dict
@@ -415,14 +415,10 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         half-written."""
         check_is_fitted(self, "regular_")
         dest = Path(path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+        tmp = temporary_dir_beside(dest)
         try:
             save_file(self._state_tensors(), str(tmp / "model.safetensors"))
             (tmp / "model.json").write_text(json.dumps(self._metadata(), indent=2))
-            umask = os.umask(0)
-            os.umask(umask)
-            tmp.chmod(0o777 & ~umask)
             _replace_dir(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -14,11 +14,9 @@ import dataclasses
 import inspect
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +27,7 @@ import numpy as np
 import yaml
 
 from dlsa import __version__
+from dlsa.atomic import temporary_dir_beside, write_atomic
 from dlsa.cascade import DLSAClassifier
 from dlsa.config import PRESETS, DLSAConfig, from_dict, get_preset, to_dict
 from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
@@ -207,15 +206,10 @@ class OutputDir:
         if dest.exists() and any(dest.iterdir()) and not overwrite:
             raise CLIError(f"{dest} exists and is not empty; pass --overwrite to replace it")
         self.dest = dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+        self.tmp = temporary_dir_beside(dest)
 
     def commit(self) -> None:
-        """Move the finished folder into place (with the usual permissions, not
-        mkdtemp's 0700)."""
-        umask = os.umask(0)
-        os.umask(umask)
-        self.tmp.chmod(0o777 & ~umask)
+        """Move the finished folder into place."""
         if self.dest.exists():
             shutil.rmtree(self.dest)
         self.tmp.rename(self.dest)
@@ -394,7 +388,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         model, dataset, labels, out, split="extract", backbone_id=str(args.backbone),
         progress=not args.quiet,
     )  # fmt: skip
-    _atomic_write(
+    write_atomic(
         out.with_name(out.name + ".files.txt"),
         lambda p: p.write_text("".join(f"{path}\n" for path in paths)),
     )
@@ -501,7 +495,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         payload = {k: result[k] for k in ("metrics", "stages", "separation")}
         payload |= {"model": str(args.model), "features": str(args.features)}
-        _atomic_write(Path(args.out), lambda p: write_json(p, payload))
+        write_atomic(Path(args.out), lambda p: write_json(p, payload))
     return 0
 
 
@@ -517,9 +511,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     stage = model.route(data.X)
     out = Path(args.out)
     if out.suffix == ".npz":
-        _atomic_write(out, lambda p: _write_npz(p, pred, proba, stage, model.classes_))
+        write_atomic(out, lambda p: _write_npz(p, pred, proba, stage, model.classes_))
     elif out.suffix == ".csv":
-        _atomic_write(out, lambda p: _write_csv(p, pred, proba, stage))
+        write_atomic(out, lambda p: _write_csv(p, pred, proba, stage))
     else:
         raise CLIError(f"--out {out}: use a .npz or .csv file")
     print(f"wrote {len(pred)} predictions to {out}")
@@ -538,18 +532,6 @@ def _write_csv(p: Path, pred: np.ndarray, proba: np.ndarray, stage: np.ndarray) 
         fh.write("index,pred,confidence,stage\n")
         for i, (label, conf, s) in enumerate(zip(pred, proba.max(1), stage, strict=True)):
             fh.write(f"{i},{label},{conf:.6f},{s}\n")
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------- parser

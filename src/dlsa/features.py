@@ -12,13 +12,14 @@ a failed write never leaves a half-written file.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from dlsa.atomic import write_atomic
 
 SUFFIXES = (".h5", ".hdf5", ".npz")
 """File suffixes understood by :func:`load_features` and :func:`save_features`."""
@@ -160,19 +161,8 @@ def save_features(
     if suffix not in SUFFIXES:
         raise FeatureFileError(f"{p}: unknown feature file suffix {suffix!r}; use {SUFFIXES}")
     X, y = check_features(X, y, source=str(p))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        if suffix == ".npz":
-            _write_npz(Path(tmp), X, y, split, backbone)
-        else:
-            _write_h5(Path(tmp), X, y, split, backbone)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    writer = _write_npz if suffix == ".npz" else _write_h5
+    return write_atomic(p, lambda tmp: writer(tmp, X, y, split, backbone))
 
 
 def _read_h5(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | None]:

@@ -13,7 +13,6 @@ References:
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure, SubFigure
+
+from dlsa.atomic import write_atomic
 
 HEAD_COLOR = "tab:red"
 """Colour of head-class samples (Fig. 8)."""
@@ -382,15 +383,4 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) ->
         ...     out.read_bytes()[:4]
         b'\\x89PNG'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Opened by hand rather than with tempfile.mkstemp, whose 0600 mode would stick.
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temporary.open("xb") as stream:
-            fig.savefig(stream, format="png", dpi=dpi)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from dlsa.atomic import write_atomic
 from dlsa.backbones.resnet import ResNet
 
 _ARCHITECTURES = {"resnet": ResNet}
@@ -44,8 +43,8 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     info = {"architecture": "resnet", "config": model.config(), "metadata": metadata or {}}
     weights = folder / f"{name}.safetensors"
-    _atomic(weights, lambda tmp: save_file(tensors, str(tmp)))
-    _atomic(folder / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
+    write_atomic(weights, lambda tmp: save_file(tensors, str(tmp)))
+    write_atomic(folder / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
     return weights
 
 
@@ -81,14 +80,3 @@ def load_checkpoint(
     except RuntimeError as err:
         raise ValueError(f"{weights}: tensors do not match {info['config']} ({err})") from err
     return model.to(device).eval(), info.get("metadata", {})
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
