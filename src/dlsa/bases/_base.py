@@ -227,6 +227,13 @@ class BaseMethod:
             desc=desc,
         )
 
+    def prepare(self, model: StageClassifier, data: StageData, config: HeadConfig) -> None:
+        """Store the input statistics (if ``config.standardize``) and enter train mode;
+        every ``fit`` starts with this."""
+        if config.standardize:
+            model.fit_standardization(data.inputs)
+        model.train()
+
     def fit(
         self,
         model: StageClassifier,
@@ -238,9 +245,7 @@ class BaseMethod:
         desc: str = "classifier",
     ) -> None:
         """Standardise the inputs, then train; multi-phase methods override this."""
-        if config.standardize:
-            model.fit_standardization(data.inputs)
-        model.train()
+        self.prepare(model, data, config)
         self.train(model, data, config, generator, progress=progress, desc=desc)
         model.eval()
 

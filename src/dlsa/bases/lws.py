@@ -72,9 +72,7 @@ class LearnableWeightScaling(BaseMethod):
         """Phase 1 (weights, bias, prior branch), then phase 2 (scales only)."""
         head = model.head
         assert isinstance(head, ScaledLinearHead)
-        if config.standardize:
-            model.fit_standardization(data.inputs)
-        model.train()
+        self.prepare(model, data, config)
         first = [p for name, p in model.named_parameters() if name != "head.scales"]
         settings = self.settings(config)
         run_phase(

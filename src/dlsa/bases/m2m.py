@@ -233,9 +233,7 @@ class MajorToMinor(BaseMethod):
         desc: str = "classifier",
     ) -> None:
         """Train g, then f with generated minority samples; ``model`` ends up as f."""
-        if config.standardize:
-            model.fit_standardization(data.inputs)
-        model.train()
+        self.prepare(model, data, config)
         self.train(model, data, config, generator, progress=progress, desc=f"{desc} (g)")
         g = copy.deepcopy(model).eval().requires_grad_(False)
         with torch.no_grad():

@@ -243,9 +243,7 @@ class Ride(BaseMethod):
         """Train the experts (and prior branch), then the router with experts frozen."""
         head = model.head
         assert isinstance(head, RideHead)
-        if config.standardize:
-            model.fit_standardization(data.inputs)
-        model.train()
+        self.prepare(model, data, config)
         router = [] if head.router is None else list(head.router.parameters())
         router_ids = {id(p) for p in router}
         experts = [p for p in model.parameters() if id(p) not in router_ids]
