@@ -226,6 +226,17 @@ def _load(path: str, *, require_labels: bool, what: str) -> Any:
         raise CLIError(f"{what}: {err}") from err
 
 
+def _load_train_test(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The labelled --train and --test files, checked to have the same feature dimension."""
+    train = _load(args.train, require_labels=True, what="--train")
+    test = _load(args.test, require_labels=True, what="--test")
+    if test.X.shape[1] != train.X.shape[1]:
+        raise CLIError(
+            f"--test {args.test} has {test.X.shape[1]} features but --train has {train.X.shape[1]}"
+        )
+    return train, test
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -244,12 +255,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """Train base and base + DLSA on --train, evaluate both once on --test."""
     config = resolve_config(args)
     config = dataclasses.replace(config, verbose=not args.quiet)
-    train = _load(args.train, require_labels=True, what="--train")
-    test = _load(args.test, require_labels=True, what="--test")
-    if test.X.shape[1] != train.X.shape[1]:
-        raise CLIError(
-            f"--test {args.test} has {test.X.shape[1]} features but --train has {train.X.shape[1]}"
-        )
+    train, test = _load_train_test(args)
     seed_everything(config.random_state)
     out = OutputDir(Path(args.out), overwrite=args.overwrite)
     try:
@@ -321,12 +327,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from dlsa.comparison import compare_bases, comparison_table
 
     config = dataclasses.replace(resolve_config(args), verbose=False)
-    train = _load(args.train, require_labels=True, what="--train")
-    test = _load(args.test, require_labels=True, what="--test")
-    if test.X.shape[1] != train.X.shape[1]:
-        raise CLIError(
-            f"--test {args.test} has {test.X.shape[1]} features but --train has {train.X.shape[1]}"
-        )
+    train, test = _load_train_test(args)
     bases = [b.strip() for b in args.bases.split(",") if b.strip()]
     seeds = [int(v) for v in args.seeds.split(",")]
     seed_everything(seeds[0])
