@@ -239,3 +239,9 @@ def test_cover_classes_lets_every_cluster_aided_classifier_see_every_class(lt_da
     loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
     assert loaded.cover_classes
     np.testing.assert_array_equal(loaded.predict(lt_data.X_test), clf.predict(lt_data.X_test))
+
+
+def test_predict_proba_and_route_is_one_pass_of_both(fitted, lt_data):
+    proba, stage = fitted.predict_proba_and_route(lt_data.X_test)
+    np.testing.assert_array_equal(proba, fitted.predict_proba(lt_data.X_test))
+    np.testing.assert_array_equal(stage, fitted.route(lt_data.X_test))

@@ -407,6 +407,11 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         level ``l``, ``len(filters_)`` for the regular classifier."""
         return self._logits_and_stage(self._check_X(X))[1].cpu().numpy()
 
+    def predict_proba_and_route(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_proba` (N, C) and :meth:`route` (N,) in one pass of the cascade."""
+        logits, stage = self._logits_and_stage(self._check_X(X))
+        return torch.softmax(logits, dim=1).cpu().numpy(), stage.cpu().numpy()
+
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fitted model to the folder ``path``: tensors in

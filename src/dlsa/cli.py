@@ -505,11 +505,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     data = _load(args.features, require_labels=False, what="--features")
     try:
-        proba = model.predict_proba(data.X)
+        proba, stage = model.predict_proba_and_route(data.X)
     except ValueError as err:
         raise CLIError(f"--features {args.features}: {err}") from err
     pred = model.classes_[proba.argmax(1)]
-    stage = model.route(data.X)
     out = Path(args.out)
     if out.suffix == ".npz":
         write_atomic(out, lambda p: _write_npz(p, pred, proba, stage, model.classes_))

@@ -50,9 +50,8 @@ def evaluate(
         predictions ``pred`` (N,) and stages ``stage`` (N,) as lists-ready arrays.
     """
     target = encode_labels(clf, np.asarray(y), source=source)
-    proba = clf.predict_proba(X)
+    proba, stage = clf.predict_proba_and_route(X)
     pred = proba.argmax(axis=1)
-    stage = clf.route(X)
     counts = clf.class_counts_
     report: dict[str, Any] = {
         "metrics": classification_report(pred, target, counts, many=many, few=few),
