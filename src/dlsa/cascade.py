@@ -51,6 +51,7 @@ from dlsa.config import FilterConfig, HeadConfig, from_dict, to_dict
 from dlsa.data import stratified_split
 from dlsa.features import check_features
 from dlsa.filter import FilterReport, FlowFilter
+from dlsa.training import torch_generator
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +249,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         # A fresh copy: SeedSequence.spawn is stateful and this runs twice with the safeguard.
         seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key)
         fallback_seed, levels_seed = seed.spawn(2)
-        gens = [_generator(s) for s in levels_seed.spawn(2 * self.depth + 1)]
-        gens.append(_generator(fallback_seed))
+        gens = [torch_generator(s) for s in levels_seed.spawn(2 * self.depth + 1)]
+        gens.append(torch_generator(fallback_seed))
         device = torch.device(self.device)
         x_all = torch.from_numpy(X).to(device)
         y_all = torch.from_numpy(y_enc.astype(np.int64)).to(device)
@@ -599,10 +600,6 @@ def _check_class_counts(classes: np.ndarray, counts: np.ndarray) -> None:
             f"{small.size} class(es) have fewer than 2 training samples: {shown}; DLSA needs "
             "at least 2 per class (drop those classes or merge them)"
         )
-
-
-def _generator(seed: np.random.SeedSequence) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed.generate_state(1, dtype=np.uint64)[0] >> 1))
 
 
 def _level_report(

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -55,6 +56,18 @@ class TrainHistory:
 
     losses: list[float] = field(default_factory=list)
     diverged_epoch: int | None = None
+
+
+def torch_generator(seed: np.random.SeedSequence) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded from a ``SeedSequence`` (63 bits of its state).
+
+    Example:
+        >>> a = torch_generator(np.random.SeedSequence(1))
+        >>> torch.equal(torch.rand(2, generator=a),
+        ...             torch.rand(2, generator=torch_generator(np.random.SeedSequence(1))))
+        True
+    """
+    return torch.Generator().manual_seed(int(seed.generate_state(1, dtype=np.uint64)[0] >> 1))
 
 
 def minibatches(order: Tensor, batch_size: int, min_batch: int = 1) -> Iterator[Tensor]:

@@ -42,6 +42,7 @@ from dlsa.backbones.checkpoint import save_checkpoint
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
 from dlsa.backbones.resnet import ResNet
 from dlsa.data import class_balanced_indices
+from dlsa.training import torch_generator
 
 logger = logging.getLogger(__name__)
 
@@ -236,8 +237,7 @@ def seed_generator(seed: int, stream: int) -> torch.Generator:
 
     Streams: 0 weight init, 1 epoch order, 2 CBS draws, 3 augmentation, 4 objective.
     """
-    child = np.random.SeedSequence(seed, spawn_key=(stream,))
-    return torch.Generator().manual_seed(int(child.generate_state(1, np.uint64)[0] >> 1))
+    return torch_generator(np.random.SeedSequence(seed, spawn_key=(stream,)))
 
 
 def fit(
