@@ -343,3 +343,40 @@ def test_m2m_rejected_slots_keep_their_real_minority_samples(easy, m2m_models, g
     assert torch.all((out[accepted] - s[accepted]).norm(dim=1) > 0)
     confidence = torch.softmax(g.head(out[accepted]), 1).gather(1, target[accepted, None])
     assert torch.all(confidence >= gamma)
+
+
+# ------------------------------------------------------------ residual stages
+@pytest.mark.parametrize("name", sorted(BASES))
+def test_residual_stage_starts_as_its_offset_and_only_it_learns(lt_data, name):
+    base = make_base(name)
+    data = stage_data(lt_data, with_prior=True, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    offset = base.build(4, 30, use_prior=False, generator=gen)
+    offset.fit_standardization(data.inputs[:, :4])
+    offset.eval()
+    model = base.build(8, 30, use_prior=True, generator=gen)
+    model.fit_standardization(data.inputs)
+    model.make_residual(offset)
+    torch.testing.assert_close(model(data.inputs, data.prior), offset(data.inputs[:, :4]))
+    loss = base.batch_loss(model, data.subset(torch.arange(0, len(data.target), 7)))
+    loss.backward()
+    assert all(p.grad is None for p in offset.parameters())
+    assert {n for n, _ in model.named_parameters()}.isdisjoint(
+        f"offset_model.{n}" for n, _ in offset.named_parameters()
+    )
+    assert not any(k.startswith("offset") for k in model.state_dict())
+
+
+@pytest.mark.parametrize("name", ["balsoftmax", "cosine", "ride", "m2m"])
+def test_residual_cascade_round_trips_and_leaves_its_base_untouched(lt_data, tmp_path, name):
+    plain = make(0, name).fit(lt_data.X_train, lt_data.y_train)
+    clf = make(1, name, residual=True).fit(lt_data.X_train, lt_data.y_train)
+    assert clf.heads_[0].offset_model is clf.fallback_
+    for key, value in plain.fallback_.state_dict().items():
+        torch.testing.assert_close(clf.fallback_.state_dict()[key], value, rtol=0, atol=0)
+    assert clf.score(lt_data.X_test, lt_data.y_test) > 5 / 30
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "model"))
+    assert loaded.residual and loaded.heads_[0].offset_model is loaded.fallback_
+    np.testing.assert_array_equal(
+        loaded.predict_proba(lt_data.X_test), clf.predict_proba(lt_data.X_test)
+    )

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlsa.classifiers import CosineHead, LinearHead, StageClassifier
+from dlsa.bases.ride import RideHead
+from dlsa.classifiers import CosineHead, LinearHead, StageClassifier, zero_output_
 
 
 def test_cosine_head_is_scaled_cosine_similarity():
@@ -39,3 +40,27 @@ def test_regular_classifier_has_no_prior_branch_and_standardises():
     torch.testing.assert_close(clf.standardize(x), torch.tensor([[-1.0, -1.0], [1.0, 1.0]]))
     assert clf.prior_fc is None and not clf.use_prior
     assert "input_mean" in clf.state_dict()
+
+
+def test_zero_output_keeps_cosine_directions_and_centres_ride_experts():
+    cos = CosineHead(4, 3, scale=8.0)
+    weight = cos.weight.detach().clone()
+    zero_output_(cos)
+    assert float(cos.scale.detach()) == 0.0 and torch.equal(cos.weight, weight)
+    fixed = CosineHead(4, 3, scale=8.0, learn_scale=False)
+    zero_output_(fixed)
+    assert float(fixed.scale) == 8.0
+    ride = RideHead(4, 3, n_experts=3, use_router=False, router_top_k=5)
+    zero_output_(ride)
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(ride(x), torch.zeros(5, 3), atol=1e-6, rtol=0)
+    experts = ride.expert_logits(x)
+    assert (experts[0] - experts[1]).abs().max() > 1e-3
+
+
+def test_make_residual_rejects_an_offset_of_another_shape():
+    clf = StageClassifier(LinearHead(6, 3), 6, 3, use_prior=True)
+    with pytest.raises(ValueError, match="offset model maps 8 inputs to 3 classes"):
+        clf.make_residual(StageClassifier(LinearHead(8, 3), 8, 3, use_prior=False))
+    with pytest.raises(ValueError, match="4 classes"):
+        clf.make_residual(StageClassifier(LinearHead(4, 4), 4, 4, use_prior=False))

@@ -71,6 +71,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         base_params: hyper-parameters of the base method.
         flow_filter: configuration of every flow filter (default :class:`FilterConfig`).
         head: training of every classifier (default :class:`HeadConfig`).
+        regular_data, stack_base, cover_classes, residual, validation_fraction: see
+            :class:`dlsa.config.DLSAConfig`.
         random_state: seed; each stage gets a child seed of it.
         device: torch device.
         verbose: progress bars and per-epoch logs.
@@ -107,6 +109,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         regular_data: str = "remaining",
         stack_base: bool = False,
         cover_classes: bool = False,
+        residual: bool = False,
         validation_fraction: float = 0.0,
         random_state: int | None = 0,
         device: str = "cpu",
@@ -120,6 +123,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.regular_data = regular_data
         self.stack_base = stack_base
         self.cover_classes = cover_classes
+        self.residual = residual
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.device = device
@@ -302,7 +306,14 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         inputs = self._cluster_inputs(x[train], out.z[train])
         prior = flt.cluster_prior(out.cluster[train])
         head = self._fit_stage(
-            self.base_, inputs, prior, y[train], head_cfg, gens[1], f"cluster-aided {level + 1}"
+            self.base_,
+            inputs,
+            prior,
+            y[train],
+            head_cfg,
+            gens[1],
+            f"cluster-aided {level + 1}",
+            offset=self.fallback_ if self.residual else None,
         )
         self.filters_.append(flt)
         self.heads_.append(head)
@@ -318,11 +329,16 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         head_cfg: HeadConfig,
         generator: torch.Generator,
         desc: str,
+        offset: StageClassifier | None = None,
     ) -> StageClassifier:
+        """Build and train one stage classifier; with ``offset``, a residual one that
+        starts as ``offset`` (see :meth:`StageClassifier.make_residual`)."""
         n_classes = len(self.classes_)
         model = base.build(
             inputs.shape[1], n_classes, use_prior=prior is not None, generator=generator
         ).to(inputs.device)
+        if offset is not None:
+            model.make_residual(offset)
         counts = torch.bincount(y, minlength=n_classes).to(inputs.dtype)
         data = StageData(inputs, y, counts, prior)
         base.fit(model, data, head_cfg, generator, progress=self.verbose, desc=desc)
@@ -466,6 +482,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 "regular_data": self.regular_data,
                 "stack_base": self.stack_base,
                 "cover_classes": self.cover_classes,
+                "residual": self.residual,
                 "validation_fraction": self.validation_fraction,
                 "random_state": self.random_state,
             },
@@ -500,6 +517,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 regular_data=params["regular_data"],
                 stack_base=params["stack_base"],
                 cover_classes=params["cover_classes"],
+                residual=params.get("residual", False),
                 validation_fraction=params["validation_fraction"],
                 random_state=params["random_state"],
                 device=device,
@@ -543,6 +561,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             except RuntimeError as err:
                 raise ValueError(f"model tensors do not match its metadata: {err}") from err
             module.to(device).eval()
+        if self.residual:
+            for head in self.heads_:
+                head.make_residual(self.fallback_, zero=False)
 
 
 def _coverage_samples(y: Tensor, mask: Tensor, generator: torch.Generator) -> Tensor:

@@ -8,7 +8,9 @@ connected layer on the cluster prior:
 
 where the caller passes the concatenation ``[x, z]`` as the input and the cluster prior
 (N, C) as ``prior``. The Regular Classifier is the same module without the prior branch.
-No losses, samplers or training loops live here.
+A *residual* stage (:meth:`StageClassifier.make_residual`, not in the paper) also adds the
+frozen logits of another stage classifier on ``x`` and starts from zero, so it begins as
+that classifier and learns a correction. No losses, samplers or training loops live here.
 
 References:
     Xu et al., "Constructing Balance from Imbalance for Long-tailed Image Recognition",
@@ -76,6 +78,35 @@ class CosineHead(nn.Module):
         """Map (N, D) to scaled cosine logits (N, C)."""
         return self.scale * F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).T
 
+    @torch.no_grad()
+    def zero_output_(self) -> None:
+        """Make the logits zero: s = 0 when s is learned (the class vectors keep their
+        random directions, which a zero vector would not have); a fixed s is kept."""
+        if isinstance(self.scale, nn.Parameter):
+            self.scale.zero_()
+
+
+@torch.no_grad()
+def zero_output_(head: nn.Module) -> None:
+    """Make a head's logits zero for every input, in place: the head's own
+    ``zero_output_`` if it has one, else zero weights and biases of its linear layers.
+
+    Example:
+        >>> head = LinearHead(4, 3)
+        >>> zero_output_(head)
+        >>> bool(head(torch.randn(2, 4)).abs().max() == 0)
+        True
+    """
+    own = getattr(head, "zero_output_", None)
+    if callable(own):
+        own()
+        return
+    for module in head.modules():
+        if isinstance(module, nn.Linear):
+            module.weight.zero_()
+            if module.bias is not None:
+                module.bias.zero_()
+
 
 class StageClassifier(nn.Module):
     """A head with fixed input standardisation and an optional cluster-prior branch.
@@ -96,6 +127,7 @@ class StageClassifier(nn.Module):
     input_mean: Tensor
     input_std: Tensor
     seen: Tensor
+    offset_model: StageClassifier | None
 
     def __init__(self, head: nn.Module, n_inputs: int, n_classes: int, *, use_prior: bool) -> None:
         super().__init__()
@@ -106,6 +138,45 @@ class StageClassifier(nn.Module):
         self.register_buffer("input_std", torch.ones(n_inputs))
         self.register_buffer("seen", torch.ones(n_classes, dtype=torch.bool))
         self.prior_fc = nn.Linear(n_classes, n_classes) if use_prior else None
+        # A plain attribute, not a submodule: the offset model is saved and trained
+        # elsewhere (it is the cascade's base classifier).
+        self.__dict__["offset_model"] = None
+
+    @property
+    def residual(self) -> bool:
+        """Whether the frozen logits of an offset model are added (see
+        :meth:`make_residual`)."""
+        return self.offset_model is not None
+
+    @torch.no_grad()
+    def make_residual(self, offset_model: StageClassifier, *, zero: bool = True) -> None:
+        """Add ``offset_model``'s logits on the first ``offset_model.n_inputs`` input
+        columns (``x`` of ``[x, z]``) to this classifier's, without gradient; with
+        ``zero``, also zero the head and the prior branch so that, before training, this
+        classifier predicts exactly what ``offset_model`` predicts (a correction is then
+        learned on top of it). Pass ``zero=False`` to re-attach a trained offset model
+        after loading.
+
+        Example:
+            >>> base = StageClassifier(LinearHead(4, 3), 4, 3, use_prior=False)
+            >>> clf = StageClassifier(LinearHead(6, 3), 6, 3, use_prior=True)
+            >>> clf.make_residual(base)
+            >>> x, prior = torch.randn(2, 6), torch.rand(2, 3)
+            >>> torch.equal(clf(x, prior), base(x[:, :4]))
+            True
+        """
+        if offset_model.n_inputs > self.n_inputs or offset_model.n_classes != self.n_classes:
+            raise ValueError(
+                f"offset model maps {offset_model.n_inputs} inputs to "
+                f"{offset_model.n_classes} classes; this classifier has {self.n_inputs} "
+                f"inputs and {self.n_classes} classes"
+            )
+        if zero:
+            zero_output_(self.head)
+            if self.prior_fc is not None:
+                self.prior_fc.weight.zero_()
+                self.prior_fc.bias.zero_()
+        self.__dict__["offset_model"] = offset_model
 
     @property
     def use_prior(self) -> bool:
@@ -133,14 +204,23 @@ class StageClassifier(nn.Module):
         """(N, D_in) -> (N, D_in) with the stored statistics."""
         return (inputs - self.input_mean) / self.input_std
 
-    def prior_logits(self, prior: Tensor | None) -> Tensor | float:
-        """``FC[prior]`` (N, C), or 0 without the prior branch."""
-        if self.prior_fc is None:
-            return 0.0
-        if prior is None:
-            raise ValueError("this cluster-aided classifier needs the cluster prior (N, C)")
-        return self.prior_fc(prior)
+    def side_logits(self, s: Tensor, prior: Tensor | None) -> Tensor | float:
+        """What is added to the head's logits of standardised inputs s (N, D_in):
+        ``FC[prior]`` (N, C) with the prior branch, plus the offset model's logits
+        (no gradient) for a residual classifier; 0 when there is neither."""
+        out: Tensor | float = 0.0
+        if self.prior_fc is not None:
+            if prior is None:
+                raise ValueError("this cluster-aided classifier needs the cluster prior (N, C)")
+            out = self.prior_fc(prior)
+        offset = self.offset_model
+        if offset is not None:
+            with torch.no_grad():
+                x = s * self.input_std + self.input_mean
+                out = out + offset(x[:, : offset.n_inputs])
+        return out
 
     def forward(self, inputs: Tensor, prior: Tensor | None = None) -> Tensor:
         """Logits (N, C) of inputs (N, D_in) and, if used, the cluster prior (N, C)."""
-        return self.head(self.standardize(inputs)) + self.prior_logits(prior)
+        s = self.standardize(inputs)
+        return self.head(s) + self.side_logits(s, prior)

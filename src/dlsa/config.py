@@ -147,6 +147,10 @@ class DLSAConfig:
     of its level (up to n_routed / C per class), so that it can recognise the classes whose
     test samples the filter routes there but whose training samples it did not (not in
     the paper)."""
+    residual: bool = False
+    """Each cluster-aided classifier adds the base method's logits (trained on all data,
+    frozen) to its own and starts from zero, so it begins as the base method and learns a
+    correction on the samples its filter routes (not in the paper)."""
     validation_fraction: float = 0.0
     """Share of each class held out to decide, per stage, whether DLSA's classifier beats
     the base method on the samples it handles; 0 disables the safeguard (not in the

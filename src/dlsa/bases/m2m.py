@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def _stage_logits(model: StageClassifier, s: Tensor, prior: Tensor | None) -> Tensor:
     """Logits (N, C) of already standardised inputs s (N, D_in)."""
-    return model.head(s) + model.prior_logits(prior)
+    return model.head(s) + model.side_logits(s, prior)
 
 
 def _uniform(n: int, generator: torch.Generator, like: Tensor) -> Tensor:

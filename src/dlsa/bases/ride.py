@@ -89,6 +89,17 @@ class RideHead(nn.Module):
         """Mean logits (N, C) of all experts."""
         return self.expert_logits(s).mean(dim=0)
 
+    @torch.no_grad()
+    def zero_output_(self) -> None:
+        """Make the mean logits zero by subtracting the experts' mean weights and biases
+        from each expert: the experts stay different (zeroing them all would make them
+        identical for good), but their mean, the output, is zero."""
+        for name in ("weight", "bias"):
+            params = [getattr(expert, name) for expert in self.experts]
+            mean = torch.stack(params).mean(dim=0)
+            for p in params:
+                p.sub_(mean)
+
 
 def diversity_temperature(counts: Tensor, base: float, reweight_factor: float) -> Tensor:
     """Distribution-aware temperature (C,) of RIDE's diversity loss:
@@ -185,7 +196,7 @@ class Ride(BaseMethod):
         head = model.head
         assert isinstance(head, RideHead)
         s = model.standardize(inputs)
-        return s, head.expert_logits(s) + model.prior_logits(prior)
+        return s, head.expert_logits(s) + model.side_logits(s, prior)
 
     def batch_loss(self, model: StageClassifier, batch: StageData) -> Tensor:
         """Sum over experts of Balanced Softmax minus the weighted diversity KL."""
