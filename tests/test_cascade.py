@@ -6,9 +6,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 
 from dlsa import DLSAClassifier
+from dlsa.cascade import _stage_decisions
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
 
 FLT = FilterConfig(
@@ -212,6 +214,41 @@ def test_safeguard_reports_validation_and_a_disabled_stage_uses_the_base(lt_data
     loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
     assert loaded.stage_enabled_ == [False, False] and loaded.validation_ == clf.validation_
     np.testing.assert_array_equal(loaded.predict(lt_data.X_test), clf.predict(lt_data.X_test))
+
+
+def test_safeguard_with_folds_validates_on_every_training_sample(lt_data, tmp_path):
+    clf = make(depth=1, validation_folds=2).fit(lt_data.X_train, lt_data.y_train)
+    val = clf.validation_
+    assert val["n_folds"] == 2 and val["n_val"] == len(lt_data.y_train)
+    assert sum(r["n"] for r in val["stages"]) == len(lt_data.y_train)
+    assert [r["kept"] for r in val["stages"]] == clf.stage_enabled_
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
+    assert loaded.validation_folds == 2
+    np.testing.assert_array_equal(loaded.predict(lt_data.X_test), clf.predict(lt_data.X_test))
+
+
+@pytest.mark.parametrize("folds", [1, -1, 2.0, True])
+def test_bad_validation_folds_are_rejected(lt_data, folds):
+    with pytest.raises(ValueError, match="validation_folds"):
+        make(validation_folds=folds).fit(lt_data.X_train, lt_data.y_train)
+
+
+def test_stage_decisions_weigh_classes_equally_and_keep_ties():
+    # stage 0: 3 samples of class 0 (base right on all) + 1 of class 1 (only DLSA right)
+    target = torch.tensor([0, 0, 0, 1, 1])
+    stage = torch.tensor([0, 0, 0, 0, 1])
+    right = torch.nn.functional.one_hot(target, 2).float()
+    base = right.clone()
+    base[3] = torch.tensor([1.0, 0.0])
+    dlsa = right.clone()
+    dlsa[0] = torch.tensor([0.0, 1.0])
+    rows = _stage_decisions(dlsa, stage, base, target, n_classes=2, n_stages=3)
+    # class weights 1/3 (class 0) and 1/2 (class 1): DLSA 2/3 + 1/2, base 3/3
+    assert rows[0]["accuracy"] == pytest.approx((2 / 3 + 1 / 2) / (1 + 1 / 2))
+    assert rows[0]["base_accuracy"] == pytest.approx(1 / (1 + 1 / 2))
+    assert rows[0]["kept"]  # unweighted, base would win 3/4 to 3/4 - tie; weighted, DLSA
+    assert rows[1] == {"stage": 1, "n": 1, "accuracy": 1.0, "base_accuracy": 1.0, "kept": True}
+    assert rows[2]["n"] == 0 and rows[2]["kept"]
 
 
 def test_a_stage_never_predicts_a_class_it_did_not_see(fitted, lt_data):

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from dlsa.data import class_balanced_indices, class_counts, long_tailed_counts, stratified_split
+from dlsa.data import (
+    class_balanced_indices,
+    class_counts,
+    long_tailed_counts,
+    stratified_folds,
+    stratified_split,
+)
 
 
 def test_long_tailed_counts_profile():
@@ -61,3 +67,20 @@ def test_class_balanced_indices_errors():
     with pytest.raises(ValueError, match="n_samples"):
         class_balanced_indices(np.array([0, 1]), -1, rng=rng)
     assert class_balanced_indices(np.array([0, 1]), 0, rng=rng).shape == (0,)
+
+
+@pytest.mark.parametrize("n_folds", [2, 3, 5])
+def test_stratified_folds_partition_every_class_evenly(n_folds):
+    y = np.repeat(np.arange(6), [2, 3, 7, 11, 40, 101])
+    folds = stratified_folds(y, n_folds, seed=3)
+    assert len(folds) == n_folds
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(y)))
+    for c, n_c in enumerate(np.bincount(y)):
+        per_fold = [int((y[f] == c).sum()) for f in folds]
+        assert max(per_fold) - min(per_fold) <= 1
+        assert all(n_c - k >= 1 for k in per_fold)  # every fit part keeps the class
+
+
+def test_stratified_folds_rejects_fewer_than_two():
+    with pytest.raises(ValueError, match="n_folds must be >= 2"):
+        stratified_folds(np.zeros(4), 1, seed=0)

@@ -48,7 +48,7 @@ from dlsa.atomic import temporary_dir_beside
 from dlsa.bases import BaseMethod, StageData, base_params, make_base
 from dlsa.classifiers import StageClassifier
 from dlsa.config import FilterConfig, HeadConfig, from_dict, to_dict
-from dlsa.data import stratified_split
+from dlsa.data import stratified_folds, stratified_split
 from dlsa.features import check_features
 from dlsa.filter import FilterReport, FlowFilter
 from dlsa.training import torch_generator
@@ -71,8 +71,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         base_params: hyper-parameters of the base method.
         flow_filter: configuration of every flow filter (default :class:`FilterConfig`).
         head: training of every classifier (default :class:`HeadConfig`).
-        regular_data, stack_base, cover_classes, residual, validation_fraction: see
-            :class:`dlsa.config.DLSAConfig`.
+        regular_data, stack_base, cover_classes, residual, validation_fraction,
+            validation_folds: see :class:`dlsa.config.DLSAConfig`.
         random_state: seed; each stage gets a child seed of it.
         device: torch device.
         verbose: progress bars and per-epoch logs.
@@ -111,6 +111,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         cover_classes: bool = False,
         residual: bool = False,
         validation_fraction: float = 0.0,
+        validation_folds: int = 0,
         random_state: int | None = 0,
         device: str = "cpu",
         verbose: bool = False,
@@ -125,6 +126,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.cover_classes = cover_classes
         self.residual = residual
         self.validation_fraction = validation_fraction
+        self.validation_folds = validation_folds
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -149,6 +151,15 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"validation_fraction must be in [0, 0.5), got {self.validation_fraction!r}"
             )
+        if (
+            not isinstance(self.validation_folds, int)
+            or isinstance(self.validation_folds, bool)
+            or self.validation_folds < 0
+            or self.validation_folds == 1
+        ):
+            raise ValueError(
+                f"validation_folds must be 0 (off) or an int >= 2, got {self.validation_folds!r}"
+            )
         if self.random_state is not None and not isinstance(self.random_state, int):
             raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
         return flt, head, make_base(self.base, self.base_params)
@@ -161,10 +172,13 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         With ``validation_fraction > 0`` (and ``depth > 0``) a stratified validation
         split is first held out: the cascade is fitted on the rest, and every stage
         whose classifier is less accurate on the validation samples it handles than the
-        base method trained on all data falls back to that base method (the safeguard).
-        Accuracies are class-balanced (each validation class weighs the same), because
-        long-tail benchmarks test on balanced sets.
-        The cascade is then refitted on all the data with those decisions.
+        base method trained on the same data falls back to the base method (the
+        safeguard). With ``validation_folds >= 2`` the decision instead pools the
+        held-out predictions of that many cascades, each fitted without one stratified
+        fold, so every training sample is used for validation once. Accuracies are
+        class-balanced (each validation class weighs the same), because long-tail
+        benchmarks test on balanced sets. The cascade is then refitted on all the data
+        with those decisions.
 
         Args:
             X: features (N, D).
@@ -191,12 +205,24 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         split_seed, cascade_seed = root.spawn(2)
         self.validation_: dict[str, Any] | None = None
         enabled = [True] * (self.depth + 1)
-        if self.validation_fraction > 0 and self.depth > 0:
+        if (self.validation_fraction > 0 or self.validation_folds >= 2) and self.depth > 0:
             enabled = self._validate(X, y_enc, split_seed, cascade_seed, flt_cfg, head_cfg)
         donor = _check_donor(reuse_filters, self, X.shape[1], flt_cfg)
         self._fit_cascade(X, y_enc, cascade_seed, flt_cfg, head_cfg, donor)
         self.stage_enabled_ = enabled
         return self
+
+    def _validation_splits(
+        self, y: np.ndarray, split_seed: np.random.SeedSequence
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(fit, validation) index pairs of the safeguard: one stratified split of
+        ``validation_fraction``, or the folds of ``validation_folds``."""
+        seed = int(split_seed.generate_state(1)[0])
+        if self.validation_folds >= 2:
+            folds = stratified_folds(y, self.validation_folds, seed=seed)
+            every = np.arange(len(y))
+            return [(np.setdiff1d(every, f, assume_unique=True), f) for f in folds]
+        return [stratified_split(y, self.validation_fraction, seed=seed, min_per_class=2)]
 
     def _validate(
         self,
@@ -207,36 +233,41 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         flt_cfg: FilterConfig,
         head_cfg: HeadConfig,
     ) -> list[bool]:
-        """Fit on a train part, decide on the held-out part which stages to keep."""
-        seed = int(split_seed.generate_state(1)[0])
-        fit_idx, val_idx = stratified_split(
-            y, self.validation_fraction, seed=seed, min_per_class=2
-        )
-        logger.info(
-            "safeguard: fitting on %d samples, validating on %d", len(fit_idx), len(val_idx)
-        )
-        self._fit_cascade(X[fit_idx], y[fit_idx], cascade_seed, flt_cfg, head_cfg, None)
-        self.stage_enabled_ = [True] * (len(self.filters_) + 1)
-        x_val = torch.from_numpy(X[val_idx]).to(self._device())
-        with torch.no_grad():
-            logits, stage = self._logits_and_stage(x_val)
-            base_logits = self._stage_logits(self.fallback_, x_val, None)
-        target = torch.from_numpy(y[val_idx]).to(logits.device)
-        # Long-tail benchmarks test on balanced sets: weigh each validation class equally.
-        weight = 1.0 / torch.bincount(target, minlength=len(self.classes_)).to(logits)[target]
-        rows = []
-        for s in range(len(self.filters_) + 1):
-            mask = stage == s
-            n = int(mask.sum())
-            acc = _weighted_accuracy(logits[mask], target[mask], weight[mask]) if n else None
-            acc_base = (
-                _weighted_accuracy(base_logits[mask], target[mask], weight[mask]) if n else None
+        """Fit on train parts, decide on the held-out samples which stages to keep.
+
+        With folds, every training sample is held out once: its stage and logits come
+        from the cascade fitted without its fold, and the decision pools all folds.
+        """
+        device = torch.device(self.device)
+        logits, stage, base_logits, target = [], [], [], []
+        splits = self._validation_splits(y, split_seed)
+        for fit_idx, val_idx in splits:
+            logger.info(
+                "safeguard: fitting on %d samples, validating on %d", len(fit_idx), len(val_idx)
             )
-            keep = acc is None or acc_base is None or acc >= acc_base
-            rows.append(
-                {"stage": s, "n": n, "accuracy": acc, "base_accuracy": acc_base, "kept": keep}
-            )
-        self.validation_ = {"n_fit": len(fit_idx), "n_val": len(val_idx), "stages": rows}
+            self._fit_cascade(X[fit_idx], y[fit_idx], cascade_seed, flt_cfg, head_cfg, None)
+            self.stage_enabled_ = [True] * (len(self.filters_) + 1)
+            x_val = torch.from_numpy(X[val_idx]).to(device)
+            with torch.no_grad():
+                fold_logits, fold_stage = self._logits_and_stage(x_val)
+                base_logits.append(self._stage_logits(self.fallback_, x_val, None))
+            logits.append(fold_logits)
+            stage.append(fold_stage)
+            target.append(torch.from_numpy(y[val_idx]).to(device))
+        rows = _stage_decisions(
+            torch.cat(logits),
+            torch.cat(stage),
+            torch.cat(base_logits),
+            torch.cat(target),
+            n_classes=len(self.classes_),
+            n_stages=len(self.filters_) + 1,
+        )
+        self.validation_ = {
+            "n_fit": int(np.mean([len(f) for f, _ in splits])),
+            "n_val": int(sum(len(v) for _, v in splits)),
+            "n_folds": len(splits) if len(splits) > 1 else None,
+            "stages": rows,
+        }
         return [bool(r["kept"]) for r in rows]
 
     def _fit_cascade(
@@ -484,6 +515,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 "cover_classes": self.cover_classes,
                 "residual": self.residual,
                 "validation_fraction": self.validation_fraction,
+                "validation_folds": self.validation_folds,
                 "random_state": self.random_state,
             },
             "classes": self.classes_.tolist(),
@@ -519,6 +551,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 cover_classes=params["cover_classes"],
                 residual=params.get("residual", False),
                 validation_fraction=params["validation_fraction"],
+                validation_folds=params.get("validation_folds", 0),
                 random_state=params["random_state"],
                 device=device,
             )
@@ -583,6 +616,40 @@ def _coverage_samples(y: Tensor, mask: Tensor, generator: torch.Generator) -> Te
         idx = torch.nonzero((y == c) & ~mask).flatten()
         extra[idx[torch.argsort(scores[idx])[:r]]] = True
     return extra
+
+
+def _stage_decisions(
+    logits: Tensor,
+    stage: Tensor,
+    base_logits: Tensor,
+    target: Tensor,
+    *,
+    n_classes: int,
+    n_stages: int,
+) -> list[dict[str, Any]]:
+    """Per stage, class-balanced accuracy of the cascade and of the base method on the
+    held-out samples (N,) the stage handles, and whether to keep the stage (ties and
+    stages without samples are kept).
+
+    Args:
+        logits: (N, C) the cascade's logits.
+        stage: (N,) the stage of each sample.
+        base_logits: (N, C) the base method's logits.
+        target: (N,) classes.
+        n_classes: C.
+        n_stages: number of stages (filters + 1).
+    """
+    # Long-tail benchmarks test on balanced sets: weigh each validation class equally.
+    weight = 1.0 / torch.bincount(target, minlength=n_classes).to(logits)[target]
+    rows = []
+    for s in range(n_stages):
+        mask = stage == s
+        n = int(mask.sum())
+        acc = _weighted_accuracy(logits[mask], target[mask], weight[mask]) if n else None
+        acc_base = _weighted_accuracy(base_logits[mask], target[mask], weight[mask]) if n else None
+        keep = acc is None or acc_base is None or acc >= acc_base
+        rows.append({"stage": s, "n": n, "accuracy": acc, "base_accuracy": acc_base, "kept": keep})
+    return rows
 
 
 def _weighted_accuracy(logits: Tensor, target: Tensor, weight: Tensor) -> float:

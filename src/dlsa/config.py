@@ -155,6 +155,12 @@ class DLSAConfig:
     """Share of each class held out to decide, per stage, whether DLSA's classifier beats
     the base method on the samples it handles; 0 disables the safeguard (not in the
     paper)."""
+    validation_folds: int = 0
+    """If >= 2, the safeguard decides on the out-of-fold predictions of that many
+    cascades, each fitted without one stratified fold of the training data, instead of
+    one held-out split of ``validation_fraction``: every training sample (also of the
+    rarest classes) is used for validation once, at the cost of that many extra fits
+    (not in the paper)."""
     random_state: int | None = 0
     """Seed; every stage draws a child seed from it (not in the paper)."""
     device: str = "cpu"

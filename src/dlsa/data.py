@@ -103,6 +103,42 @@ def stratified_split(
     return np.flatnonzero(mask), val_idx
 
 
+def stratified_folds(y: np.ndarray, n_folds: int, *, seed: int) -> list[np.ndarray]:
+    """Split indices into ``n_folds`` disjoint validation folds, stratified by class.
+
+    Each class is shuffled and dealt round-robin to the folds, starting at a random fold,
+    so every fold gets ``floor`` or ``ceil`` of ``n_c / n_folds`` of its samples and a
+    class with at least 2 samples keeps at least one outside every fold.
+
+    Args:
+        y: labels of shape (N,).
+        n_folds: number of folds, >= 2.
+        seed: seed of the shuffles.
+
+    Returns:
+        ``n_folds`` sorted index arrays that together cover ``0 .. N-1`` once.
+
+    Raises:
+        ValueError: if ``n_folds < 2``.
+
+    Example:
+        >>> folds = stratified_folds(np.array([0] * 6 + [1] * 3), 3, seed=0)
+        >>> [len(f) for f in folds], sorted(np.concatenate(folds).tolist()) == list(range(9))
+        ([3, 3, 3], True)
+    """
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    folds: list[list[np.ndarray]] = [[] for _ in range(n_folds)]
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        start = int(rng.integers(n_folds))
+        for k in range(n_folds):
+            folds[(start + k) % n_folds].append(idx[k::n_folds])
+    return [np.sort(np.concatenate(f)) for f in folds]
+
+
 def class_balanced_indices(
     y: np.ndarray, n_samples: int, *, rng: np.random.Generator
 ) -> np.ndarray:
