@@ -41,6 +41,10 @@ def variants(cfg: DLSAConfig) -> dict[str, DLSAConfig]:
         "w/o L_bal": rep(cfg, flow_filter=rep(f, lambda_bal=0.0)),
         "w/o L_pure": rep(cfg, flow_filter=rep(f, lambda_pure=0.0)),
     }
+    if cfg.residual:
+        out["w/o residual"] = rep(cfg, residual=False)
+    if cfg.cover_classes:
+        out["w/o cover_classes"] = rep(cfg, cover_classes=False)
     for depth in (1, 2, 4):
         if depth != cfg.depth:
             out[f"depth {depth}"] = rep(cfg, depth=depth)
@@ -79,10 +83,17 @@ def main() -> None:
     parser.add_argument(
         "--no-safeguard", action="store_true", help="validation_fraction = 0 (raw cascade)"
     )
+    parser.add_argument(
+        "--n-components", type=int, default=None, help="K of the mixture (default: preset's)"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     cfg = get_preset(args.config)
+    if args.n_components:
+        f = cfg.flow_filter
+        mixture = dataclasses.replace(f.mixture, n_components=args.n_components)
+        cfg = dataclasses.replace(cfg, flow_filter=dataclasses.replace(f, mixture=mixture))
     if args.no_safeguard:
         cfg = dataclasses.replace(cfg, validation_fraction=0.0)
     if args.base:

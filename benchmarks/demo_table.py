@@ -44,12 +44,15 @@ def main() -> None:
     args = parser.parse_args()
     records = [_normalise(json.loads((Path(r) / "results.json").read_text())) for r in args.runs]
     base = records[0]["config"]["base"]
+    columns = list(COLUMNS)
+    if all("tail_half" in r["metrics"]["base"] for r in records):
+        columns.append("tail_half")
     rows = []
     for name, key in ((base, "base"), (f"{base} + DLSA", "dlsa")):
-        cells = [mean_std([r["metrics"][key][c] for r in records]) for c in COLUMNS]
+        cells = [mean_std([r["metrics"][key][c] for r in records]) for c in columns]
         rows.append([name, *cells])
     gains = []
-    for c in COLUMNS:
+    for c in columns:
         pairs = [
             (r["metrics"]["dlsa"][c], r["metrics"]["base"][c])
             for r in records
@@ -57,7 +60,8 @@ def main() -> None:
         ]
         gains.append(mean_std([a - b for a, b in pairs], signed=True) if pairs else "-")
     rows.append(["gain", *gains])
-    header = ["model", "overall", "many", "medium", "few", "MCC", "NMI"]
+    header = ["model", "overall", "many", "medium", "few", "MCC", "NMI", "tail half"]
+    header = header[: len(columns) + 1]
     print(markdown_table(header, rows))
     seps = [[s for s in r["separation"]] for r in records]
     kept = [r["validation"]["stages"] if r["validation"] else None for r in records]

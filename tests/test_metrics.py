@@ -23,6 +23,7 @@ from dlsa.metrics import (
     per_class_accuracy,
     shot_accuracy,
     shot_groups,
+    tail_half_accuracy,
     tsne_embedding,
 )
 
@@ -161,7 +162,7 @@ def test_mcc_nmi_reject_bad_shapes() -> None:
 def test_classification_report_collects_metrics(random_run: tuple) -> None:
     preds, target, counts = random_run
     report = classification_report(preds, target, counts, many=50, few=10)
-    assert set(report) == {"overall", "many", "medium", "few", "mcc", "nmi"}
+    assert set(report) == {"overall", "many", "medium", "few", "mcc", "nmi", "tail_half"}
     expected = shot_accuracy(preds, target, counts, many=50, few=10)
     for key, value in expected.items():
         assert report[key] == pytest.approx(value)
@@ -328,3 +329,11 @@ def test_tsne_embedding_keeps_all_when_small_and_validates() -> None:
         tsne_embedding(X[:, 0], random_state=0)
     with pytest.raises(ValueError, match="perplexity"):
         tsne_embedding(X, random_state=0, perplexity=30.0)
+
+
+def test_tail_half_is_the_accuracy_of_the_rarer_half_of_the_classes() -> None:
+    counts = np.array([10, 500, 30, 200, 5])  # C = 5: the 2 rarest are classes 4 and 0
+    target = np.array([0, 0, 1, 2, 3, 4, 4, 4])
+    preds = np.array([0, 1, 1, 2, 3, 4, 0, 4])
+    assert tail_half_accuracy(preds, target, counts) == pytest.approx(3 / 5)
+    assert tail_half_accuracy(preds[2:5], target[2:5], counts) is None

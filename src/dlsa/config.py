@@ -195,8 +195,10 @@ def small() -> DLSAConfig:
     leave most clusters empty, so K is 30 and the batch is smaller. On such sets a
     classifier trained on a 30% subset often loses to the base method trained on all data,
     so this preset trains the regular classifier on all data, lets every cluster-aided
-    classifier see every class (``cover_classes``) and turns on the validation safeguard
-    (15% of each class)."""
+    classifier see every class (``cover_classes``) and learn a correction of the base
+    method (``residual``), and turns on the safeguard with 2-fold out-of-fold decisions.
+    For many classes, set K to about the number of classes
+    (``--flow-filter.mixture.n-components``)."""
     flt = FilterConfig(
         mixture=MixtureConfig(n_components=30),
         batch_size=256,
@@ -209,7 +211,8 @@ def small() -> DLSAConfig:
         head=HeadConfig(epochs=40, batch_size=256),
         regular_data="all",
         cover_classes=True,
-        validation_fraction=0.15,
+        residual=True,
+        validation_folds=2,
     )
 
 

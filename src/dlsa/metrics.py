@@ -408,6 +408,34 @@ def confusion_matrix_binned(
         return np.where(rows_total[:, None] > 0, counts / rows_total[:, None], np.nan)
 
 
+def tail_half_accuracy(
+    preds: np.ndarray, target: np.ndarray, train_counts: np.ndarray
+) -> float | None:
+    """Top-1 accuracy over the test samples of the rarer half of the classes.
+
+    The ``C // 2`` classes with the fewest training samples (ties: the higher class
+    index counts as rarer, as in :func:`frequency_order`) form the tail half; for sets
+    whose rarest classes have more than 20 samples, where "few" is empty, this is the
+    tail measure. ``None`` if no test sample belongs to it.
+
+    Args:
+        preds: predicted labels, shape (N,).
+        target: true labels, shape (N,).
+        train_counts: training samples per class, shape (C,).
+
+    Example:
+        >>> tail_half_accuracy(np.array([0, 1, 0, 3]), np.array([0, 1, 2, 3]),
+        ...                    np.array([500, 400, 60, 50]))
+        0.5
+    """
+    order = frequency_order(train_counts)
+    preds, target = _pair(preds, target, order.shape[0])
+    tail = np.zeros(order.shape[0], dtype=bool)
+    tail[order[order.shape[0] - order.shape[0] // 2 :]] = True
+    mask = tail[target]
+    return float((preds[mask] == target[mask]).mean()) if mask.any() else None
+
+
 def classification_report(
     preds: np.ndarray,
     target: np.ndarray,
@@ -427,7 +455,8 @@ def classification_report(
 
     Returns:
         ``overall``, ``many``, ``medium``, ``few`` (accuracies in [0, 1], ``None`` for an
-        empty group; see :func:`shot_accuracy`), ``mcc`` and ``nmi``.
+        empty group; see :func:`shot_accuracy`), ``mcc``, ``nmi`` and ``tail_half``
+        (:func:`tail_half_accuracy`).
 
     Example:
         >>> r = classification_report(np.array([0, 1]), np.array([0, 1]), np.array([200, 5]))
@@ -437,6 +466,7 @@ def classification_report(
     report = shot_accuracy(preds, target, train_counts, many, few)
     report["mcc"] = mcc(preds, target)
     report["nmi"] = nmi(preds, target)
+    report["tail_half"] = tail_half_accuracy(preds, target, train_counts)
     return report
 
 
