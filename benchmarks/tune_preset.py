@@ -1,11 +1,20 @@
-"""Choose flow-filter settings for a preset on a validation split carved from TRAIN.
+"""Choose a preset's settings on validation splits carved from TRAIN (the test set is
+never read).
 
-The test set is never read. A stratified part of the train features is held out; each
-candidate (K, sigma, lambda_pure, flow lr) fits base and base + DLSA on the rest and is
-scored by the gain in overall accuracy on the held-out part (mean over seeds).
+For each train feature file, a stratified part of every class is held out; each
+candidate (K, share routed per level, weight decay of the classifiers) is fitted on the
+rest as a raw cascade (no safeguard) of ``--max-depth`` levels, and scored for every
+depth 0 .. max-depth at once (a depth-d model is the deeper one with levels > d handing
+their samples to the base method, which is exactly how the cascade treats them when
+the regular classifier is trained on all data). The score is the gain in class-balanced
+accuracy (mean per-class recall, the quantity a balanced test set measures) over the
+base method, averaged over files and seeds.
 
 Usage:
-    python benchmarks/tune_preset.py --train runs/demo/train.h5 --config small --seeds 0,1
+    python benchmarks/tune_preset.py --train runs/demo-r500-s0/train.h5 \
+        runs/demo-r100-s0/train.h5 --config small --seeds 0,1
+    python benchmarks/tune_preset.py --train runs/syn200/train.h5 --config small \
+        --k 200,600 --seeds 0,1
 """
 
 from __future__ import annotations
@@ -15,67 +24,103 @@ import dataclasses
 import itertools
 import json
 import time
+from typing import Any
 
 import numpy as np
+from sklearn.metrics import balanced_accuracy_score
 
 from dlsa import DLSAClassifier
-from dlsa.config import DLSAConfig, MixtureConfig, get_preset
+from dlsa.config import DLSAConfig, get_preset
 from dlsa.data import stratified_split
-from dlsa.evaluation import evaluate
 from dlsa.features import load_features
 from dlsa.report import markdown_table
 
 
-def candidates(cfg: DLSAConfig, n_classes: int) -> list[tuple[str, DLSAConfig]]:
-    """The search grid around a preset."""
+def candidates(cfg: DLSAConfig, args: argparse.Namespace) -> list[tuple[str, DLSAConfig]]:
+    """The search grid around a preset: name -> raw-cascade config."""
     rep = dataclasses.replace
     out = []
-    ks = sorted({max(2, n_classes), 3 * n_classes, 10 * n_classes})
-    for k, sigma, pure, lr in itertools.product(ks, (0.05, None), (0.02, 0.1), (0.05, 0.2)):
-        f = rep(
-            cfg.flow_filter,
-            mixture=MixtureConfig(n_components=k, sigma=sigma),
-            lambda_pure=pure,
-            lr=lr,
+    ks = [int(k) for k in args.k.split(",")] or [cfg.flow_filter.mixture.n_components]
+    props = [float(p) for p in args.proportion.split(",")]
+    decays = [float(w) for w in args.weight_decay.split(",")]
+    for k, prop, wd in itertools.product(ks, props, decays):
+        f = cfg.flow_filter
+        f = rep(f, mixture=rep(f.mixture, n_components=k), proportion=prop)
+        cand = rep(
+            cfg,
+            flow_filter=f,
+            head=rep(cfg.head, weight_decay=wd),
+            depth=args.max_depth,
+            regular_data="all",
+            validation_fraction=0.0,
+            validation_folds=0,
         )
-        name = f"K={k} sigma={'auto' if sigma is None else sigma} pure={pure} lr={lr}"
-        out.append((name, rep(cfg, flow_filter=f, validation_fraction=0.0)))
+        out.append((f"K={k} proportion={prop} wd={wd}", cand))
     return out
+
+
+def depth_scores(clf: DLSAClassifier, X: np.ndarray, y: np.ndarray) -> list[float]:
+    """Class-balanced accuracy on (X, y) of the depth-0 .. depth-L prefixes of ``clf``."""
+    scores = []
+    for d in range(len(clf.filters_) + 1):
+        clf.stage_enabled_ = [level < d for level in range(len(clf.filters_))] + [True]
+        scores.append(balanced_accuracy_score(y, clf.predict(X)))
+    clf.stage_enabled_ = [True] * (len(clf.filters_) + 1)
+    return scores
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", required=True)
+    parser.add_argument("--train", nargs="+", required=True, help="train feature files")
     parser.add_argument("--config", default="small")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--max-depth", type=int, default=3)
+    parser.add_argument("--k", default="30,100", help="comma-separated K values")
+    parser.add_argument("--proportion", default="0.3,0.5")
+    parser.add_argument("--weight-decay", default="0.0005,0.005")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    data = load_features(args.train)
-    fit_idx, val_idx = stratified_split(data.y, args.val_fraction, seed=123, min_per_class=2)
-    X, y, Xv, yv = data.X[fit_idx], data.y[fit_idx], data.X[val_idx], data.y[val_idx]
     cfg = get_preset(args.config)
     seeds = [int(s) for s in args.seeds.split(",")]
-    base_acc = {}
-    for seed in seeds:
-        params = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-        base = DLSAClassifier(**(params | {"depth": 0, "random_state": seed})).fit(X, y)
-        base_acc[seed] = evaluate(base, Xv, yv)["metrics"]["overall"]
-    rows, record = [], []
-    for name, cand in candidates(cfg, len(np.unique(y))):
-        gains, start = [], time.perf_counter()
-        for seed in seeds:
-            params = {f.name: getattr(cand, f.name) for f in dataclasses.fields(cand)}
+    splits = []
+    for path in args.train:
+        data = load_features(path)
+        fit_idx, val_idx = stratified_split(data.y, args.val_fraction, seed=123, min_per_class=2)
+        splits.append((path, data.X[fit_idx], data.y[fit_idx], data.X[val_idx], data.y[val_idx]))
+    record: list[dict[str, Any]] = []
+    for name, cand in candidates(cfg, args):
+        params = {f.name: getattr(cand, f.name) for f in dataclasses.fields(cand)}
+        start = time.perf_counter()
+        gains = []  # (files x seeds, depth 1 .. max)
+        for (path, X, y, Xv, yv), seed in itertools.product(splits, seeds):
             clf = DLSAClassifier(**(params | {"random_state": seed})).fit(X, y)
-            gains.append(evaluate(clf, Xv, yv)["metrics"]["overall"] - base_acc[seed])
-        record.append({"candidate": name, "gains": gains})
-        rows.append([name, f"{100 * np.mean(gains):+.2f}", f"{time.perf_counter() - start:.0f}s"])
-        print(rows[-1], flush=True)
-    rows.sort(key=lambda r: -float(r[1]))
-    print(markdown_table(["candidate", "val gain (overall, pts)", "time"], rows))
+            scores = depth_scores(clf, Xv, yv)
+            gains.append([s - scores[0] for s in scores[1:]])
+            record.append({"candidate": name, "file": path, "seed": seed, "scores": scores})
+        mean = np.mean(gains, axis=0)
+        print(f"{name}: " + " ".join(f"d{d + 1} {100 * g:+.2f}" for d, g in enumerate(mean))
+              + f" ({time.perf_counter() - start:.0f}s)", flush=True)  # fmt: skip
+    rows = _summary(record)
+    print(markdown_table(["candidate", "depth", "val gain (balanced acc, pts)", "min"], rows))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"base": base_acc, "candidates": record}, fh, indent=2)
+            json.dump({"seeds": seeds, "files": args.train, "runs": record}, fh, indent=2)
+
+
+def _summary(record: list[dict[str, Any]]) -> list[list[str]]:
+    """Rows (candidate, depth, mean gain, worst gain over files x seeds), best first."""
+    by_name: dict[str, list[list[float]]] = {}
+    for r in record:
+        s = r["scores"]
+        by_name.setdefault(r["candidate"], []).append([v - s[0] for v in s[1:]])
+    rows = []
+    for name, gains in by_name.items():
+        g = np.asarray(gains)
+        for d in range(g.shape[1]):
+            rows.append((float(g[:, d].mean()), float(g[:, d].min()), name, d + 1))
+    rows.sort(key=lambda r: -r[0])
+    return [[n, str(d), f"{100 * m:+.2f}", f"{100 * w:+.2f}"] for m, w, n, d in rows]
 
 
 if __name__ == "__main__":

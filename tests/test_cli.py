@@ -52,6 +52,11 @@ def test_fit_writes_models_results_and_report(run, capsys):
         assert key in results["base"]["metrics"] and key in results["dlsa"]["metrics"]
     report = (run / "report.md").read_text()
     assert "balsoftmax + DLSA" in report and "| balsoftmax |" in report
+    assert results["validation"]["n_folds"] == 2  # the small preset's safeguard
+    assert "## Safeguard" in report and "2 folds" in report
+    kept = ["yes" if r["kept"] else "no: base method" for r in results["validation"]["stages"]]
+    assert [line.rsplit("|", 2)[1].strip() for line in report.splitlines()
+            if line.startswith(("| cluster-aided", "| regular")) and "val" not in line][-2:] == kept
 
 
 def test_evaluate_and_predict(run, files, tmp_path, capsys):

@@ -32,7 +32,7 @@ from dlsa.cascade import DLSAClassifier
 from dlsa.config import PRESETS, DLSAConfig, from_dict, get_preset, to_dict
 from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.features import FeatureFileError, load_features
-from dlsa.report import levels_table, metrics_table, stages_table
+from dlsa.report import levels_table, metrics_table, safeguard_table, stages_table
 
 logger = logging.getLogger("dlsa")
 
@@ -317,6 +317,9 @@ def _fit_report(results: dict[str, Any]) -> str:
         "## Stages on the test set",
         stages_table(results["stage_comparison"], results["n_levels"]),
         "",
+        "## Safeguard (decided on training data only)",
+        safeguard_table(results["validation"], results["n_levels"]),
+        "",
         "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in results["timings_s"].items()),
     ]
     return "\n".join(parts)
@@ -470,6 +473,8 @@ def _demo_report(record: dict[str, Any]) -> str:
         f"head-tail separation accuracy on test (share of tail among filtered): {sep}",
         "",
         stages_table(record["stages"], len(record["levels"])),
+        "",
+        safeguard_table(record["validation"], len(record["levels"])),
         "",
         "time: " + ", ".join(f"{k} {v:.0f}s" for k, v in record["timings"].items()),
     ]

@@ -111,3 +111,39 @@ def stages_table(rows: Sequence[Mapping[str, Any]], n_levels: int) -> str:
             ]
         )
     return markdown_table(["stage", "test n", "DLSA acc", "base acc (same samples)", "gain"], out)
+
+
+def safeguard_table(validation: Mapping[str, Any] | None, n_levels: int) -> str:
+    """The safeguard's per-stage decisions (``DLSAClassifier.validation_``) as a titled
+    markdown table; a line saying it was off when ``validation`` is None.
+
+    Example:
+        >>> v = {"n_fit": 80, "n_val": 20, "n_folds": None, "stages": [
+        ...     {"stage": 0, "n": 12, "accuracy": 0.5, "base_accuracy": 0.75, "kept": False},
+        ...     {"stage": 1, "n": 8, "accuracy": 1.0, "base_accuracy": 1.0, "kept": True}]}
+        >>> print(safeguard_table(v, 1).splitlines()[-2])
+        | cluster-aided 1 | 12 | 50.0 | 75.0 | no: base method |
+    """
+    if not validation:
+        return "safeguard: off (every stage is used)"
+    if validation.get("n_folds"):
+        how = (
+            f"{validation['n_folds']} folds, every one of {validation['n_val']} training "
+            "samples held out once"
+        )
+    else:
+        how = f"fit on {validation['n_fit']}, validated on {validation['n_val']} samples"
+    rows = []
+    for row in validation["stages"]:
+        s = row["stage"]
+        rows.append(
+            [
+                "regular" if s == n_levels else f"cluster-aided {s + 1}",
+                row["n"],
+                pct(row["accuracy"]),
+                pct(row["base_accuracy"]),
+                "yes" if row["kept"] else "no: base method",
+            ]
+        )
+    header = ["stage", "val n", "DLSA acc (balanced)", "base acc (balanced)", "kept"]
+    return f"safeguard ({how}):\n\n" + markdown_table(header, rows)
