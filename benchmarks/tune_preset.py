@@ -79,9 +79,21 @@ def main() -> None:
     parser.add_argument("--k", default="30,100", help="comma-separated K values")
     parser.add_argument("--proportion", default="0.3,0.5")
     parser.add_argument("--weight-decay", default="0.0005,0.005")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a top-level string/bool field of the preset, e.g. stage_prior=routed",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     cfg = get_preset(args.config)
+    for item in args.set:
+        key, value = item.split("=", 1)
+        old = getattr(cfg, key)
+        new: Any = value.lower() in ("1", "true", "yes") if isinstance(old, bool) else value
+        cfg = dataclasses.replace(cfg, **{key: new})
     seeds = [int(s) for s in args.seeds.split(",")]
     splits = []
     for path in args.train:

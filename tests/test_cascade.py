@@ -278,6 +278,37 @@ def test_cover_classes_lets_every_cluster_aided_classifier_see_every_class(lt_da
     np.testing.assert_array_equal(loaded.predict(lt_data.X_test), clf.predict(lt_data.X_test))
 
 
+@pytest.mark.parametrize("stage_prior", ["routed", "global"])
+def test_stage_prior_sets_the_counts_the_cluster_aided_loss_corrects_for(
+    lt_data, monkeypatch, tmp_path, stage_prior
+):
+    from dlsa.bases.balsoftmax import BalancedSoftmax
+
+    seen: list[tuple[int, torch.Tensor]] = []
+    original = BalancedSoftmax.loss
+
+    def spy(self, logits, target, counts):
+        seen.append((int(target.numel()), counts.clone()))
+        return original(self, logits, target, counts)
+
+    monkeypatch.setattr(BalancedSoftmax, "loss", spy)
+    clf = make(depth=1, stage_prior=stage_prior, regular_data="all")
+    clf.fit(lt_data.X_train, lt_data.y_train)
+    all_counts = torch.as_tensor(clf.class_counts_, dtype=torch.float32)
+    y_routed = np.searchsorted(clf.classes_, lt_data.y_train)[clf.route(lt_data.X_train) == 0]
+    routed = torch.as_tensor(np.bincount(y_routed, minlength=30), dtype=torch.float32)
+    distinct = {tuple(c.tolist()) for _, c in seen}
+    assert tuple(all_counts.tolist()) in distinct  # the base method, always
+    expected = all_counts if stage_prior == "global" else routed
+    assert distinct == {tuple(all_counts.tolist()), tuple(expected.tolist())}
+    assert DLSAClassifier.load(clf.save(tmp_path / "m")).stage_prior == stage_prior
+
+
+def test_bad_stage_prior_is_rejected(lt_data):
+    with pytest.raises(ValueError, match="stage_prior must be 'routed' or 'global'"):
+        make(stage_prior="test").fit(lt_data.X_train, lt_data.y_train)
+
+
 def test_predict_proba_and_route_is_one_pass_of_both(fitted, lt_data):
     proba, stage = fitted.predict_proba_and_route(lt_data.X_test)
     np.testing.assert_array_equal(proba, fitted.predict_proba(lt_data.X_test))

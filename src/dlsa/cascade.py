@@ -71,8 +71,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         base_params: hyper-parameters of the base method.
         flow_filter: configuration of every flow filter (default :class:`FilterConfig`).
         head: training of every classifier (default :class:`HeadConfig`).
-        regular_data, stack_base, cover_classes, residual, validation_fraction,
-            validation_folds: see :class:`dlsa.config.DLSAConfig`.
+        regular_data, stack_base, cover_classes, residual, stage_prior,
+            validation_fraction, validation_folds: see :class:`dlsa.config.DLSAConfig`.
         random_state: seed; each stage gets a child seed of it.
         device: torch device.
         verbose: progress bars and per-epoch logs.
@@ -110,6 +110,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         stack_base: bool = False,
         cover_classes: bool = False,
         residual: bool = False,
+        stage_prior: str = "routed",
         validation_fraction: float = 0.0,
         validation_folds: int = 0,
         random_state: int | None = 0,
@@ -125,6 +126,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.stack_base = stack_base
         self.cover_classes = cover_classes
         self.residual = residual
+        self.stage_prior = stage_prior
         self.validation_fraction = validation_fraction
         self.validation_folds = validation_folds
         self.random_state = random_state
@@ -143,6 +145,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"head must be a HeadConfig, got {type(head).__name__}")
         if not 0.0 < flt.proportion < 1.0:
             raise ValueError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
+        if self.stage_prior not in ("routed", "global"):
+            raise ValueError(f"stage_prior must be 'routed' or 'global', got {self.stage_prior!r}")
         if self.regular_data not in ("remaining", "all"):
             raise ValueError(
                 f"regular_data must be 'remaining' or 'all', got {self.regular_data!r}"
@@ -290,6 +294,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         x_all = torch.from_numpy(X).to(device)
         y_all = torch.from_numpy(y_enc.astype(np.int64)).to(device)
         is_tail = torch.from_numpy(self.class_counts_ <= HEAD_THRESHOLD).to(device)
+        all_counts = torch.bincount(y_all, minlength=len(self.classes_)).to(x_all.dtype)
         self.filters_ = nn.ModuleList()
         self.heads_ = nn.ModuleList()
         self.reports_: list[dict[str, Any]] = []
@@ -299,7 +304,15 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         for level in range(self.depth):
             reused = None if donor is None else (donor.filters_[level], donor.reports_[level])
             x, yl = self._fit_level(
-                level, x, yl, is_tail, flt_cfg, head_cfg, gens[2 * level : 2 * level + 2], reused
+                level,
+                x,
+                yl,
+                is_tail,
+                all_counts,
+                flt_cfg,
+                head_cfg,
+                gens[2 * level : 2 * level + 2],
+                reused,
             )
         if self.depth == 0 or self.regular_data == "all":
             self.regular_ = self.fallback_
@@ -312,12 +325,16 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         x: Tensor,
         y: Tensor,
         is_tail: Tensor,
+        all_counts: Tensor,
         flt_cfg: FilterConfig,
         head_cfg: HeadConfig,
         gens: list[torch.Generator],
         reused: tuple[FlowFilter, dict[str, Any]] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Fit filter ``level`` and its cluster-aided classifier; return what goes on."""
+        """Fit filter ``level`` and its cluster-aided classifier; return what goes on.
+
+        ``all_counts`` (C,) are the class counts of all the data the cascade is fitted
+        on (the class prior of ``stage_prior="global"``)."""
         n_classes = len(self.classes_)
         if reused is None:
             flt = FlowFilter(x.shape[1], n_classes, flt_cfg, generator=gens[0]).to(x.device)
@@ -345,6 +362,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             gens[1],
             f"cluster-aided {level + 1}",
             offset=self.fallback_ if self.residual else None,
+            prior_counts=all_counts if self.stage_prior == "global" else None,
         )
         self.filters_.append(flt)
         self.heads_.append(head)
@@ -361,9 +379,12 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         generator: torch.Generator,
         desc: str,
         offset: StageClassifier | None = None,
+        prior_counts: Tensor | None = None,
     ) -> StageClassifier:
         """Build and train one stage classifier; with ``offset``, a residual one that
-        starts as ``offset`` (see :meth:`StageClassifier.make_residual`)."""
+        starts as ``offset`` (see :meth:`StageClassifier.make_residual`). The base
+        method's losses and post-hoc corrections use ``prior_counts`` (C,) as the class
+        counts if given, else the counts of ``y``."""
         n_classes = len(self.classes_)
         model = base.build(
             inputs.shape[1], n_classes, use_prior=prior is not None, generator=generator
@@ -371,7 +392,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         if offset is not None:
             model.make_residual(offset)
         counts = torch.bincount(y, minlength=n_classes).to(inputs.dtype)
-        data = StageData(inputs, y, counts, prior)
+        data = StageData(inputs, y, counts if prior_counts is None else prior_counts, prior)
         base.fit(model, data, head_cfg, generator, progress=self.verbose, desc=desc)
         model.set_seen_classes(counts)
         return model
@@ -514,6 +535,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 "stack_base": self.stack_base,
                 "cover_classes": self.cover_classes,
                 "residual": self.residual,
+                "stage_prior": self.stage_prior,
                 "validation_fraction": self.validation_fraction,
                 "validation_folds": self.validation_folds,
                 "random_state": self.random_state,
@@ -550,6 +572,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 stack_base=params["stack_base"],
                 cover_classes=params["cover_classes"],
                 residual=params.get("residual", False),
+                stage_prior=params.get("stage_prior", "routed"),
                 validation_fraction=params["validation_fraction"],
                 validation_folds=params.get("validation_folds", 0),
                 random_state=params["random_state"],

@@ -151,6 +151,12 @@ class DLSAConfig:
     """Each cluster-aided classifier adds the base method's logits (trained on all data,
     frozen) to its own and starts from zero, so it begins as the base method and learns a
     correction on the samples its filter routes (not in the paper)."""
+    stage_prior: str = "routed"
+    """Class counts that each cluster-aided classifier's loss (or post-hoc correction)
+    takes as the training prior: "routed" (the samples it is trained on, as in the
+    paper) or "global" (all training samples; with Balanced Softmax its logits then
+    estimate the balanced-test posterior p(x|y,R) P(R|y) on the region R its filter
+    routes, which "routed" misses by log P(R|y)) (not in the paper)."""
     validation_fraction: float = 0.0
     """Share of each class held out to decide, per stage, whether DLSA's classifier beats
     the base method on the samples it handles; 0 disables the safeguard (not in the
@@ -212,6 +218,7 @@ def small() -> DLSAConfig:
         regular_data="all",
         cover_classes=True,
         residual=True,
+        stage_prior="global",
         validation_folds=2,
     )
 
