@@ -37,8 +37,12 @@ def test_presets_of_the_supplement(name, lr, batch, epochs, bal, pure):
     assert f.mixture.n_components == 500
 
 
-def test_small_preset_uses_few_clusters():
-    assert get_preset("small").flow_filter.mixture.n_components < 100
+def test_presets_for_small_sets_differ_from_the_paper_where_validation_said_so():
+    small, many = get_preset("small"), get_preset("many-classes")
+    assert small.flow_filter.mixture.n_components < 500 and small.depth == 1
+    assert many.depth == 3 and many.flow_filter.proportion == 0.5
+    for cfg in (small, many):
+        assert cfg.residual and cfg.stage_prior == "global" and cfg.validation_folds == 2
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
