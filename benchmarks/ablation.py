@@ -1,15 +1,17 @@
 """What each DLSA ingredient contributes (a small version of the paper's Table 4).
 
 Runs the base method alone and base + DLSA variants (full; without the MLE class
-weighting, q = 0; without L_bal; without L_pure; depth 1, 2, 3, 4) over several seeds on
-one feature set, and prints overall / many / medium / few / MCC / NMI as mean ± std (%)
-with the gain over the base. Each number touches the test set once; nothing is selected
-on it.
+weighting, q = 0; without L_bal; without L_pure; without the residual classifiers, the
+class coverage or the global stage prior where the preset uses them; depth 1-4) over
+several seeds on one feature set, and prints overall / many / medium / few / MCC / NMI
+as mean ± std (%) with the gain over the base. Each number touches the test set once;
+nothing is selected on it.
 
 Usage:
     python benchmarks/ablation.py --train runs/demo/train.h5 --test runs/demo/test.h5 \
         --config small --seeds 0,1,2
-    python benchmarks/ablation.py --synthetic 200 --config small --seeds 0,1,2
+    python benchmarks/ablation.py --train runs/syn200/train.h5 --test runs/syn200/test.h5 \
+        --config many-classes --no-safeguard --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def variants(cfg: DLSAConfig) -> dict[str, DLSAConfig]:
         out["w/o residual"] = rep(cfg, residual=False)
     if cfg.cover_classes:
         out["w/o cover_classes"] = rep(cfg, cover_classes=False)
-    for depth in (1, 2, 4):
+    if cfg.stage_prior == "global":
+        out["stage prior of the routed samples"] = rep(cfg, stage_prior="routed")
+    for depth in (1, 2, 3, 4):
         if depth != cfg.depth:
             out[f"depth {depth}"] = rep(cfg, depth=depth)
     return out
@@ -81,7 +85,7 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated variant names")
     parser.add_argument("--base", default=None, help="base method (default: the preset's)")
     parser.add_argument(
-        "--no-safeguard", action="store_true", help="validation_fraction = 0 (raw cascade)"
+        "--no-safeguard", action="store_true", help="no validation split or folds (raw cascade)"
     )
     parser.add_argument(
         "--n-components", type=int, default=None, help="K of the mixture (default: preset's)"
@@ -95,7 +99,7 @@ def main() -> None:
         mixture = dataclasses.replace(f.mixture, n_components=args.n_components)
         cfg = dataclasses.replace(cfg, flow_filter=dataclasses.replace(f, mixture=mixture))
     if args.no_safeguard:
-        cfg = dataclasses.replace(cfg, validation_fraction=0.0)
+        cfg = dataclasses.replace(cfg, validation_fraction=0.0, validation_folds=0)
     if args.base:
         cfg = dataclasses.replace(cfg, base=args.base)
     grid = variants(cfg)
