@@ -84,16 +84,14 @@ def main() -> None:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="override a top-level string/bool field of the preset, e.g. stage_prior=routed",
+        help="override a field of the preset, e.g. stage_prior=routed or flow_filter.lambda_bal=0",
     )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     cfg = get_preset(args.config)
     for item in args.set:
         key, value = item.split("=", 1)
-        old = getattr(cfg, key)
-        new: Any = value.lower() in ("1", "true", "yes") if isinstance(old, bool) else value
-        cfg = dataclasses.replace(cfg, **{key: new})
+        cfg = _override(cfg, key.split("."), value)
     seeds = [int(s) for s in args.seeds.split(",")]
     splits = []
     for path in args.train:
@@ -118,6 +116,21 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"seeds": seeds, "files": args.train, "runs": record}, fh, indent=2)
+
+
+def _override(config: Any, path: list[str], value: str) -> Any:
+    """``config`` with the (nested) field ``path`` set to ``value``, parsed as the type
+    of the field's current value (bool, int, float or str)."""
+    old = getattr(config, path[0])
+    if len(path) > 1:
+        new: Any = _override(old, path[1:], value)
+    elif isinstance(old, bool):
+        new = value.lower() in ("1", "true", "yes")
+    elif isinstance(old, int | float):
+        new = type(old)(value)
+    else:
+        new = value
+    return dataclasses.replace(config, **{path[0]: new})
 
 
 def _summary(record: list[dict[str, Any]]) -> list[list[str]]:
