@@ -236,7 +236,7 @@ def test_logit_adjust_gives_absent_classes_the_smallest_boost():
 # ------------------------------------------------------------------ RIDE
 @pytest.mark.parametrize("depth", [0, 1])
 def test_ride_with_one_expert_is_its_base(lt_data, donor, depth):
-    ride = fit(lt_data, donor, depth, "ride", {"n_experts": 1})
+    ride = fit(lt_data, donor, depth, "ride", {"n_experts": 1, "norm_scale": None})
     base = fit(lt_data, donor, depth, "balsoftmax")
     np.testing.assert_array_equal(
         ride.predict_proba(lt_data.X_test), base.predict_proba(lt_data.X_test)
@@ -380,3 +380,24 @@ def test_residual_cascade_round_trips_and_leaves_its_base_untouched(lt_data, tmp
     np.testing.assert_array_equal(
         loaded.predict_proba(lt_data.X_test), clf.predict_proba(lt_data.X_test)
     )
+
+
+def test_ride_experts_stay_accurate_and_bounded(lt_data, tmp_path):
+    clf = make(0, "ride").fit(lt_data.X_train, lt_data.y_train)
+    model = clf.fallback_
+    with torch.no_grad():
+        _, logits = clf.base_.expert_logits(model, torch.as_tensor(lt_data.X_test), None)
+    target = torch.as_tensor(np.searchsorted(clf.classes_, lt_data.y_test))
+    ensemble = clf.score(lt_data.X_test, lt_data.y_test)
+    for expert in logits:
+        assert float(expert.abs().max()) <= 30.0 + 1e-4  # cosine experts, s = 30
+        assert float((expert.argmax(1) == target).float().mean()) >= ensemble - 0.1
+    linear = make(0, "ride", {"norm_scale": None}).fit(lt_data.X_train, lt_data.y_train)
+    loaded = DLSAClassifier.load(linear.save(tmp_path / "m"))
+    assert loaded.base_.norm_scale is None
+    np.testing.assert_array_equal(loaded.predict(lt_data.X_test), linear.predict(lt_data.X_test))
+
+
+def test_ride_rejects_a_non_positive_norm_scale():
+    with pytest.raises(ValueError, match="norm_scale must be > 0 or None"):
+        make_base("ride", {"norm_scale": 0.0})

@@ -50,12 +50,15 @@ def test_zero_output_keeps_cosine_directions_and_centres_ride_experts():
     fixed = CosineHead(4, 3, scale=8.0, learn_scale=False)
     zero_output_(fixed)
     assert float(fixed.scale) == 8.0
-    ride = RideHead(4, 3, n_experts=3, use_router=False, router_top_k=5)
-    zero_output_(ride)
     x = torch.randn(5, 4)
-    torch.testing.assert_close(ride(x), torch.zeros(5, 3), atol=1e-6, rtol=0)
-    experts = ride.expert_logits(x)
-    assert (experts[0] - experts[1]).abs().max() > 1e-3
+    for n_experts, norm_scale in [(3, None), (2, 30.0), (4, 30.0)]:
+        ride = RideHead(
+            4, 3, n_experts=n_experts, use_router=False, router_top_k=5, norm_scale=norm_scale
+        )
+        zero_output_(ride)
+        torch.testing.assert_close(ride(x), torch.zeros(5, 3), atol=1e-5, rtol=0)
+        experts = ride.expert_logits(x)
+        assert (experts[0] - experts[1]).abs().max() > 1e-3
 
 
 def test_make_residual_rejects_an_offset_of_another_shape():
