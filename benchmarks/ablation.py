@@ -56,7 +56,7 @@ def variants(cfg: DLSAConfig) -> dict[str, DLSAConfig]:
 
 
 def run(cfg: DLSAConfig, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray) -> dict:
-    params = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    params = cfg.estimator_params()
     clf = DLSAClassifier(**params).fit(X, y)
     return evaluate(clf, Xt, yt)["metrics"]
 

@@ -13,7 +13,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 
 import numpy as np
@@ -35,7 +34,7 @@ def main() -> None:
     parser.add_argument("--outer-fraction", type=float, default=0.2)
     args = parser.parse_args()
     cfg = get_preset(args.config)
-    params = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    params = cfg.estimator_params()
     params["validation_fraction"] = 0.0
     folds = [int(k) for k in args.folds.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -27,10 +27,11 @@ import time
 from typing import Any
 
 import numpy as np
+import yaml
 from sklearn.metrics import balanced_accuracy_score
 
 from dlsa import DLSAClassifier
-from dlsa.config import DLSAConfig, get_preset
+from dlsa.config import DLSAConfig, from_dict, get_preset, set_path, to_dict
 from dlsa.data import stratified_split
 from dlsa.features import load_features
 from dlsa.report import markdown_table
@@ -91,7 +92,7 @@ def main() -> None:
     cfg = get_preset(args.config)
     for item in args.set:
         key, value = item.split("=", 1)
-        cfg = _override(cfg, key.split("."), value)
+        cfg = _override(cfg, key, value)
     seeds = [int(s) for s in args.seeds.split(",")]
     splits = []
     for path in args.train:
@@ -100,7 +101,7 @@ def main() -> None:
         splits.append((path, data.X[fit_idx], data.y[fit_idx], data.X[val_idx], data.y[val_idx]))
     record: list[dict[str, Any]] = []
     for name, cand in candidates(cfg, args):
-        params = {f.name: getattr(cand, f.name) for f in dataclasses.fields(cand)}
+        params = cand.estimator_params()
         start = time.perf_counter()
         gains = []  # (files x seeds, depth 1 .. max)
         for (path, X, y, Xv, yv), seed in itertools.product(splits, seeds):
@@ -118,19 +119,12 @@ def main() -> None:
             json.dump({"seeds": seeds, "files": args.train, "runs": record}, fh, indent=2)
 
 
-def _override(config: Any, path: list[str], value: str) -> Any:
-    """``config`` with the (nested) field ``path`` set to ``value``, parsed as the type
-    of the field's current value (bool, int, float or str)."""
-    old = getattr(config, path[0])
-    if len(path) > 1:
-        new: Any = _override(old, path[1:], value)
-    elif isinstance(old, bool):
-        new = value.lower() in ("1", "true", "yes")
-    elif isinstance(old, int | float):
-        new = type(old)(value)
-    else:
-        new = value
-    return dataclasses.replace(config, **{path[0]: new})
+def _override(config: DLSAConfig, path: str, value: str) -> DLSAConfig:
+    """``config`` with the (dotted) field ``path`` set to ``value`` read as YAML, checked
+    like a config file (a wrong name or type raises ValueError/KeyError)."""
+    data = to_dict(config)
+    set_path(data, path, yaml.safe_load(value))
+    return from_dict(DLSAConfig, data, where=f"--set {path}")
 
 
 def _summary(record: list[dict[str, Any]]) -> list[list[str]]:

@@ -29,7 +29,7 @@ import yaml
 from dlsa import __version__
 from dlsa.atomic import temporary_dir_beside, write_atomic
 from dlsa.cascade import DLSAClassifier
-from dlsa.config import PRESETS, DLSAConfig, from_dict, get_preset, to_dict
+from dlsa.config import PRESETS, DLSAConfig, from_dict, get_preset, set_path, to_dict
 from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.features import FeatureFileError, load_features
 from dlsa.report import levels_table, metrics_table, safeguard_table, stages_table
@@ -146,11 +146,7 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
         data = to_dict(parsed)
     for key, value in vars(args).items():
         if key.startswith("cfg:"):
-            node = data
-            *parents, leaf = key[4:].split(".")
-            for name in parents:
-                node = node[name]
-            node[leaf] = value
+            set_path(data, key[4:], value)
     if args.base_params is not None:
         try:
             data["base_params"] = json.loads(args.base_params)
@@ -274,7 +270,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _fit_and_evaluate(config: DLSAConfig, train: Any, test: Any, folder: Path) -> dict[str, Any]:
-    params = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    params = config.estimator_params()
     timings: dict[str, float] = {}
     models: dict[str, DLSAClassifier] = {}
     for name, depth in (("base", 0), ("dlsa", config.depth)):

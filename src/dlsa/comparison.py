@@ -13,7 +13,6 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -112,7 +111,7 @@ def compare_bases(
     """
     names, seed_list = _check_arguments(bases, config, seeds)
     params = {name: _params_of(name, config, base_params) for name in names}
-    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    fields = config.estimator_params()
     runs: list[dict[str, Any]] = []
     filter_fits = 0
     bar = tqdm(total=len(seed_list) * len(names), desc="compare", disable=not progress)

@@ -174,6 +174,16 @@ class DLSAConfig:
     verbose: bool = False
     """Show progress bars and per-epoch logs."""
 
+    def estimator_params(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`dlsa.DLSAClassifier`, one per field (nested
+        configs stay dataclasses; :func:`to_dict` turns everything into plain data).
+
+        Example:
+            >>> DLSAConfig(depth=2).estimator_params()["depth"]
+            2
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
 
 def imagenet_lt() -> DLSAConfig:
     """ImageNet-LT preset (supplement, Sec. 5): K=500, lr 0.2, batch 1024, 50 epochs,
@@ -288,6 +298,26 @@ def to_dict(config: Any) -> dict[str, Any]:
             value = dict(value)
         out[f.name] = value
     return out
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set the field ``path`` ("a.b.c") of a nested mapping such as :func:`to_dict`
+    returns, in place.
+
+    Raises:
+        KeyError: if a parent in ``path`` is not a key of ``data``.
+
+    Example:
+        >>> d = {"flow_filter": {"mixture": {"n_components": 500}}}
+        >>> set_path(d, "flow_filter.mixture.n_components", 30)
+        >>> d
+        {'flow_filter': {'mixture': {'n_components': 30}}}
+    """
+    *parents, leaf = path.split(".")
+    node = data
+    for name in parents:
+        node = node[name]
+    node[leaf] = value
 
 
 def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config") -> Any:

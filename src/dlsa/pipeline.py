@@ -138,7 +138,7 @@ def run_demo(
 def _fit_models(
     config: DLSAConfig, X: np.ndarray, y: np.ndarray, timings: dict[str, float]
 ) -> dict[str, DLSAClassifier]:
-    params = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    params = config.estimator_params()
     models: dict[str, DLSAClassifier] = {}
     with _timed(timings, "stage 2: base"):
         models["base"] = DLSAClassifier(**(params | {"depth": 0})).fit(X, y)
