@@ -39,6 +39,7 @@ def make(depth: int, base: str, params=None, **kw) -> DLSAClassifier:
         base_params=params,
         flow_filter=FLT,
         head=HEAD,
+        selection=None,
         random_state=0,
         **kw,
     )
@@ -297,7 +298,7 @@ def easy():
 @pytest.fixture(scope="module")
 def m2m_models(easy):
     """g: a CE classifier of the imbalanced set; f: a copy of it (as at phase 2's start)."""
-    clf = DLSAClassifier(depth=0, base="ce", head=HEAD, random_state=0)
+    clf = DLSAClassifier(depth=0, base="ce", head=HEAD, selection=None, random_state=0)
     g = clf.fit(easy.X_train, easy.y_train).regular_.double().requires_grad_(False)
     return g, copy.deepcopy(g).requires_grad_(True)
 

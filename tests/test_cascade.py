@@ -20,7 +20,9 @@ HEAD = HeadConfig(epochs=5, batch_size=128)
 
 
 def make(**kw) -> DLSAClassifier:
-    params = {"depth": 2, "flow_filter": FLT, "head": HEAD, "random_state": 0} | kw
+    params = {"depth": 2, "flow_filter": FLT, "head": HEAD, "random_state": 0}
+    params |= {"base": "balsoftmax", "selection": None, "regular_data": "remaining"}
+    params |= {"cover_classes": False, "residual": False, "stage_prior": "routed"} | kw
     return DLSAClassifier(**params)
 
 

@@ -193,7 +193,9 @@ def test_extract_then_predict_on_new_images(tmp_path, capsys):
     assert (tmp_path / "new.h5.files.txt").read_text().splitlines()[0].endswith("0.png")
     d = make_long_tailed_features(n_classes=4, n_features=X.shape[1], n_max=60, imbalance=5)
     flt = FilterConfig(mixture=MixtureConfig(4), epochs=1, batch_size=64)
-    model = DLSAClassifier(depth=1, flow_filter=flt, head=HeadConfig(epochs=1))
+    model = DLSAClassifier(
+        depth=1, flow_filter=flt, head=HeadConfig(epochs=1), base="ce", selection=None
+    )
     model.fit(d.X_train, d.y_train).save(tmp_path / "model")
     assert main(["predict", "--model", str(tmp_path / "model"), "--features", str(feats),
                  "--out", str(tmp_path / "pred.csv")]) == 0  # fmt: skip

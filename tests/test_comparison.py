@@ -15,6 +15,8 @@ from dlsa.synthetic import make_long_tailed_features
 
 CONFIG = DLSAConfig(
     depth=1,
+    base="balsoftmax",
+    selection=None,
     flow_filter=FilterConfig(
         mixture=MixtureConfig(n_components=8, sigma=0.5), epochs=3, batch_size=128, lr=0.2
     ),

@@ -10,7 +10,7 @@ from dlsa.config import PRESETS, DLSAConfig, FilterConfig, from_dict, get_preset
 
 
 def test_paper_defaults():
-    cfg = DLSAConfig()
+    cfg = get_preset("imagenet-lt")
     f = cfg.flow_filter
     assert (cfg.depth, f.q, f.eta, f.proportion, f.mixture.sigma) == (3, 2.0, 0.7, 0.3, 0.05)
     assert (f.mixture.n_components, f.lr, f.batch_size, f.epochs) == (500, 0.2, 1024, 50)

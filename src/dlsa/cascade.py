@@ -28,11 +28,13 @@ References:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,15 @@ from torch import Tensor, nn
 from dlsa.atomic import temporary_dir_beside
 from dlsa.bases import BaseMethod, StageData, base_params, make_base
 from dlsa.classifiers import StageClassifier
-from dlsa.config import FilterConfig, HeadConfig, from_dict, to_dict
+from dlsa.config import (
+    DLSAConfig,
+    FilterConfig,
+    HeadConfig,
+    SelectionConfig,
+    auto_components,
+    from_dict,
+    to_dict,
+)
 from dlsa.data import stratified_folds, stratified_split
 from dlsa.features import check_features
 from dlsa.filter import FilterReport, FlowFilter
@@ -60,6 +70,8 @@ FORMAT_VERSION = 1
 HEAD_THRESHOLD = 50
 """Classes with more train samples than this are "head" in the routing diagnostics
 (paper, Sec. 1)."""
+DEFAULT = DLSAConfig()
+"""The default configuration; the estimator's defaults are its fields."""
 
 
 class DLSAClassifier(ClassifierMixin, BaseEstimator):
@@ -101,27 +113,29 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        depth: int = 3,
-        base: str = "balsoftmax",
+        depth: int = DEFAULT.depth,
+        base: str = DEFAULT.base,
         base_params: Mapping[str, Any] | None = None,
         flow_filter: FilterConfig | None = None,
         head: HeadConfig | None = None,
-        regular_data: str = "remaining",
-        stack_base: bool = False,
-        cover_classes: bool = False,
-        residual: bool = False,
-        stage_prior: str = "routed",
-        validation_fraction: float = 0.0,
-        validation_folds: int = 0,
-        random_state: int | None = 0,
-        device: str = "cpu",
-        verbose: bool = False,
+        selection: SelectionConfig | None = DEFAULT.selection,
+        regular_data: str = DEFAULT.regular_data,
+        stack_base: bool = DEFAULT.stack_base,
+        cover_classes: bool = DEFAULT.cover_classes,
+        residual: bool = DEFAULT.residual,
+        stage_prior: str = DEFAULT.stage_prior,
+        validation_fraction: float = DEFAULT.validation_fraction,
+        validation_folds: int = DEFAULT.validation_folds,
+        random_state: int | None = DEFAULT.random_state,
+        device: str = DEFAULT.device,
+        verbose: bool = DEFAULT.verbose,
     ) -> None:
         self.depth = depth
         self.base = base
         self.base_params = base_params
         self.flow_filter = flow_filter
         self.head = head
+        self.selection = selection
         self.regular_data = regular_data
         self.stack_base = stack_base
         self.cover_classes = cover_classes
@@ -134,11 +148,20 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
+    def _selection(self) -> SelectionConfig | None:
+        """The selection config, checked."""
+        sel = self.selection
+        if sel is not None and not isinstance(sel, SelectionConfig):
+            raise ValueError(f"selection must be a SelectionConfig or None, got {sel!r}")
+        if sel is None and self.base == "auto":
+            raise ValueError('base="auto" needs a selection config (selection=None given)')
+        return sel
+
     def _resolved(self) -> tuple[FilterConfig, HeadConfig, BaseMethod]:
         if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
             raise ValueError(f"depth must be an int >= 0, got {self.depth!r}")
-        flt = FilterConfig() if self.flow_filter is None else self.flow_filter
-        head = HeadConfig() if self.head is None else self.head
+        flt = DEFAULT.flow_filter if self.flow_filter is None else self.flow_filter
+        head = DEFAULT.head if self.head is None else self.head
         if not isinstance(flt, FilterConfig):
             raise ValueError(f"flow_filter must be a FilterConfig, got {type(flt).__name__}")
         if not isinstance(head, HeadConfig):
@@ -166,6 +189,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             )
         if self.random_state is not None and not isinstance(self.random_state, int):
             raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
+        self._selection()
+        if self.base == "auto":
+            return flt, head, make_base("balsoftmax")  # placeholder until selection
         return flt, head, make_base(self.base, self.base_params)
 
     def fit(
@@ -202,6 +228,16 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, y_enc = np.unique(y_raw, return_inverse=True)
         counts = np.bincount(y_enc, minlength=len(self.classes_))
         _check_class_counts(self.classes_, counts)
+        if flt_cfg.mixture.n_components is None:
+            k = auto_components(len(self.classes_), len(y_enc))
+            flt_cfg = dataclasses.replace(
+                flt_cfg, mixture=dataclasses.replace(flt_cfg.mixture, n_components=k)
+            )
+        params = self.get_params() | {"flow_filter": flt_cfg, "head": head_cfg}
+        if self._selection() is not None:
+            return self._fit_selected(X, y_enc, params)
+        self.fitted_params_ = params | {"base_params": base_params(base)}
+        self.selection_: dict[str, Any] | None = None
         self.n_features_in_ = X.shape[1]
         self.class_counts_ = counts
         self.base_ = base
@@ -214,6 +250,30 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         donor = _check_donor(reuse_filters, self, X.shape[1], flt_cfg)
         self._fit_cascade(X, y_enc, cascade_seed, flt_cfg, head_cfg, donor)
         self.stage_enabled_ = enabled
+        return self
+
+    def _fit_selected(
+        self, X: np.ndarray, y_enc: np.ndarray, params: dict[str, Any]
+    ) -> DLSAClassifier:
+        """Choose the concrete configuration on out-of-fold predictions
+        (:func:`dlsa.selection.select`), then fit it on all the data."""
+        from dlsa.selection import select
+
+        start = time.perf_counter()
+        chosen, evidence = select(
+            params | {"selection": self._selection(), "verbose": False},
+            X,
+            y_enc,
+            len(self.classes_),
+        )
+        classes = self.classes_
+        fitted = DLSAClassifier(**(chosen | {"verbose": self.verbose})).fit(X, y_enc)
+        for key, value in vars(fitted).items():
+            if key.endswith("_") and not key.startswith("_"):
+                setattr(self, key, value)
+        self.classes_ = classes
+        evidence["seconds_final_fit"] = time.perf_counter() - start - evidence["seconds"]
+        self.selection_ = evidence
         return self
 
     def _validation_splits(
@@ -299,10 +359,19 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.heads_ = nn.ModuleList()
         self.reports_: list[dict[str, Any]] = []
         base = self.base_
-        self.fallback_ = self._fit_stage(base, x_all, None, y_all, head_cfg, gens[-1], "base")
+        if donor is not None and _same_base(donor, base, head_cfg):
+            # same data, seed, method and head config: the same model; tau set post hoc
+            self.fallback_ = copy.deepcopy(donor.fallback_)
+            base.posthoc(self.fallback_)
+        else:
+            self.fallback_ = self._fit_stage(base, x_all, None, y_all, head_cfg, gens[-1], "base")
         x, yl = x_all, y_all
         for level in range(self.depth):
-            reused = None if donor is None else (donor.filters_[level], donor.reports_[level])
+            reused = None
+            if donor is not None and level < len(donor.filters_):
+                same_share = donor.filters_[level].config.proportion == flt_cfg.proportion
+                if level == 0 or same_share:
+                    reused = (donor.filters_[level], donor.reports_[level])
             x, yl = self._fit_level(
                 level,
                 x,
@@ -348,6 +417,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                     f"reuse_filters: level {level + 1} has {x.shape[0]} samples here but "
                     f"{report.n_samples} in the donor model; fit it on the same data"
                 )
+            if flt.config.proportion != flt_cfg.proportion:
+                flt = flt.with_proportion(flt_cfg, x)
+                report.threshold = float(flt.threshold)
         out = flt.transform(x)
         mask = flt.route(out.log_prob)
         train = mask | _coverage_samples(y, mask, gens[1]) if self.cover_classes else mask
@@ -520,26 +592,11 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
     def _metadata(self) -> dict[str, Any]:
         from dlsa import __version__
 
-        flt, head, _ = self._resolved()
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "dlsa_version": __version__,
-            "params": {
-                "depth": self.depth,
-                "base": self.base,
-                "base_params": base_params(self.base_),
-                "flow_filter": to_dict(flt),
-                "head": to_dict(head),
-                "regular_data": self.regular_data,
-                "stack_base": self.stack_base,
-                "cover_classes": self.cover_classes,
-                "residual": self.residual,
-                "stage_prior": self.stage_prior,
-                "validation_fraction": self.validation_fraction,
-                "validation_folds": self.validation_folds,
-                "random_state": self.random_state,
-            },
+            "params": _params_to_json(self.fitted_params_),
             "classes": self.classes_.tolist(),
             "class_counts": self.class_counts_.tolist(),
             "n_features_in": int(self.n_features_in_),
@@ -548,40 +605,30 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             "fallback_is_regular": self.fallback_ is self.regular_,
             "reports": self.reports_,
             "validation": self.validation_,
+            "selection": self.selection_,
         }
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> DLSAClassifier:
         """Read a model written by :meth:`save`. No code is executed: tensors come from
-        safetensors and the rest from JSON.
+        safetensors and the rest from JSON. The model's parameters are the concrete ones
+        it was fitted with (after selection); the selection evidence is in
+        ``selection_``.
 
         Raises:
             ValueError: if the folder is not a dlsa model or its files do not match.
         """
         folder = Path(path)
         meta = _read_metadata(folder)
-        params = meta["params"]
         try:
-            clf = cls(
-                depth=params["depth"],
-                base=params["base"],
-                base_params=params["base_params"],
-                flow_filter=from_dict(FilterConfig, params["flow_filter"], where="flow_filter"),
-                head=from_dict(HeadConfig, params["head"], where="head"),
-                regular_data=params["regular_data"],
-                stack_base=params["stack_base"],
-                cover_classes=params["cover_classes"],
-                residual=params.get("residual", False),
-                stage_prior=params.get("stage_prior", "routed"),
-                validation_fraction=params["validation_fraction"],
-                validation_folds=params.get("validation_folds", 0),
-                random_state=params["random_state"],
-                device=device,
-            )
+            params = _params_from_json(meta["params"])
+            clf = cls(**(params | {"device": device}))
             tensors = load_file(str(folder / "model.safetensors"))
         except (KeyError, TypeError, OSError) as err:
             raise ValueError(f"{folder}: incomplete or corrupt model ({err!r})") from err
         clf._restore(meta, tensors, device)
+        clf.fitted_params_ = clf.get_params()
+        clf.selection_ = meta.get("selection")
         return clf
 
     def _restore(self, meta: dict[str, Any], tensors: dict[str, Tensor], device: str) -> None:
@@ -620,6 +667,38 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         if self.residual:
             for head in self.heads_:
                 head.make_residual(self.fallback_, zero=False)
+
+
+def _params_to_json(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Estimator parameters as JSON-ready data (configs as dicts; device and verbosity,
+    which belong to the machine and not to the model, are left out)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in ("device", "verbose"):
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = to_dict(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        out[key] = value
+    return out
+
+
+LEGACY_PARAMS: dict[str, Any] = {
+    "residual": False,
+    "stage_prior": "routed",
+    "validation_folds": 0,
+    "selection": None,
+}
+"""Values of parameters that models saved before the parameter existed were fitted with."""
+
+
+def _params_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`_params_to_json`, checking every field against
+    :class:`DLSAConfig` (unknown keys raise)."""
+    fields = LEGACY_PARAMS | {k: v for k, v in data.items() if k not in ("device", "verbose")}
+    config = from_dict(DLSAConfig, fields, where="model params")
+    return {k: getattr(config, k) for k in fields}
 
 
 def _coverage_samples(y: Tensor, mask: Tensor, generator: torch.Generator) -> Tensor:
@@ -684,23 +763,34 @@ def _weighted_accuracy(logits: Tensor, target: Tensor, weight: Tensor) -> float:
 def _check_donor(
     donor: DLSAClassifier | None, clf: DLSAClassifier, n_features: int, flt_cfg: FilterConfig
 ) -> DLSAClassifier | None:
-    """Validate a model whose filters ``clf`` will reuse."""
+    """Validate a model whose filters ``clf`` will reuse: same data, same filter config up
+    to the routed share. Levels the donor lacks are trained; a level past the first is
+    reused only with the same routed share (its samples depend on the level above)."""
     if donor is None:
         return None
     check_is_fitted(donor, "regular_")
+    donor_flt = donor.fitted_params_["flow_filter"]
     same = (
         donor.n_features_in_ == n_features
         and np.array_equal(donor.classes_, clf.classes_)
         and np.array_equal(donor.class_counts_, clf.class_counts_)
-        and donor._resolved()[0] == flt_cfg
-        and len(donor.filters_) >= clf.depth
+        and dataclasses.replace(donor_flt, proportion=flt_cfg.proportion) == flt_cfg
     )
     if not same:
         raise ValueError(
-            "reuse_filters: the donor model was fitted on other data, with another "
-            "flow_filter config or with fewer levels"
+            "reuse_filters: the donor model was fitted on other data or with another "
+            "flow_filter config"
         )
     return donor
+
+
+def _same_base(donor: DLSAClassifier, base: BaseMethod, head_cfg: HeadConfig) -> bool:
+    """Whether ``donor``'s base model is the one ``base`` would train with ``head_cfg``
+    (equal up to post-hoc hyper-parameters)."""
+    if type(donor.base_) is not type(base) or donor.fitted_params_["head"] != head_cfg:
+        return False
+    strip = {name: None for name in base.posthoc_params}
+    return dataclasses.replace(donor.base_, **strip) == dataclasses.replace(base, **strip)
 
 
 def _check_class_counts(classes: np.ndarray, counts: np.ndarray) -> None:

@@ -29,6 +29,10 @@ class FlowConfig:
     hidden_features: int | None = None
     """Width of the single MADE hidden layer; None means the feature dimension D (original
     release)."""
+    max_hidden: int | None = None
+    """Cap on the hidden width when ``hidden_features`` is None (None: no cap, the paper's
+    width D). A compute choice, not an accuracy one: at D = 2048 a width-D MADE costs
+    16x a width-512 one (not in the paper)."""
     batch_norm: bool = True
     """RealNVP batch-norm transform after each MADE block (original release)."""
     bn_momentum: float = 0.1
@@ -41,8 +45,10 @@ class FlowConfig:
 class MixtureConfig:
     """Fixed Gaussian-mixture latent of a flow filter."""
 
-    n_components: int = 500
-    """Number of clusters K (supplement, Sec. 5: 500 on all three benchmarks)."""
+    n_components: int | None = 500
+    """Number of clusters K (supplement, Sec. 5: 500 on all three benchmarks); None picks
+    ``clip(3 C, 100, 500)``, at most a tenth of the samples (:func:`auto_components`; not
+    in the paper)."""
     sigma: float | None = 0.05
     """Std of the entries of the fixed means mu_k ~ N(0, sigma^2 I) (paper, Sec. 4.3);
     None means sqrt(3 / (2 D)) (supplement, Sec. 3)."""
@@ -120,38 +126,89 @@ class HeadConfig:
     release: batch norm on the classifier input)."""
 
 
+BASE_NAMES = (
+    "balsoftmax",
+    "logit-adjust",
+    "tau-norm",
+    "ce",
+    "cbs",
+    "crt",
+    "lws",
+    "cosine",
+    "m2m",
+    "ride",
+)
+"""The ten stage-2 base methods, simplest first (the order ties are broken in)."""
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Model selection on out-of-fold predictions of the training data (not in the
+    paper; :mod:`dlsa.selection`).
+
+    Every candidate is scored by its class-balanced accuracy on the pooled out-of-fold
+    predictions of ``folds`` stratified folds (the same folds for every candidate). A
+    candidate that is more complex than another is only preferred when its paired gain
+    over it exceeds ``margin`` standard errors and ``min_gain``; ties go to the simpler
+    one."""
+
+    folds: int = 3
+    """Stratified folds of the out-of-fold predictions (>= 2)."""
+    margin: float = 2.0
+    """A departure from a simpler candidate needs a paired gain above this many standard
+    errors of that gain."""
+    min_gain: float = 0.002
+    """... and above this absolute gain in balanced accuracy (0.002 = 0.2 points)."""
+    bases: tuple[str, ...] = BASE_NAMES
+    """Candidate base methods of ``base="auto"``, simplest first; the first one is the
+    reference that every departure must beat."""
+    tau_grid: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+    """tau values tried for ``tau-norm`` and ``logit-adjust`` (post-hoc: one training per
+    fold serves every tau)."""
+    proportions: tuple[float, ...] = (0.3, 0.5, 0.99)
+    """Routed shares tried for DLSA on top of the chosen base; 0.99 is "no routing" (one
+    cluster-aided classifier for almost every sample). Depth-1 candidates share one
+    filter per fold."""
+
+
 @dataclass(frozen=True)
 class DLSAConfig:
     """Everything a :class:`dlsa.DLSAClassifier` takes; its fields are the estimator's
     keyword arguments."""
 
-    depth: int = 3
-    """Number of flow filters in the cascade (paper, Table 4: 3 is best)."""
-    base: str = "balsoftmax"
-    """Stage-2 base method used by every classifier of the cascade (paper, Tables 1-2)."""
+    depth: int = 1
+    """Number of flow filters in the cascade (paper, Table 4: 3 is best). With
+    ``selection`` it is the deepest cascade tried."""
+    base: str = "auto"
+    """Stage-2 base method used by every classifier of the cascade (paper, Tables 1-2), a
+    name of :data:`BASE_NAMES`, or "auto": chosen by ``selection`` among
+    ``selection.bases``."""
     base_params: Mapping[str, Any] = field(default_factory=dict)
     """Hyper-parameters of the base method, by name (each base method documents its
     own)."""
-    flow_filter: FilterConfig = field(default_factory=FilterConfig)
+    flow_filter: FilterConfig = field(default_factory=lambda: safe_filter())
     """Configuration shared by every flow filter of the cascade."""
-    head: HeadConfig = field(default_factory=HeadConfig)
+    head: HeadConfig = field(default_factory=lambda: HeadConfig(epochs=40, batch_size=256))
     """Training of every classifier of the cascade."""
-    regular_data: str = "remaining"
+    selection: SelectionConfig | None = field(default_factory=SelectionConfig)
+    """Out-of-fold model selection of the base method and of DLSA on top of it; None fits
+    the configuration as given (the paper presets)."""
+    regular_data: str = "all"
     """Data of the regular classifier: "remaining" (samples no filter took, as in the
     original release) or "all" (the base method on all training samples)."""
     stack_base: bool = False
     """Give each cluster-aided classifier the base method's logits (trained on all data)
     as extra inputs beside ``[x, z]`` (not in the paper)."""
-    cover_classes: bool = False
+    cover_classes: bool = True
     """Also train each cluster-aided classifier on a few non-routed samples of every class
     of its level (up to n_routed / C per class), so that it can recognise the classes whose
     test samples the filter routes there but whose training samples it did not (not in
     the paper)."""
-    residual: bool = False
+    residual: bool = True
     """Each cluster-aided classifier adds the base method's logits (trained on all data,
     frozen) to its own and starts from zero, so it begins as the base method and learns a
     correction on the samples its filter routes (not in the paper)."""
-    stage_prior: str = "routed"
+    stage_prior: str = "global"
     """Class counts that each cluster-aided classifier's loss (or post-hoc correction)
     takes as the training prior: "routed" (the samples it is trained on, as in the
     paper) or "global" (all training samples; with Balanced Softmax its logits then
@@ -185,24 +242,66 @@ class DLSAConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+def safe_filter() -> FilterConfig:
+    """Flow filter of the default configuration: K from the number of classes, the
+    hidden width capped at 512, 30 epochs of batch 256 at lr 0.05, clusters of 5 samples
+    count for the epoch rule (settings of the validated ``small`` preset)."""
+    return FilterConfig(
+        flow=FlowConfig(max_hidden=512),
+        mixture=MixtureConfig(n_components=None),
+        batch_size=256,
+        epochs=30,
+        lr=0.05,
+        min_cluster_size=5,
+    )
+
+
+def auto_components(n_classes: int, n_samples: int) -> int:
+    """K of ``n_components=None``: ``clip(3 C, 100, 500)``, at most ``n_samples // 10``
+    (and at least 2).
+
+    Example:
+        >>> auto_components(10, 15000), auto_components(200, 9000), auto_components(10, 300)
+        (100, 500, 30)
+    """
+    return max(2, min(500, max(100, 3 * n_classes), n_samples // 10))
+
+
+def paper(flow_filter: FilterConfig) -> DLSAConfig:
+    """The paper's cascade with the given flow-filter settings: three filters routing 30%
+    each, Balanced Softmax, classifiers trained from scratch on their routed samples, the
+    regular classifier on the samples no filter took, no selection."""
+    return DLSAConfig(
+        depth=3,
+        base="balsoftmax",
+        flow_filter=flow_filter,
+        head=HeadConfig(),
+        selection=None,
+        regular_data="remaining",
+        cover_classes=False,
+        residual=False,
+        stage_prior="routed",
+    )
+
+
 def imagenet_lt() -> DLSAConfig:
     """ImageNet-LT preset (supplement, Sec. 5): K=500, lr 0.2, batch 1024, 50 epochs,
     lambda_bal 1, lambda_pure 0.02."""
-    return DLSAConfig()
+    return paper(FilterConfig())
 
 
 def places_lt() -> DLSAConfig:
     """Places-LT preset (supplement, Sec. 5): K=500, lr 0.1, batch 512, 60 epochs,
     lambda_bal 2, lambda_pure 0.03."""
-    flt = FilterConfig(lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03)
-    return DLSAConfig(flow_filter=flt)
+    return paper(
+        FilterConfig(lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03)
+    )
 
 
 def inat18() -> DLSAConfig:
     """iNaturalist 2018 preset (supplement, Sec. 5): K=500, lr 0.2, batch 1024, 30 epochs,
     lambda_bal 1, lambda_pure 0.05."""
-    flt = FilterConfig(lr=0.2, batch_size=1024, epochs=30, lambda_pure=0.05)
-    return DLSAConfig(flow_filter=flt)
+    return paper(FilterConfig(lr=0.2, batch_size=1024, epochs=30, lambda_pure=0.05))
 
 
 def small() -> DLSAConfig:
@@ -218,8 +317,10 @@ def small() -> DLSAConfig:
     2, +0.24 at 3; K = 30: +0.07 at depth 1)."""
     return DLSAConfig(
         depth=1,
+        base="balsoftmax",
         flow_filter=_small_filter(n_components=100, proportion=0.3),
         head=HeadConfig(epochs=40, batch_size=256),
+        selection=None,
         regular_data="all",
         cover_classes=True,
         residual=True,
@@ -257,6 +358,7 @@ def _small_filter(*, n_components: int, proportion: float) -> FilterConfig:
 
 PRESETS: Mapping[str, Callable[[], DLSAConfig]] = types.MappingProxyType(
     {
+        "default": DLSAConfig,
         "imagenet-lt": imagenet_lt,
         "places-lt": places_lt,
         "inat18": inat18,
@@ -354,9 +456,10 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config")
 
 
 def _dataclass_in(hint: Any) -> type[Any] | None:
-    """The dataclass type named by ``hint``, if any."""
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return hint
+    """The dataclass type named by ``hint`` (also inside ``X | None``), if any."""
+    for kind in (hint, *typing.get_args(hint)):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            return kind
     return None
 
 
@@ -375,6 +478,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, Mapping):
             return dict(value)
         raise ValueError(f"{where} must be a mapping, got {value!r}")
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError(f"{where} must be a non-empty list, got {value!r}")
+        return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(value) and _dataclass_in(hint) is type(value):
+        return value
     kinds = [k for k in (args or (hint,)) if isinstance(k, type)]
     if float in kinds and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

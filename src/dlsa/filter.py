@@ -146,11 +146,19 @@ class FlowFilter(nn.Module):
         fc = config.flow
         self.config = config
         self.n_classes = n_classes
+        if config.mixture.n_components is None:
+            raise ValueError(
+                "flow_filter.mixture.n_components is None (auto): resolve it with "
+                "dlsa.config.auto_components before building a FlowFilter"
+            )
+        hidden = fc.hidden_features
+        if hidden is None and fc.max_hidden is not None:
+            hidden = min(n_features, fc.max_hidden)
         self.flow = seeded(
             lambda: MAF(
                 n_features,
                 fc.n_blocks,
-                fc.hidden_features,
+                hidden,
                 batch_norm=fc.batch_norm,
                 bn_momentum=fc.bn_momentum,
                 bn_eps=fc.bn_eps,
@@ -203,6 +211,16 @@ class FlowFilter(nn.Module):
         held no training sample)."""
         counts = self.cluster_counts[cluster]
         return counts / counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
+
+    def with_proportion(self, config: FilterConfig, x: Tensor) -> FlowFilter:
+        """A copy of this fitted filter that routes ``config.proportion`` of the level's
+        training samples x (N, D) (the samples it was fitted on); ``config`` may differ
+        from this filter's only in ``proportion``."""
+        out = copy.deepcopy(self)
+        out.config = config
+        lp = out.transform(x).log_prob
+        out.threshold.fill_(top_fraction_threshold(lp, config.proportion))
+        return out
 
     def fit(
         self, x: Tensor, y: Tensor, *, generator: torch.Generator, progress: bool = False

@@ -78,3 +78,60 @@ def make_long_tailed_features(
     X_train, y_train = draw(counts)
     X_test, y_test = draw(np.full(n_classes, n_test_per_class))
     return SyntheticSplit(X_train, y_train, X_test, y_test)
+
+
+def make_embedding_like_features(
+    *,
+    n_classes: int = 100,
+    n_features: int = 512,
+    n_max: int = 300,
+    imbalance: float = 100.0,
+    n_test_per_class: int = 20,
+    rank: int = 48,
+    n_super: int | None = None,
+    max_modes: int = 3,
+    separation: float = 1.0,
+    noise: float = 10.0,
+    seed: int = 0,
+) -> SyntheticSplit:
+    """A long-tailed set shaped like pooled CNN embeddings rather than isotropic blobs.
+
+    Structure (all in a ``rank``-dimensional subspace mapped to D by a random matrix,
+    plus a small isotropic residual):
+
+    * class means = super-class mean + class offset (classes of one super-class are
+      confused with each other, as fine-grained categories are);
+    * 1 ... ``max_modes`` sub-clusters per class (poses, backgrounds);
+    * anisotropic within-class noise whose variance decays as 1 / i over the subspace;
+    * non-negative features, ``relu(h)``, as after a ReLU and average pooling.
+
+    Train counts follow :func:`dlsa.data.long_tailed_counts`; the test set is balanced.
+    ``separation`` scales the class and mode offsets, ``noise`` the within-class spread.
+
+    Example:
+        >>> s = make_embedding_like_features(n_classes=8, n_features=16, n_max=30, seed=0)
+        >>> s.X_train.shape[1], bool((s.X_train >= 0).all()), s.X_test.shape[0]
+        (16, True, 160)
+    """
+    rng = np.random.default_rng(seed)
+    rank = min(rank, n_features)
+    n_super = n_super or max(2, n_classes // 10)
+    basis = rng.normal(0.0, 1.0 / np.sqrt(rank), size=(rank, n_features))
+    spectrum = 1.0 / np.sqrt(np.arange(1, rank + 1))
+    supers = rng.normal(0.0, 1.5 * separation, size=(n_super, rank))
+    parent = rng.integers(0, n_super, size=n_classes)
+    means = supers[parent] + rng.normal(0.0, separation, size=(n_classes, rank))
+    n_modes = rng.integers(1, max_modes + 1, size=n_classes)
+    modes = rng.normal(0.0, 0.5 * separation, size=(n_classes, max_modes, rank))
+    counts = long_tailed_counts(n_max, n_classes, imbalance)
+
+    def draw(per_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = np.repeat(np.arange(n_classes), per_class)
+        mode = (rng.random(y.shape[0]) * n_modes[y]).astype(np.int64)
+        h = means[y] + modes[y, mode] + rng.normal(size=(y.shape[0], rank)) * (noise * spectrum)
+        x = h @ basis + rng.normal(0.0, 0.05, size=(y.shape[0], n_features))
+        return np.maximum(x, 0.0).astype(np.float32), y.astype(np.int64)
+
+    X_train, y_train = draw(counts)
+    X_test, y_test = draw(np.full(n_classes, n_test_per_class))
+    return SyntheticSplit(X_train, y_train, X_test, y_test)

@@ -166,6 +166,13 @@ class BaseMethod:
     """
 
     name: ClassVar[str] = "ce"
+    posthoc_params: ClassVar[tuple[str, ...]] = ()
+    """Hyper-parameters that act only after training: a model trained with one value
+    serves every value (:meth:`posthoc` applies it), which model selection exploits."""
+
+    def posthoc(self, model: StageClassifier) -> None:
+        """Apply this method's post-hoc hyper-parameters to a model trained by any
+        instance of the method (default: nothing to apply)."""
 
     def build_head(self, n_inputs: int, n_classes: int) -> nn.Module:
         """The head mapping standardised inputs (N, D_in) to logits (N, C)."""

@@ -56,6 +56,7 @@ class LogitAdjustment(BaseMethod):
     """
 
     name: ClassVar[str] = "logit-adjust"
+    posthoc_params: ClassVar[tuple[str, ...]] = ("tau",)
 
     tau: float = 1.0
     """Scale of the adjustment (Menon et al., Eq. 9: tau = 1 is Bayes-optimal for the

@@ -110,6 +110,7 @@ class TauNorm(BaseMethod):
     """
 
     name: ClassVar[str] = "tau-norm"
+    posthoc_params: ClassVar[tuple[str, ...]] = ("tau",)
 
     tau: float | None = 1.0
     """Normalisation exponent (Kang et al.: 1 is the plain L2 normalisation); None
@@ -122,6 +123,12 @@ class TauNorm(BaseMethod):
             raise ValueError(f"tau-norm: tau must be >= 0 or None, got {self.tau}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"tau-norm: val_fraction must be in (0, 1), got {self.val_fraction}")
+
+    def posthoc(self, model: StageClassifier) -> None:
+        """Store this method's tau in the head of a trained model (training does not
+        depend on tau; with ``tau=None`` nothing changes)."""
+        if self.tau is not None and isinstance(model.head, TauNormHead):
+            model.head.tau.fill_(self.tau)
 
     def build_head(self, n_inputs: int, n_classes: int) -> nn.Module:
         """A :class:`TauNormHead` (tau 0 until trained)."""

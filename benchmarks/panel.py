@@ -1,0 +1,184 @@
+"""Build the transfer panel: feature sets of different kinds, split once into a tuning
+half and a report half (issue 9).
+
+The split is fixed here, in writing, before any number of the report half is looked at:
+settings of the default (``dlsa.config.DLSAConfig()``) may only be chosen on the
+``TUNE`` sets; the ``REPORT`` sets are evaluated once per release with
+``benchmarks/transfer.py``.
+
+Kinds of sets:
+
+* Fashion-MNIST-LT (Debian package ``dataset-fashion-mnist``) at rho 10 / 100 / 500 / 1000,
+  64-d features of a ResNet-8 trained on the long-tailed train split with CE, CBS or PaCo
+  (+ Balanced Softmax). The balanced test set is embedded with the same backbone.
+* Fashion-MNIST-LT (rho 100, 3,000 ... 30 images) plus the ten classes of scikit-learn's
+  digits (8 x 8 scans, upscaled to 28 x 28) as a true few-shot tail of 20 ... 5 train
+  images each; one CE backbone on all 20 classes; balanced test set of 150 per class.
+* Synthetic embedding-like sets (:func:`dlsa.synthetic.make_embedding_like_features`:
+  low-rank class means, anisotropic within-class noise, sub-clusters, ReLU-like
+  non-negative features) with 100 and 1,000 classes at D = 512 and 2048.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/panel.py --out runs/panel [--only NAME ...]
+
+Each set is written as ``<out>/<name>/train.h5`` and ``test.h5``; existing sets are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from dlsa.features import save_features
+
+TUNE = ("fm-ce-r100", "fm-ce-r500", "fm-cbs-r100", "emb-c100-d512")
+"""Sets on which settings of the default may be chosen."""
+REPORT = (
+    "fm-ce-r10",
+    "fm-ce-r1000",
+    "fm-cbs-r500",
+    "fm-paco-r100",
+    "fm-digits",
+    "emb-c1000-d512",
+    "emb-c100-d2048",
+)
+"""Sets only reported on, once per release."""
+
+BACKBONE_EPOCHS = 20
+
+
+def _fashion(rho: float, recipe: str, seed: int = 0) -> Callable[[Path], dict]:
+    def build(folder: Path) -> dict:
+        from dlsa.datasets.fashion_mnist import fashion_mnist_lt
+
+        splits = fashion_mnist_lt(imbalance=rho, seed=seed)
+        return _train_and_extract(splits, recipe, folder, seed=seed, flip=True)
+
+    return build
+
+
+def _fashion_digits(folder: Path, seed: int = 0) -> dict:
+    """Fashion-MNIST-LT rho 100 (n_max 3000) plus digits as a 20 ... 5 image tail."""
+    from sklearn.datasets import load_digits
+
+    from dlsa.data import long_tailed_counts
+    from dlsa.datasets.base import ImageSplits
+    from dlsa.datasets.fashion_mnist import fashion_mnist_lt
+
+    rng = np.random.default_rng(seed)
+    fm = fashion_mnist_lt(imbalance=100, seed=seed, n_max=3000)
+    digits = load_digits()
+    big = np.kron(digits.images, np.ones((3, 3))) * (255.0 / 16.0)
+    img = np.zeros((len(big), 28, 28), dtype=np.uint8)
+    img[:, 2:26, 2:26] = np.clip(big, 0, 255).astype(np.uint8)
+    counts = long_tailed_counts(20, 10, 4.0)  # 20 ... 5
+    tr, te = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(digits.target == c))
+        tr.append(idx[: counts[c]])
+        te.append(idx[counts[c] : counts[c] + 150])
+    tr_idx, te_idx = np.concatenate(tr), np.concatenate(te)
+    fm_test = np.concatenate(
+        [rng.permutation(np.flatnonzero(fm.test_labels == c))[:150] for c in range(10)]
+    )
+    splits = ImageSplits(
+        name="fashion-mnist-lt-r100+digits",
+        train_images=np.concatenate([fm.train_images, img[tr_idx]]),
+        train_labels=np.concatenate([fm.train_labels, 10 + digits.target[tr_idx]]),
+        val_images=fm.val_images,
+        val_labels=fm.val_labels,
+        test_images=np.concatenate([fm.test_images[fm_test], img[te_idx]]),
+        test_labels=np.concatenate([fm.test_labels[fm_test], 10 + digits.target[te_idx]]),
+        class_names=tuple(fm.class_names) + tuple(f"digit {d}" for d in range(10)),
+    )
+    return _train_and_extract(splits, "ce", folder, seed=seed, flip=False)
+
+
+def _train_and_extract(splits, recipe: str, folder: Path, *, seed: int, flip: bool) -> dict:
+    from dlsa.backbones import extract_to_file, train_backbone
+    from dlsa.backbones.paco import train_paco
+
+    train = train_paco if recipe == "paco" else train_backbone
+    sampler = "cbs" if recipe == "cbs" else "ce"
+    model, history = train(
+        splits.train_images,
+        splits.train_labels,
+        val_images=splits.val_images,
+        val_labels=splits.val_labels,
+        sampler=sampler,
+        epochs=BACKBONE_EPOCHS,
+        seed=seed,
+        flip=flip,
+        progress=False,
+    )
+    for split, images, labels in (
+        ("train", splits.train_images, splits.train_labels),
+        ("test", splits.test_images, splits.test_labels),
+    ):
+        extract_to_file(
+            model, images, labels, folder / f"{split}.h5", split, f"resnet8-{recipe}",
+            progress=False,
+        )  # fmt: skip
+    return {"backbone_best_epoch": history.best_epoch, "recipe": recipe, "data": splits.name}
+
+
+def _embedding(
+    n_classes: int, dim: int, n_max: int, rho: float = 100.0, seed: int = 0
+) -> Callable[[Path], dict]:
+    def build(folder: Path) -> dict:
+        from dlsa.synthetic import make_embedding_like_features
+
+        d = make_embedding_like_features(
+            n_classes=n_classes, n_features=dim, n_max=n_max, imbalance=rho, seed=seed
+        )
+        save_features(folder / "train.h5", d.X_train, d.y_train)
+        save_features(folder / "test.h5", d.X_test, d.y_test)
+        return {"kind": "embedding-like synthetic", "n_max": n_max, "rho": rho}
+
+    return build
+
+
+BUILDERS: dict[str, Callable[[Path], dict]] = {
+    "fm-ce-r10": _fashion(10, "ce"),
+    "fm-ce-r100": _fashion(100, "ce"),
+    "fm-ce-r500": _fashion(500, "ce"),
+    "fm-ce-r1000": _fashion(1000, "ce"),
+    "fm-cbs-r100": _fashion(100, "cbs"),
+    "fm-cbs-r500": _fashion(500, "cbs"),
+    "fm-paco-r100": _fashion(100, "paco"),
+    "fm-digits": _fashion_digits,
+    "emb-c100-d512": _embedding(100, 512, 300),
+    "emb-c1000-d512": _embedding(1000, 512, 100, rho=50.0),
+    "emb-c100-d2048": _embedding(100, 2048, 200),
+}
+assert set(TUNE) | set(REPORT) <= set(BUILDERS) and not set(TUNE) & set(REPORT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/panel")
+    parser.add_argument("--only", nargs="*", default=None, help="names of sets to build")
+    args = parser.parse_args()
+    root = Path(args.out)
+    for name in args.only or list(BUILDERS):
+        folder = root / name
+        if (folder / "test.h5").is_file():
+            print(f"{name}: exists")
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        info = BUILDERS[name](folder)
+        info["seconds"] = round(time.perf_counter() - start, 1)
+        info["half"] = "tune" if name in TUNE else "report" if name in REPORT else "spare"
+        (folder / "info.json").write_text(json.dumps(info, indent=2))
+        print(f"{name}: {info}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
