@@ -15,7 +15,12 @@ FLT = FilterConfig(mixture=MixtureConfig(8, sigma=0.5), epochs=2, batch_size=128
 
 @pytest.fixture(scope="module")
 def models(lt_data):
-    kw = {"flow_filter": FLT, "head": HeadConfig(epochs=3), "selection": None, "base": "balsoftmax"}
+    kw = {
+        "flow_filter": FLT,
+        "head": HeadConfig(epochs=3),
+        "selection": None,
+        "base": "balsoftmax",
+    }
     base = DLSAClassifier(depth=0, **kw).fit(lt_data.X_train, lt_data.y_train)
     dlsa = DLSAClassifier(depth=2, **kw).fit(lt_data.X_train, lt_data.y_train)
     return base, dlsa

@@ -28,11 +28,27 @@ import yaml
 
 from dlsa import __version__
 from dlsa.atomic import temporary_dir_beside, write_atomic
+from dlsa.bases import BASES
 from dlsa.cascade import DLSAClassifier
-from dlsa.config import PRESETS, DLSAConfig, from_dict, get_preset, set_path, to_dict
+from dlsa.config import (
+    PRESETS,
+    DLSAConfig,
+    SelectionConfig,
+    dataclass_in,
+    from_dict,
+    get_preset,
+    set_path,
+    to_dict,
+)
 from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.features import FeatureFileError, load_features
-from dlsa.report import levels_table, metrics_table, safeguard_table, stages_table
+from dlsa.report import (
+    levels_table,
+    metrics_table,
+    safeguard_table,
+    selection_table,
+    stages_table,
+)
 
 logger = logging.getLogger("dlsa")
 
@@ -72,8 +88,9 @@ def config_fields(
         if f.name in SKIPPED_FIELDS:
             continue
         hint = hints[f.name]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            yield from config_fields(hint, f"{prefix}{f.name}.")
+        sub = dataclass_in(hint)
+        if sub is not None:
+            yield from config_fields(sub, f"{prefix}{f.name}.")
         else:
             yield f"{prefix}{f.name}", hint, getattr(default, f.name), docs.get(f.name, "")
 
@@ -87,6 +104,9 @@ def _parser_for(hint: Any, path: str) -> Callable[[str], Any]:
         if optional and text.lower() in ("none", "null"):
             return None
         kind = kinds[0]
+        if typing.get_origin(kind) is tuple:
+            item = _parser_for(typing.get_args(kind)[0], path)
+            return tuple(item(v.strip()) for v in text.split(",") if v.strip())
         if kind is bool:
             if text.lower() in ("true", "1", "yes"):
                 return True
@@ -106,22 +126,36 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("configuration (overrides the preset or YAML file)")
     group.add_argument(
         "--config",
-        default="small",
-        help=f"a preset ({', '.join(PRESETS)}) or a YAML file of DLSAConfig fields",
+        default="default",
+        help=f"a preset ({', '.join(PRESETS)}) or a YAML file of DLSAConfig fields "
+        "(default: 'default', the safe configuration that selects the base method and "
+        "DLSA on out-of-fold evidence; the paper presets reproduce the paper)",
+    )
+    group.add_argument(
+        "--no-selection",
+        action="store_true",
+        help="fit the configuration as given, without out-of-fold selection (needs a "
+        "concrete --base)",
     )
     group.add_argument("--base-params", default=None, help="base method hyper-parameters as JSON")
     for path, hint, default, doc in config_fields():
         flag = "--" + path.replace("_", "-")
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(
             flag,
             dest=f"cfg:{path}",
             type=_parser_for(hint, path),
             default=argparse.SUPPRESS,
-            metavar=typing.get_args(hint)[0].__name__.upper()
-            if typing.get_args(hint)
-            else getattr(hint, "__name__", "X").upper(),
-            help=f"{doc} (default: {default})",
+            metavar=_metavar(hint),
+            help=f"{doc} (default: {shown})",
         )
+
+
+def _metavar(hint: Any) -> str:
+    kind = next((a for a in typing.get_args(hint) or (hint,) if a is not type(None)), hint)
+    if typing.get_origin(kind) is tuple:
+        return "LIST"
+    return getattr(kind, "__name__", "X").upper()
 
 
 def resolve_config(args: argparse.Namespace) -> DLSAConfig:
@@ -146,7 +180,11 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
         data = to_dict(parsed)
     for key, value in vars(args).items():
         if key.startswith("cfg:"):
+            if key.startswith("cfg:selection.") and data.get("selection") is None:
+                data["selection"] = to_dict(SelectionConfig())
             set_path(data, key[4:], value)
+    if getattr(args, "no_selection", False):
+        data["selection"] = None
     if args.base_params is not None:
         try:
             data["base_params"] = json.loads(args.base_params)
@@ -255,7 +293,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     seed_everything(config.random_state)
     out = OutputDir(Path(args.out), overwrite=args.overwrite)
     try:
-        results = _fit_and_evaluate(config, train, test, out.tmp)
+        results = _fit_and_evaluate(config, train, test, out.tmp, args.reference)
         results["train"], results["test"] = str(args.train), str(args.test)
         write_json(out.tmp / "results.json", results)
         text = _fit_report(results)
@@ -269,14 +307,30 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_and_evaluate(config: DLSAConfig, train: Any, test: Any, folder: Path) -> dict[str, Any]:
-    params = config.estimator_params()
+def reference_params(config: DLSAConfig, reference: str | None) -> dict[str, Any]:
+    """Estimator parameters of the reference model: ``reference`` (default: the
+    configured base, or Balanced Softmax when the base is chosen by selection) alone,
+    without selection."""
+    name = reference or (config.base if config.base != "auto" else "balsoftmax")
+    own = dict(config.base_params) if name == config.base else {}
+    return config.estimator_params() | {
+        "depth": 0, "base": name, "base_params": own, "selection": None
+    }  # fmt: skip
+
+
+def _fit_and_evaluate(
+    config: DLSAConfig, train: Any, test: Any, folder: Path, reference: str | None = None
+) -> dict[str, Any]:
     timings: dict[str, float] = {}
     models: dict[str, DLSAClassifier] = {}
-    for name, depth in (("base", 0), ("dlsa", config.depth)):
+    runs = (("base", reference_params(config, reference)), ("dlsa", config.estimator_params()))
+    for name, params in runs:
         start = time.perf_counter()
-        logger.info("fitting %s (depth %d)", name, depth)
-        models[name] = DLSAClassifier(**(params | {"depth": depth})).fit(train.X, train.y)
+        logger.info("fitting %s (%s, depth %d)", name, params["base"], params["depth"])
+        try:
+            models[name] = DLSAClassifier(**params).fit(train.X, train.y)
+        except ValueError as err:
+            raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
         timings[f"fit_{name}"] = time.perf_counter() - start
     models["dlsa"].save(folder / "model")
     models["base"].save(folder / "base_model")
@@ -293,19 +347,33 @@ def _fit_and_evaluate(config: DLSAConfig, train: Any, test: Any, folder: Path) -
         "stage_comparison": compare_on_stages(evals["dlsa"], evals["base"], target),
         "levels": models["dlsa"].reports_,
         "validation": models["dlsa"].validation_,
+        "selection": models["dlsa"].selection_,
+        "reference": models["base"].fitted_params_["base"],
+        "chosen": model_name(models["dlsa"]),
         "n_levels": len(models["dlsa"].filters_),
     }
 
 
+def model_name(model: DLSAClassifier) -> str:
+    """What a fitted model is, e.g. ``"tau-norm (tau=1.25) + DLSA (depth 1, 30% routed)"``."""
+    from dlsa.selection import describe
+
+    return describe(model.fitted_params_)
+
+
 def _fit_report(results: dict[str, Any]) -> str:
-    base = results["config"]["base"]
+    ref, chosen = results["reference"], results["chosen"]
+    if chosen == ref:
+        chosen += " (chosen)"
     table = metrics_table(
-        {base: results["base"]["metrics"], f"{base} + DLSA": results["dlsa"]["metrics"]},
-        reference=base,
+        {ref: results["base"]["metrics"], chosen: results["dlsa"]["metrics"]}, reference=ref
     )
     parts = [
         "## Test metrics (%)",
         table,
+        "",
+        "## Selection (out-of-fold predictions of the training data)",
+        selection_table(results["selection"]),
         "",
         "## Flow filters (train routing, test separation)",
         levels_table(results["levels"], results["dlsa"]["separation"]),
@@ -319,6 +387,26 @@ def _fit_report(results: dict[str, Any]) -> str:
         "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in results["timings_s"].items()),
     ]
     return "\n".join(parts)
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Filters once, DLSA's out-of-fold gain over the reference, and a verdict."""
+    from dlsa.diagnose import diagnose, diagnose_report
+
+    config = dataclasses.replace(resolve_config(args), verbose=False)
+    train = _load(args.train, require_labels=True, what="--train")
+    reference = args.reference or (config.base if config.base != "auto" else "balsoftmax")
+    seed_everything(config.random_state)
+    try:
+        result = diagnose(train.X, train.y, config, reference)
+    except ValueError as err:
+        raise CLIError(f"--train {args.train}: {err}") from err
+    text = diagnose_report(result)
+    if args.out:
+        payload = result | {"train": str(args.train), "reference": reference}
+        write_atomic(Path(args.out), lambda p: write_json(p, payload))
+    print(text)
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -551,8 +639,28 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--test", required=True, help="test features, used once at the end")
     fit.add_argument("--out", required=True, help="results folder")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    fit.add_argument(
+        "--reference",
+        default=None,
+        choices=sorted(BASES),
+        help="base method fitted alone beside the chosen model, to show what the choice "
+        "bought (default: --base, or balsoftmax when the base is chosen by selection)",
+    )
     add_config_arguments(fit)
     fit.set_defaults(func=cmd_fit)
+
+    dg = sub.add_parser(
+        "diagnose",
+        help="will DLSA help on these features? filters, separation, out-of-fold gain, verdict",
+    )
+    dg.add_argument("--train", required=True, help="train features (.h5/.hdf5/.npz)")
+    dg.add_argument(
+        "--reference", default=None, choices=sorted(BASES),
+        help="base method DLSA is measured against (default: --base, or balsoftmax)",
+    )  # fmt: skip
+    dg.add_argument("--out", default=None, help="optional JSON file for the diagnosis")
+    add_config_arguments(dg)
+    dg.set_defaults(func=cmd_diagnose)
 
     ev = sub.add_parser("evaluate", help="metrics of a saved model on labelled features")
     ev.add_argument("--model", required=True, help="model folder written by fit")

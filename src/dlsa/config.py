@@ -293,9 +293,7 @@ def imagenet_lt() -> DLSAConfig:
 def places_lt() -> DLSAConfig:
     """Places-LT preset (supplement, Sec. 5): K=500, lr 0.1, batch 512, 60 epochs,
     lambda_bal 2, lambda_pure 0.03."""
-    return paper(
-        FilterConfig(lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03)
-    )
+    return paper(FilterConfig(lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03))
 
 
 def inat18() -> DLSAConfig:
@@ -448,14 +446,14 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config")
         raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(names)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        sub = _dataclass_in(hints[name])
+        sub = dataclass_in(hints[name])
         if sub is not None and isinstance(value, Mapping):
             value = from_dict(sub, value, where=f"{where}.{name}")
         kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
     return cls(**kwargs)
 
 
-def _dataclass_in(hint: Any) -> type[Any] | None:
+def dataclass_in(hint: Any) -> type[Any] | None:
     """The dataclass type named by ``hint`` (also inside ``X | None``), if any."""
     for kind in (hint, *typing.get_args(hint)):
         if isinstance(kind, type) and dataclasses.is_dataclass(kind):
@@ -482,7 +480,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list | tuple) or not value:
             raise ValueError(f"{where} must be a non-empty list, got {value!r}")
         return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(value) and _dataclass_in(hint) is type(value):
+    if dataclasses.is_dataclass(value) and dataclass_in(hint) is type(value):
         return value
     kinds = [k for k in (args or (hint,)) if isinstance(k, type)]
     if float in kinds and isinstance(value, int) and not isinstance(value, bool):

@@ -147,3 +147,57 @@ def safeguard_table(validation: Mapping[str, Any] | None, n_levels: int) -> str:
         )
     header = ["stage", "val n", "DLSA acc (balanced)", "base acc (balanced)", "kept"]
     return f"safeguard ({how}):\n\n" + markdown_table(header, rows)
+
+
+def selection_table(selection: Mapping[str, Any] | None) -> str:
+    """The out-of-fold model selection (``DLSAClassifier.selection_``): per round, every
+    candidate's balanced accuracy and paired gain ± standard error over the round's
+    reference, what was chosen and why; a line saying it was off when ``selection`` is
+    None.
+
+    Example:
+        >>> sel = {"folds": 3, "margin": 2.0, "min_gain": 0.002, "seconds": 1.0,
+        ...        "chosen": "balsoftmax", "rounds": [{"what": "base method",
+        ...        "reference": "balsoftmax", "chosen": "balsoftmax", "reason": "r",
+        ...        "seconds": 1.0, "candidates": [{"name": "balsoftmax",
+        ...        "balanced_accuracy": 0.8, "gain": 0.0, "se": 0.0, "chosen": True}]}]}
+        >>> print(selection_table(sel).splitlines()[-3])
+        | balsoftmax | 80.00 | - | chosen |
+    """
+    if not selection:
+        return "selection: off (the configuration was fitted as given)"
+    parts = [
+        f"selection: {selection['folds']} stratified folds of the training data; a "
+        f"departure from a simpler option needs a paired gain > {selection['margin']:g} "
+        f"standard errors and > {100 * selection['min_gain']:.2f} points; "
+        f"{selection['seconds']:.1f} s. Chosen: **{selection['chosen']}**."
+    ]
+    for rnd in selection["rounds"]:
+        rows = []
+        for row in rnd["candidates"]:
+            gain = (
+                "-"
+                if row["name"] == rnd["reference"]
+                else (f"{100 * row['gain']:+.2f} ± {100 * row['se']:.2f}")
+            )
+            routed = row.get("tail_share_routed")
+            extra = (
+                []
+                if "tail_share_routed" not in row
+                else [
+                    "-"
+                    if routed is None
+                    else f"{100 * routed:.0f}% of routed vs {100 * row['tail_share_input']:.0f}%"
+                ]
+            )
+            rows.append(
+                [row["name"], pct(row["balanced_accuracy"], 2), gain, *extra,
+                 "chosen" if row["chosen"] else ""]
+            )  # fmt: skip
+        header = ["candidate", "out-of-fold balanced acc", f"gain over {rnd['reference']}"]
+        if rows and len(rows[0]) == 5:
+            header.append("tail share (filter 1)")
+        table = markdown_table([*header, "decision"], rows)
+        parts += ["", f"{rnd['what']} ({rnd['seconds']:.1f} s):", "", table, ""]
+        parts.append(f"why: {rnd['reason']}")
+    return "\n".join(parts)

@@ -361,11 +361,15 @@ def separation(stage: np.ndarray | None, y: np.ndarray, tail: np.ndarray) -> dic
         tail: (C,) True for tail classes.
     """
     if stage is None or not tail.any():
-        return {"tail_share_routed": None, "tail_share_input": None}
+        return {"tail_share_routed": None, "tail_share_input": None, "n_routed": None}
     routed = stage == 0
     is_tail = tail[y]
     share = float(is_tail[routed].mean()) if routed.any() else None
-    return {"tail_share_routed": share, "tail_share_input": float(is_tail.mean())}
+    return {
+        "tail_share_routed": share,
+        "tail_share_input": float(is_tail.mean()),
+        "n_routed": int(routed.sum()),
+    }
 
 
 def select(

@@ -1,0 +1,142 @@
+"""Transfer protocol (issue 9): Balanced Softmax alone, the paper preset and the default
+configuration on the sets of one half of the panel (``benchmarks/panel.py``), 3 seeds.
+
+Every model is fitted on the train features and evaluated once on the test features.
+Results are cached per (set, model, seed) as JSON under ``--out``, so an interrupted run
+resumes. The table gives, per set, the mean ± std over seeds of overall accuracy, the
+default's gain over Balanced Softmax (overall and few-shot), filter 1's head-tail
+separation (tail share among the test samples it routes vs among all test samples; out of
+fold on train when the default chose no filter), and what the default chose.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/transfer.py --half tune --panel runs/panel \\
+        --out runs/transfer [--models balsoftmax,default,paper] [--seeds 0,1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dlsa import DLSAClassifier
+from dlsa.config import DLSAConfig, get_preset
+from dlsa.evaluation import evaluate
+from dlsa.features import load_features
+
+sys.path.insert(0, str(Path(__file__).parent))
+from panel import REPORT, TUNE  # noqa: E402
+
+
+def model_config(name: str, seed: int) -> DLSAConfig:
+    if name == "balsoftmax":
+        cfg = DLSAConfig(depth=0, base="balsoftmax", selection=None)
+    elif name == "default":
+        cfg = DLSAConfig()
+    elif name == "paper":
+        cfg = get_preset("imagenet-lt")
+    else:
+        raise SystemExit(f"unknown model {name}")
+    return dataclasses.replace(cfg, random_state=seed)
+
+
+def run_one(folder: Path, name: str, seed: int) -> dict:
+    train, test = load_features(folder / "train.h5"), load_features(folder / "test.h5")
+    cfg = model_config(name, seed)
+    start = time.perf_counter()
+    clf = DLSAClassifier(**cfg.estimator_params()).fit(train.X, train.y)
+    seconds = time.perf_counter() - start
+    ev = evaluate(clf, test.X, test.y)
+    record = {
+        "metrics": ev["metrics"],
+        "separation": ev["separation"][0] if ev["separation"] else None,
+        "seconds": seconds,
+        "chosen": (clf.selection_ or {}).get("chosen"),
+        "selection": clf.selection_,
+        "n_train": int(len(train.y)),
+    }
+    return record
+
+
+def cached(out: Path, set_name: str, name: str, seed: int, panel: Path) -> dict:
+    path = out / set_name / f"{name}-s{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    record = run_one(panel / set_name, name, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, default=float))
+    print(f"{set_name} {name} s{seed}: {100 * record['metrics']['overall']:.2f} "
+          f"({record['seconds']:.0f}s) {record['chosen'] or ''}", flush=True)  # fmt: skip
+    return record
+
+
+def _ms(values: list[float | None], signed: bool = False) -> str:
+    vals = [100 * v for v in values if v is not None]
+    if not vals:
+        return "-"
+    std = np.std(vals, ddof=1) if len(vals) > 1 else 0.0
+    return f"{np.mean(vals):+.2f} ± {std:.2f}" if signed else f"{np.mean(vals):.1f} ± {std:.1f}"
+
+
+def _oof_separation(selection: dict | None) -> str:
+    """Filter-1 separation of the depth-1 30% candidate, out of fold on train."""
+    if not selection:
+        return "-"
+    for rnd in selection["rounds"]:
+        for row in rnd["candidates"]:
+            if row.get("tail_share_routed") is not None:
+                return (f"{100 * row['tail_share_routed']:.0f} vs "
+                        f"{100 * row['tail_share_input']:.0f} (oof)")  # fmt: skip
+    return "-"
+
+
+def table(out: Path, sets: list[str], models: list[str], seeds: list[int], panel: Path) -> str:
+    head = [*(f"{m} overall" for m in models), "default - balsoftmax", "few gain",
+            "filter-1 tail share: routed vs all", "default chose (seed 0)"]  # fmt: skip
+    lines = ["| set | " + " | ".join(head) + " |", "|---|" + "--:|" * len(head)]
+    for s in sets:
+        recs = {m: [cached(out, s, m, seed, panel) for seed in seeds] for m in models}
+        cells = [_ms([r["metrics"]["overall"] for r in recs[m]]) for m in models]
+        if "default" in recs and "balsoftmax" in recs:
+            pairs = list(zip(recs["default"], recs["balsoftmax"], strict=True))
+            gain = [a["metrics"]["overall"] - b["metrics"]["overall"] for a, b in pairs]
+            few = [
+                None if a["metrics"]["few"] is None else a["metrics"]["few"] - b["metrics"]["few"]
+                for a, b in pairs
+            ]
+            cells += [_ms(gain, True), _ms(few, True)]
+            sep = recs["default"][0]["separation"]
+            if sep and sep.get("accuracy") is not None:
+                cells.append(f"{100 * sep['accuracy']:.0f} vs {100 * sep['tail_share_input']:.0f}")
+            else:
+                cells.append(_oof_separation(recs["default"][0]["selection"]))
+            cells.append(recs["default"][0]["chosen"] or "-")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--half", choices=["tune", "report"], required=True)
+    parser.add_argument("--panel", default="runs/panel")
+    parser.add_argument("--out", default="runs/transfer")
+    parser.add_argument("--models", default="balsoftmax,default")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--sets", default=None, help="comma-separated subset of the half")
+    args = parser.parse_args()
+    sets = list(TUNE if args.half == "tune" else REPORT)
+    if args.sets:
+        sets = [s for s in sets if s in args.sets.split(",")]
+    models = args.models.split(",")
+    seeds = [int(v) for v in args.seeds.split(",")]
+    print(table(Path(args.out), sets, models, seeds, Path(args.panel)))
+
+
+if __name__ == "__main__":
+    main()
