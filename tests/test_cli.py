@@ -105,10 +105,12 @@ def test_dimension_mismatch_between_train_and_test(files, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_failed_fit_leaves_no_output(files, tmp_path):
+def test_failed_fit_is_one_line_and_leaves_no_output(files, tmp_path, capsys):
     argv = ["-q", "fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz")]
-    with pytest.raises(ValueError, match="K=900"):
-        main([*argv, "--out", str(tmp_path / "o"), "--flow-filter.mixture.n-components", "900"])
+    flags = ["--out", str(tmp_path / "o"), "--flow-filter.mixture.n-components", "900"]
+    assert main([*argv, *flags, "--config", "small"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "K=900" in err and "train.h5" in err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -212,3 +214,45 @@ def test_extract_needs_images(tmp_path, capsys):
     code = main(["extract", "--backbone", str(tmp_path / "b"), "--images", str(tmp_path / "empty"),
                  "--out", str(tmp_path / "f.h5")])  # fmt: skip
     assert code == 2 and "no image files" in capsys.readouterr().err
+
+
+DEFAULT_TINY = [
+    "--selection.bases", "balsoftmax,ce,tau-norm",
+    "--selection.folds", "2",
+    "--selection.tau-grid", "1.0",
+    "--selection.proportions", "0.3,0.99",
+    "--flow-filter.epochs", "2",
+    "--head.epochs", "3",
+]  # fmt: skip
+
+
+def test_fit_with_the_default_config_selects_and_reports_the_evidence(files, tmp_path):
+    out = tmp_path / "default"
+    argv = ["-q", "fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz")]
+    assert main([*argv, "--out", str(out), *DEFAULT_TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["base"] == "auto" and results["reference"] == "balsoftmax"
+    rounds = results["selection"]["rounds"]
+    names = [c["name"] for c in rounds[0]["candidates"]]
+    assert names == ["balsoftmax", "ce", "tau-norm (tau=1)"]
+    assert len(rounds[1]["candidates"]) == 3  # the base alone, 30% routed, no routing
+    report = (out / "report.md").read_text()
+    assert "## Selection" in report and f"Chosen: **{results['chosen']}**" in report
+    assert "why: " in report
+
+
+def test_diagnose_prints_filters_gain_and_a_verdict(files, tmp_path, capsys):
+    out = tmp_path / "diag.json"
+    argv = ["-q", "diagnose", "--train", str(files / "train.h5"), "--out", str(out)]
+    assert main([*argv, "--flow-filter.mixture.n-components", "8", *DEFAULT_TINY]) == 0
+    text = capsys.readouterr().out
+    assert "| filter 1 |" in text and "**Verdict:** DLSA is" in text
+    saved = json.loads(out.read_text())
+    assert saved["reference"] == "balsoftmax" and isinstance(saved["helps"], bool)
+    assert saved["filters"][0]["n_routed"] > 0
+
+
+def test_no_selection_needs_a_concrete_base(files, tmp_path, capsys):
+    argv = ["fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz")]
+    assert main([*argv, "--out", str(tmp_path / "x"), "--no-selection", *TINY[2:]]) == 2
+    assert "auto" in capsys.readouterr().err

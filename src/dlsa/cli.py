@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -95,9 +96,16 @@ def config_fields(
             yield f"{prefix}{f.name}", hint, getattr(default, f.name), docs.get(f.name, "")
 
 
+def _union_members(hint: Any) -> tuple[Any, ...]:
+    """The members of ``X | Y`` (``(hint,)`` for anything else, e.g. ``tuple[int, ...]``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
 def _parser_for(hint: Any, path: str) -> Callable[[str], Any]:
-    args = typing.get_args(hint)
-    kinds = [a for a in (args or (hint,)) if a is not type(None)]
+    args = _union_members(hint)
+    kinds = [a for a in args if a is not type(None)]
     optional = type(None) in args
 
     def parse(text: str) -> Any:
@@ -152,7 +160,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _metavar(hint: Any) -> str:
-    kind = next((a for a in typing.get_args(hint) or (hint,) if a is not type(None)), hint)
+    kind = next(a for a in _union_members(hint) if a is not type(None))
     if typing.get_origin(kind) is tuple:
         return "LIST"
     return getattr(kind, "__name__", "X").upper()

@@ -1,0 +1,167 @@
+"""Out-of-fold model selection: the paired statistic, the rule, and the reuse shortcuts
+(post-hoc tau, one filter for every routed share) against fits made from scratch."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dlsa import DLSAClassifier
+from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, MixtureConfig, SelectionConfig
+from dlsa.data import stratified_folds
+from dlsa.selection import (
+    Candidate,
+    balanced_accuracy,
+    choose,
+    out_of_fold,
+    paired_gain,
+    tau_variants,
+)
+from dlsa.synthetic import make_long_tailed_features
+
+FLT = FilterConfig(
+    mixture=MixtureConfig(n_components=10, sigma=0.5), epochs=3, batch_size=128, lr=0.2
+)
+HEAD = HeadConfig(epochs=4, batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_long_tailed_features(
+        n_classes=8, n_features=6, n_max=120, imbalance=20, n_test_per_class=10, seed=3
+    )
+
+
+def fixed(**kw):
+    cfg = DLSAConfig(flow_filter=FLT, head=HEAD, selection=None, base="balsoftmax")
+    return cfg.estimator_params() | kw
+
+
+labels = st.lists(st.integers(0, 3), min_size=2, max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels, st.randoms(use_true_random=False))
+def test_paired_gain_is_the_difference_of_balanced_accuracies(y, rnd):
+    y = np.array(y)
+    a = np.array([rnd.randrange(4) for _ in y])
+    b = np.array([rnd.randrange(4) for _ in y])
+    gain, se = paired_gain(a, b, y, 4)
+    assert gain == pytest.approx(balanced_accuracy(a, y, 4) - balanced_accuracy(b, y, 4))
+    assert se >= 0
+    assert paired_gain(a, a, y, 4) == (0.0, 0.0)
+
+
+def test_standard_error_matches_the_per_class_variance_formula():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [40, 10, 3])
+    a, b = rng.integers(0, 3, y.size), rng.integers(0, 3, y.size)
+    d = (a == y).astype(float) - (b == y).astype(float)
+    var = sum(d[y == c].var(ddof=1) / (y == c).sum() for c in range(3))
+    assert paired_gain(a, b, y, 3)[1] == pytest.approx(np.sqrt(var) / 3)
+
+
+def _cands(y, *hit_rates, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, rate in enumerate(hit_rates):
+        pred = np.where(rng.random(y.size) < rate, y, (y + 1) % 2)
+        out.append(Candidate(f"c{i}", {"i": i}, pred))
+    return out
+
+
+def test_rule_keeps_the_simpler_candidate_on_a_tie_and_on_a_small_gain():
+    y = np.repeat([0, 1], 200)
+    same = _cands(y, 0.8)
+    twin = Candidate("twin", {}, same[0].pred.copy())
+    idx, reason, rows = choose([same[0], twin], y, 2, margin=2.0, min_gain=0.0)
+    assert idx == 0 and rows[0]["chosen"] and not rows[1]["chosen"]
+    # one extra hit in 400 is a real gain of 0.25 points but far below 2 standard errors
+    better = same[0].pred.copy()
+    wrong = np.flatnonzero(better != y)[0]
+    better[wrong] = y[wrong]
+    mixed = better.copy()
+    mixed[np.flatnonzero(better == y)[:40]] = 1 - y[np.flatnonzero(better == y)[:40]]
+    mixed[np.flatnonzero(better != y)[:41]] = y[np.flatnonzero(better != y)[:41]]
+    idx, reason, _ = choose([same[0], Candidate("b", {}, mixed)], y, 2, margin=2.0, min_gain=0)
+    assert idx == 0 and "simpler option is kept" in reason
+
+
+def test_rule_departs_for_a_clear_gain_and_picks_the_simplest_near_the_best():
+    y = np.repeat([0, 1], 300)
+    ref, good, better = _cands(y, 0.6, 0.9, 0.9)
+    better.pred = good.pred.copy()
+    better.pred[np.flatnonzero(good.pred != y)[:2]] = y[np.flatnonzero(good.pred != y)[:2]]
+    idx, reason, rows = choose([ref, good, better], y, 2, margin=2.0, min_gain=0.002)
+    assert idx == 1  # 'better' is best, but not clearly better than the simpler 'good'
+    assert rows[1]["gain"] > 2 * rows[1]["se"]
+    idx, _, _ = choose([ref, good], y, 2, margin=2.0, min_gain=0.002)
+    assert idx == 1
+
+
+def test_post_hoc_tau_variants_equal_models_fitted_with_that_tau(data):
+    y = np.unique(data.y_train, return_inverse=True)[1]
+    folds = stratified_folds(y, 2, seed=0)
+    params = fixed(depth=0, base="tau-norm", base_params={})
+    cands, _ = out_of_fold(
+        params, data.X_train, y, folds, variants=tau_variants("tau-norm", (0.5, 1.5))
+    )
+    direct, _ = out_of_fold(params | {"base_params": {"tau": 1.5}}, data.X_train, y, folds)
+    assert [c.params["base_params"]["tau"] for c in cands] == [0.5, 1.5]
+    np.testing.assert_array_equal(cands[1].pred, direct[0].pred)
+    assert not np.array_equal(cands[0].pred, cands[1].pred)
+
+
+def test_filters_and_base_reused_across_routed_shares_equal_fits_from_scratch(data):
+    X, y = data.X_train, data.y_train
+    donor = DLSAClassifier(**fixed(depth=1, residual=True)).fit(X, y)
+    half = dataclasses.replace(FLT, proportion=0.5)
+    reused = DLSAClassifier(**fixed(depth=1, residual=True, flow_filter=half))
+    reused.fit(X, y, reuse_filters=donor)
+    fresh = DLSAClassifier(**fixed(depth=1, residual=True, flow_filter=half)).fit(X, y)
+    np.testing.assert_array_equal(
+        reused.predict_proba(data.X_test), fresh.predict_proba(data.X_test)
+    )
+    assert fresh.reports_[0]["n_routed"] == reused.reports_[0]["n_routed"]
+    assert reused.filters_[0] is not donor.filters_[0]  # the donor keeps its threshold
+    assert donor.filters_[0].config.proportion == 0.3
+
+
+def test_auto_selects_a_better_base_than_a_poor_reference_and_records_why(data, tmp_path):
+    sel = SelectionConfig(folds=2, bases=("ce", "balsoftmax"), proportions=(0.3,))
+    clf = DLSAClassifier(**(fixed(base="auto", depth=1) | {"selection": sel}))
+    clf.fit(data.X_train, data.y_train)
+    ev = clf.selection_
+    assert [r["what"] for r in ev["rounds"]] == ["base method", "DLSA on the chosen base"]
+    base_round = ev["rounds"][0]
+    assert [c["name"] for c in base_round["candidates"]] == ["ce", "balsoftmax"]
+    assert sum(c["chosen"] for c in base_round["candidates"]) == 1
+    chosen = clf.fitted_params_
+    assert chosen["selection"] is None and chosen["base"] in ("ce", "balsoftmax")
+    assert ev["chosen"].startswith(chosen["base"])
+    # the evidence and the concrete model survive save / load
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
+    assert loaded.selection_ == ev and loaded.base == chosen["base"]
+    np.testing.assert_array_equal(loaded.predict(data.X_test), clf.predict(data.X_test))
+
+
+def test_estimator_defaults_are_the_default_config():
+    sig = inspect.signature(DLSAClassifier.__init__).parameters
+    cfg = DLSAConfig()
+    for name, value in cfg.estimator_params().items():
+        default = sig[name].default
+        if name in ("flow_filter", "head", "base_params") and default is None:
+            continue
+        assert default == value, name
+    assert DLSAClassifier()._resolved()[0] == cfg.flow_filter
+    assert DLSAClassifier()._resolved()[1] == cfg.head
+
+
+def test_auto_base_without_selection_is_refused(data):
+    with pytest.raises(ValueError, match="auto"):
+        DLSAClassifier(base="auto", selection=None).fit(data.X_train, data.y_train)
