@@ -19,11 +19,13 @@ def test_demo_runs_end_to_end_and_reports_every_step(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["-q", "demo", "--out", str(out), "--n-max", "300", "--imbalance", "50",
             "--backbone-epochs", "1", "--flow-filter.mixture.n-components", "10",
-            "--flow-filter.epochs", "3", "--head.epochs", "3"]  # fmt: skip
+            "--flow-filter.epochs", "3", "--head.epochs", "3",
+            "--selection.bases", "balsoftmax,ce", "--selection.folds", "2"]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "balsoftmax + DLSA" in text and "stage 1: backbone" in text
     record = json.loads((out / "results.json").read_text())
+    assert record["reference"] == "balsoftmax" and record["chosen"] in text
+    assert "stage 1: backbone" in text and "selection: 2 stratified folds" in text
     assert record["counts"][0] > record["counts"][-1]
     for name in ("base", "dlsa"):
         assert 0.2 < record["metrics"][name]["overall"] <= 1.0  # well above 10% chance

@@ -165,3 +165,16 @@ def test_estimator_defaults_are_the_default_config():
 def test_auto_base_without_selection_is_refused(data):
     with pytest.raises(ValueError, match="auto"):
         DLSAClassifier(base="auto", selection=None).fit(data.X_train, data.y_train)
+
+
+def test_dlsa_round_on_a_post_hoc_base_reuses_its_fold_models(data):
+    sel = SelectionConfig(folds=2, proportions=(0.3, 0.99))
+    params = fixed(base="logit-adjust", base_params={"tau": 1.25}, depth=1)
+    clf = DLSAClassifier(**(params | {"selection": sel})).fit(data.X_train, data.y_train)
+    (rnd,) = clf.selection_["rounds"]
+    assert [c["name"] for c in rnd["candidates"]] == [
+        "logit-adjust (tau=1.25)",
+        "logit-adjust (tau=1.25) + DLSA (depth 1, 30% routed)",
+        "logit-adjust (tau=1.25) + DLSA (depth 1, 99% routed)",
+    ]
+    assert clf.base_.tau == 1.25

@@ -789,8 +789,12 @@ def _same_base(donor: DLSAClassifier, base: BaseMethod, head_cfg: HeadConfig) ->
     (equal up to post-hoc hyper-parameters)."""
     if type(donor.base_) is not type(base) or donor.fitted_params_["head"] != head_cfg:
         return False
-    strip = {name: None for name in base.posthoc_params}
-    return dataclasses.replace(donor.base_, **strip) == dataclasses.replace(base, **strip)
+    def fixed(method: BaseMethod) -> dict[str, Any]:
+        return {
+            k: v for k, v in dataclasses.asdict(method).items() if k not in base.posthoc_params
+        }
+
+    return fixed(donor.base_) == fixed(base)
 
 
 def _check_class_counts(classes: np.ndarray, counts: np.ndarray) -> None:

@@ -50,6 +50,7 @@ from dlsa.report import (
     selection_table,
     stages_table,
 )
+from dlsa.selection import describe, reference_params
 
 logger = logging.getLogger("dlsa")
 
@@ -315,23 +316,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def reference_params(config: DLSAConfig, reference: str | None) -> dict[str, Any]:
-    """Estimator parameters of the reference model: ``reference`` (default: the
-    configured base, or Balanced Softmax when the base is chosen by selection) alone,
-    without selection."""
-    name = reference or (config.base if config.base != "auto" else "balsoftmax")
-    own = dict(config.base_params) if name == config.base else {}
-    return config.estimator_params() | {
-        "depth": 0, "base": name, "base_params": own, "selection": None
-    }  # fmt: skip
-
-
 def _fit_and_evaluate(
     config: DLSAConfig, train: Any, test: Any, folder: Path, reference: str | None = None
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     models: dict[str, DLSAClassifier] = {}
-    runs = (("base", reference_params(config, reference)), ("dlsa", config.estimator_params()))
+    runs = [("base", reference_params(config, reference)), ("dlsa", config.estimator_params())]
     for name, params in runs:
         start = time.perf_counter()
         logger.info("fitting %s (%s, depth %d)", name, params["base"], params["depth"])
@@ -357,16 +347,9 @@ def _fit_and_evaluate(
         "validation": models["dlsa"].validation_,
         "selection": models["dlsa"].selection_,
         "reference": models["base"].fitted_params_["base"],
-        "chosen": model_name(models["dlsa"]),
+        "chosen": describe(models["dlsa"].fitted_params_),
         "n_levels": len(models["dlsa"].filters_),
     }
-
-
-def model_name(model: DLSAClassifier) -> str:
-    """What a fitted model is, e.g. ``"tau-norm (tau=1.25) + DLSA (depth 1, 30% routed)"``."""
-    from dlsa.selection import describe
-
-    return describe(model.fitted_params_)
 
 
 def _fit_report(results: dict[str, Any]) -> str:
@@ -548,9 +531,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _demo_report(record: dict[str, Any]) -> str:
-    base = record["config"]["base"]
+    ref, chosen = record["reference"], record["chosen"]
+    if chosen == ref:
+        chosen += " (chosen)"
     m = record["metrics"]
-    table = metrics_table({base: m["base"], f"{base} + DLSA": m["dlsa"]}, reference=base)
+    table = metrics_table({ref: m["base"], chosen: m["dlsa"]}, reference=ref)
     sep = ", ".join(
         f"filter {i + 1}: {'- (no tail class)' if a is None else f'{100 * a:.1f}%'}"
         for i, a in enumerate(record["separation"])
@@ -567,6 +552,8 @@ def _demo_report(record: dict[str, Any]) -> str:
         stages_table(record["stages"], len(record["levels"])),
         "",
         safeguard_table(record["validation"], len(record["levels"])),
+        "",
+        selection_table(record["selection"]),
         "",
         "time: " + ", ".join(f"{k} {v:.0f}s" for k, v in record["timings"].items()),
     ]

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dlsa.config import SelectionConfig, to_dict
+from dlsa.config import DLSAConfig, SelectionConfig, to_dict
 from dlsa.data import stratified_folds
 
 if TYPE_CHECKING:
@@ -421,6 +421,26 @@ def select(
         "seconds": time.perf_counter() - start,
     }
     return chosen, evidence
+
+
+def reference_params(config: DLSAConfig, reference: str | None = None) -> dict[str, Any]:
+    """Estimator parameters of the reference model that a chosen model is reported
+    against: ``reference`` (default: the configured base, or Balanced Softmax when the
+    base is chosen by selection) alone, without selection.
+
+    Example:
+        >>> p = reference_params(DLSAConfig())
+        >>> p["base"], p["depth"], p["selection"]
+        ('balsoftmax', 0, None)
+    """
+    name = reference or (config.base if config.base != "auto" else "balsoftmax")
+    own = dict(config.base_params) if name == config.base else {}
+    return config.estimator_params() | {
+        "depth": 0,
+        "base": name,
+        "base_params": own,
+        "selection": None,
+    }
 
 
 def _fold_seed(random_state: int | None) -> int:
