@@ -142,6 +142,14 @@ def test_class_balanced_sampler_draws_classes_and_samples_uniformly():
     assert chisquare(within).pvalue > 1e-3
 
 
+def test_class_balanced_sampler_lives_below_the_bases_and_is_re_exported():
+    from dlsa import sampling
+    from dlsa.bases import _base
+
+    assert class_balanced_order is sampling.class_balanced_order
+    assert _base.class_balanced_order is sampling.class_balanced_order
+
+
 def test_cbs_epoch_has_n_draws_and_skips_absent_classes():
     y = torch.tensor([0] * 50 + [2] * 5)
     order = ClassBalancedSampling().epoch_order(y, torch.bincount(y), torch.Generator())
@@ -402,3 +410,28 @@ def test_ride_experts_stay_accurate_and_bounded(lt_data, tmp_path):
 def test_ride_rejects_a_non_positive_norm_scale():
     with pytest.raises(ValueError, match="norm_scale must be > 0 or None"):
         make_base("ride", {"norm_scale": 0.0})
+
+
+# ------------------------------------------------------------ lr schedule
+@pytest.mark.parametrize("name", ["ce", "lws", "m2m", "ride", "tau-norm"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_constant_schedule_keeps_the_lr_fixed_in_every_phase(lt_data, monkeypatch, name, schedule):
+    lrs: list[float] = []
+    step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    base = make_base(name)
+    data = stage_data(lt_data, with_prior=False, dtype=torch.float32)
+    model = base.build(8, 30, use_prior=False, generator=torch.Generator().manual_seed(0))
+    config = HeadConfig(epochs=2, batch_size=256, lr=0.05, schedule=schedule)
+    base.fit(model, data, config, torch.Generator().manual_seed(0))
+    assert base.settings(config).cosine == (schedule == "cosine")
+    phase_lrs = {0.05, Ride().router_lr}
+    if schedule == "constant":
+        assert lrs and set(lrs) <= phase_lrs
+    else:
+        assert any(lr not in phase_lrs for lr in lrs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -315,3 +316,126 @@ def test_predict_proba_and_route_is_one_pass_of_both(fitted, lt_data):
     proba, stage = fitted.predict_proba_and_route(lt_data.X_test)
     np.testing.assert_array_equal(proba, fitted.predict_proba(lt_data.X_test))
     np.testing.assert_array_equal(stage, fitted.route(lt_data.X_test))
+
+
+# ------------------------------------------------ original-release options
+@pytest.mark.parametrize("regular_prior", ["reaching", "global"])
+def test_regular_prior_sets_the_counts_of_the_regular_balanced_softmax(
+    lt_data, monkeypatch, regular_prior
+):
+    from dlsa.bases.balsoftmax import BalancedSoftmax
+
+    seen: list[torch.Tensor] = []
+    original = BalancedSoftmax.loss
+
+    def spy(self, logits, target, counts):
+        seen.append(counts.clone())
+        return original(self, logits, target, counts)
+
+    monkeypatch.setattr(BalancedSoftmax, "loss", spy)
+    clf = make(depth=1, regular_prior=regular_prior).fit(lt_data.X_train, lt_data.y_train)
+    y_enc = np.searchsorted(clf.classes_, lt_data.y_train)
+    remaining = y_enc[clf.route(lt_data.X_train) == 1]
+    global_counts = torch.as_tensor(clf.class_counts_, dtype=torch.float32)
+    reaching = torch.as_tensor(np.bincount(remaining, minlength=30), dtype=torch.float32)
+    expected = global_counts if regular_prior == "global" else reaching
+    torch.testing.assert_close(seen[-1], expected)  # the regular classifier is fitted last
+    assert not torch.equal(global_counts, reaching)
+
+
+@pytest.mark.parametrize("stack_base", [False, True])
+def test_cluster_aided_regular_classifier_uses_the_last_filter_and_round_trips(
+    lt_data, tmp_path, stack_base
+):
+    clf = make(regular_cluster_aided=True, stack_base=stack_base)
+    clf.fit(lt_data.X_train, lt_data.y_train)
+    assert clf.regular_.use_prior and clf.regular_ is not clf.fallback_
+    assert clf.regular_.n_inputs == 2 * 8 + 30 * stack_base
+    stage = clf.route(lt_data.X_test)
+    rest = torch.as_tensor(lt_data.X_test[stage == 2])
+    out = clf.filters_[-1].transform(rest)
+    inputs = clf._cluster_inputs(rest, out.z)
+    expected = clf._stage_logits(clf.regular_, inputs, clf.filters_[-1].cluster_prior(out.cluster))
+    torch.testing.assert_close(
+        torch.as_tensor(clf.decision_function(lt_data.X_test)[stage == 2]), expected
+    )
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
+    assert loaded.regular_cluster_aided and loaded.regular_.use_prior
+    np.testing.assert_array_equal(
+        loaded.predict_proba(lt_data.X_test), clf.predict_proba(lt_data.X_test)
+    )
+
+
+def test_cluster_aided_regular_needs_the_remaining_samples(lt_data):
+    clf = make(depth=1, regular_cluster_aided=True, regular_data="all")
+    clf.fit(lt_data.X_train, lt_data.y_train)
+    assert clf.regular_ is clf.fallback_ and not clf.regular_.use_prior
+
+
+def test_cluster_prior_of_all_samples_counts_every_training_sample(lt_data, fitted, tmp_path):
+    clf = make(cluster_prior_data="all").fit(
+        lt_data.X_train, lt_data.y_train, reuse_filters=fitted
+    )
+    x = torch.as_tensor(lt_data.X_train)
+    y = torch.as_tensor(np.searchsorted(clf.classes_, lt_data.y_train))
+    for flt in clf.filters_:
+        torch.testing.assert_close(flt.cluster_counts, flt.class_histogram(x, y))
+        assert int(flt.cluster_counts.sum()) == len(y)
+    # the donor, fitted with the level's samples, is left as it was
+    assert [int(f.cluster_counts.sum()) for f in fitted.filters_] == [
+        r["n_input"] for r in fitted.reports_
+    ]
+    assert int(fitted.filters_[1].cluster_counts.sum()) < len(y)
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(lt_data.X_test), clf.predict_proba(lt_data.X_test)
+    )
+
+
+def test_paper_preset_fits_and_round_trips_on_tiny_data(lt_data, tmp_path):
+    from dlsa.config import get_preset
+
+    cfg = get_preset("imagenet-lt")
+    tiny = {"mixture": MixtureConfig(n_components=10, sigma=0.5), "epochs": 2}
+    flt = dataclasses.replace(cfg.flow_filter, batch_size=128, **tiny)
+    head = dataclasses.replace(cfg.head, epochs=3)
+    params = cfg.estimator_params() | {"flow_filter": flt, "head": head}
+    clf = DLSAClassifier(**params).fit(lt_data.X_train, lt_data.y_train)
+    assert len(clf.filters_) == 3 and clf.regular_.use_prior
+    for model in (*clf.heads_, clf.regular_):  # raw inputs: no standardisation
+        assert torch.equal(model.input_std, torch.ones_like(model.input_std))
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
+    assert loaded.get_params()["flow_filter"] == flt
+    np.testing.assert_array_equal(
+        loaded.predict_proba(lt_data.X_test), clf.predict_proba(lt_data.X_test)
+    )
+    np.testing.assert_array_equal(loaded.route(lt_data.X_test), clf.route(lt_data.X_test))
+
+
+def test_models_saved_before_the_release_options_load_with_their_defaults(
+    fitted, lt_data, tmp_path
+):
+    path = fitted.save(tmp_path / "m")
+    meta = json.loads((path / "model.json").read_text())
+    new = ("regular_prior", "regular_cluster_aided", "cluster_prior_data")
+    for key in new:
+        del meta["params"][key]
+    for key in ("hidden_layers", "zero_init", "bn_unbiased"):
+        del meta["params"]["flow_filter"]["flow"][key]
+    for key in ("batch_sampler", "mle_per_dimension", "epoch_ties"):
+        del meta["params"]["flow_filter"][key]
+    del meta["params"]["head"]["schedule"]
+    (path / "model.json").write_text(json.dumps(meta))
+    loaded = DLSAClassifier.load(path)
+    assert loaded.get_params()["flow_filter"] == FLT and loaded.get_params()["head"] == HEAD
+    assert [loaded.get_params()[k] for k in new] == ["reaching", False, "level"]
+    np.testing.assert_array_equal(
+        loaded.predict_proba(lt_data.X_test), fitted.predict_proba(lt_data.X_test)
+    )
+
+
+def test_bad_release_choices_are_rejected(lt_data):
+    with pytest.raises(ValueError, match="regular_prior must be 'reaching' or 'global'"):
+        make(regular_prior="all").fit(lt_data.X_train, lt_data.y_train)
+    with pytest.raises(ValueError, match="cluster_prior_data must be 'level' or 'all'"):
+        make(cluster_prior_data="global").fit(lt_data.X_train, lt_data.y_train)

@@ -127,3 +127,84 @@ def test_same_generator_seed_gives_identical_filters(lt_data):
         flt.fit(x, y, generator=g)
         outs.append(flt.transform(x).log_prob)
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+# ----------------------------------------------------- original-release options
+def _three_classes(n: tuple[int, ...] = (500, 80, 20)) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.full((k,), c) for c, k in enumerate(n)])
+    return torch.randn(len(y), 4, generator=g) + y[:, None].double() * 2, y
+
+
+@pytest.mark.parametrize("sampler", ["shuffle", "class-balanced"])
+def test_flow_batches_are_class_uniform_with_the_class_balanced_sampler(
+    sampler, generator, monkeypatch
+):
+    from dlsa.filter import _FilterTrainer
+
+    drawn: list[torch.Tensor] = []
+    original = _FilterTrainer.epoch_order
+
+    def spy(self):
+        order = original(self)
+        drawn.append(order)
+        return order
+
+    monkeypatch.setattr(_FilterTrainer, "epoch_order", spy)
+    x, y = _three_classes()
+    cfg = small_config(epochs=3, batch_size=64, batch_sampler=sampler)
+    FlowFilter(4, 3, cfg, generator=generator).fit(x.float(), y, generator=generator)
+    assert len(drawn) == 3 and all(o.numel() == 600 for o in drawn)  # N draws an epoch
+    share = torch.bincount(y[torch.cat(drawn)], minlength=3) / 1800
+    expected = (
+        torch.full((3,), 1 / 3)
+        if sampler == "class-balanced"
+        else torch.tensor([500, 80, 20]) / 600
+    )
+    torch.testing.assert_close(share, expected.float(), atol=0.04, rtol=0)
+    if sampler == "shuffle":
+        assert all(torch.equal(o.sort().values, torch.arange(600)) for o in drawn)
+
+
+def test_mle_term_is_divided_by_d_only_per_dimension(generator):
+    from dlsa.filter import FilterReport, _FilterTrainer
+
+    x, y = _three_classes()
+    x = x.float()
+    cfg = small_config(lambda_bal=0.0, lambda_pure=0.0, lambda_mle=2.0)
+    flt = FlowFilter(4, 3, cfg, generator=generator)
+    idx = torch.arange(0, 600, 7)
+    terms, losses = {}, {}
+    for per_dim in (True, False):
+        flt.config = dataclasses.replace(cfg, mle_per_dimension=per_dim)
+        pairs = torch.Generator().manual_seed(5)  # the same purity pairs (and BN batch)
+        trainer = _FilterTrainer(flt, x, y, pairs, FilterReport(600, 3))
+        losses[per_dim] = float(trainer.step_loss(idx).detach())
+        terms[per_dim] = trainer.terms["mle"]
+    assert terms[False] == pytest.approx(4 * terms[True])  # D = 4
+    assert losses[False] == pytest.approx(2.0 * terms[False])  # lambda_lh x the mean NLL
+
+
+@pytest.mark.parametrize(("ties", "epoch"), [("latest", 4), ("earliest", 2)])
+def test_epoch_ties_pick_the_latest_or_earliest_equally_good_epoch(ties, epoch, generator):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 4, generator=g)
+    y = torch.randint(0, 5, (200,), generator=g)  # no pure cluster: every epoch scores 0
+    cfg = small_config(epochs=4, min_purity=0.99, min_cluster_size=50, epoch_ties=ties)
+    report = FlowFilter(4, 5, cfg, generator=generator).fit(x, y, generator=generator)
+    assert report.good_clusters == [0, 0, 0, 0]
+    assert report.selected_epoch == epoch  # epochs 2-4 are past selection_start
+    assert ties in report.selection
+
+
+def test_filter_builds_the_configured_flow(generator):
+    from dlsa.config import FlowConfig
+    from dlsa.flows import BatchNormTransform, MaskedAutoregressiveTransform
+
+    flow = FlowConfig(hidden_layers=2, zero_init=False, bn_unbiased=True)
+    flt = FlowFilter(4, 3, small_config(flow=flow), generator=generator)
+    made = [t for t in flt.flow.transforms if isinstance(t, MaskedAutoregressiveTransform)]
+    bns = [t for t in flt.flow.transforms if isinstance(t, BatchNormTransform)]
+    assert len(made) == 2 and all(len(t.deeper) == 1 for t in made)
+    assert all(bool(t.output.weight.abs().sum() > 0) for t in made)
+    assert len(bns) == 2 and all(t.unbiased for t in bns)

@@ -24,10 +24,13 @@ def _per_sample_jacobian_logdet(fn, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
+@pytest.mark.parametrize("hidden_layers", [1, 2])
 @pytest.mark.parametrize("n_features", [2, 3, 5])
 @pytest.mark.parametrize("n_blocks", [1, 2, 3])
-def test_maf_logdet_matches_autograd_jacobian(n_features, n_blocks, generator, dtype):
-    flow = MAF(n_features, n_blocks, n_hidden=7).to(dtype)
+def test_maf_logdet_matches_autograd_jacobian(
+    n_features, n_blocks, hidden_layers, generator, dtype
+):
+    flow = MAF(n_features, n_blocks, n_hidden=7, hidden_layers=hidden_layers).to(dtype)
     _randomize(flow, generator)
     x = torch.randn(6, n_features, generator=generator, dtype=dtype)
     flow.train()
@@ -49,8 +52,9 @@ def test_maf_inverse_recovers_input(generator, dtype):
     torch.testing.assert_close(flow.inverse(z), x, rtol=1e-6, atol=1e-6)
 
 
-def test_made_jacobian_is_strictly_triangular_in_the_order(generator, dtype):
-    t = MaskedAutoregressiveTransform(4, 12).to(dtype)
+@pytest.mark.parametrize("hidden_layers", [1, 2])
+def test_made_jacobian_is_strictly_triangular_in_the_order(hidden_layers, generator, dtype):
+    t = MaskedAutoregressiveTransform(4, 12, hidden_layers=hidden_layers).to(dtype)
     _randomize(t, generator)
     x = torch.randn(4, dtype=dtype, generator=generator)
     jac = jacobian(lambda v: t.shift_and_log_scale(v[None])[0][0], x)
@@ -59,10 +63,34 @@ def test_made_jacobian_is_strictly_triangular_in_the_order(generator, dtype):
     assert torch.all(torch.triu(u_jac, diagonal=1) == 0)
 
 
-def test_made_masks_connect_every_allowed_pair():
-    m_in, m_out = made_masks(4, 6)
-    paths = m_out @ m_in
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_made_masks_connect_every_allowed_pair(n_layers):
+    masks = made_masks(4, 6, n_layers)
+    assert len(masks) == n_layers + 1
+    paths = masks[0]
+    for mask in masks[1:]:
+        paths = mask @ paths
     assert torch.all((paths > 0) == torch.tril(torch.ones(4, 4), diagonal=-1).bool())
+
+
+def test_release_made_has_two_hidden_layers_and_default_initialisation(generator, dtype):
+    """Original release: D -> D -> D -> 2D with PyTorch's default initialisation."""
+    t = MaskedAutoregressiveTransform(5, 5, hidden_layers=2, zero_init=False).to(dtype)
+    layers = [t.hidden, *t.deeper, t.output]
+    assert [tuple(layer.weight.shape) for layer in layers] == [(5, 5), (5, 5), (10, 5)]
+    assert bool(t.output.weight.abs().sum() > 0) and bool(t.output.bias.abs().sum() > 0)
+    x = torch.randn(4, 5, generator=generator, dtype=dtype)
+    u, _ = t(x)
+    assert not torch.allclose(u, x)  # not the identity at initialisation
+    flow = MAF(5, 2, hidden_layers=2, zero_init=False)
+    assert all(len(b.deeper) == 1 for b in flow.transforms if hasattr(b, "deeper"))
+
+
+def test_one_hidden_layer_made_keeps_the_state_dict_keys_of_saved_models():
+    keys = set(MAF(3, 1).state_dict())
+    assert {"transforms.0.hidden.weight", "transforms.0.output.weight"} <= keys
+    assert not any(".deeper." in k for k in keys)
+    assert any(".deeper.0.weight" in k for k in MAF(3, 1, hidden_layers=2).state_dict())
 
 
 def test_made_needs_two_features():
@@ -91,6 +119,17 @@ def test_batch_norm_uses_batch_stats_in_train_and_running_in_eval(generator, dty
     expected = (x - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
     torch.testing.assert_close(y_eval, expected)
     torch.testing.assert_close(ladj[0], -0.5 * torch.log(bn.running_var + bn.eps).sum())
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_batch_norm_variance_is_unbiased_when_asked(unbiased, generator, dtype):
+    bn = BatchNormTransform(3, momentum=1.0, eps=0.0, unbiased=unbiased).to(dtype)
+    x = torch.randn(5, 3, generator=generator, dtype=dtype) * 3 + 1
+    y, ladj = bn(x)  # training mode; momentum 1: the running variance is the batch's
+    var = x.var(dim=0, unbiased=unbiased)
+    torch.testing.assert_close(bn.running_var, var)
+    torch.testing.assert_close(y, (x - x.mean(0)) / var.sqrt())
+    torch.testing.assert_close(ladj[0], -0.5 * torch.log(var).sum())
 
 
 def test_every_flow_parameter_gets_a_gradient(generator):

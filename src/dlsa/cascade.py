@@ -11,7 +11,8 @@
          Filter 3 --(top 30%)--> Cluster-aided Classifier 3
            | rest
            v
-         Regular Classifier (the base method alone)
+         Regular Classifier (the base method alone; cluster-aided on the last
+                             filter's [z, prior] with ``regular_cluster_aided``)
 
 Each level's threshold is fixed on the training samples that reach it; a new sample
 follows the same route. With ``depth=0`` the estimator is the base method alone, which
@@ -60,7 +61,7 @@ from dlsa.config import (
 )
 from dlsa.data import stratified_folds, stratified_split
 from dlsa.features import check_features
-from dlsa.filter import FilterReport, FlowFilter
+from dlsa.filter import FilterOutput, FilterReport, FlowFilter
 from dlsa.training import torch_generator
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         base_params: hyper-parameters of the base method.
         flow_filter: configuration of every flow filter (default :class:`FilterConfig`).
         head: training of every classifier (default :class:`HeadConfig`).
-        regular_data, stack_base, cover_classes, residual, stage_prior,
-            validation_fraction, validation_folds: see :class:`dlsa.config.DLSAConfig`.
+        regular_data, regular_prior, regular_cluster_aided, cluster_prior_data,
+            stack_base, cover_classes, residual, stage_prior, validation_fraction,
+            validation_folds: see :class:`dlsa.config.DLSAConfig`.
         random_state: seed; each stage gets a child seed of it.
         device: torch device.
         verbose: progress bars and per-epoch logs.
@@ -95,7 +97,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         class_counts_: (C,) training samples per class.
         filters_: the fitted :class:`FlowFilter` of each level.
         heads_: the cluster-aided :class:`StageClassifier` of each level.
-        regular_: the regular :class:`StageClassifier`.
+        regular_: the regular :class:`StageClassifier` (with ``regular_cluster_aided``, a
+            cluster-aided one on ``[x, z]`` and the cluster prior of the last filter).
         base_: the resolved base method.
         reports_: per level, a dict of training diagnostics.
 
@@ -120,6 +123,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         head: HeadConfig | None = None,
         selection: SelectionConfig | None = DEFAULT.selection,
         regular_data: str = DEFAULT.regular_data,
+        regular_prior: str = DEFAULT.regular_prior,
+        regular_cluster_aided: bool = DEFAULT.regular_cluster_aided,
+        cluster_prior_data: str = DEFAULT.cluster_prior_data,
         stack_base: bool = DEFAULT.stack_base,
         cover_classes: bool = DEFAULT.cover_classes,
         residual: bool = DEFAULT.residual,
@@ -137,6 +143,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.head = head
         self.selection = selection
         self.regular_data = regular_data
+        self.regular_prior = regular_prior
+        self.regular_cluster_aided = regular_cluster_aided
+        self.cluster_prior_data = cluster_prior_data
         self.stack_base = stack_base
         self.cover_classes = cover_classes
         self.residual = residual
@@ -168,12 +177,10 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"head must be a HeadConfig, got {type(head).__name__}")
         if not 0.0 < flt.proportion < 1.0:
             raise ValueError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
-        if self.stage_prior not in ("routed", "global"):
-            raise ValueError(f"stage_prior must be 'routed' or 'global', got {self.stage_prior!r}")
-        if self.regular_data not in ("remaining", "all"):
-            raise ValueError(
-                f"regular_data must be 'remaining' or 'all', got {self.regular_data!r}"
-            )
+        _check_choice("stage_prior", self.stage_prior, ("routed", "global"))
+        _check_choice("regular_data", self.regular_data, ("remaining", "all"))
+        _check_choice("regular_prior", self.regular_prior, ("reaching", "global"))
+        _check_choice("cluster_prior_data", self.cluster_prior_data, ("level", "all"))
         if not 0.0 <= self.validation_fraction < 0.5:
             raise ValueError(
                 f"validation_fraction must be in [0, 0.5), got {self.validation_fraction!r}"
@@ -351,10 +358,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         gens = [torch_generator(s) for s in levels_seed.spawn(2 * self.depth + 1)]
         gens.append(torch_generator(fallback_seed))
         device = torch.device(self.device)
-        x_all = torch.from_numpy(X).to(device)
-        y_all = torch.from_numpy(y_enc.astype(np.int64)).to(device)
-        is_tail = torch.from_numpy(self.class_counts_ <= HEAD_THRESHOLD).to(device)
-        all_counts = torch.bincount(y_all, minlength=len(self.classes_)).to(x_all.dtype)
+        full = _TrainingSet.of(X, y_enc, len(self.classes_), self.class_counts_, device)
         self.filters_ = nn.ModuleList()
         self.heads_ = nn.ModuleList()
         self.reports_: list[dict[str, Any]] = []
@@ -364,8 +368,10 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             self.fallback_ = copy.deepcopy(donor.fallback_)
             base.posthoc(self.fallback_)
         else:
-            self.fallback_ = self._fit_stage(base, x_all, None, y_all, head_cfg, gens[-1], "base")
-        x, yl = x_all, y_all
+            self.fallback_ = self._fit_stage(
+                base, full.x, None, full.y, head_cfg, gens[-1], "base"
+            )
+        x, yl = full.x, full.y
         for level in range(self.depth):
             reused = None
             if donor is not None and level < len(donor.filters_):
@@ -373,37 +379,51 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 if level == 0 or same_share:
                     reused = (donor.filters_[level], donor.reports_[level])
             x, yl = self._fit_level(
-                level,
-                x,
-                yl,
-                is_tail,
-                all_counts,
-                flt_cfg,
-                head_cfg,
-                gens[2 * level : 2 * level + 2],
-                reused,
+                level, x, yl, full, flt_cfg, head_cfg, gens[2 * level : 2 * level + 2], reused
             )
+        self.regular_ = self._fit_regular(x, yl, full.counts, head_cfg, gens[-2])
+
+    def _fit_regular(
+        self, x: Tensor, y: Tensor, all_counts: Tensor, head_cfg: HeadConfig, gen: torch.Generator
+    ) -> StageClassifier:
+        """The regular classifier of the samples x (N, D), y (N,) that no filter took: the
+        fallback with ``regular_data="all"`` or no filter, else one trained on them (on
+        ``[x, z]`` and the cluster prior of the last filter when cluster-aided), whose
+        loss takes ``all_counts`` (C,) as the class counts with
+        ``regular_prior="global"``."""
         if self.depth == 0 or self.regular_data == "all":
-            self.regular_ = self.fallback_
-        else:
-            self.regular_ = self._fit_stage(base, x, None, yl, head_cfg, gens[-2], "regular")
+            return self.fallback_
+        inputs, prior = x, None
+        if self._regular_is_cluster_aided():
+            inputs, prior = self._last_filter_inputs(x)
+        counts = all_counts if self.regular_prior == "global" else None
+        return self._fit_stage(
+            self.base_, inputs, prior, y, head_cfg, gen, "regular", prior_counts=counts
+        )
+
+    def _regular_is_cluster_aided(self) -> bool:
+        """Whether the regular classifier is cluster-aided: ``regular_cluster_aided``,
+        trained on the remaining samples, with at least one filter."""
+        applies = self.regular_data == "remaining" and len(self.filters_) >= 1
+        return bool(self.regular_cluster_aided) and applies
 
     def _fit_level(
         self,
         level: int,
         x: Tensor,
         y: Tensor,
-        is_tail: Tensor,
-        all_counts: Tensor,
+        full: _TrainingSet,
         flt_cfg: FilterConfig,
         head_cfg: HeadConfig,
         gens: list[torch.Generator],
         reused: tuple[FlowFilter, dict[str, Any]] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Fit filter ``level`` and its cluster-aided classifier; return what goes on.
+        """Fit filter ``level`` on the level's samples x (N, D), y (N,) and its
+        cluster-aided classifier; return the samples that go on.
 
-        ``all_counts`` (C,) are the class counts of all the data the cascade is fitted
-        on (the class prior of ``stage_prior="global"``)."""
+        ``full`` is all the data the cascade is fitted on (its class counts are the
+        class prior of ``stage_prior="global"``; its samples make the cluster prior with
+        ``cluster_prior_data="all"``)."""
         n_classes = len(self.classes_)
         if reused is None:
             flt = FlowFilter(x.shape[1], n_classes, flt_cfg, generator=gens[0]).to(x.device)
@@ -420,6 +440,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             if flt.config.proportion != flt_cfg.proportion:
                 flt = flt.with_proportion(flt_cfg, x)
                 report.threshold = float(flt.threshold)
+        flt = self._with_cluster_prior(flt, x, y, full, fresh=reused is None)
         out = flt.transform(x)
         mask = flt.route(out.log_prob)
         train = mask | _coverage_samples(y, mask, gens[1]) if self.cover_classes else mask
@@ -434,12 +455,30 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             gens[1],
             f"cluster-aided {level + 1}",
             offset=self.fallback_ if self.residual else None,
-            prior_counts=all_counts if self.stage_prior == "global" else None,
+            prior_counts=full.counts if self.stage_prior == "global" else None,
         )
         self.filters_.append(flt)
         self.heads_.append(head)
-        self.reports_.append(_level_report(report, y, mask, is_tail))
+        self.reports_.append(_level_report(report, y, mask, full.is_tail))
         return x[~mask], y[~mask]
+
+    def _with_cluster_prior(
+        self, flt: FlowFilter, x: Tensor, y: Tensor, full: _TrainingSet, *, fresh: bool
+    ) -> FlowFilter:
+        """``flt`` with a cluster prior counted on the samples ``cluster_prior_data``
+        names: the level's x (N, D), y (N,) (what :meth:`FlowFilter.fit` counts) or all
+        of ``full``. A reused (not ``fresh``) filter belongs to its donor model and is
+        copied before its counts change."""
+        if fresh and self.cluster_prior_data == "level":
+            return flt
+        xs, ys = (full.x, full.y) if self.cluster_prior_data == "all" else (x, y)
+        counts = flt.class_histogram(xs, ys)
+        if torch.equal(counts, flt.cluster_counts):
+            return flt
+        if not fresh:
+            flt = copy.deepcopy(flt)
+        flt.cluster_counts.copy_(counts)
+        return flt
 
     def _fit_stage(
         self,
@@ -468,6 +507,15 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         base.fit(model, data, head_cfg, generator, progress=self.verbose, desc=desc)
         model.set_seen_classes(counts)
         return model
+
+    def _last_filter_inputs(
+        self, x: Tensor, out: FilterOutput | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Inputs ``[x, z]`` (N, 2D, + C with ``stack_base``) and cluster prior (N, C) of
+        samples x (N, D) under the last filter, whose output on x is ``out`` if given."""
+        flt = self.filters_[-1]
+        out = flt.transform(x) if out is None else out
+        return self._cluster_inputs(x, out.z), flt.cluster_prior(out.cluster)
 
     def _cluster_inputs(self, x: Tensor, z: Tensor) -> Tensor:
         """Inputs of a cluster-aided classifier: ``[x, z]`` (N, 2D), plus the base
@@ -509,6 +557,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         logits = x.new_zeros(n, len(self.classes_))
         stage = torch.full((n,), len(self.filters_), dtype=torch.long, device=x.device)
         remaining = torch.arange(n, device=x.device)
+        rest: FilterOutput | None = None  # the last filter's output on what goes on
         for level, (flt, head) in enumerate(zip(self.filters_, self.heads_, strict=True)):
             if remaining.numel() == 0:
                 break
@@ -524,10 +573,19 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                     logits[idx] = self._stage_logits(self.fallback_, x[idx], None)
                 stage[idx] = level
             remaining = remaining[~mask]
+            rest = FilterOutput(out.z[~mask], out.log_prob[~mask], out.cluster[~mask])
         if remaining.numel() > 0:
-            last = self.regular_ if self.stage_enabled_[-1] else self.fallback_
-            logits[remaining] = self._stage_logits(last, x[remaining], None)
+            logits[remaining] = self._regular_logits(x[remaining], rest)
         return logits, stage
+
+    def _regular_logits(self, x: Tensor, out: FilterOutput | None) -> Tensor:
+        """Logits (N, C) of the samples x (N, D) that no filter took, whose output under
+        the last filter is ``out`` (used by a cluster-aided regular classifier)."""
+        if not self.stage_enabled_[-1]:
+            return self._stage_logits(self.fallback_, x, None)
+        if not self.regular_.use_prior:
+            return self._stage_logits(self.regular_, x, None)
+        return self._stage_logits(self.regular_, *self._last_filter_inputs(x, out))
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Logits (N, C) of the stage that handles each sample."""
@@ -649,7 +707,11 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             base.build(2 * d + c * self.stack_base, c, use_prior=True, generator=dummy)
             for _ in range(n_levels)
         )
-        self.regular_ = base.build(d, c, use_prior=False, generator=dummy)
+        self.regular_ = (
+            base.build(2 * d + c * self.stack_base, c, use_prior=True, generator=dummy)
+            if self._regular_is_cluster_aided()
+            else base.build(d, c, use_prior=False, generator=dummy)
+        )
         self.fallback_ = (
             self.regular_
             if meta["fallback_is_regular"]
@@ -699,6 +761,47 @@ def _params_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
     fields = LEGACY_PARAMS | {k: v for k, v in data.items() if k not in ("device", "verbose")}
     config = from_dict(DLSAConfig, fields, where="model params")
     return {k: getattr(config, k) for k in fields}
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainingSet:
+    """All the data one cascade is fitted on, as tensors.
+
+    Attributes:
+        x: (N, D) features.
+        y: (N,) int64 class indices.
+        counts: (C,) samples per class (float, the dtype of x).
+        is_tail: (C,) True for the classes counted as tail in the routing reports.
+    """
+
+    x: Tensor
+    y: Tensor
+    counts: Tensor
+    is_tail: Tensor
+
+    @classmethod
+    def of(
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        class_counts: np.ndarray,
+        device: torch.device,
+    ) -> _TrainingSet:
+        """From features X (N, D), encoded labels y (N,) and the model's class counts
+        (C,) (which decide head and tail, also when fitting on a part of the data)."""
+        x_all = torch.from_numpy(X).to(device)
+        y_all = torch.from_numpy(y.astype(np.int64)).to(device)
+        counts = torch.bincount(y_all, minlength=n_classes).to(x_all.dtype)
+        is_tail = torch.from_numpy(class_counts <= HEAD_THRESHOLD).to(device)
+        return cls(x_all, y_all, counts, is_tail)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        allowed = " or ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _coverage_samples(y: Tensor, mask: Tensor, generator: torch.Generator) -> Tensor:
@@ -789,6 +892,7 @@ def _same_base(donor: DLSAClassifier, base: BaseMethod, head_cfg: HeadConfig) ->
     (equal up to post-hoc hyper-parameters)."""
     if type(donor.base_) is not type(base) or donor.fitted_params_["head"] != head_cfg:
         return False
+
     def fixed(method: BaseMethod) -> dict[str, Any]:
         return {
             k: v for k, v in dataclasses.asdict(method).items() if k not in base.posthoc_params

@@ -7,7 +7,9 @@ connected layer on the cluster prior:
 ``logits = FC[x, z] + FC[P(y | h = k_hat)]`` (paper, Sec. 3.4),
 
 where the caller passes the concatenation ``[x, z]`` as the input and the cluster prior
-(N, C) as ``prior``. The Regular Classifier is the same module without the prior branch.
+(N, C) as ``prior``. The Regular Classifier is the same module without the prior branch
+(with it, on ``[x, z]`` of the last filter, when it is cluster-aided as in the original
+release: ``DLSAConfig.regular_cluster_aided``).
 A *residual* stage (:meth:`StageClassifier.make_residual`, not in the paper) also adds the
 frozen logits of another stage classifier on ``x`` and starts from zero, so it begins as
 that classifier and learns a correction. No losses, samplers or training loops live here.

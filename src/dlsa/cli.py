@@ -113,6 +113,8 @@ def _parser_for(hint: Any, path: str) -> Callable[[str], Any]:
         if optional and text.lower() in ("none", "null"):
             return None
         kind = kinds[0]
+        if typing.get_origin(kind) is typing.Literal:
+            return text  # a choice: config.from_dict checks it
         if typing.get_origin(kind) is tuple:
             item = _parser_for(typing.get_args(kind)[0], path)
             return tuple(item(v.strip()) for v in text.split(",") if v.strip())
@@ -164,6 +166,8 @@ def _metavar(hint: Any) -> str:
     kind = next(a for a in _union_members(hint) if a is not type(None))
     if typing.get_origin(kind) is tuple:
         return "LIST"
+    if typing.get_origin(kind) is typing.Literal:
+        return "{" + ",".join(map(str, typing.get_args(kind))) + "}"
     return getattr(kind, "__name__", "X").upper()
 
 

@@ -27,8 +27,15 @@ class FlowConfig:
     n_blocks: int = 2
     """Number of MADE blocks; "2-layered MAF" (paper, Sec. 4.3)."""
     hidden_features: int | None = None
-    """Width of the single MADE hidden layer; None means the feature dimension D (original
+    """Width of each MADE hidden layer; None means the feature dimension D (original
     release)."""
+    hidden_layers: int = 1
+    """Hidden layers of each MADE (original release: 2, D -> D -> D -> 2D; one layer is
+    half the cost at D = 2048 and was enough on our feature sets, not in the paper)."""
+    zero_init: bool = True
+    """Zero the MADE output layer, so that a new block is the identity and training starts
+    from the identity flow (original release: False, PyTorch's default initialisation;
+    ours keeps the first epochs stable at large lr, not in the paper)."""
     max_hidden: int | None = None
     """Cap on the hidden width when ``hidden_features`` is None (None: no cap, the paper's
     width D). A compute choice, not an accuracy one: at D = 2048 a width-D MADE costs
@@ -39,6 +46,11 @@ class FlowConfig:
     """Update rate of the batch-norm running statistics (not in the paper)."""
     bn_eps: float = 1e-5
     """Variance floor of the batch-norm transform (not in the paper)."""
+    bn_unbiased: bool = False
+    """Batch-norm variance with Bessel's correction, in training and in the running
+    statistics (original release: True, unbiased; ours is the biased variance of RealNVP
+    and of ``torch.nn.BatchNorm1d``'s normalisation; the difference is a factor
+    B / (B - 1))."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,12 @@ class FilterConfig:
     """Cap on one class's share of the MLE weight, in multiples of the uniform share 1/C
     (not in the paper; guards against one tiny class taking all the weight)."""
     lambda_mle: float = 1.0
-    """Weight of the weighted MLE term (the original release's lambda_lh)."""
+    """Weight of the weighted MLE term (original release: lambda_lh = 2 on ImageNet-LT;
+    1 with ``mle_per_dimension``, which already rescales the term)."""
+    mle_per_dimension: bool = True
+    """Divide the weighted negative log-likelihood by D (original release: False, the
+    class-weighted mean log-likelihood itself; ours keeps the term's scale, and so the
+    meaning of lambda_bal and lambda_pure, independent of the feature dimension)."""
     lambda_bal: float = 1.0
     """Weight of the balancedness loss (supplement, Sec. 5, ImageNet-LT)."""
     lambda_pure: float = 0.02
@@ -76,7 +93,9 @@ class FilterConfig:
     eta: float = 0.7
     """Decay of the momentum estimator of the cluster posterior (paper, Sec. 4.3)."""
     purity_pairs: float = 0.25
-    """Purity pairs per step, as a fraction of the batch size (not in the paper)."""
+    """Purity pairs per step, as a fraction of the batch size (original release: 1.0, B
+    pairs; ours passes half as many samples through the flow per step, not in the
+    paper)."""
     detach_purity_target: bool = True
     """Stop the gradient through P(k | x_i) of the purity loss (original release)."""
     lr: float = 0.2
@@ -87,6 +106,12 @@ class FilterConfig:
     """SGD weight decay (not in the paper)."""
     batch_size: int = 1024
     """Minibatch size (supplement, Sec. 5, ImageNet-LT)."""
+    batch_sampler: Literal["shuffle", "class-balanced"] = "shuffle"
+    """Order of the likelihood / balancedness batches: "shuffle" (a random permutation
+    of the level's samples each epoch) or "class-balanced" (N draws per epoch, each a
+    class uniformly among the present ones, then one of its samples, with replacement)
+    (original release: class-balanced; ours lets the class weights of Eq. 6 alone
+    decide how much the tail counts, not in the paper)."""
     epochs: int = 50
     """Training epochs (supplement, Sec. 5, ImageNet-LT)."""
     grad_clip: float | None = 10.0
@@ -97,6 +122,10 @@ class FilterConfig:
     """Purity a cluster needs to count as good in flow-epoch selection (original release)."""
     min_cluster_size: int = 10
     """Size a cluster needs to count as good in flow-epoch selection (original release)."""
+    epoch_ties: Literal["latest", "earliest"] = "latest"
+    """Which epoch flow-epoch selection keeps among epochs with equally many good
+    clusters (original release: "earliest"; ours prefers the longer-trained flow, not in
+    the paper)."""
     selection_start: float = 0.5
     """Flow-epoch selection only considers epochs after this fraction of training, so
     that a barely trained flow is never kept (not in the paper)."""
@@ -112,18 +141,25 @@ class HeadConfig:
     """Training of the stage-2 classifiers (cluster-aided and regular)."""
 
     epochs: int = 30
-    """Training epochs (not in the paper)."""
+    """Training epochs (not in the paper; original release: 150)."""
     batch_size: int = 512
-    """Minibatch size (decoupled training default, Kang et al. 2020)."""
+    """Minibatch size (decoupled training default, Kang et al. 2020; original release:
+    128)."""
     lr: float = 0.1
-    """SGD learning rate, cosine-annealed to 0 (not in the paper)."""
+    """SGD learning rate, annealed as ``schedule`` says (not in the paper; original
+    release: 0.01 on CE / CBS features, 1e-4 on PaCo features)."""
     momentum: float = 0.9
-    """SGD momentum (decoupled training default)."""
+    """SGD momentum (decoupled training default; original release: 0)."""
     weight_decay: float = 5e-4
-    """SGD weight decay (decoupled training default)."""
+    """SGD weight decay (decoupled training default; original release: 0)."""
     standardize: bool = True
     """Standardise inputs with the training mean and std, kept as buffers (original
-    release: batch norm on the classifier input)."""
+    release: False, raw inputs; ours makes one lr fit any feature scale, not in the
+    paper)."""
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """Learning-rate schedule: "cosine" (per-step cosine annealing to 0) or "constant"
+    (original release: constant; ours converges in fewer epochs, decoupled-training
+    practice)."""
 
 
 BASE_NAMES = (
@@ -196,6 +232,23 @@ class DLSAConfig:
     regular_data: str = "all"
     """Data of the regular classifier: "remaining" (samples no filter took, as in the
     original release) or "all" (the base method on all training samples)."""
+    regular_prior: Literal["reaching", "global"] = "reaching"
+    """Class counts that the regular classifier's loss (or post-hoc correction) takes as
+    the training prior: "reaching" (the samples that reach it) or "global" (all training
+    samples) (original release: global; ours is the prior of the data the classifier is
+    trained on, as Balanced Softmax defines it). Only matters with
+    ``regular_data="remaining"``."""
+    regular_cluster_aided: bool = False
+    """With ``regular_data="remaining"`` and depth >= 1, make the regular classifier a
+    (never residual) cluster-aided one on ``[x, z]`` and the cluster prior of the last
+    filter (original release: True, FC(x) + FC([z, prior]); ours is the paper's regular
+    classifier, a linear map of x alone, Sec. 3.4)."""
+    cluster_prior_data: Literal["level", "all"] = "level"
+    """Samples whose clusters under a level's filter make its cluster prior P(y | k):
+    "level" (the level's own training samples, the paper's definition) or "all" (every
+    training sample of the cascade, also those earlier levels took) (original release:
+    all, which leaks earlier levels' samples into later levels' priors; kept for the
+    ablation)."""
     stack_base: bool = False
     """Give each cluster-aided classifier the base method's logits (trained on all data)
     as extra inputs beside ``[x, z]`` (not in the paper)."""
@@ -268,38 +321,94 @@ def auto_components(n_classes: int, n_samples: int) -> int:
 
 
 def paper(flow_filter: FilterConfig) -> DLSAConfig:
-    """The paper's cascade with the given flow-filter settings: three filters routing 30%
-    each, Balanced Softmax, classifiers trained from scratch on their routed samples, the
-    regular classifier on the samples no filter took, no selection."""
+    """The paper's cascade as the original release trains it, with the given flow-filter
+    settings (:func:`release_filter` gives the release's): three filters routing 30% each,
+    Balanced Softmax, classifiers trained from scratch on their routed samples with the
+    release's optimiser (SGD without momentum or weight decay, constant lr 0.01, batch
+    128, 150 epochs, raw inputs), a cluster-aided regular classifier on the samples no
+    filter took with the global class prior, no selection.
+
+    Departures from the original release, kept on purpose:
+
+    * a level's cluster prior P(y | k) counts the level's own training samples
+      (``cluster_prior_data="level"``, the paper's definition); the release counts all
+      training samples, which leaks the samples earlier levels took into later levels'
+      priors;
+    * classifiers start from random weights: for PaCo and iNaturalist features the
+      release copies the backbone's classifier into them, which a feature file cannot
+      reproduce (it holds no classifier weights);
+    * the head lr is the release's value on CE / CBS features (0.01); on PaCo features
+      the release uses 1e-4 (set ``head.lr``).
+    """
     return DLSAConfig(
         depth=3,
         base="balsoftmax",
         flow_filter=flow_filter,
-        head=HeadConfig(),
+        head=HeadConfig(
+            epochs=150,
+            batch_size=128,
+            lr=0.01,
+            momentum=0.0,
+            weight_decay=0.0,
+            standardize=False,
+            schedule="constant",
+        ),
         selection=None,
         regular_data="remaining",
+        regular_prior="global",
+        regular_cluster_aided=True,
         cover_classes=False,
         residual=False,
         stage_prior="routed",
     )
 
 
+def release_filter(**changes: Any) -> FilterConfig:
+    """Flow filter trained as the original release trains it, with the per-data-set
+    ``changes`` (fields of :class:`FilterConfig`): two-hidden-layer MADEs with PyTorch's
+    default initialisation, unbiased batch-norm variance, class-balanced batches, the
+    class-weighted mean log-likelihood (not divided by D) weighted by lambda_lh = 2, B
+    purity pairs per step, and the earliest of equally good epochs.
+
+    lambda_lh = 2 is the release's ImageNet-LT value; its Places-LT and iNaturalist
+    values are not published, and 2 is assumed for them too.
+
+    Example:
+        >>> release_filter(lr=0.1).flow.hidden_layers, release_filter(lr=0.1).lr
+        (2, 0.1)
+    """
+    base = FilterConfig(
+        flow=FlowConfig(hidden_layers=2, zero_init=False, bn_unbiased=True),
+        lambda_mle=2.0,
+        mle_per_dimension=False,
+        purity_pairs=1.0,
+        batch_sampler="class-balanced",
+        epoch_ties="earliest",
+    )
+    return dataclasses.replace(base, **changes)
+
+
 def imagenet_lt() -> DLSAConfig:
     """ImageNet-LT preset (supplement, Sec. 5): K=500, lr 0.2, batch 1024, 50 epochs,
-    lambda_bal 1, lambda_pure 0.02."""
-    return paper(FilterConfig())
+    lambda_bal 1, lambda_pure 0.02; the release's training choices (:func:`paper`,
+    :func:`release_filter`)."""
+    return paper(release_filter())
 
 
 def places_lt() -> DLSAConfig:
     """Places-LT preset (supplement, Sec. 5): K=500, lr 0.1, batch 512, 60 epochs,
-    lambda_bal 2, lambda_pure 0.03."""
-    return paper(FilterConfig(lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03))
+    lambda_bal 2, lambda_pure 0.03; the release's training choices (:func:`paper`,
+    :func:`release_filter`)."""
+    return paper(
+        release_filter(lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03)
+    )
 
 
 def inat18() -> DLSAConfig:
     """iNaturalist 2018 preset (supplement, Sec. 5): K=500, lr 0.2, batch 1024, 30 epochs,
-    lambda_bal 1, lambda_pure 0.05."""
-    return paper(FilterConfig(lr=0.2, batch_size=1024, epochs=30, lambda_pure=0.05))
+    lambda_bal 1, lambda_pure 0.05; the release's training choices (:func:`paper`,
+    :func:`release_filter`)."""
+    return paper(release_filter(lr=0.2, batch_size=1024, epochs=30, lambda_pure=0.05))
 
 
 def small() -> DLSAConfig:

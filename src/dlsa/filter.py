@@ -34,6 +34,7 @@ from dlsa.losses import (
     weighted_nll,
 )
 from dlsa.mixture import GaussianMixtureLatent
+from dlsa.sampling import class_balanced_order
 from dlsa.training import OptimSettings, train_epochs
 
 logger = logging.getLogger(__name__)
@@ -159,9 +160,12 @@ class FlowFilter(nn.Module):
                 n_features,
                 fc.n_blocks,
                 hidden,
+                hidden_layers=fc.hidden_layers,
+                zero_init=fc.zero_init,
                 batch_norm=fc.batch_norm,
                 bn_momentum=fc.bn_momentum,
                 bn_eps=fc.bn_eps,
+                bn_unbiased=fc.bn_unbiased,
             ),
             generator,
         )
@@ -206,11 +210,18 @@ class FlowFilter(nn.Module):
         return log_prob >= self.threshold
 
     def cluster_prior(self, cluster: Tensor) -> Tensor:
-        """``P(y | h = k_hat)`` (N, C) for clusters (N,): the class frequencies of the
-        training samples of this level in each sample's cluster (zeros for a cluster that
-        held no training sample)."""
+        """``P(y | h = k_hat)`` (N, C) for clusters (N,): the class frequencies in each
+        sample's cluster of the samples ``cluster_counts`` was counted on (the level's
+        training samples after :meth:`fit`; zeros for a cluster that held none)."""
         counts = self.cluster_counts[cluster]
         return counts / counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
+
+    def class_histogram(self, x: Tensor, y: Tensor) -> Tensor:
+        """Counts (K, C) of the samples x (N, D) of each class y (N,) in each cluster
+        (what ``cluster_counts`` holds for the samples it was counted on)."""
+        clusters = self.transform(x).cluster
+        hist = cluster_class_histogram(clusters, y, self.n_components, self.n_classes)
+        return hist.to(self.cluster_counts)
 
     def with_proportion(self, config: FilterConfig, x: Tensor) -> FlowFilter:
         """A copy of this fitted filter that routes ``config.proportion`` of the level's
@@ -278,11 +289,16 @@ class _FilterTrainer:
         self.steps = 0
 
     def step_loss(self, idx: Tensor) -> Tensor:
+        """Scalar loss of the batch idx (B,): weighted MLE on the batch (divided by D
+        with ``mle_per_dimension``), balancedness of its mean posterior, and purity of
+        freshly drawn class-uniform pairs."""
         cfg, flt = self.flt.config, self.flt
         pi, pj = sample_purity_pairs(self.y, self.n_pairs, self.generator)
         b = idx.numel()
         _, log_prob, log_post = flt(torch.cat([self.x[idx], self.x[pi], self.x[pj]]))
-        mle = weighted_nll(log_prob[:b], self.sample_weights[idx]) / self.x.shape[1]
+        mle = weighted_nll(log_prob[:b], self.sample_weights[idx])
+        if cfg.mle_per_dimension:
+            mle = mle / self.x.shape[1]
         p_batch = log_post[:b].exp().mean(dim=0)
         bal = balancedness_loss(self.momentum.update(p_batch))
         pure = purity_loss(
@@ -297,6 +313,8 @@ class _FilterTrainer:
         return cfg.lambda_mle * mle + cfg.lambda_bal * bal + cfg.lambda_pure * pure
 
     def epoch_end(self, epoch: int, loss: float) -> None:
+        """Log the epoch's terms and cluster statistics; keep its weights if it is the
+        best eligible epoch so far."""
         cfg, report = self.flt.config, self.report
         report.losses.append({k: v / max(self.steps, 1) for k, v in self.terms.items()})
         self.terms, self.steps = {}, 0
@@ -314,7 +332,7 @@ class _FilterTrainer:
         self.last_state = state
         finite = bool(torch.isfinite(out.log_prob).all())
         warm = epoch >= max(1, round(cfg.selection_start * cfg.epochs))
-        if warm and finite and share <= cfg.max_cluster_share and good >= self.best_score:
+        if warm and finite and share <= cfg.max_cluster_share and self._improves(good):
             self.best_score, self.best_state = good, state
             report.selected_epoch = epoch
         logger.info(
@@ -325,7 +343,23 @@ class _FilterTrainer:
             100 * share,
         )
 
+    def _improves(self, good: int) -> bool:
+        """Whether an eligible epoch with ``good`` good clusters replaces the best so far
+        (on a tie only with ``epoch_ties="latest"``)."""
+        if good == self.best_score:
+            return self.flt.config.epoch_ties == "latest"
+        return good > self.best_score
+
+    def epoch_order(self) -> Tensor:
+        """Indices (N,) of the next epoch's batches: a random permutation, or N
+        class-balanced draws with ``batch_sampler="class-balanced"``."""
+        n = self.x.shape[0]
+        if self.flt.config.batch_sampler == "class-balanced":
+            return class_balanced_order(self.y, n, self.generator)
+        return torch.randperm(n, generator=self.generator).to(self.x.device)
+
     def run(self, progress: bool) -> None:
+        """Train the flow, then load the selected epoch's weights (eval mode)."""
         cfg, report = self.flt.config, self.report
         settings = OptimSettings(
             epochs=cfg.epochs,
@@ -336,12 +370,11 @@ class _FilterTrainer:
             grad_clip=cfg.grad_clip,
             min_batch=2,
         )
-        n = self.x.shape[0]
         self.flt.train()
         history = train_epochs(
             self.flt.flow.parameters(),
             self.step_loss,
-            lambda: torch.randperm(n, generator=self.generator).to(self.x.device),
+            self.epoch_order,
             settings,
             on_epoch_end=self.epoch_end,
             progress=progress,
@@ -356,7 +389,10 @@ class _FilterTrainer:
         if self.best_state is not None and self.best_score > 0:
             report.selection = "most good clusters"
         elif self.best_state is not None:
-            report.selection = "fallback: no cluster met the purity/size bar; latest epoch"
+            report.selection = (
+                "fallback: no cluster met the purity/size bar; "
+                f"{self.flt.config.epoch_ties} eligible epoch"
+            )
         elif self.last_state is not None:
             report.selection = "fallback: every epoch had an oversized cluster; latest epoch"
             self.best_state, report.selected_epoch = self.last_state, n_epochs

@@ -3,7 +3,7 @@
 The flow maps data ``x`` (N, D) to latent ``z`` (N, D) and returns ``log|det dz/dx|``
 (N,). It knows nothing of the latent distribution, labels or training.
 
-Each block is one MADE with a single hidden layer and the affine autoregressive
+Each block is one MADE with one or more hidden layers and the affine autoregressive
 transform ``u = (x - m(x)) * exp(-a(x))``, followed by a batch-norm transform with its
 log-det term (batch statistics in training, running statistics in eval). The input
 order is reversed between blocks.
@@ -51,62 +51,93 @@ class MaskedLinear(nn.Linear):
         return F.linear(x, self.weight * self.mask, self.bias)
 
 
-def made_masks(n_features: int, n_hidden: int) -> tuple[Tensor, Tensor]:
-    """MADE masks for the identity order ``1..D`` and one hidden layer.
+def hidden_degrees(n_features: int, n_hidden: int) -> Tensor:
+    """MADE degrees (H,) of a hidden layer: unit ``h`` has degree ``1 + h mod (D - 1)``.
 
-    Hidden unit ``h`` has degree ``1 + h mod (D - 1)``; it sees inputs of degree <= its
-    own, and output ``d`` sees hidden units of degree < ``d``, so output ``d`` depends on
+    Example:
+        >>> hidden_degrees(3, 5).tolist()
+        [1, 2, 1, 2, 1]
+    """
+    return torch.arange(n_hidden) % (n_features - 1) + 1
+
+
+def made_masks(n_features: int, n_hidden: int, n_layers: int = 1) -> tuple[Tensor, ...]:
+    """MADE masks for the identity order ``1..D`` and ``n_layers`` hidden layers of width
+    ``n_hidden``.
+
+    Every hidden layer has the degrees of :func:`hidden_degrees`. A hidden unit sees the
+    units of the layer below (inputs or hidden) of degree <= its own, and output ``d``
+    sees the last hidden layer's units of degree < ``d``, so output ``d`` depends on
     inputs ``1..d-1`` only.
 
     Args:
         n_features: D (>= 2).
-        n_hidden: width of the hidden layer.
+        n_hidden: width H of each hidden layer.
+        n_layers: number of hidden layers (>= 1).
 
     Returns:
-        ``(mask_in (H, D), mask_out (D, H))`` as float tensors.
+        ``n_layers + 1`` float masks: ``(H, D)`` for the first layer, ``(H, H)`` for each
+        further hidden layer, ``(D, H)`` for the output.
 
     Example:
         >>> m_in, m_out = made_masks(3, 4)
         >>> (m_out @ m_in).tolist()  # paths from input j to output i
         [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [4.0, 2.0, 0.0]]
+        >>> [tuple(m.shape) for m in made_masks(3, 4, n_layers=2)]
+        [(4, 3), (4, 4), (3, 4)]
     """
     if n_features < 2:
         raise ValueError(f"a MADE needs at least 2 features, got {n_features}")
+    if n_layers < 1:
+        raise ValueError(f"a MADE needs at least 1 hidden layer, got {n_layers}")
     degrees_in = torch.arange(1, n_features + 1)
-    degrees_hidden = torch.arange(n_hidden) % (n_features - 1) + 1
-    mask_in = (degrees_hidden[:, None] >= degrees_in[None, :]).float()
-    mask_out = (degrees_in[:, None] > degrees_hidden[None, :]).float()
-    return mask_in, mask_out
+    degrees_hidden = hidden_degrees(n_features, n_hidden)
+    masks = [(degrees_hidden[:, None] >= degrees_in[None, :]).float()]
+    for _ in range(n_layers - 1):
+        masks.append((degrees_hidden[:, None] >= degrees_hidden[None, :]).float())
+    masks.append((degrees_in[:, None] > degrees_hidden[None, :]).float())
+    return tuple(masks)
 
 
 class MaskedAutoregressiveTransform(nn.Module):
     """One MADE block with the affine transform ``u = (x - m(x)) * exp(-a(x))``.
 
-    The output layer starts at zero, so a new block is the identity.
+    With ``zero_init`` the output layer starts at zero, so a new block is the identity;
+    otherwise every layer keeps PyTorch's default initialisation.
 
     Args:
         n_features: D.
-        n_hidden: width of the single hidden layer (ReLU).
+        n_hidden: width of each hidden layer (ReLU).
+        hidden_layers: number of hidden layers (D -> H -> ... -> H -> 2D).
+        zero_init: zero the output layer's weight and bias.
 
     Example:
-        >>> t = MaskedAutoregressiveTransform(4, 8)
+        >>> t = MaskedAutoregressiveTransform(4, 8, hidden_layers=2)
         >>> u, ladj = t(torch.randn(5, 4))
         >>> u.shape, ladj.shape
         (torch.Size([5, 4]), torch.Size([5]))
     """
 
-    def __init__(self, n_features: int, n_hidden: int) -> None:
+    def __init__(
+        self, n_features: int, n_hidden: int, *, hidden_layers: int = 1, zero_init: bool = True
+    ) -> None:
         super().__init__()
-        mask_in, mask_out = made_masks(n_features, n_hidden)
+        first, *between, mask_out = made_masks(n_features, n_hidden, hidden_layers)
         self.n_features = n_features
-        self.hidden = MaskedLinear(mask_in)
+        # ``hidden`` keeps its name (and state-dict keys) of the one-hidden-layer MADE.
+        self.hidden = MaskedLinear(first)
+        self.deeper = nn.ModuleList(MaskedLinear(mask) for mask in between)
         self.output = MaskedLinear(torch.cat([mask_out, mask_out], dim=0))
-        nn.init.zeros_(self.output.weight)
-        nn.init.zeros_(self.output.bias)
+        if zero_init:
+            nn.init.zeros_(self.output.weight)
+            nn.init.zeros_(self.output.bias)
 
     def shift_and_log_scale(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``m(x)`` and ``a(x)``, each (N, D); entry d depends on ``x[:, :d]``."""
-        params = self.output(F.relu(self.hidden(x)))
+        h = F.relu(self.hidden(x))
+        for layer in self.deeper:
+            h = F.relu(layer(h))
+        params = self.output(h)
         return params[:, : self.n_features], params[:, self.n_features :]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -133,6 +164,8 @@ class BatchNormTransform(nn.Module):
         n_features: D.
         momentum: update rate of the running statistics.
         eps: variance floor.
+        unbiased: batch variance with Bessel's correction (divide by B - 1, not B), for
+            the normalisation in training and for the running variance.
 
     Example:
         >>> bn = BatchNormTransform(3).eval()
@@ -144,20 +177,25 @@ class BatchNormTransform(nn.Module):
     running_mean: Tensor
     running_var: Tensor
 
-    def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(
+        self, n_features: int, momentum: float = 0.1, eps: float = 1e-5, *, unbiased: bool = False
+    ) -> None:
         super().__init__()
         self.momentum = momentum
         self.eps = eps
+        self.unbiased = unbiased
         self.log_gamma = nn.Parameter(torch.zeros(n_features))
         self.beta = nn.Parameter(torch.zeros(n_features))
         self.register_buffer("running_mean", torch.zeros(n_features))
         self.register_buffer("running_var", torch.ones(n_features))
 
     def _statistics(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance (D,) of x (N, D) in training (updating the running ones),
+        the running ones in eval."""
         if not self.training:
             return self.running_mean, self.running_var
         mean = x.mean(dim=0)
-        var = x.var(dim=0, unbiased=False)
+        var = x.var(dim=0, unbiased=self.unbiased)
         with torch.no_grad():
             self.running_mean.lerp_(mean.detach(), self.momentum)
             self.running_var.lerp_(var.detach(), self.momentum)
@@ -195,10 +233,13 @@ class MAF(nn.Module):
     Args:
         n_features: D (>= 2).
         n_blocks: number of MADE blocks.
-        n_hidden: width of each MADE's hidden layer; None means D.
+        n_hidden: width of each MADE's hidden layers; None means D.
+        hidden_layers: hidden layers of each MADE.
+        zero_init: start each MADE as the identity (zero output layer).
         batch_norm: add a :class:`BatchNormTransform` after each MADE.
         bn_momentum: running-statistics update rate.
         bn_eps: variance floor.
+        bn_unbiased: unbiased batch variance in the batch-norm transforms.
 
     Example:
         >>> flow = MAF(4, n_blocks=2).eval()
@@ -214,9 +255,12 @@ class MAF(nn.Module):
         n_blocks: int = 2,
         n_hidden: int | None = None,
         *,
+        hidden_layers: int = 1,
+        zero_init: bool = True,
         batch_norm: bool = True,
         bn_momentum: float = 0.1,
         bn_eps: float = 1e-5,
+        bn_unbiased: bool = False,
     ) -> None:
         super().__init__()
         if n_blocks < 1:
@@ -226,9 +270,15 @@ class MAF(nn.Module):
         for i in range(n_blocks):
             if i > 0:
                 layers.append(Reverse())
-            layers.append(MaskedAutoregressiveTransform(n_features, hidden))
+            layers.append(
+                MaskedAutoregressiveTransform(
+                    n_features, hidden, hidden_layers=hidden_layers, zero_init=zero_init
+                )
+            )
             if batch_norm:
-                layers.append(BatchNormTransform(n_features, bn_momentum, bn_eps))
+                layers.append(
+                    BatchNormTransform(n_features, bn_momentum, bn_eps, unbiased=bn_unbiased)
+                )
         self.transforms = nn.ModuleList(layers)
         self.n_features = n_features
 

@@ -12,7 +12,8 @@ differs (``build_head``, ``loss``, ``batch_loss``, ``epoch_order``, ``fit`` or
 in the classifier module, so that saving the module's tensors saves the method.
 
 Multi-phase methods (``tau-norm``, ``lws``, ``m2m``, ``ride``) run each phase through
-:func:`run_phase`, and draw class-balanced epochs with :func:`class_balanced_order`.
+:func:`run_phase`, and draw class-balanced epochs with
+:func:`~dlsa.sampling.class_balanced_order` (re-exported here).
 """
 
 from __future__ import annotations
@@ -28,9 +29,19 @@ from torch import Tensor, nn
 
 from dlsa.classifiers import LinearHead, StageClassifier
 from dlsa.config import HeadConfig
+from dlsa.sampling import class_balanced_order
 from dlsa.training import OptimSettings, TrainHistory, train_epochs
 
 T = TypeVar("T")
+
+__all__ = [
+    "BaseMethod",
+    "StageData",
+    "class_balanced_order",
+    "frozen",
+    "run_phase",
+    "seeded",
+]
 
 
 @dataclass(frozen=True)
@@ -53,41 +64,6 @@ class StageData:
         """The rows ``index`` (B,), with the same ``counts``."""
         prior = None if self.prior is None else self.prior[index]
         return StageData(self.inputs[index], self.target[index], self.counts, prior)
-
-
-def class_balanced_order(target: Tensor, n_draws: int, generator: torch.Generator) -> Tensor:
-    """Indices (n_draws,) drawn by the class-balanced sampler (CBS).
-
-    Each draw picks a class uniformly among the classes present in ``target``, then one
-    of its samples uniformly (with replacement), so every present class is equally
-    likely per draw whatever its size.
-
-    Args:
-        target: (N,) class indices.
-        n_draws: number of draws (an epoch of the ``cbs`` method has N).
-        generator: the only source of randomness.
-
-    Returns:
-        (n_draws,) int64 indices into ``target``, on ``target``'s device.
-
-    References:
-        Kang et al., "Decoupling Representation and Classifier for Long-Tailed
-        Recognition", ICLR 2020. https://arxiv.org/abs/1910.09217
-
-    Example:
-        >>> y = torch.tensor([0] * 98 + [1, 2])
-        >>> idx = class_balanced_order(y, 3000, torch.Generator().manual_seed(0))
-        >>> [round(n / 3000, 1) for n in torch.bincount(y[idx]).tolist()]
-        [0.3, 0.3, 0.3]
-    """
-    labels = target.detach().cpu()
-    _, inverse, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
-    order = torch.argsort(inverse, stable=True)
-    starts = torch.cumsum(sizes, 0) - sizes
-    cls = torch.randint(sizes.numel(), (n_draws,), generator=generator)
-    offset = (torch.rand(n_draws, generator=generator, dtype=torch.float64) * sizes[cls]).long()
-    offset = torch.minimum(offset, sizes[cls] - 1)
-    return order[starts[cls] + offset].to(target.device)
 
 
 def run_phase(
@@ -203,14 +179,15 @@ class BaseMethod:
         return torch.randperm(target.numel(), generator=generator).to(target.device)
 
     def settings(self, config: HeadConfig) -> OptimSettings:
-        """SGD settings of the main training phase."""
+        """SGD settings of the main training phase (learning-rate schedule from
+        ``config.schedule``)."""
         return OptimSettings(
             epochs=config.epochs,
             batch_size=config.batch_size,
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
-            cosine=True,
+            cosine=config.schedule == "cosine",
         )
 
     def train(

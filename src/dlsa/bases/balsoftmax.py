@@ -20,8 +20,10 @@ from dlsa.losses import balanced_softmax_loss
 class BalancedSoftmax(BaseMethod):
     """Cross-entropy on ``logits + log n_j`` in training; raw logits at inference.
 
-    ``n_j`` are the class counts of the data the classifier is trained on (for a
-    cluster-aided classifier: the samples its filter sent it).
+    ``n_j`` are the class counts the cascade passes as the stage's prior: those of the
+    data the classifier is trained on (for a cluster-aided classifier: the samples its
+    filter sent it), or of all training samples with ``stage_prior="global"`` (cluster-
+    aided classifiers) or ``regular_prior="global"`` (the regular classifier).
     """
 
     name: ClassVar[str] = "balsoftmax"

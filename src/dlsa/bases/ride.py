@@ -190,7 +190,8 @@ class Ride(BaseMethod):
     router_epochs: int = 5
     """Epochs of router training (RIDE release, expert-assignment configs: 5)."""
     router_lr: float = 0.01
-    """Learning rate of router training, cosine-annealed (RIDE release: 0.01)."""
+    """Learning rate of router training (RIDE release: 0.01), cosine-annealed or kept
+    constant as ``HeadConfig.schedule`` says (the RIDE release anneals it)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_experts, int) or self.n_experts < 1:
@@ -305,7 +306,7 @@ class Ride(BaseMethod):
                 lr=self.router_lr,
                 momentum=config.momentum,
                 weight_decay=config.weight_decay,
-                cosine=True,
+                cosine=config.schedule == "cosine",
             )
             with frozen(experts):
                 run_phase(
