@@ -395,6 +395,10 @@ def select(
     if cfg.folds < 2:
         raise ValueError(f"selection.folds must be >= 2, got {cfg.folds}")
     start = time.perf_counter()
+    if params["base"] != "auto" and params["depth"] == 0:
+        chosen = params | {"selection": None}
+        return chosen, {"folds": cfg.folds, "margin": cfg.margin, "min_gain": cfg.min_gain,
+                        "rounds": [], "chosen": describe(chosen), "seconds": 0.0}  # fmt: skip
     folds = stratified_folds(y, cfg.folds, seed=_fold_seed(params["random_state"]))
     rounds = []
     if params["base"] == "auto":
