@@ -178,3 +178,14 @@ def test_dlsa_round_on_a_post_hoc_base_reuses_its_fold_models(data):
         "logit-adjust (tau=1.25) + DLSA (depth 1, 99% routed)",
     ]
     assert clf.base_.tau == 1.25
+
+
+def test_classes_of_two_samples_survive_three_folds():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), [40, 30, 20, 3, 2, 2])
+    X = (rng.normal(size=(y.size, 4)) + y[:, None]).astype(np.float32)
+    sel = SelectionConfig(folds=3, bases=("balsoftmax", "ce"), proportions=(0.5,))
+    flt = dataclasses.replace(FLT, mixture=MixtureConfig(n_components=4, sigma=0.5))
+    clf = DLSAClassifier(**(fixed(base="auto", flow_filter=flt) | {"selection": sel}))
+    assert clf.fit(X, y).predict(X).shape == y.shape
+    assert len(clf.selection_["rounds"]) == 2

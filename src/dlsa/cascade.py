@@ -202,7 +202,12 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         return flt, head, make_base(self.base, self.base_params)
 
     def fit(
-        self, X: np.ndarray, y: np.ndarray, *, reuse_filters: DLSAClassifier | None = None
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        reuse_filters: DLSAClassifier | None = None,
+        min_class_samples: int = 2,
     ) -> DLSAClassifier:
         """Fit the cascade on features X (N, D) and labels y (N,).
 
@@ -224,9 +229,13 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 config and ``random_state``, whose flow filters are reused instead of
                 trained again (the paper trains the filters once and shares them across
                 base methods). Not used for the validation run of the safeguard.
+            min_class_samples: fewest training samples a class may have (2: the
+                safeguard and the selection hold samples out of every class). The fold
+                models of the selection, which hold nothing out, pass 1: a class of two
+                samples has one left in some folds.
 
         Raises:
-            ValueError: on invalid features/labels, a class with fewer than 2 samples, a
+            ValueError: on invalid features/labels, a class with too few samples, a
                 level with fewer samples than clusters, or a bad hyper-parameter.
         """
         flt_cfg, head_cfg, base = self._resolved()
@@ -234,7 +243,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         assert y_raw is not None
         self.classes_, y_enc = np.unique(y_raw, return_inverse=True)
         counts = np.bincount(y_enc, minlength=len(self.classes_))
-        _check_class_counts(self.classes_, counts)
+        _check_class_counts(self.classes_, counts, min_class_samples)
         if flt_cfg.mixture.n_components is None:
             k = auto_components(len(self.classes_), len(y_enc))
             flt_cfg = dataclasses.replace(
@@ -901,13 +910,13 @@ def _same_base(donor: DLSAClassifier, base: BaseMethod, head_cfg: HeadConfig) ->
     return fixed(donor.base_) == fixed(base)
 
 
-def _check_class_counts(classes: np.ndarray, counts: np.ndarray) -> None:
-    small = np.flatnonzero(counts < 2)
+def _check_class_counts(classes: np.ndarray, counts: np.ndarray, minimum: int = 2) -> None:
+    small = np.flatnonzero(counts < minimum)
     if small.size:
         shown = ", ".join(f"{classes[i].tolist()!r} ({counts[i]} sample)" for i in small[:5])
         raise ValueError(
-            f"{small.size} class(es) have fewer than 2 training samples: {shown}; DLSA needs "
-            "at least 2 per class (drop those classes or merge them)"
+            f"{small.size} class(es) have fewer than {minimum} training samples: {shown}; "
+            f"DLSA needs at least {minimum} per class (drop those classes or merge them)"
         )
 
 

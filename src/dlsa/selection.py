@@ -216,7 +216,8 @@ def out_of_fold(
     for f, val_idx in enumerate(folds):
         fit_idx = np.setdiff1d(every, val_idx, assume_unique=True)
         clf = DLSAClassifier(**params)
-        clf.fit(X[fit_idx], y[fit_idx], reuse_filters=None if donors is None else donors[f])
+        donor = None if donors is None else donors[f]
+        clf.fit(X[fit_idx], y[fit_idx], reuse_filters=donor, min_class_samples=1)
         models.append(clf)
         for name, cand_params in (variants or _as_fitted)(clf):
             proba, stage = clf.predict_proba_and_route(X[val_idx])
