@@ -189,3 +189,13 @@ def test_classes_of_two_samples_survive_three_folds():
     clf = DLSAClassifier(**(fixed(base="auto", flow_filter=flt) | {"selection": sel}))
     assert clf.fit(X, y).predict(X).shape == y.shape
     assert len(clf.selection_["rounds"]) == 2
+
+
+def test_base_names_are_the_registered_methods():
+    import typing
+
+    from dlsa.bases import BASES
+    from dlsa.config import BASE_NAMES, BaseName
+
+    assert set(BASE_NAMES) == set(BASES)
+    assert set(typing.get_args(BaseName)) == {"auto", *BASES}

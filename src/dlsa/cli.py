@@ -158,7 +158,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             type=_parser_for(hint, path),
             default=argparse.SUPPRESS,
             metavar=_metavar(hint),
-            help=f"{doc} (default: {shown})",
+            help=f"{doc} (default: {shown})".replace("%", "%%"),
         )
 
 

@@ -175,6 +175,20 @@ BASE_NAMES = (
     "ride",
 )
 """The ten stage-2 base methods, simplest first (the order ties are broken in)."""
+BaseName = Literal[
+    "auto",
+    "balsoftmax",
+    "logit-adjust",
+    "tau-norm",
+    "ce",
+    "cbs",
+    "crt",
+    "lws",
+    "cosine",
+    "m2m",
+    "ride",
+]
+"""A base method of :data:`BASE_NAMES`, or "auto" (chosen by selection)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +229,7 @@ class DLSAConfig:
     depth: int = 1
     """Number of flow filters in the cascade (paper, Table 4: 3 is best). With
     ``selection`` it is the deepest cascade tried."""
-    base: str = "auto"
+    base: BaseName = "auto"
     """Stage-2 base method used by every classifier of the cascade (paper, Tables 1-2), a
     name of :data:`BASE_NAMES`, or "auto": chosen by ``selection`` among
     ``selection.bases``."""
