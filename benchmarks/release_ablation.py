@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--components", type=int, default=30, help="K (0: the preset's)")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--out", default="runs/release-ablation")
+    parser.add_argument("--only", default=None, help="comma-separated variant name prefixes")
     args = parser.parse_args()
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -130,6 +131,8 @@ def main() -> None:
         test = load_features(Path(args.panel) / set_name / "test.h5")
         rows = []
         for name, cfg in variants().items():
+            if args.only and not name.startswith(tuple(args.only.split(","))):
+                continue
             recs = []
             for seed in seeds:
                 path = out / set_name / f"{name.replace(' ', '_').replace('/', '')}-s{seed}.json"

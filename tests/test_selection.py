@@ -89,7 +89,7 @@ def test_rule_keeps_the_simpler_candidate_on_a_tie_and_on_a_small_gain():
     mixed[np.flatnonzero(better == y)[:40]] = 1 - y[np.flatnonzero(better == y)[:40]]
     mixed[np.flatnonzero(better != y)[:41]] = y[np.flatnonzero(better != y)[:41]]
     idx, reason, _ = choose([same[0], Candidate("b", {}, mixed)], y, 2, margin=2.0, min_gain=0)
-    assert idx == 0 and "simpler option is kept" in reason
+    assert idx == 0 and "reference is kept" in reason
 
 
 def test_rule_departs_for_a_clear_gain_and_picks_the_simplest_near_the_best():
@@ -102,6 +102,40 @@ def test_rule_departs_for_a_clear_gain_and_picks_the_simplest_near_the_best():
     assert rows[1]["gain"] > 2 * rows[1]["se"]
     idx, _, _ = choose([ref, good], y, 2, margin=2.0, min_gain=0.002)
     assert idx == 1
+
+
+def _flip_hits(pred, y, idx, hit):
+    out = pred.copy()
+    out[idx] = y[idx] if hit else 1 - y[idx]
+    return out
+
+
+def test_a_departure_must_itself_beat_the_reference():
+    # 'twin' is as accurate as the reference but disagrees with everything; 'best' beats
+    # the reference clearly but not the noisy 'twin'. The simplest candidate that 'best'
+    # does not clearly beat is 'twin', a departure never shown to beat the reference:
+    # it must not be chosen.
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 400)
+    ref = Candidate("ref", {}, np.where(rng.random(800) < 0.7, y, 1 - y))
+    twin = Candidate("twin", {}, np.where(rng.random(800) < 0.7, y, 1 - y))
+    fixes = np.flatnonzero(ref.pred != y)[::10]
+    best = Candidate("best", {}, _flip_hits(ref.pred, y, fixes, True))
+    g_twin, se_twin = paired_gain(best.pred, twin.pred, y, 2)
+    assert g_twin <= 2 * se_twin  # the premise: best does not clearly beat twin
+    idx, _, rows = choose([ref, twin, best], y, 2, margin=2.0, min_gain=0.002)
+    assert rows[2]["gain"] > 2 * rows[2]["se"] and not rows[1]["eligible"]
+    assert idx == 2
+
+
+def test_a_departure_that_loses_on_the_rarer_half_is_not_eligible():
+    y = np.repeat([0, 1], [600, 60])  # class 1 is the rarer half
+    ref = Candidate("ref", {}, _flip_hits(y, y, np.arange(0, 300), False))  # head 50%
+    trade = _flip_hits(y, y, np.arange(600, 610), False)  # head 100%, tail 60 -> 50 hits
+    cand = Candidate("trade", {}, trade)
+    idx, reason, rows = choose([ref, cand], y, 2, margin=2.0, min_gain=0.002)
+    assert rows[1]["gain"] > 2 * rows[1]["se"] and rows[1]["tail_gain"] < 0
+    assert idx == 0 and not rows[1]["eligible"] and "rarer half" in reason
 
 
 def test_post_hoc_tau_variants_equal_models_fitted_with_that_tau(data):

@@ -151,9 +151,9 @@ def safeguard_table(validation: Mapping[str, Any] | None, n_levels: int) -> str:
 
 def selection_table(selection: Mapping[str, Any] | None) -> str:
     """The out-of-fold model selection (``DLSAClassifier.selection_``): per round, every
-    candidate's balanced accuracy and paired gain ± standard error over the round's
-    reference, what was chosen and why; a line saying it was off when ``selection`` is
-    None.
+    candidate's balanced accuracy, paired gain ± standard error over the round's
+    reference and gain on the rarer half of the classes, what was chosen and why; a line
+    saying it was off when ``selection`` is None.
 
     Example:
         >>> sel = {"folds": 3, "margin": 2.0, "min_gain": 0.002, "seconds": 1.0,
@@ -162,7 +162,7 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
         ...        "seconds": 1.0, "candidates": [{"name": "balsoftmax",
         ...        "balanced_accuracy": 0.8, "gain": 0.0, "se": 0.0, "chosen": True}]}]}
         >>> print(selection_table(sel).splitlines()[-3])
-        | balsoftmax | 80.00 | - | chosen |
+        | balsoftmax | 80.00 | - | - | chosen |
     """
     if not selection:
         return "selection: off (the configuration was fitted as given)"
@@ -190,12 +190,26 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
                     else f"{100 * routed:.0f}% of routed vs {100 * row['tail_share_input']:.0f}%"
                 ]
             )
+            tail = (
+                "-"
+                if row["name"] == rnd["reference"] or "tail_gain" not in row
+                else (f"{100 * row['tail_gain']:+.2f}")
+            )
+            decision = (
+                "chosen"
+                if row["chosen"]
+                else ("not eligible" if row.get("eligible") is False else "")
+            )
             rows.append(
-                [row["name"], pct(row["balanced_accuracy"], 2), gain, *extra,
-                 "chosen" if row["chosen"] else ""]
+                [row["name"], pct(row["balanced_accuracy"], 2), gain, tail, *extra, decision]
             )  # fmt: skip
-        header = ["candidate", "out-of-fold balanced acc", f"gain over {rnd['reference']}"]
-        if rows and len(rows[0]) == 5:
+        header = [
+            "candidate",
+            "out-of-fold balanced acc",
+            f"gain over {rnd['reference']}",
+            "rarer half gain",
+        ]
+        if rows and len(rows[0]) == 6:
             header.append("tail share (filter 1)")
         table = markdown_table([*header, "decision"], rows)
         parts += ["", f"{rnd['what']} ({rnd['seconds']:.1f} s):", "", table, ""]

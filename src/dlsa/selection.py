@@ -119,6 +119,20 @@ def paired_gain(
     return float(mean.sum() / c), float(np.sqrt(np.sum(np.maximum(var, 0.0) / n)) / c)
 
 
+def rarer_half(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mask (N,) of the samples whose class is in the rarer half of the classes present
+    in ``y`` (N,) (by count; ``ceil(C / 2)`` classes, ties by class index).
+
+    Example:
+        >>> rarer_half(np.array([0, 0, 0, 1, 2, 2]), 3).tolist()
+        [False, False, False, True, True, True]
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    present = np.flatnonzero(counts)
+    order = present[np.argsort(counts[present], kind="stable")]
+    return np.isin(y, order[: (len(order) + 1) // 2])
+
+
 def choose(
     candidates: Sequence[Candidate],
     y: np.ndarray,
@@ -129,10 +143,22 @@ def choose(
 ) -> tuple[int, str, list[dict[str, Any]]]:
     """Apply the rule of this module to candidates listed simplest first.
 
+    A candidate other than the first (the reference) is *eligible* when it beats the
+    reference clearly (paired gain > ``margin`` standard errors and > ``min_gain``) and
+    does not lose accuracy on the rarer half of the classes. The chosen candidate is the
+    reference if no candidate is eligible; otherwise the simplest eligible candidate
+    that the best eligible one does not clearly beat.
+
+    The tail condition guards against a bias of out-of-fold estimates on training
+    features: a backbone fitted the training images of rare classes more closely than it
+    will fit their test images, so held-out training features overrate classifiers that
+    trade tail accuracy for head accuracy.
+
     Returns:
         The chosen index, the reason in words, and one evidence row per candidate
         (``name``, ``params``, ``balanced_accuracy``, ``gain`` and ``se`` against the
-        first candidate, ``chosen``).
+        first candidate, ``tail_gain`` and ``tail_se`` on the rarer half of the classes,
+        ``eligible``, ``chosen``).
 
     Example:
         >>> y = np.repeat([0, 1], 50)
@@ -142,21 +168,13 @@ def choose(
         0
     """
     scores = [balanced_accuracy(c.pred, y, n_classes) for c in candidates]
-    best = int(np.argmax(scores))  # the first (simplest) of equal scores
-    chosen, reason = best, "best out-of-fold balanced accuracy"
-    for i in range(best):
-        gain, se = paired_gain(candidates[best].pred, candidates[i].pred, y, n_classes)
-        if gain <= max(margin * se, min_gain):
-            chosen = i
-            reason = (
-                f"{candidates[best].name} scores {100 * gain:+.2f} ± {100 * se:.2f} points over "
-                f"it, not above {margin:g} standard errors and {100 * min_gain:.2f} points; "
-                "the simpler option is kept"
-            )
-            break
+    tail = rarer_half(y, n_classes)
+    ref = candidates[0].pred
     rows = []
     for i, cand in enumerate(candidates):
-        gain, se = paired_gain(cand.pred, candidates[0].pred, y, n_classes)
+        gain, se = paired_gain(cand.pred, ref, y, n_classes)
+        tail_gain, tail_se = paired_gain(cand.pred[tail], ref[tail], y[tail], n_classes)
+        clear = gain > max(margin * se, min_gain)
         rows.append(
             {
                 "name": cand.name,
@@ -164,9 +182,42 @@ def choose(
                 "balanced_accuracy": scores[i],
                 "gain": gain,
                 "se": se,
-                "chosen": i == chosen,
+                "tail_gain": tail_gain,
+                "tail_se": tail_se,
+                "eligible": i == 0 or (clear and tail_gain >= 0.0),
+                "chosen": False,
             }
         )
+    eligible = [i for i, row in enumerate(rows) if row["eligible"]]
+    best = max(eligible, key=lambda i: (scores[i], -i))  # the simplest of equal scores
+    top = int(np.argmax(scores))
+    if best == 0:
+        chosen = 0
+        if top == 0:
+            reason = "the reference has the best out-of-fold balanced accuracy"
+        else:
+            t = rows[top]
+            reason = (
+                f"no departure beats the reference clearly without losing on the rarer half "
+                f"of the classes (best: {t['name']}, {100 * t['gain']:+.2f} ± "
+                f"{100 * t['se']:.2f} points, rarer half {100 * t['tail_gain']:+.2f}); "
+                "the reference is kept"
+            )
+    else:
+        chosen, reason = best, "best eligible out-of-fold balanced accuracy"
+        for i in eligible:
+            if i >= best:
+                break
+            gain, se = paired_gain(candidates[best].pred, candidates[i].pred, y, n_classes)
+            if i > 0 and gain <= max(margin * se, min_gain):
+                chosen = i
+                reason = (
+                    f"{candidates[best].name} scores {100 * gain:+.2f} ± {100 * se:.2f} points "
+                    f"over it, not above {margin:g} standard errors and "
+                    f"{100 * min_gain:.2f} points; the simpler option is kept"
+                )
+                break
+    rows[chosen]["chosen"] = True
     return chosen, reason, rows
 
 
