@@ -11,7 +11,7 @@ fold on train when the default chose no filter), and what the default chose.
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/transfer.py --half tune --panel runs/panel \\
-        --out runs/transfer [--models balsoftmax,default,paper] [--seeds 0,1,2]
+        --out runs/transfer [--seeds 0,1,2] [--paper-seeds 0]
 """
 
 from __future__ import annotations
@@ -34,8 +34,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 from panel import REPORT, TUNE  # noqa: E402
 
 
-def model_config(name: str, seed: int) -> DLSAConfig:
-    if name == "balsoftmax":
+def _chosen_base(default_record: dict) -> DLSAConfig:
+    """The base method the default chose in its first round, alone (no DLSA, no selection)."""
+    first = default_record["selection"]["rounds"][0]
+    params = next(row["params"] for row in first["candidates"] if row["name"] == first["chosen"])
+    return DLSAConfig(
+        depth=0, base=params["base"], base_params=params.get("base_params", {}), selection=None
+    )
+
+
+def model_config(name: str, seed: int, default_record: dict | None = None) -> DLSAConfig:
+    if name == "chosen-base":
+        if default_record is None:
+            raise SystemExit("chosen-base needs the default's record of the same seed")
+        cfg = _chosen_base(default_record)
+    elif name == "balsoftmax":
         cfg = DLSAConfig(depth=0, base="balsoftmax", selection=None)
     elif name == "default":
         cfg = DLSAConfig()
@@ -46,9 +59,9 @@ def model_config(name: str, seed: int) -> DLSAConfig:
     return dataclasses.replace(cfg, random_state=seed)
 
 
-def run_one(folder: Path, name: str, seed: int) -> dict:
+def run_one(folder: Path, name: str, seed: int, default_record: dict | None = None) -> dict:
     train, test = load_features(folder / "train.h5"), load_features(folder / "test.h5")
-    cfg = model_config(name, seed)
+    cfg = model_config(name, seed, default_record)
     start = time.perf_counter()
     clf = DLSAClassifier(**cfg.estimator_params()).fit(train.X, train.y)
     seconds = time.perf_counter() - start
@@ -68,7 +81,8 @@ def cached(out: Path, set_name: str, name: str, seed: int, panel: Path) -> dict:
     path = out / set_name / f"{name}-s{seed}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    record = run_one(panel / set_name, name, seed)
+    default = cached(out, set_name, "default", seed, panel) if name == "chosen-base" else None
+    record = run_one(panel / set_name, name, seed, default)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, default=float))
     print(f"{set_name} {name} s{seed}: {100 * record['metrics']['overall']:.2f} "
@@ -96,40 +110,67 @@ def _oof_separation(selection: dict | None) -> str:
     return "-"
 
 
+def _separation(record: dict) -> str:
+    sep = record["separation"]
+    if sep and sep.get("accuracy") is not None:
+        return f"{100 * sep['tail_share_selected']:.0f} vs {100 * sep['tail_share_input']:.0f}"
+    return _oof_separation(record["selection"])
+
+
+def _dlsa_on_top(defaults: list[dict], bases: list[dict | None]) -> str:
+    """Test gain of base + DLSA over the same base alone, over the seeds that chose DLSA."""
+    gains = [
+        d["metrics"]["overall"] - b["metrics"]["overall"]
+        for d, b in zip(defaults, bases, strict=True)
+        if b is not None
+    ]
+    return f"{_ms(gains, True)} ({len(gains)})" if gains else "not chosen"
+
+
 def table(
     out: Path,
     sets: list[str],
-    models: list[str],
     seeds: list[int],
     panel: Path,
     paper_seeds: list[int] | None = None,
 ) -> str:
-    paper_seeds = seeds if paper_seeds is None else paper_seeds
-    head = [*(f"{m} overall" for m in models), "default - balsoftmax", "few gain",
-            "filter-1 tail share: routed vs all", "default chose (seed 0)"]  # fmt: skip
-    lines = ["| set | " + " | ".join(head) + " |", "|---|" + "--:|" * len(head)]
+    """README table: Balanced Softmax, paper preset, default, gains, separation, choices."""
+    paper_seeds = [] if paper_seeds is None else paper_seeds
+    head = ["Balanced Softmax", f"paper preset (`imagenet-lt`, seeds {paper_seeds})",
+            "default", "default - Balanced Softmax", "few-shot gain",
+            "DLSA on top: gain over the chosen base alone (seeds)",
+            "filter-1 tail share: routed vs all (seed 0)", "default chose (by seed)"]  # fmt: skip
+    lines = ["| set | " + " | ".join(head) + " |", "|---|" + "--:|" * (len(head) - 1) + "---|"]
     for s in sets:
-        recs = {
-            m: [
-                cached(out, s, m, seed, panel) for seed in (paper_seeds if m == "paper" else seeds)
-            ]
-            for m in models
-        }
-        cells = [_ms([r["metrics"]["overall"] for r in recs[m]]) for m in models]
-        if "default" in recs and "balsoftmax" in recs:
-            pairs = list(zip(recs["default"], recs["balsoftmax"], strict=True))
-            gain = [a["metrics"]["overall"] - b["metrics"]["overall"] for a, b in pairs]
-            few = [
-                None if a["metrics"]["few"] is None else a["metrics"]["few"] - b["metrics"]["few"]
-                for a, b in pairs
-            ]
-            cells += [_ms(gain, True), _ms(few, True)]
-            sep = recs["default"][0]["separation"]
-            if sep and sep.get("accuracy") is not None:
-                cells.append(f"{100 * sep['accuracy']:.0f} vs {100 * sep['tail_share_input']:.0f}")
-            else:
-                cells.append(_oof_separation(recs["default"][0]["selection"]))
-            cells.append(recs["default"][0]["chosen"] or "-")
+        get = {m: [cached(out, s, m, seed, panel) for seed in seeds]
+               for m in ("balsoftmax", "default")}  # fmt: skip
+        get["chosen-base"] = [  # the chosen base alone, where the default put DLSA on it
+            cached(out, s, "chosen-base", seed, panel) if "DLSA" in (d["chosen"] or "") else None
+            for seed, d in zip(seeds, get["default"], strict=True)
+        ]
+        paper = [cached(out, s, "paper", seed, panel) for seed in paper_seeds]
+        pairs = list(zip(get["default"], get["balsoftmax"], strict=True))
+        gain = [a["metrics"]["overall"] - b["metrics"]["overall"] for a, b in pairs]
+        few = [
+            None if a["metrics"]["few"] is None else a["metrics"]["few"] - b["metrics"]["few"]
+            for a, b in pairs
+        ]
+        paper_gain = [
+            p["metrics"]["overall"] - get["balsoftmax"][seeds.index(k)]["metrics"]["overall"]
+            for p, k in zip(paper, paper_seeds, strict=True)
+        ]
+        cells = [
+            _ms([r["metrics"]["overall"] for r in get["balsoftmax"]]),
+            f"{_ms([r['metrics']['overall'] for r in paper])} ({_ms(paper_gain, True)})"
+            if paper
+            else "not run",
+            _ms([r["metrics"]["overall"] for r in get["default"]]),
+            f"**{_ms(gain, True)}**",
+            _ms(few, True),
+            _dlsa_on_top(get["default"], get["chosen-base"]),
+            _separation(get["default"][0]),
+            "; ".join(r["chosen"] or "-" for r in get["default"]),
+        ]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -139,7 +180,6 @@ def main() -> None:
     parser.add_argument("--half", choices=["tune", "report"], required=True)
     parser.add_argument("--panel", default="runs/panel")
     parser.add_argument("--out", default="runs/transfer")
-    parser.add_argument("--models", default="balsoftmax,default")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--sets", default=None, help="comma-separated subset of the half")
     parser.add_argument("--paper-seeds", default=None, help="seeds of the paper preset")
@@ -147,10 +187,9 @@ def main() -> None:
     sets = list(TUNE if args.half == "tune" else REPORT)
     if args.sets:
         sets = [s for s in sets if s in args.sets.split(",")]
-    models = args.models.split(",")
     seeds = [int(v) for v in args.seeds.split(",")]
     paper = None if args.paper_seeds is None else [int(v) for v in args.paper_seeds.split(",")]
-    print(table(Path(args.out), sets, models, seeds, Path(args.panel), paper))
+    print(table(Path(args.out), sets, seeds, Path(args.panel), paper))
 
 
 if __name__ == "__main__":
