@@ -15,9 +15,9 @@ from dlsa.losses import (
     cap_class_weights,
     class_weights,
     purity_loss,
-    sample_purity_pairs,
     weighted_nll,
 )
+from dlsa.sampling import sample_purity_pairs
 
 
 def test_class_weights_sum_to_one_and_favour_the_tail():

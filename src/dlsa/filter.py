@@ -30,11 +30,11 @@ from dlsa.losses import (
     cap_class_weights,
     class_weights,
     purity_loss,
-    sample_purity_pairs,
     weighted_nll,
 )
 from dlsa.mixture import GaussianMixtureLatent
-from dlsa.sampling import class_balanced_order
+from dlsa.rng import randperm, seeded
+from dlsa.sampling import PurityPairSampler, class_balanced_order
 from dlsa.training import OptimSettings, train_epochs
 
 logger = logging.getLogger(__name__)
@@ -142,8 +142,6 @@ class FlowFilter(nn.Module):
         self, n_features: int, n_classes: int, config: FilterConfig, *, generator: torch.Generator
     ) -> None:
         super().__init__()
-        from dlsa.bases import seeded  # local: bases imports classifiers, not filter
-
         fc = config.flow
         self.config = config
         self.n_classes = n_classes
@@ -264,6 +262,16 @@ class FlowFilter(nn.Module):
         return report
 
 
+def _snapshot(module: nn.Module, into: dict[str, Tensor] | None) -> dict[str, Tensor]:
+    """Copy of the module's state: into the tensors of ``into`` when given (allocated by an
+    earlier snapshot of the same module), else into new ones."""
+    if into is None:
+        return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    for k, v in module.state_dict().items():
+        into[k].copy_(v)
+    return into
+
+
 class _FilterTrainer:
     """The training run of one :class:`FlowFilter` (losses, epoch selection)."""
 
@@ -282,10 +290,12 @@ class _FilterTrainer:
         self.sample_weights = weights[y]
         self.momentum = MomentumEstimator(cfg.eta)
         self.n_pairs = max(1, int(round(cfg.purity_pairs * cfg.batch_size)))
+        self.pairs = PurityPairSampler(y)  # per-class tables built once per level
+        # epoch snapshots are copied into buffers allocated once (no deep copy per epoch)
         self.best_state: dict[str, Tensor] | None = None
         self.best_score = -1
         self.last_state: dict[str, Tensor] | None = None
-        self.terms: dict[str, float] = {}
+        self.terms: dict[str, Tensor] = {}  # summed on the device, read once per epoch
         self.steps = 0
 
     def step_loss(self, idx: Tensor) -> Tensor:
@@ -293,7 +303,7 @@ class _FilterTrainer:
         with ``mle_per_dimension``), balancedness of its mean posterior, and purity of
         freshly drawn class-uniform pairs."""
         cfg, flt = self.flt.config, self.flt
-        pi, pj = sample_purity_pairs(self.y, self.n_pairs, self.generator)
+        pi, pj = self.pairs.draw(self.n_pairs, self.generator)
         b = idx.numel()
         _, log_prob, log_post = flt(torch.cat([self.x[idx], self.x[pi], self.x[pj]]))
         mle = weighted_nll(log_prob[:b], self.sample_weights[idx])
@@ -308,7 +318,8 @@ class _FilterTrainer:
         )
         terms = {"mle": mle, "bal": bal, "pure": pure}
         for name, value in terms.items():
-            self.terms[name] = self.terms.get(name, 0.0) + float(value.detach())
+            old = self.terms.get(name)
+            self.terms[name] = value.detach() if old is None else old + value.detach()
         self.steps += 1
         return cfg.lambda_mle * mle + cfg.lambda_bal * bal + cfg.lambda_pure * pure
 
@@ -316,7 +327,7 @@ class _FilterTrainer:
         """Log the epoch's terms and cluster statistics; keep its weights if it is the
         best eligible epoch so far."""
         cfg, report = self.flt.config, self.report
-        report.losses.append({k: v / max(self.steps, 1) for k, v in self.terms.items()})
+        report.losses.append({k: float(v) / max(self.steps, 1) for k, v in self.terms.items()})
         self.terms, self.steps = {}, 0
         out = self.flt.transform(self.x)
         hist = cluster_class_histogram(
@@ -328,12 +339,12 @@ class _FilterTrainer:
         share = float(sizes.max() / self.x.shape[0])
         report.good_clusters.append(good)
         report.largest_share.append(share)
-        state = copy.deepcopy(self.flt.state_dict())
-        self.last_state = state
+        self.last_state = _snapshot(self.flt, self.last_state)
         finite = bool(torch.isfinite(out.log_prob).all())
         warm = epoch >= max(1, round(cfg.selection_start * cfg.epochs))
         if warm and finite and share <= cfg.max_cluster_share and self._improves(good):
-            self.best_score, self.best_state = good, state
+            self.best_score = good
+            self.best_state = _snapshot(self.flt, self.best_state)
             report.selected_epoch = epoch
         logger.info(
             "filter epoch %d: loss %.4g, good clusters %d, largest cluster %.1f%%",
@@ -356,7 +367,7 @@ class _FilterTrainer:
         n = self.x.shape[0]
         if self.flt.config.batch_sampler == "class-balanced":
             return class_balanced_order(self.y, n, self.generator)
-        return torch.randperm(n, generator=self.generator).to(self.x.device)
+        return randperm(n, self.generator, self.x.device)
 
     def run(self, progress: bool) -> None:
         """Train the flow, then load the selected epoch's weights (eval mode)."""

@@ -168,45 +168,6 @@ def purity_loss(log_post_i: Tensor, log_post_j: Tensor, *, detach_i: bool = True
     return (p_i * log_post_j).sum(dim=-1).mean()
 
 
-def sample_purity_pairs(
-    labels: Tensor, n_pairs: int, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """Draw index pairs from two different classes, each class drawn uniformly.
-
-    For each pair: class ``a`` uniform among the classes present in ``labels``, class
-    ``b`` uniform among the others, then one sample of each class uniformly.
-
-    Args:
-        labels: (N,) integer labels with at least two distinct values.
-        n_pairs: number of pairs P.
-        generator: source of randomness.
-
-    Returns:
-        ``(idx_i, idx_j)``, each (P,) indices into ``labels``.
-
-    Example:
-        >>> g = torch.Generator().manual_seed(0)
-        >>> i, j = sample_purity_pairs(torch.tensor([0, 0, 0, 1, 2]), 8, g)
-        >>> bool((torch.tensor([0, 0, 0, 1, 2])[i] != torch.tensor([0, 0, 0, 1, 2])[j]).all())
-        True
-    """
-    classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    n_classes = classes.numel()
-    if n_classes < 2:
-        raise ValueError("purity pairs need samples of at least two classes")
-    order = torch.argsort(inverse, stable=True)
-    starts = torch.cumsum(counts, 0) - counts
-    a = torch.randint(n_classes, (n_pairs,), generator=generator)
-    b = torch.randint(n_classes - 1, (n_pairs,), generator=generator)
-    b = b + (b >= a).long()
-
-    def pick(c: Tensor) -> Tensor:
-        offset = (torch.rand(n_pairs, generator=generator) * counts[c]).long()
-        return order[starts[c] + torch.minimum(offset, counts[c] - 1)]
-
-    return pick(a), pick(b)
-
-
 def balanced_softmax_loss(
     logits: Tensor, target: Tensor, counts: Tensor, reduction: str = "mean"
 ) -> Tensor:

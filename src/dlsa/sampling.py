@@ -1,13 +1,112 @@
 """Index samplers on torch tensors, shared by the flow filters and the base methods.
 
 This module depends on torch only, so that every training module can import it without
-an upward import (the flow filter must not import :mod:`dlsa.bases`).
+an upward import (the flow filter must not import :mod:`dlsa.bases`). Per-class index
+tables are built once (:class:`ClassIndex`) on the labels' device; random numbers are
+drawn where the generator lives and moved there (:mod:`dlsa.rng`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from dlsa import rng
+
+
+class ClassIndex:
+    """The samples of labels (N,) grouped by class, to draw samples of given classes.
+
+    Attributes:
+        classes: (C',) the distinct labels, sorted.
+        order: (N,) sample indices sorted by class (stable).
+        counts: (C',) samples per class.
+        starts: (C',) offset of each class's first sample in ``order``.
+
+    Example:
+        >>> idx = ClassIndex(torch.tensor([2, 0, 2, 1]))
+        >>> idx.pick(torch.tensor([0, 2]), torch.tensor([0.0, 0.99])).tolist()
+        [1, 2]
+    """
+
+    def __init__(self, labels: Tensor) -> None:
+        classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+        self.classes, self.counts = classes, counts
+        self.order = torch.argsort(inverse, stable=True)
+        self.starts = torch.cumsum(counts, 0) - counts
+
+    @property
+    def n_classes(self) -> int:
+        """C', the number of classes present."""
+        return self.classes.numel()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the tables live (the labels' device)."""
+        return self.order.device
+
+    def to(self, device: torch.device | str) -> ClassIndex:
+        """This table on another device."""
+        out = ClassIndex.__new__(ClassIndex)
+        for name in ("classes", "counts", "order", "starts"):
+            setattr(out, name, getattr(self, name).to(device))
+        return out
+
+    def pick(self, cls: Tensor, u: Tensor) -> Tensor:
+        """One sample (P,) of each class position cls (P,) in ``[0, C')``, the
+        ``floor(u * n_c)``-th of its class for uniforms u (P,) in [0, 1)."""
+        counts = self.counts[cls]
+        offset = torch.minimum((u * counts).long(), counts - 1)
+        return self.order[self.starts[cls] + offset]
+
+
+class PurityPairSampler:
+    """Index pairs from two different classes, each class drawn uniformly (the purity
+    loss's pairs, supplement Sec. 3): class ``a`` uniform among the classes present,
+    class ``b`` uniform among the others, then one sample of each uniformly.
+
+    The per-class table is built once per level (on the labels' device), so a draw costs
+    O(P) instead of sorting all N labels.
+
+    Args:
+        labels: (N,) integer labels with at least two distinct values.
+
+    Example:
+        >>> y = torch.tensor([0, 0, 0, 1, 2])
+        >>> i, j = PurityPairSampler(y).draw(8, torch.Generator().manual_seed(0))
+        >>> bool((y[i] != y[j]).all())
+        True
+    """
+
+    def __init__(self, labels: Tensor) -> None:
+        self.index = ClassIndex(labels)
+        if self.index.n_classes < 2:
+            raise ValueError("purity pairs need samples of at least two classes")
+
+    def draw(self, n_pairs: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``(idx_i, idx_j)``, each (P,) indices into the labels, on their device."""
+        index, device = self.index, self.index.device
+        a = rng.randint(index.n_classes, n_pairs, generator, device)
+        b = rng.randint(index.n_classes - 1, n_pairs, generator, device)
+        b = b + (b >= a).long()
+        i = index.pick(a, rng.rand(n_pairs, generator, device))
+        return i, index.pick(b, rng.rand(n_pairs, generator, device))
+
+
+def sample_purity_pairs(
+    labels: Tensor, n_pairs: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """One draw of :class:`PurityPairSampler` (builds the table: use the class in loops).
+
+    Args:
+        labels: (N,) integer labels with at least two distinct values.
+        n_pairs: number of pairs P.
+        generator: source of randomness (on any device).
+
+    Returns:
+        ``(idx_i, idx_j)``, each (P,) indices into ``labels``, on ``labels``' device.
+    """
+    return PurityPairSampler(labels).draw(n_pairs, generator)
 
 
 def class_balanced_order(target: Tensor, n_draws: int, generator: torch.Generator) -> Tensor:
@@ -20,7 +119,7 @@ def class_balanced_order(target: Tensor, n_draws: int, generator: torch.Generato
     Args:
         target: (N,) class indices.
         n_draws: number of draws (an epoch of the ``cbs`` method has N).
-        generator: the only source of randomness (a CPU generator).
+        generator: the only source of randomness.
 
     Returns:
         (n_draws,) int64 indices into ``target``, on ``target``'s device.
@@ -35,11 +134,7 @@ def class_balanced_order(target: Tensor, n_draws: int, generator: torch.Generato
         >>> [round(n / 3000, 1) for n in torch.bincount(y[idx]).tolist()]
         [0.3, 0.3, 0.3]
     """
-    labels = target.detach().cpu()
-    _, inverse, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
-    order = torch.argsort(inverse, stable=True)
-    starts = torch.cumsum(sizes, 0) - sizes
-    cls = torch.randint(sizes.numel(), (n_draws,), generator=generator)
-    offset = (torch.rand(n_draws, generator=generator, dtype=torch.float64) * sizes[cls]).long()
-    offset = torch.minimum(offset, sizes[cls] - 1)
-    return order[starts[cls] + offset].to(target.device)
+    index = ClassIndex(target.detach().cpu())
+    cls = rng.randint(index.n_classes, n_draws, generator, "cpu")
+    u = rng.rand(n_draws, generator, "cpu", dtype=torch.float64)
+    return index.pick(cls, u).to(target.device)

@@ -12,10 +12,13 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from dlsa.rng import torch_generator
+
+__all__ = ["OptimSettings", "TrainHistory", "minibatches", "torch_generator", "train_epochs"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,18 +61,6 @@ class TrainHistory:
     diverged_epoch: int | None = None
 
 
-def torch_generator(seed: np.random.SeedSequence) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded from a ``SeedSequence`` (63 bits of its state).
-
-    Example:
-        >>> a = torch_generator(np.random.SeedSequence(1))
-        >>> torch.equal(torch.rand(2, generator=a),
-        ...             torch.rand(2, generator=torch_generator(np.random.SeedSequence(1))))
-        True
-    """
-    return torch.Generator().manual_seed(int(seed.generate_state(1, dtype=np.uint64)[0] >> 1))
-
-
 def minibatches(order: Tensor, batch_size: int, min_batch: int = 1) -> Iterator[Tensor]:
     """Split an index order (N,) into consecutive batches, skipping a last batch smaller
     than ``min_batch``.
@@ -107,7 +98,7 @@ def train_epochs(
             caller's generator.
         settings: optimiser settings.
         on_epoch_end: called with ``(epoch, mean_loss)`` after each finite epoch.
-        progress: show a tqdm bar over epochs.
+        progress: show a tqdm bar over epochs (only when stderr is a terminal).
         desc: label of the bar and of log lines.
 
     Returns:
@@ -122,10 +113,13 @@ def train_epochs(
     first_order = epoch_order()
     per_epoch = max(1, math.ceil(first_order.numel() / settings.batch_size))
     total, step = settings.epochs * per_epoch, 0
-    bar = tqdm(range(1, settings.epochs + 1), desc=desc, disable=not progress, leave=False)
+    # disable=None: drawn only when stderr is a terminal (no frames in redirected logs)
+    bar = tqdm(
+        range(1, settings.epochs + 1), desc=desc, disable=None if progress else True, leave=False
+    )
     for epoch in bar:
         order = first_order if epoch == 1 else epoch_order()
-        total_loss, n_batches = 0.0, 0
+        total_loss, n_batches = None, 0  # summed on the loss's device, read once per epoch
         for batch in minibatches(order, settings.batch_size, settings.min_batch):
             if settings.cosine:
                 for group in optimizer.param_groups:
@@ -140,10 +134,10 @@ def train_epochs(
             if settings.grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, settings.grad_clip)
             optimizer.step()
-            total_loss += float(loss.detach())
+            total_loss = loss.detach() if total_loss is None else total_loss + loss.detach()
             n_batches += 1
             step += 1
-        mean = total_loss / max(n_batches, 1)
+        mean = 0.0 if total_loss is None else float(total_loss) / n_batches
         history.losses.append(mean)
         bar.set_postfix(loss=f"{mean:.4g}")
         logger.debug("%s: epoch %d loss %.5g", desc, epoch, mean)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from dlsa.classifiers import LinearHead, StageClassifier
 from dlsa.config import HeadConfig
+from dlsa.rng import randperm, seeded
 from dlsa.sampling import class_balanced_order
 from dlsa.training import OptimSettings, TrainHistory, train_epochs
 
@@ -116,24 +117,6 @@ def frozen(parameters: Iterable[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def seeded(build: Callable[[], T], generator: torch.Generator) -> T:
-    """Run ``build`` with torch's RNG seeded from ``generator``, restoring it afterwards.
-
-    Module constructors draw their initial weights from the global RNG; this makes them
-    depend on our generator only, without leaving any global state changed.
-
-    Example:
-        >>> a = seeded(lambda: torch.rand(2), torch.Generator().manual_seed(1))
-        >>> b = seeded(lambda: torch.rand(2), torch.Generator().manual_seed(1))
-        >>> torch.equal(a, b)
-        True
-    """
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
 @dataclass(frozen=True)
 class BaseMethod:
     """Plain softmax cross-entropy with a linear head and uniform sampling (``ce``).
@@ -175,8 +158,7 @@ class BaseMethod:
 
     def epoch_order(self, target: Tensor, counts: Tensor, generator: torch.Generator) -> Tensor:
         """Sample order of one epoch (N,): a uniform random permutation."""
-        # drawn on the CPU generator, then moved: a CPU generator cannot draw on CUDA
-        return torch.randperm(target.numel(), generator=generator).to(target.device)
+        return randperm(target.numel(), generator, target.device)
 
     def settings(self, config: HeadConfig) -> OptimSettings:
         """SGD settings of the main training phase (learning-rate schedule from
