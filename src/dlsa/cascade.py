@@ -47,6 +47,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
+from dlsa import rng
 from dlsa.atomic import temporary_dir_beside
 from dlsa.bases import BaseMethod, StageData, base_params, make_base
 from dlsa.classifiers import StageClassifier
@@ -825,7 +826,7 @@ def _coverage_samples(y: Tensor, mask: Tensor, generator: torch.Generator) -> Te
     n_classes = int(y.max()) + 1
     r = max(1, int(mask.sum()) // n_classes)
     extra = torch.zeros_like(mask)
-    scores = torch.rand(y.numel(), generator=generator).to(y.device)
+    scores = rng.rand(y.numel(), generator, y.device)
     for c in torch.unique(y[~mask]):
         idx = torch.nonzero((y == c) & ~mask).flatten()
         extra[idx[torch.argsort(scores[idx])[:r]]] = True

@@ -22,6 +22,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from dlsa import rng
+
 
 def default_sigma(n_features: int) -> float:
     """Supplement, Sec. 3: ``sigma = sqrt(3 / (2 D))`` puts two means three units apart
@@ -97,7 +99,7 @@ class GaussianMixtureLatent(nn.Module):
         if n_components < 1:
             raise ValueError(f"n_components must be >= 1, got {n_components}")
         scale = default_sigma(n_features) if sigma is None else sigma
-        means = torch.randn(n_components, n_features, generator=generator, dtype=dtype)
+        means = rng.randn((n_components, n_features), generator, generator.device, dtype=dtype)
         return cls(means * scale)
 
     @property

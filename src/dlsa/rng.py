@@ -49,32 +49,56 @@ def seeded(build: Callable[[], T], generator: torch.Generator) -> T:
         >>> torch.equal(a, b)
         True
     """
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    seed = seed_from(generator)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
 
 
+Size = int | tuple[int, ...]
+
+
+def _shape(size: Size) -> tuple[int, ...]:
+    return (size,) if isinstance(size, int) else tuple(size)
+
+
 def rand(
-    n: int, generator: torch.Generator, device: DeviceLike, dtype: torch.dtype = torch.float32
+    size: Size, generator: torch.Generator, device: DeviceLike, dtype: torch.dtype = torch.float32
 ) -> Tensor:
-    """(n,) uniform draws in [0, 1) made on the generator's device, moved to ``device``.
+    """Uniform draws in [0, 1) of shape ``size``, made on the generator's device, moved
+    to ``device``.
 
     Example:
         >>> rand(3, torch.Generator().manual_seed(0), "cpu").shape
         torch.Size([3])
     """
-    return torch.rand(n, generator=generator, device=generator.device, dtype=dtype).to(device)
+    out = torch.rand(_shape(size), generator=generator, device=generator.device, dtype=dtype)
+    return out.to(device)
 
 
-def randint(high: int, n: int, generator: torch.Generator, device: DeviceLike) -> Tensor:
-    """(n,) int64 draws uniform in ``[0, high)``, made on the generator's device, moved.
+def randn(
+    size: Size, generator: torch.Generator, device: DeviceLike, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Standard normal draws of shape ``size``, made on the generator's device, moved.
+
+    Example:
+        >>> randn((2, 3), torch.Generator().manual_seed(0), "cpu").shape
+        torch.Size([2, 3])
+    """
+    out = torch.randn(_shape(size), generator=generator, device=generator.device, dtype=dtype)
+    return out.to(device)
+
+
+def randint(high: int, size: Size, generator: torch.Generator, device: DeviceLike) -> Tensor:
+    """int64 draws uniform in ``[0, high)`` of shape ``size``, made on the generator's
+    device, moved to ``device``.
 
     Example:
         >>> bool((randint(4, 100, torch.Generator().manual_seed(0), "cpu") < 4).all())
         True
     """
-    return torch.randint(high, (n,), generator=generator, device=generator.device).to(device)
+    out = torch.randint(high, _shape(size), generator=generator, device=generator.device)
+    return out.to(device)
 
 
 def randperm(n: int, generator: torch.Generator, device: DeviceLike) -> Tensor:
@@ -85,3 +109,20 @@ def randperm(n: int, generator: torch.Generator, device: DeviceLike) -> Tensor:
         [0, 1, 2, 3]
     """
     return torch.randperm(n, generator=generator, device=generator.device).to(device)
+
+
+def multinomial(probs: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """``n`` draws per row of probs (R, M) (with ``torch.multinomial``'s rules), made on
+    the generator's device; indices (R, n) on ``probs``' device.
+
+    Example:
+        >>> multinomial(torch.tensor([[0.0, 1.0]]), 1, torch.Generator()).tolist()
+        [[1]]
+    """
+    out = torch.multinomial(probs.to(generator.device), n, generator=generator)
+    return out.to(probs.device)
+
+
+def seed_from(generator: torch.Generator, high: int = 2**62) -> int:
+    """An integer seed in ``[0, high)`` drawn from ``generator``."""
+    return int(torch.randint(0, high, (1,), generator=generator, device=generator.device))

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dlsa import rng
+
 
 def as_image_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Bring images to channels-first layout without changing their dtype.
@@ -85,7 +87,7 @@ def random_crop_flip(
     """
     b, c, h, w = x.shape
     if padding > 0:
-        shift = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(x.device)
+        shift = rng.randint(2 * padding + 1, (2, b), generator, x.device)
         padded = F.pad(x, (padding, padding, padding, padding))
         rows = (shift[0, :, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (shift[1, :, None] + torch.arange(w, device=x.device))[:, None, None, :]
@@ -93,6 +95,6 @@ def random_crop_flip(
         chan = torch.arange(c, device=x.device)[None, :, None, None]
         x = padded[batch, chan, rows, cols]
     if flip:
-        mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        mask = rng.rand(b, generator, x.device) < 0.5
         x = torch.where(mask[:, None, None, None], x.flip(-1), x)
     return x

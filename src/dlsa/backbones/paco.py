@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlsa import rng
 from dlsa.backbones.resnet import ResNet
 from dlsa.backbones.train import (
     Augment,
@@ -157,7 +158,7 @@ class PaCoObjective(nn.Module):
             nn.init.zeros_(layer.bias)
         self.key_model = copy.deepcopy(model).requires_grad_(False)
         self.key_proj = copy.deepcopy(self.proj).requires_grad_(False)
-        queue = F.normalize(torch.randn(queue_size, proj_dim, generator=generator), dim=1)
+        queue = F.normalize(rng.randn((queue_size, proj_dim), generator, "cpu"), dim=1)
         self.register_buffer("queue", queue)
         self.register_buffer("queue_labels", torch.full((queue_size,), -1, dtype=torch.int64))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.int64))

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from dlsa import rng
 from dlsa.backbones.checkpoint import save_checkpoint
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
 from dlsa.backbones.resnet import ResNet
@@ -376,7 +377,7 @@ class _Loop:
         """This epoch's sample order: a permutation (CE) or N class-balanced draws (CBS)."""
         if self.settings.sampler == "cbs":
             return torch.from_numpy(class_balanced_indices(y.numpy(), len(y), rng=self.rng))
-        return torch.randperm(len(y), generator=self.order_gen)
+        return rng.randperm(len(y), self.order_gen, "cpu")
 
     def train_epoch(self, x: torch.Tensor, y: torch.Tensor, progress: bool) -> tuple[float, float]:
         """One pass; returns the mean loss and the train accuracy."""

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dlsa import rng
 from dlsa.bases._base import BaseMethod, StageData, class_balanced_order, run_phase
 from dlsa.classifiers import StageClassifier
 from dlsa.config import HeadConfig
@@ -30,7 +31,7 @@ def _stage_logits(model: StageClassifier, s: Tensor, prior: Tensor | None) -> Te
 
 
 def _uniform(n: int, generator: torch.Generator, like: Tensor) -> Tensor:
-    return torch.rand(n, generator=generator, dtype=torch.float64).to(like.device)
+    return rng.rand(n, generator, like.device, dtype=torch.float64)
 
 
 def acceptance_probability(
@@ -89,7 +90,7 @@ def translate(
     Returns:
         (S, D) translated inputs (no graph).
     """
-    noise = torch.rand(seeds.shape, generator=generator, dtype=torch.float64) - 0.5
+    noise = rng.rand(tuple(seeds.shape), generator, seeds.device, dtype=torch.float64) - 0.5
     noise = noise.to(seeds)
     norm = noise.norm(dim=1, keepdim=True).clamp_min(1e-12)
     x = seeds + noise * (radius / norm).clamp_max(1.0)
@@ -195,7 +196,7 @@ class MajorToMinor(BaseMethod):
         slots, p_seed = slots[valid], p_seed[valid]
         if slots.numel() == 0:
             return s, accepted
-        pick = torch.multinomial(p_seed.cpu(), 1, generator=generator).flatten().to(s.device)
+        pick = rng.multinomial(p_seed, 1, generator).flatten()
         p_accept = p_seed.gather(1, pick[:, None]).flatten()
         slot_prior = None if prior is None else prior[slots]
         k = target[slots]

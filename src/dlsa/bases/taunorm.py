@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dlsa import rng
 from dlsa.bases._base import BaseMethod, StageData
 from dlsa.classifiers import StageClassifier
 from dlsa.config import HeadConfig
@@ -82,7 +83,7 @@ def split_stage(
 ) -> tuple[StageData, StageData]:
     """Stratified (fit, validation) split of a stage's data; the fit part gets its own
     class counts. At least one sample of every class stays in the fit part."""
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    seed = rng.seed_from(generator, 2**31 - 1)
     fit_idx, val_idx = stratified_split(data.target.cpu().numpy(), fraction, seed=seed)
     device = data.target.device
     fit = data.subset(torch.from_numpy(fit_idx).to(device))
