@@ -1,0 +1,91 @@
+"""Whole stage 2 at the paper's data shapes: the base method alone vs base + DLSA with a
+paper preset, on one device, in the same run.
+
+Features are synthetic (``make_embedding_like_features``) with the shape of a paper set:
+``imagenet-lt`` 1,000 classes x 2048-d, 640 ... 5 training samples per class (~130k rows,
+as the issue's measurement), ``inat18`` 8,142 classes x 2048-d, 1,000 ... 2 per class
+(~437k rows). ``--scale`` multiplies the per-class counts (and divides nothing else), for
+a smoke run on the CPU.
+
+Prints seconds of each fit, the DLSA overhead ratio, and peak GPU memory on CUDA.
+
+Usage::
+
+    python benchmarks/bench_stage2.py --device cuda --shape imagenet-lt
+    python benchmarks/bench_stage2.py --device cuda --shape inat18
+    OMP_NUM_THREADS=1 python benchmarks/bench_stage2.py --shape imagenet-lt --scale 0.2 \\
+        --classes 200 --dim 256     # CPU smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from dlsa import DLSAClassifier
+from dlsa.config import get_preset
+from dlsa.synthetic import make_embedding_like_features
+
+SHAPES = {
+    "imagenet-lt": {"n_classes": 1000, "n_max": 640, "imbalance": 128.0, "preset": "imagenet-lt"},
+    "inat18": {"n_classes": 8142, "n_max": 1000, "imbalance": 500.0, "preset": "inat18"},
+}
+
+
+def fit_seconds(params: dict, x: np.ndarray, y: np.ndarray, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    DLSAClassifier(**params).fit(x, y)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="imagenet-lt")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies class sizes")
+    parser.add_argument("--classes", type=int, default=None, help="override the class count")
+    parser.add_argument("--dim", type=int, default=2048)
+    args = parser.parse_args()
+    spec = SHAPES[args.shape]
+    device = torch.device(args.device)
+    n_classes = args.classes or spec["n_classes"]
+    data = make_embedding_like_features(
+        n_classes=n_classes,
+        n_features=args.dim,
+        n_max=max(2, int(spec["n_max"] * args.scale)),
+        imbalance=spec["imbalance"] * min(1.0, args.scale),
+        n_test_per_class=1,
+        seed=0,
+    )
+    x, y = data.X_train.astype(np.float32), data.y_train
+    preset = dataclasses.replace(get_preset(spec["preset"]), random_state=0, device=args.device)
+    params = preset.estimator_params()
+    base_only = params | {"depth": 0}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{args.shape}-shaped features: {x.shape[0]} x {x.shape[1]}, {n_classes} classes")
+    print(f"device: {name} (torch {torch.__version__})\n")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    base = fit_seconds(base_only, x, y, device)
+    full = fit_seconds(params, x, y, device)
+    peak = (
+        f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GB"
+        if device.type == "cuda"
+        else "-"
+    )
+    print("| fit | seconds |\n|---|--:|")
+    print(f"| {preset.base} alone | {base:.1f} |")
+    print(f"| {preset.base} + DLSA (`{spec['preset']}` preset) | {full:.1f} |")
+    print(f"\nDLSA / base alone: {full / base:.1f}x; peak GPU memory: {peak}")
+
+
+if __name__ == "__main__":
+    main()
