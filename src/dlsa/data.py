@@ -14,7 +14,7 @@ def long_tailed_counts(n_max: int, n_classes: int, imbalance: float) -> np.ndarr
     """Per-class sample counts of the exponential long-tailed profile.
 
     ``n_c = floor(n_max * imbalance ** (-c / (C - 1)))`` for ``c = 0 .. C-1``, the profile
-    of CIFAR-LT (Cao et al., 2019) and of DESIGN.md's Fashion-MNIST-LT.
+    of CIFAR-LT (Cao et al., 2019), also used for Fashion-MNIST-LT.
 
     Args:
         n_max: samples of the largest class (class 0).

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dlsa.cascade import HEAD_THRESHOLD, DLSAClassifier
+from dlsa.cascade import DLSAClassifier
 from dlsa.evaluation import encode_labels, evaluate
-from dlsa.metrics import confusion_matrix_binned, tsne_embedding
+from dlsa.metrics import HEAD_THRESHOLD, confusion_matrix_binned, histogram_purity, tsne_embedding
 from dlsa.plots import (
     plot_cascade_tsne,
     plot_cluster_purity,
@@ -29,14 +29,7 @@ from dlsa.plots import (
 def filter_cluster_statistics(model: DLSAClassifier) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per filter, cluster sizes (K,) and purity (K,) (NaN for empty clusters) of the
     training samples that reached it, from the class histogram stored in the model."""
-    out = []
-    for flt in model.filters_:
-        counts = flt.cluster_counts.cpu().numpy()
-        sizes = counts.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            purity = np.where(sizes > 0, counts.max(axis=1) / sizes, np.nan)
-        out.append((sizes, purity))
-    return out
+    return [histogram_purity(flt.cluster_counts.cpu().numpy()) for flt in model.filters_]
 
 
 def write_figures(

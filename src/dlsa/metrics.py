@@ -21,6 +21,9 @@ from sklearn.metrics import matthews_corrcoef, normalized_mutual_info_score
 from threadpoolctl import threadpool_limits
 
 SHOT_GROUPS: tuple[str, str, str] = ("many", "medium", "few")
+HEAD_THRESHOLD = 50
+"""A class with more training samples than this is a head class, the rest are tail
+(head-tail separation of the flow filters, Fig. 7)."""
 """Names of the shot groups, from most to least frequent."""
 
 
@@ -204,7 +207,7 @@ def head_tail_separation(
     selected: np.ndarray,
     target: np.ndarray,
     train_counts: np.ndarray,
-    head_threshold: int = 50,
+    head_threshold: int = HEAD_THRESHOLD,
 ) -> dict[str, float | int | None]:
     """Head-tail separation accuracy of one flow filter (Fig. 7).
 
@@ -261,7 +264,7 @@ def good_clusters(
 ) -> int:
     """Number of clusters purer than ``min_purity`` and larger than ``min_size``.
 
-    DESIGN.md's train-only epoch selection counts these clusters.
+    The flow filter's epoch selection (on training statistics only) counts these clusters.
 
     Args:
         sizes: samples per cluster, shape (K,).
@@ -283,6 +286,23 @@ def good_clusters(
         )
     with np.errstate(invalid="ignore"):
         return int(np.sum((purity > min_purity) & (sizes > min_size)))
+
+
+def histogram_purity(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sizes (K,) and purities (K,) (NaN for empty clusters) of a cluster-by-class count
+    table (K, C); the purity of a cluster is the share of its largest class.
+
+    Example:
+        >>> sizes, purity = histogram_purity(np.array([[2, 1], [0, 0]]))
+        >>> sizes.tolist(), purity.round(2).tolist()
+        ([3, 0], [0.67, nan])
+    """
+    counts = np.asarray(counts)
+    sizes = counts.sum(axis=1)
+    largest = counts.max(axis=1) if counts.shape[1] else np.zeros_like(sizes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        purity = np.where(sizes > 0, largest / np.maximum(sizes, 1), np.nan)
+    return sizes, purity
 
 
 def cluster_statistics(
