@@ -256,3 +256,136 @@ def test_no_selection_needs_a_concrete_base(files, tmp_path, capsys):
     argv = ["fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz")]
     assert main([*argv, "--out", str(tmp_path / "x"), "--no-selection", *TINY[2:]]) == 2
     assert "auto" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ user errors (issue 12)
+def _one_line_error(capsys, command: str, *needles: str) -> str:
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"dlsa {command}: error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def test_one_sample_class_is_one_line(files, tmp_path, capsys):
+    d = load_features(files / "train.h5")
+    save_features(tmp_path / "one.h5", np.vstack([d.X, d.X[:1]]), np.append(d.y, 99))
+    argv = ["fit", "--train", str(tmp_path / "one.h5"), "--test", str(files / "test.npz")]
+    assert main([*argv, "--out", str(tmp_path / "o"), *TINY]) == 2
+    _one_line_error(capsys, "fit", "one.h5", "99 (1 sample)")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "needles"),
+    [
+        (["--flow-filter.mixture.n-components", "5000"], ["train.h5", "K=5000"]),
+        (["--base", "nope"], ["config.base", "'nope'"]),
+        (["--selection.bases", "balsoftmax,nope"], ["selection.bases", "'nope'"]),
+        (["--depth", "two"], ["--depth", "'two'"]),
+    ],
+)
+def test_bad_values_are_one_line(files, tmp_path, capsys, flags, needles):
+    argv = ["fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz")]
+    code = main([*argv, "--out", str(tmp_path / "o"), *TINY, *flags])
+    assert code == 2
+    _one_line_error(capsys, "fit", *needles)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _damaged_copy(run, tmp_path, damage) -> str:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(run / "model", model)
+    damage(model)
+    return str(model)
+
+
+def _overwrite_middle(model):
+    path = model / "model.safetensors"
+    with open(path, "r+b") as fh:
+        fh.seek(path.stat().st_size // 2)
+        fh.write(b"\xff" * 64)
+
+
+def _truncate(model):
+    path = model / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _edit_json(model, lambda m: m.pop("checksums"))  # as a folder of the previous version
+
+
+def _edit_json(model, edit):
+    meta = json.loads((model / "model.json").read_text())
+    edit(meta)
+    (model / "model.json").write_text(json.dumps(meta))
+
+
+def _nan_weights(model):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(model / "model.safetensors"))
+    name = next(k for k, v in tensors.items() if v.is_floating_point())
+    tensors[name] = tensors[name].clone().fill_(float("nan"))
+    save_file(tensors, str(model / "model.safetensors"))
+    _edit_json(model, lambda m: m.pop("checksums"))
+
+
+@pytest.mark.parametrize(
+    ("damage", "needles"),
+    [
+        (_overwrite_middle, ["model.safetensors: damaged"]),
+        (_truncate, ["model.safetensors: not a readable safetensors file"]),
+        (lambda m: _edit_json(m, lambda d: d.update(n_features_in=7)), ["size mismatch"]),
+        (_nan_weights, ["non-finite"]),
+    ],
+    ids=["64-bytes-overwritten", "truncated", "json-shapes-edited", "nan-weights"],
+)
+def test_damaged_model_is_refused_in_one_line(run, files, tmp_path, capsys, damage, needles):
+    model = _damaged_copy(run, tmp_path, damage)
+    out = tmp_path / "pred.csv"
+    argv = ["predict", "--model", model, "--features", str(files / "test.npz"), "--out", str(out)]
+    assert main(argv) == 2
+    _one_line_error(capsys, "predict", "--model", *needles)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_model_without_checksums_still_loads(run, tmp_path):
+    from dlsa import DLSAClassifier
+
+    model = _damaged_copy(run, tmp_path, lambda m: _edit_json(m, lambda d: d.pop("checksums")))
+    assert DLSAClassifier.load(model).n_features_in_ == 6
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path, capsys):
+    argv = ["fit", "--train", str(tmp_path / "x.h5"), "--test", "y.h5", "--out", "o"]
+    assert main([*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("dlsa fit: error:")
+
+
+# ------------------------------------------------------------------ text labels
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+def test_text_labels_fit_and_predict_to_csv(files, tmp_path, suffix):
+    names = np.array(["cat", "dog", "emu", "gnu", "owl, tawny", "yak", "ant", "bee"])
+    train, test = load_features(files / "train.h5"), load_features(files / "test.npz")
+    save_features(tmp_path / f"train{suffix}", train.X, names[train.y].astype(bytes))
+    save_features(tmp_path / f"test{suffix}", test.X, names[test.y])
+    argv = ["-q", "fit", "--train", str(tmp_path / f"train{suffix}"),
+            "--test", str(tmp_path / f"test{suffix}"), "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main([*argv, *TINY]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert sorted(results["classes"]) == sorted(names.tolist())
+    assert "cat (" in (tmp_path / "run" / "report.md").read_text()
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(tmp_path / "run" / "model"),
+                 "--features", str(files / "unlabelled.npz"), "--out", str(out)]) == 0  # fmt: skip
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 7 and {r["pred"] for r in rows} <= set(names.tolist())
+    save_features(tmp_path / "int.npz", test.X, test.y)
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "model"),
+                 "--features", str(tmp_path / "int.npz")]) == 2  # fmt: skip

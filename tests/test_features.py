@@ -6,7 +6,14 @@ import h5py
 import numpy as np
 import pytest
 
-from dlsa.features import FeatureFileError, check_features, load_features, save_features
+from dlsa.errors import DLSAInputError
+from dlsa.features import (
+    FeatureFileError,
+    check_features,
+    check_labels,
+    load_features,
+    save_features,
+)
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".hdf5", ".npz"])
@@ -44,7 +51,9 @@ def test_unlabelled_file(tmp_path):
         (np.array([[1.0, np.inf]]), None, "non-finite"),
         (np.ones((3, 2)), np.ones(4), "3 feature rows but 4 labels"),
         (np.ones((2, 2)), np.array([0.5, 1.0]), "integers"),
-        (np.ones((2, 2)), np.array(["a", "b"]), "integers"),
+        (np.ones((2, 2)), np.array(["a", 1], dtype=object), "all be text or all numbers"),
+        (np.ones((2, 2)), np.array([1j, 2j]), "integers, text or booleans"),
+        (np.ones((2, 2)), np.array([b"\xff", b"a"]), "not UTF-8"),
     ],
 )
 def test_schema_errors(X, y, match):
@@ -71,3 +80,29 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(FeatureFileError):
         save_features(tmp_path / "f.h5", np.array([[np.nan]]))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+@pytest.mark.parametrize("labels", [["cat", "dog", "é"], [b"cat", b"dog", b"\xc3\xa9"]])
+def test_text_and_bytes_labels_are_read_as_text(tmp_path, suffix, labels):
+    path = tmp_path / f"f{suffix}"
+    if suffix == ".h5":
+        with h5py.File(path, "w") as fp:
+            fp.create_dataset("features", data=np.ones((3, 2)))
+            fp.create_dataset("labels", data=labels, dtype=h5py.string_dtype())
+    else:
+        np.savez(path, features=np.ones((3, 2)), labels=np.array(labels))
+    data = load_features(path)
+    assert data.y.dtype.kind == "U" and data.y.tolist() == ["cat", "dog", "é"]
+    again = load_features(save_features(tmp_path / f"g{suffix}", data.X, data.y))
+    assert again.y.tolist() == ["cat", "dog", "é"]
+
+
+def test_label_kinds():
+    assert check_labels(np.array([[3], [4]]), 2).dtype == np.int64
+    assert check_labels(np.array([2.0, 5.0]), 2).tolist() == [2, 5]
+    assert check_labels(np.array([True, False]), 2).dtype == bool
+    assert check_labels(np.array(["a", b"b"], dtype=object), 2).tolist() == ["a", "b"]
+    with pytest.raises(FeatureFileError, match="int64"):
+        check_labels(np.array([2**64 - 1], dtype=np.uint64), 1)
+    assert issubclass(FeatureFileError, DLSAInputError)

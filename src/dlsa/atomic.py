@@ -1,6 +1,13 @@
 """Atomic writes: files and folders are built beside their destination and renamed into
 place, so that a failure never leaves a half-written result.
 
+Temporaries live in the destination's parent folder, named
+``.<name>.dlsa-tmp.<host>.<pid>.<random>`` (plus the destination's suffix for a file).
+A run killed before it could clean up (``kill -9``, a power cut) leaves its temporary
+behind; the next atomic write to the same destination removes every such temporary whose
+process no longer runs on this host (temporaries of live processes, or of other hosts on
+a shared file system, are left alone).
+
 Temporary files and folders get the usual permissions (``0o666`` / ``0o777`` less the
 umask), not the ``0600`` / ``0700`` of :mod:`tempfile`, which would stick after the rename.
 """
@@ -8,17 +15,23 @@ umask), not the ``0600`` / ``0700`` of :mod:`tempfile`, which would stick after 
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import shutil
+import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+_TAG = "dlsa-tmp"
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Create ``path`` by calling ``write(tmp)`` on a temporary path beside it (same
     suffix), then renaming it into place; the temporary file is removed on failure.
 
-    Parent folders are created.
+    Parent folders are created, and stale temporaries of ``path`` are removed first
+    (:func:`remove_stale_temporaries`).
 
     Example:
         >>> import tempfile
@@ -29,7 +42,8 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}{dest.suffix}")
+    remove_stale_temporaries(dest)
+    tmp = dest.with_name(temporary_name(dest.name) + dest.suffix)
     try:
         write(tmp)
         os.replace(tmp, dest)
@@ -41,10 +55,96 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], object]) 
 
 def temporary_dir_beside(dest: Path) -> Path:
     """An empty folder next to ``dest`` (parents created) with the usual permissions,
-    to be filled and then renamed to ``dest``."""
+    to be filled and then renamed to ``dest``; stale temporaries of ``dest`` are removed
+    first."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
+    remove_stale_temporaries(dest)
+    tmp = dest.with_name(temporary_name(dest.name))
+    tmp.mkdir()
     return tmp
+
+
+@contextmanager
+def atomic_dir(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a folder atomically: yields an empty temporary folder beside ``dest``; on a
+    normal exit it replaces ``dest`` (an existing ``dest`` is moved aside first and then
+    removed), on an exception it is removed and ``dest`` is left as it was.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with atomic_dir(Path(tmp) / "out") as work:
+        ...         _ = (work / "a.txt").write_text("hi")
+        ...     sorted(p.name for p in Path(tmp).iterdir())
+        ['out']
+    """
+    target = Path(dest)
+    tmp = temporary_dir_beside(target)
+    try:
+        yield tmp
+        _replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def temporary_name(name: str) -> str:
+    """The name of a new temporary for the destination ``name`` (see the module doc)."""
+    return f".{name}.{_TAG}.{_host()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_temporaries(dest: Path) -> list[Path]:
+    """Remove the temporaries of ``dest`` left by dead processes of this host.
+
+    Returns:
+        The paths removed.
+    """
+    if not dest.parent.is_dir():
+        return []
+    pattern = re.compile(
+        rf"^\.{re.escape(dest.name)}\.{_TAG}\.{re.escape(_host())}\.(\d+)\.[0-9a-f]{{8}}"
+    )
+    removed = []
+    for path in dest.parent.iterdir():
+        match = pattern.match(path.name)
+        if match and not _process_exists(int(match.group(1))):
+            _remove(path)
+            removed.append(path)
+    return removed
+
+
+def _replace(src: Path, dest: Path) -> None:
+    """Rename ``src`` to ``dest``; an existing ``dest`` is renamed aside first and
+    removed after, so ``dest`` is never half-written."""
+    if not dest.exists():
+        src.rename(dest)
+        return
+    aside = dest.with_name(temporary_name(dest.name))
+    dest.rename(aside)
+    src.rename(dest)
+    _remove(aside)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _host() -> str:
+    """This machine's name, reduced to characters safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether process ``pid`` runs (or cannot be checked: then it is kept)."""
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate it on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -34,7 +34,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,13 +41,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
 from dlsa import rng
-from dlsa.atomic import temporary_dir_beside
+from dlsa.atomic import atomic_dir
 from dlsa.bases import BaseMethod, StageData, base_params, make_base
 from dlsa.classifiers import StageClassifier
 from dlsa.config import (
@@ -61,8 +60,10 @@ from dlsa.config import (
     to_dict,
 )
 from dlsa.data import stratified_folds, stratified_split
+from dlsa.errors import DLSAInputError, ModelFileError
 from dlsa.features import check_features
 from dlsa.filter import FilterOutput, FilterReport, FlowFilter
+from dlsa.integrity import checksums, read_tensors, verify_checksums
 from dlsa.training import torch_generator
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ HEAD_THRESHOLD = 50
 (paper, Sec. 1)."""
 DEFAULT = DLSAConfig()
 """The default configuration; the estimator's defaults are its fields."""
+TENSOR_FILE = "model.safetensors"
+"""The one tensor file of a model folder (its SHA-256 is kept in ``model.json``)."""
 
 
 class DLSAClassifier(ClassifierMixin, BaseEstimator):
@@ -162,28 +165,28 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         """The selection config, checked."""
         sel = self.selection
         if sel is not None and not isinstance(sel, SelectionConfig):
-            raise ValueError(f"selection must be a SelectionConfig or None, got {sel!r}")
+            raise DLSAInputError(f"selection must be a SelectionConfig or None, got {sel!r}")
         if sel is None and self.base == "auto":
-            raise ValueError('base="auto" needs a selection config (selection=None given)')
+            raise DLSAInputError('base="auto" needs a selection config (selection=None given)')
         return sel
 
     def _resolved(self) -> tuple[FilterConfig, HeadConfig, BaseMethod]:
         if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
-            raise ValueError(f"depth must be an int >= 0, got {self.depth!r}")
+            raise DLSAInputError(f"depth must be an int >= 0, got {self.depth!r}")
         flt = DEFAULT.flow_filter if self.flow_filter is None else self.flow_filter
         head = DEFAULT.head if self.head is None else self.head
         if not isinstance(flt, FilterConfig):
-            raise ValueError(f"flow_filter must be a FilterConfig, got {type(flt).__name__}")
+            raise DLSAInputError(f"flow_filter must be a FilterConfig, got {type(flt).__name__}")
         if not isinstance(head, HeadConfig):
-            raise ValueError(f"head must be a HeadConfig, got {type(head).__name__}")
+            raise DLSAInputError(f"head must be a HeadConfig, got {type(head).__name__}")
         if not 0.0 < flt.proportion < 1.0:
-            raise ValueError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
+            raise DLSAInputError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
         _check_choice("stage_prior", self.stage_prior, ("routed", "global"))
         _check_choice("regular_data", self.regular_data, ("remaining", "all"))
         _check_choice("regular_prior", self.regular_prior, ("reaching", "global"))
         _check_choice("cluster_prior_data", self.cluster_prior_data, ("level", "all"))
         if not 0.0 <= self.validation_fraction < 0.5:
-            raise ValueError(
+            raise DLSAInputError(
                 f"validation_fraction must be in [0, 0.5), got {self.validation_fraction!r}"
             )
         if (
@@ -192,11 +195,11 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             or self.validation_folds < 0
             or self.validation_folds == 1
         ):
-            raise ValueError(
+            raise DLSAInputError(
                 f"validation_folds must be 0 (off) or an int >= 2, got {self.validation_folds!r}"
             )
         if self.random_state is not None and not isinstance(self.random_state, int):
-            raise ValueError(f"random_state must be an int or None, got {self.random_state!r}")
+            raise DLSAInputError(f"random_state must be an int or None, got {self.random_state!r}")
         self._selection()
         if self.base == "auto":
             return flt, head, make_base("balsoftmax")  # placeholder until selection
@@ -443,7 +446,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             flt = reused[0]
             report = FilterReport(**reused[1]["filter"])
             if report.n_samples != x.shape[0]:
-                raise ValueError(
+                raise DLSAInputError(
                     f"reuse_filters: level {level + 1} has {x.shape[0]} samples here but "
                     f"{report.n_samples} in the donor model; fit it on the same data"
                 )
@@ -547,7 +550,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "regular_")
         X, _ = check_features(X, source="X")
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(
+            raise DLSAInputError(
                 f"X has {X.shape[1]} features, but this model was fitted with "
                 f"{self.n_features_in_} features"
             )
@@ -624,19 +627,16 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fitted model to the folder ``path``: tensors in
-        ``model.safetensors``, everything else in ``model.json``. The folder is written
-        beside its destination and renamed into place, so a failure leaves nothing
-        half-written."""
+        ``model.safetensors``, everything else in ``model.json`` (with the SHA-256 of
+        the tensor file, checked by :meth:`load`). The folder is written beside its
+        destination and renamed into place, so a failure leaves nothing half-written."""
         check_is_fitted(self, "regular_")
         dest = Path(path)
-        tmp = temporary_dir_beside(dest)
-        try:
-            save_file(self._state_tensors(), str(tmp / "model.safetensors"))
-            (tmp / "model.json").write_text(json.dumps(self._metadata(), indent=2))
-            _replace_dir(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        _check_replaceable(dest)
+        with atomic_dir(dest) as tmp:
+            save_file(self._state_tensors(), str(tmp / TENSOR_FILE))
+            meta = self._metadata() | {"checksums": checksums(tmp, [TENSOR_FILE])}
+            (tmp / "model.json").write_text(json.dumps(meta, indent=2))
         return dest
 
     def _modules(self) -> list[tuple[str, nn.Module]]:
@@ -684,17 +684,27 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         ``selection_``.
 
         Raises:
-            ValueError: if the folder is not a dlsa model or its files do not match.
+            ModelFileError: if the folder is not a dlsa model, a file is damaged (its
+                SHA-256 differs from the one saved; folders saved without checksums skip
+                this check), a weight is not finite, or the tensors do not match the
+                metadata. The message names the file.
         """
         folder = Path(path)
         meta = _read_metadata(folder)
+        verify_checksums(folder, meta.get("checksums"))
         try:
             params = _params_from_json(meta["params"])
             clf = cls(**(params | {"device": device}))
-            tensors = load_file(str(folder / "model.safetensors"))
-        except (KeyError, TypeError, OSError) as err:
-            raise ValueError(f"{folder}: incomplete or corrupt model ({err!r})") from err
-        clf._restore(meta, tensors, device)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelFileError(f"{folder / 'model.json'}: invalid model params ({err})") from err
+        tensors = read_tensors(folder / TENSOR_FILE)
+        try:
+            clf._restore(meta, tensors, device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            reason = str(err).replace("\n", " ").replace("\t", "")
+            raise ModelFileError(
+                f"{folder}: model.json does not match {TENSOR_FILE} ({reason[:300]})"
+            ) from err
         clf.fitted_params_ = clf.get_params()
         clf.selection_ = meta.get("selection")
         return clf
@@ -731,10 +741,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             state = {
                 k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")
             }
-            try:
-                module.load_state_dict(state, strict=True)
-            except RuntimeError as err:
-                raise ValueError(f"model tensors do not match its metadata: {err}") from err
+            module.load_state_dict(state, strict=True)
             module.to(device).eval()
         if self.residual:
             for head in self.heads_:
@@ -811,7 +818,7 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     """Raise ValueError unless ``value`` is one of ``choices``."""
     if value not in choices:
         allowed = " or ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        raise DLSAInputError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _coverage_samples(y: Tensor, mask: Tensor, generator: torch.Generator) -> Tensor:
@@ -890,7 +897,7 @@ def _check_donor(
         and dataclasses.replace(donor_flt, proportion=flt_cfg.proportion) == flt_cfg
     )
     if not same:
-        raise ValueError(
+        raise DLSAInputError(
             "reuse_filters: the donor model was fitted on other data or with another "
             "flow_filter config"
         )
@@ -915,7 +922,7 @@ def _check_class_counts(classes: np.ndarray, counts: np.ndarray, minimum: int = 
     small = np.flatnonzero(counts < minimum)
     if small.size:
         shown = ", ".join(f"{classes[i].tolist()!r} ({counts[i]} sample)" for i in small[:5])
-        raise ValueError(
+        raise DLSAInputError(
             f"{small.size} class(es) have fewer than {minimum} training samples: {shown}; "
             f"DLSA needs at least {minimum} per class (drop those classes or merge them)"
         )
@@ -935,34 +942,29 @@ def _level_report(
     }
 
 
-def _replace_dir(src: Path, dest: Path) -> None:
-    """Move folder ``src`` to ``dest``, replacing an existing dlsa model folder."""
-    if dest.exists():
-        if not (dest / "model.json").is_file() and any(dest.iterdir()):
+def _check_replaceable(dest: Path) -> None:
+    """Refuse to save over anything but a dlsa model folder (or an empty folder)."""
+    if dest.exists() and not (dest / "model.json").is_file():
+        if not dest.is_dir() or any(dest.iterdir()):
             raise FileExistsError(
                 f"{dest} exists and is not a dlsa model folder; not replacing it"
             )
-        backup = dest.with_name(f".{dest.name}.old")
-        shutil.rmtree(backup, ignore_errors=True)
-        dest.rename(backup)
-        src.rename(dest)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        src.rename(dest)
 
 
 def _read_metadata(folder: Path) -> dict[str, Any]:
     meta_path = folder / "model.json"
-    if not meta_path.is_file() or not (folder / "model.safetensors").is_file():
-        raise ValueError(
+    if not meta_path.is_file() or not (folder / TENSOR_FILE).is_file():
+        raise ModelFileError(
             f"{folder}: not a dlsa model folder (needs model.json and model.safetensors)"
         )
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{meta_path}: invalid JSON ({err})") from err
+    except ValueError as err:
+        raise ModelFileError(f"{meta_path}: invalid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise ModelFileError(
             f"{meta_path}: not a {FORMAT} v{FORMAT_VERSION} file "
             f"(format={meta.get('format')!r}, version={meta.get('format_version')!r})"
         )

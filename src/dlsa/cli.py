@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import csv
 import dataclasses
 import inspect
 import json
 import logging
-import shutil
 import subprocess
 import sys
 import time
+import traceback
 import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +29,7 @@ import numpy as np
 import yaml
 
 from dlsa import __version__
-from dlsa.atomic import temporary_dir_beside, write_atomic
+from dlsa.atomic import atomic_dir, write_atomic
 from dlsa.bases import BASES
 from dlsa.cascade import DLSAClassifier
 from dlsa.config import (
@@ -41,9 +42,11 @@ from dlsa.config import (
     set_path,
     to_dict,
 )
+from dlsa.errors import DLSAInputError
 from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
-from dlsa.features import FeatureFileError, load_features
+from dlsa.features import load_features
 from dlsa.report import (
+    classes_line,
     levels_table,
     metrics_table,
     safeguard_table,
@@ -58,7 +61,16 @@ SKIPPED_FIELDS = {"base_params", "verbose"}
 
 
 class CLIError(Exception):
-    """A user error reported as one line, with exit status 2."""
+    """A user error found by the command itself (a flag, an output path), reported as one
+    line with exit status 2, like :class:`dlsa.errors.DLSAInputError`."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Print ``<prog>: error: <message>`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # ------------------------------------------------------------------ config flags
@@ -104,7 +116,7 @@ def _union_members(hint: Any) -> tuple[Any, ...]:
     return (hint,)
 
 
-def _parser_for(hint: Any, path: str) -> Callable[[str], Any]:
+def _parser_for(hint: Any) -> Callable[[str], Any]:
     args = _union_members(hint)
     kinds = [a for a in args if a is not type(None)]
     optional = type(None) in args
@@ -116,18 +128,18 @@ def _parser_for(hint: Any, path: str) -> Callable[[str], Any]:
         if typing.get_origin(kind) is typing.Literal:
             return text  # a choice: config.from_dict checks it
         if typing.get_origin(kind) is tuple:
-            item = _parser_for(typing.get_args(kind)[0], path)
+            item = _parser_for(typing.get_args(kind)[0])
             return tuple(item(v.strip()) for v in text.split(",") if v.strip())
         if kind is bool:
             if text.lower() in ("true", "1", "yes"):
                 return True
             if text.lower() in ("false", "0", "no"):
                 return False
-            raise argparse.ArgumentTypeError(f"--{path} expects true/false, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
         try:
             return kind(text)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(f"--{path}: {err}") from err
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from err
 
     return parse
 
@@ -155,7 +167,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             flag,
             dest=f"cfg:{path}",
-            type=_parser_for(hint, path),
+            type=_parser_for(hint),
             default=argparse.SUPPRESS,
             metavar=_metavar(hint),
             help=f"{doc} (default: {shown})".replace("%", "%%"),
@@ -245,31 +257,18 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-class OutputDir:
-    """A results folder written beside its destination and moved into place at the end,
-    so that a failed run leaves nothing half-written."""
-
-    def __init__(self, dest: Path, *, overwrite: bool) -> None:
-        if dest.exists() and any(dest.iterdir()) and not overwrite:
-            raise CLIError(f"{dest} exists and is not empty; pass --overwrite to replace it")
-        self.dest = dest
-        self.tmp = temporary_dir_beside(dest)
-
-    def commit(self) -> None:
-        """Move the finished folder into place."""
-        if self.dest.exists():
-            shutil.rmtree(self.dest)
-        self.tmp.rename(self.dest)
-
-    def discard(self) -> None:
-        """Remove the unfinished folder."""
-        shutil.rmtree(self.tmp, ignore_errors=True)
+def check_out(dest: Path, *, overwrite: bool) -> Path:
+    """Refuse an existing, non-empty ``--out`` unless ``--overwrite``; the folder itself is
+    then built with :func:`dlsa.atomic.atomic_dir`."""
+    if dest.exists() and not overwrite and (not dest.is_dir() or any(dest.iterdir())):
+        raise CLIError(f"--out {dest} exists and is not empty; pass --overwrite to replace it")
+    return dest
 
 
 def _load(path: str, *, require_labels: bool, what: str) -> Any:
     try:
         return load_features(path, require_labels=require_labels)
-    except FeatureFileError as err:
+    except DLSAInputError as err:
         raise CLIError(f"{what}: {err}") from err
 
 
@@ -304,19 +303,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, verbose=not args.quiet)
     train, test = _load_train_test(args)
     seed_everything(config.random_state)
-    out = OutputDir(Path(args.out), overwrite=args.overwrite)
-    try:
-        results = _fit_and_evaluate(config, train, test, out.tmp, args.reference)
+    dest = check_out(Path(args.out), overwrite=args.overwrite)
+    with atomic_dir(dest) as tmp:
+        results = _fit_and_evaluate(config, train, test, tmp, args.reference)
         results["train"], results["test"] = str(args.train), str(args.test)
-        write_json(out.tmp / "results.json", results)
+        write_json(tmp / "results.json", results)
         text = _fit_report(results)
-        (out.tmp / "report.md").write_text(text + "\n")
-        out.commit()
-    except BaseException:
-        out.discard()
-        raise
+        (tmp / "report.md").write_text(text + "\n")
     print(text)
-    print(f"\nwrote {out.dest}/ (model/, base_model/, results.json, report.md)")
+    print(f"\nwrote {dest}/ (model/, base_model/, results.json, report.md)")
     return 0
 
 
@@ -353,6 +348,8 @@ def _fit_and_evaluate(
         "reference": models["base"].fitted_params_["base"],
         "chosen": describe(models["dlsa"].fitted_params_),
         "n_levels": len(models["dlsa"].filters_),
+        "classes": models["dlsa"].classes_.tolist(),
+        "class_counts": models["dlsa"].class_counts_.tolist(),
     }
 
 
@@ -378,6 +375,9 @@ def _fit_report(results: dict[str, Any]) -> str:
         "",
         "## Safeguard (decided on training data only)",
         safeguard_table(results["validation"], results["n_levels"]),
+        "",
+        "## Classes (training samples)",
+        classes_line(results["classes"], results["class_counts"]),
         "",
         "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in results["timings_s"].items()),
     ]
@@ -413,26 +413,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     bases = [b.strip() for b in args.bases.split(",") if b.strip()]
     seeds = [int(v) for v in args.seeds.split(",")]
     seed_everything(seeds[0])
-    out = OutputDir(Path(args.out), overwrite=args.overwrite)
-    try:
+    dest = check_out(Path(args.out), overwrite=args.overwrite)
+    with atomic_dir(dest) as tmp:
         try:
             result = compare_bases(
                 train.X, train.y, test.X, test.y,
                 bases=bases, config=config, seeds=seeds, progress=not args.quiet,
             )  # fmt: skip
         except ValueError as err:
-            raise CLIError(str(err)) from err
+            raise CLIError(f"--train {args.train}: {err}") from err
         record = dict(result) | {"git_commit": git_commit(), "dlsa_version": __version__}
         record |= {"train": str(args.train), "test": str(args.test)}
-        write_json(out.tmp / "comparison.json", record)
+        write_json(tmp / "comparison.json", record)
         text = comparison_table(result)
-        (out.tmp / "comparison.md").write_text(text + "\n")
-        out.commit()
-    except BaseException:
-        out.discard()
-        raise
+        (tmp / "comparison.md").write_text(text + "\n")
     print(text)
-    print(f"\nwrote {out.dest}/ (comparison.md, comparison.json)")
+    print(f"\nwrote {dest}/ (comparison.md, comparison.json)")
     return 0
 
 
@@ -486,17 +482,13 @@ def cmd_figures(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     base = _load_model(args.base_model) if args.base_model else None
     data = _load(args.features, require_labels=True, what="--features")
-    out = OutputDir(Path(args.out), overwrite=args.overwrite)
-    try:
+    dest = check_out(Path(args.out), overwrite=args.overwrite)
+    with atomic_dir(dest) as tmp:
         try:
-            files = write_figures(model, data.X, data.y, out.tmp, base=base)
+            files = write_figures(model, data.X, data.y, tmp, base=base)
         except ValueError as err:
             raise CLIError(f"--features {args.features}: {err}") from err
-        out.commit()
-    except BaseException:
-        out.discard()
-        raise
-    print("\n".join(str(out.dest / f.name) for f in files))
+    print("\n".join(str(dest / f.name) for f in files))
     return 0
 
 
@@ -515,22 +507,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         device=config.device,
     )
     seed_everything(settings.seed)
-    out = OutputDir(Path(args.out), overwrite=True)
+    dest = Path(args.out)
     try:
-        result = run_demo(settings, config, out.tmp, progress=not args.quiet)
-        record = demo_record(result, settings, config) | {"git_commit": git_commit()}
-        write_json(out.tmp / "results.json", record)
-        text = _demo_report(record)
-        (out.tmp / "report.md").write_text(text + "\n")
-        out.commit()
+        with atomic_dir(dest) as tmp:
+            result = run_demo(settings, config, tmp, progress=not args.quiet)
+            record = demo_record(result, settings, config) | {"git_commit": git_commit()}
+            write_json(tmp / "results.json", record)
+            text = _demo_report(record)
+            (tmp / "report.md").write_text(text + "\n")
     except FileNotFoundError as err:
-        out.discard()
         raise CLIError(str(err)) from err
-    except BaseException:
-        out.discard()
-        raise
     print(text)
-    print(f"\nwrote {out.dest}/ (backbone, train.h5, test.h5, model/, base_model/, results.json)")
+    print(f"\nwrote {dest}/ (backbone, train.h5, test.h5, model/, base_model/, results.json)")
     return 0
 
 
@@ -567,7 +555,7 @@ def _demo_report(record: dict[str, Any]) -> str:
 def _load_model(path: str) -> DLSAClassifier:
     try:
         return DLSAClassifier.load(path)
-    except ValueError as err:
+    except DLSAInputError as err:
         raise CLIError(f"--model: {err}") from err
 
 
@@ -584,12 +572,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         payload = {k: result[k] for k in ("metrics", "stages", "separation")}
         payload |= {"model": str(args.model), "features": str(args.features)}
+        payload["classes"] = model.classes_.tolist()
         write_atomic(Path(args.out), lambda p: write_json(p, payload))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict labels (and probabilities, stages) for a feature file."""
+    out = Path(args.out)
+    if out.suffix not in (".npz", ".csv"):
+        raise CLIError(f"--out {out}: use a .npz or .csv file")
     model = _load_model(args.model)
     data = _load(args.features, require_labels=False, what="--features")
     try:
@@ -597,13 +589,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CLIError(f"--features {args.features}: {err}") from err
     pred = model.classes_[proba.argmax(1)]
-    out = Path(args.out)
     if out.suffix == ".npz":
         write_atomic(out, lambda p: _write_npz(p, pred, proba, stage, model.classes_))
-    elif out.suffix == ".csv":
-        write_atomic(out, lambda p: _write_csv(p, pred, proba, stage))
     else:
-        raise CLIError(f"--out {out}: use a .npz or .csv file")
+        write_atomic(out, lambda p: _write_csv(p, pred, proba, stage))
     print(f"wrote {len(pred)} predictions to {out}")
     return 0
 
@@ -616,24 +605,31 @@ def _write_npz(
 
 
 def _write_csv(p: Path, pred: np.ndarray, proba: np.ndarray, stage: np.ndarray) -> None:
-    with open(p, "w") as fh:
-        fh.write("index,pred,confidence,stage\n")
+    """One row per sample: index, predicted class name (quoted as CSV needs), confidence
+    and stage."""
+    with open(p, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["index", "pred", "confidence", "stage"])
         for i, (label, conf, s) in enumerate(zip(pred, proba.max(1), stage, strict=True)):
-            fh.write(f"{i},{label},{conf:.6f},{s}\n")
+            writer.writerow([i, label, f"{conf:.6f}", s])
 
 
 # --------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     """The ``dlsa`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dlsa", description="Dynamic Label Space Adjustment for long-tailed recognition"
     )
     parser.add_argument("--version", action="version", version=f"dlsa {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--log-level", default="WARNING", help="logging level (INFO, DEBUG, ...)")
+    _add_output_flags(parser, argparse.Namespace())
+    common = Parser(add_help=False)
+    _add_output_flags(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="train base and base + DLSA, evaluate once on --test")
+    def command(name: str, help: str) -> argparse.ArgumentParser:  # noqa: A002
+        return sub.add_parser(name, help=help, parents=[common])
+
+    fit = command("fit", help="train base and base + DLSA, evaluate once on --test")
     fit.add_argument("--train", required=True, help="train features (.h5/.hdf5/.npz)")
     fit.add_argument("--test", required=True, help="test features, used once at the end")
     fit.add_argument("--out", required=True, help="results folder")
@@ -648,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(fit)
     fit.set_defaults(func=cmd_fit)
 
-    dg = sub.add_parser(
+    dg = command(
         "diagnose",
         help="will DLSA help on these features? filters, separation, out-of-fold gain, verdict",
     )
@@ -661,13 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(dg)
     dg.set_defaults(func=cmd_diagnose)
 
-    ev = sub.add_parser("evaluate", help="metrics of a saved model on labelled features")
+    ev = command("evaluate", help="metrics of a saved model on labelled features")
     ev.add_argument("--model", required=True, help="model folder written by fit")
     ev.add_argument("--features", required=True, help="labelled features")
     ev.add_argument("--out", default=None, help="optional JSON file for the metrics")
     ev.set_defaults(func=cmd_evaluate)
 
-    cmp = sub.add_parser("compare", help="every base alone and with DLSA, Table-1 layout")
+    cmp = command("compare", help="every base alone and with DLSA, Table-1 layout")
     cmp.add_argument("--train", required=True, help="train features (.h5/.hdf5/.npz)")
     cmp.add_argument("--test", required=True, help="test features, used once per model")
     cmp.add_argument(
@@ -681,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(cmp)
     cmp.set_defaults(func=cmd_compare)
 
-    ext = sub.add_parser("extract", help="embed image files with a saved stage-1 backbone")
+    ext = command("extract", help="embed image files with a saved stage-1 backbone")
     ext.add_argument("--backbone", required=True, help="backbone folder (e.g. dlsa-demo/backbone)")
     ext.add_argument(
         "--images", required=True, help="folder of image files, or the root of --split-list"
@@ -691,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--out", required=True, help="feature file (.h5/.hdf5/.npz)")
     ext.set_defaults(func=cmd_extract)
 
-    fig = sub.add_parser("figures", help="confusion, clusters, separation and t-SNE figures")
+    fig = command("figures", help="confusion, clusters, separation and t-SNE figures")
     fig.add_argument("--model", required=True, help="model folder written by fit")
     fig.add_argument("--features", required=True, help="labelled features (e.g. the test set)")
     fig.add_argument("--base-model", default=None, help="base model folder, for the difference")
@@ -699,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     fig.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     fig.set_defaults(func=cmd_figures)
 
-    demo = sub.add_parser(
+    demo = command(
         "demo", help="Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA"
     )
     demo.add_argument(
@@ -718,7 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
-    pr = sub.add_parser("predict", help="predict labels of (unlabelled) features")
+    pr = command("predict", help="predict labels of (unlabelled) features")
     pr.add_argument("--model", required=True, help="model folder written by fit")
     pr.add_argument("--features", required=True, help="features (labels optional)")
     pr.add_argument("--out", required=True, help="predictions file (.npz or .csv)")
@@ -726,18 +722,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dlsa`` command."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+def _add_output_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    """-q / -v / --log-level / --debug, accepted before and after the command (after it,
+    with ``default=SUPPRESS`` so that they do not reset a value given before it)."""
+
+    def dflt(value: Any) -> Any:
+        return value if default is not argparse.SUPPRESS else argparse.SUPPRESS
+
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=dflt(False),
+        help="only errors on stderr: no progress bars, warnings or log messages (results "
+        "still go to stdout)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=dflt(False),
+        help="debug log messages of dlsa on stderr",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-level", default=dflt(None), help="level of the root logger (INFO, DEBUG, ...)"
     )
+    parser.add_argument(
+        "--debug", action="store_true", default=dflt(False),
+        help="show the traceback of a user error too (bugs always show one)",
+    )  # fmt: skip
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """Log to stderr: errors only with -q, dlsa's debug messages with -v, warnings (also
+    Python warnings) otherwise; ``--log-level`` sets the root logger's level."""
+    level = "ERROR" if args.quiet else (args.log_level or "WARNING").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.captureWarnings(True)
+    logger.setLevel("DEBUG" if args.verbose else logging.NOTSET)
+
+
+def one_line(err: BaseException) -> str:
+    """An error message on one line (a multi-line message is joined with "; ")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines) or type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dlsa`` command.
+
+    A user error (:class:`CLIError`, :class:`dlsa.errors.DLSAInputError`, an ``OSError``
+    such as a full disk or a denied permission, a bad flag) is one line
+    ``dlsa <command>: error: <message>`` on stderr with exit status 2, and nothing is
+    written; ``--debug`` adds its traceback. Any other exception is a bug and keeps its
+    traceback.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.quiet and args.verbose:
+            parser.error("-q/--quiet and -v/--verbose exclude each other")
+    except SystemExit as done:  # --help, --version, or a bad flag (already reported)
+        return done.code if isinstance(done.code, int) else 2
+    setup_logging(args)
     try:
         return int(args.func(args))
-    except CLIError as err:
-        print(f"dlsa {args.command}: error: {err}", file=sys.stderr)
+    except (CLIError, DLSAInputError, OSError) as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"dlsa {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"dlsa {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

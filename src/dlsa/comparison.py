@@ -94,7 +94,7 @@ def compare_bases(
             thresholds are the defaults of :func:`dlsa.evaluation.evaluate`);
             ``config.base`` and ``config.random_state`` are replaced per run.
         seeds: random states; one cascade per seed.
-        progress: show a progress bar over (seed, base method).
+        progress: show a progress bar over (seed, base method) when stderr is a terminal.
         base_params: hyper-parameters per base name; a base without an entry uses
             ``config.base_params`` if it is ``config.base``, else its defaults.
 
@@ -114,7 +114,9 @@ def compare_bases(
     fields = config.estimator_params()
     runs: list[dict[str, Any]] = []
     filter_fits = 0
-    bar = tqdm(total=len(seed_list) * len(names), desc="compare", disable=not progress)
+    bar = tqdm(
+        total=len(seed_list) * len(names), desc="compare", disable=None if progress else True
+    )
     for seed in seed_list:
         donor: DLSAClassifier | None = None
         for name in names:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dlsa.errors import DLSAInputError
+
 
 @dataclass(frozen=True)
 class FlowConfig:
@@ -175,6 +177,19 @@ BASE_NAMES = (
     "ride",
 )
 """The ten stage-2 base methods, simplest first (the order ties are broken in)."""
+MethodName = Literal[
+    "balsoftmax",
+    "logit-adjust",
+    "tau-norm",
+    "ce",
+    "cbs",
+    "crt",
+    "lws",
+    "cosine",
+    "m2m",
+    "ride",
+]
+"""A base method of :data:`BASE_NAMES` (a candidate of ``selection.bases``)."""
 BaseName = Literal[
     "auto",
     "balsoftmax",
@@ -209,7 +224,7 @@ class SelectionConfig:
     errors of that gain."""
     min_gain: float = 0.002
     """... and above this absolute gain in balanced accuracy (0.002 = 0.2 points)."""
-    bases: tuple[str, ...] = BASE_NAMES
+    bases: tuple[MethodName, ...] = BASE_NAMES
     """Candidate base methods of ``base="auto"``, simplest first; the first one is the
     reference that every departure must beat."""
     tau_grid: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
@@ -494,14 +509,14 @@ def get_preset(name: str) -> DLSAConfig:
     """Return the preset called ``name``.
 
     Raises:
-        ValueError: if no preset has that name.
+        DLSAInputError: (a ``ValueError``) if no preset has that name.
 
     Example:
         >>> get_preset("places-lt").flow_filter.lr
         0.1
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise DLSAInputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
 
 
@@ -554,19 +569,19 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config")
         where: prefix used in error messages.
 
     Raises:
-        ValueError: on an unknown key or a value of the wrong kind.
+        DLSAInputError: (a ``ValueError``) on an unknown key or a value of the wrong kind.
 
     Example:
         >>> from_dict(DLSAConfig, {"depth": 2, "flow_filter": {"lr": 0.1}}).flow_filter.lr
         0.1
     """
     if not isinstance(data, Mapping):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
+        raise DLSAInputError(f"{where} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(names)}")
+        raise DLSAInputError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(names)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         sub = dataclass_in(hints[name])
@@ -590,18 +605,18 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if value is None:
         if type(None) in args:
             return None
-        raise ValueError(f"{where} may not be null")
+        raise DLSAInputError(f"{where} may not be null")
     if typing.get_origin(hint) is Literal:
         if value not in args:
-            raise ValueError(f"{where} must be one of {args}, got {value!r}")
+            raise DLSAInputError(f"{where} must be one of {args}, got {value!r}")
         return value
     if typing.get_origin(hint) in (Mapping, dict):
         if isinstance(value, Mapping):
             return dict(value)
-        raise ValueError(f"{where} must be a mapping, got {value!r}")
+        raise DLSAInputError(f"{where} must be a mapping, got {value!r}")
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, list | tuple) or not value:
-            raise ValueError(f"{where} must be a non-empty list, got {value!r}")
+            raise DLSAInputError(f"{where} must be a non-empty list, got {value!r}")
         return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(value) and dataclass_in(hint) is type(value):
         return value
@@ -613,4 +628,4 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             continue
         if isinstance(value, kind):
             return value
-    raise ValueError(f"{where} has the wrong type: got {value!r}, expected {hint}")
+    raise DLSAInputError(f"{where} has the wrong type: got {value!r}, expected {hint}")

@@ -1,9 +1,10 @@
 """Reading and writing feature files: the original release's HDF5 layout and ``.npz``.
 
 A feature file holds ``features`` of shape (N, D) (stored as float32) and, optionally,
-``labels`` of shape (N,) (stored as int64), plus two optional text attributes: the split
-name and the backbone id. The original DLSA release stored its features as HDF5 with
-exactly these two datasets (it also accepted ``label``); we read and write that layout.
+``labels`` of shape (N,) (integers stored as int64; text labels, also bytes, as UTF-8
+strings), plus two optional text attributes: the split name and the backbone id. The
+original DLSA release stored its features as HDF5 with exactly these two datasets (it
+also accepted ``label``); we read and write that layout.
 
 Writes are atomic: the file is written beside its destination and renamed into place, so
 a failed write never leaves a half-written file.
@@ -20,12 +21,13 @@ import h5py
 import numpy as np
 
 from dlsa.atomic import write_atomic
+from dlsa.errors import DLSAInputError
 
 SUFFIXES = (".h5", ".hdf5", ".npz")
 """File suffixes understood by :func:`load_features` and :func:`save_features`."""
 
 
-class FeatureFileError(ValueError):
+class FeatureFileError(DLSAInputError):
     """A feature file that cannot be read or does not follow the schema."""
 
 
@@ -35,7 +37,8 @@ class FeatureSet:
 
     Attributes:
         X: features of shape (N, D), float32.
-        y: labels of shape (N,), int64, or None for an unlabelled file.
+        y: labels of shape (N,): int64, str (text or bytes labels) or bool; None for an
+            unlabelled file.
         split: split name stored in the file ("train", "test", ...), if any.
         backbone: id of the model that produced the features, if any.
         path: the file the set was read from, if any.
@@ -55,15 +58,16 @@ def check_features(
 
     Args:
         X: array-like of shape (N, D) with finite values.
-        y: optional array-like of shape (N,) with integer labels.
+        y: optional array-like of shape (N,) of labels (see :func:`check_labels`).
         source: name used in error messages (a file path, or "X").
 
     Returns:
-        ``X`` as float32 (N, D) and ``y`` as int64 (N,) (or None).
+        ``X`` as float32 (N, D) and ``y`` (N,) as int64, str or bool (or None).
 
     Raises:
-        FeatureFileError: on a wrong shape, non-finite values, non-integer labels, or a
-            feature/label count mismatch; the message names ``source``.
+        FeatureFileError: on a wrong shape, non-finite values, labels refused by
+            :func:`check_labels`, or a feature/label count mismatch; the message names
+            ``source``.
 
     Example:
         >>> X, y = check_features([[0.0, 1.0], [2.0, 3.0]], [3, 7])
@@ -85,19 +89,73 @@ def check_features(
         )
     if y is None:
         return X, None
+    return X, check_labels(y, X.shape[0], source=source)
+
+
+def check_labels(y: np.ndarray, n_rows: int, *, source: str = "labels") -> np.ndarray:
+    """Validate labels of any type and bring them to one of three dtypes.
+
+    Args:
+        y: array-like of shape (N,) or (N, 1): integers, integral floats, booleans, text
+            (``str``) or UTF-8 ``bytes`` (HDF5 string datasets are read as bytes).
+        n_rows: the number of feature rows N the labels must match.
+        source: name used in error messages.
+
+    Returns:
+        Labels (N,): int64 for numbers, str (numpy ``U``) for text and bytes, bool for
+        booleans.
+
+    Raises:
+        FeatureFileError: on a wrong shape, a count mismatch, non-integral or non-finite
+            numbers, bytes that are not UTF-8, or values of mixed or other types.
+
+    Example:
+        >>> check_labels(np.array([b"cat", b"dog"]), 2).tolist()
+        ['cat', 'dog']
+    """
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise FeatureFileError(f"{source}: labels must have shape (N,), got {y.shape}")
-    if y.shape[0] != X.shape[0]:
-        raise FeatureFileError(f"{source}: {X.shape[0]} feature rows but {y.shape[0]} labels")
-    if np.issubdtype(y.dtype, np.floating):
+    if y.shape[0] != n_rows:
+        raise FeatureFileError(f"{source}: {n_rows} feature rows but {y.shape[0]} labels")
+    kind = y.dtype.kind
+    if kind == "b":
+        return y
+    if kind in "iuf":
+        return _integer_labels(y, source)
+    if kind in "USO":
+        return _text_labels(y, source)
+    raise FeatureFileError(
+        f"{source}: labels must be integers, text or booleans, got dtype {y.dtype}"
+    )
+
+
+def _integer_labels(y: np.ndarray, source: str) -> np.ndarray:
+    """Numeric labels (N,) as int64, refusing fractions, non-finite and huge values."""
+    limit = np.iinfo(np.int64)
+    if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
-            raise FeatureFileError(f"{source}: labels must be integers, got dtype {y.dtype}")
-    elif not np.issubdtype(y.dtype, np.integer):
-        raise FeatureFileError(f"{source}: labels must be integers, got dtype {y.dtype}")
-    return X, y.astype(np.int64)
+            raise FeatureFileError(
+                f"{source}: labels must be integers or text, got non-integral {y.dtype} values"
+            )
+    if y.size and (y.max() > limit.max or y.min() < limit.min):
+        raise FeatureFileError(f"{source}: integer labels must fit in int64")
+    return y.astype(np.int64)
+
+
+def _text_labels(y: np.ndarray, source: str) -> np.ndarray:
+    """Text or bytes labels (N,) as a numpy str array (bytes decoded as UTF-8)."""
+    values = y.tolist()
+    if not all(isinstance(v, str | bytes) for v in values):
+        kinds = sorted({type(v).__name__ for v in values})
+        raise FeatureFileError(f"{source}: labels must all be text or all numbers, got {kinds}")
+    try:
+        text = [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
+    except UnicodeDecodeError as err:
+        raise FeatureFileError(f"{source}: labels are bytes but not UTF-8 text ({err})") from err
+    return np.array(text, dtype=str)
 
 
 def load_features(path: str | os.PathLike[str], *, require_labels: bool = True) -> FeatureSet:
@@ -194,7 +252,9 @@ def _write_h5(
 ) -> None:
     with h5py.File(p, "w") as fp:
         fp.create_dataset("features", data=X)
-        if y is not None:
+        if y is not None and y.dtype.kind == "U":
+            fp.create_dataset("labels", data=y.astype(object), dtype=h5py.string_dtype())
+        elif y is not None:
             fp.create_dataset("labels", data=y)
         if split is not None:
             fp.attrs["split"] = split

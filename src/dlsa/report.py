@@ -215,3 +215,17 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
         parts += ["", f"{rnd['what']} ({rnd['seconds']:.1f} s):", "", table, ""]
         parts.append(f"why: {rnd['reason']}")
     return "\n".join(parts)
+
+
+def classes_line(classes: Sequence[Any], counts: Sequence[int], limit: int = 20) -> str:
+    """The class names with their training sample counts, most frequent first, at most
+    ``limit`` of them (the rest counted).
+
+    Example:
+        >>> classes_line(["cat", "dog", "emu"], [5, 40, 2], limit=2)
+        '3 classes: dog (40), cat (5), ... and 1 more'
+    """
+    order = sorted(range(len(classes)), key=lambda i: (-counts[i], i))
+    shown = ", ".join(f"{classes[i]} ({counts[i]})" for i in order[:limit])
+    rest = len(classes) - limit
+    return f"{len(classes)} classes: {shown}" + (f", ... and {rest} more" if rest > 0 else "")

@@ -43,7 +43,7 @@ def extract_features(
         images: N images (array or data set, see :data:`Images`).
         batch_size: images per forward pass.
         device: where to run the model (it is moved there).
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (only when stderr is a terminal).
         num_workers: loader processes for a data set (arrays ignore it).
 
     Returns:
@@ -63,7 +63,7 @@ def extract_features(
     dtype = next(model.parameters()).dtype
     batches, total = _batches(images, batch_size, num_workers)
     chunks = []
-    for xb in tqdm(batches, total=total, desc="features", disable=not progress):
+    for xb in tqdm(batches, total=total, desc="features", disable=None if progress else True):
         chunks.append(embed(to_float(xb.to(device), dtype)).float().cpu())
     model.train(was_training)
     if not chunks:
@@ -105,7 +105,7 @@ def extract_to_file(
         backbone_id: id of the model stored in the file.
         batch_size: images per forward pass.
         device: where to run the model.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (only when stderr is a terminal).
         num_workers: loader processes for a data set.
 
     Returns:

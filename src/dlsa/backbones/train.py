@@ -134,7 +134,7 @@ def train_backbone(
             from ``images`` and whose C = max label + 1.
         checkpoint_dir: if given, the best epoch is written there as ``best.safetensors``
             + ``best.json`` (with the history) each time it improves.
-        progress: show tqdm progress bars.
+        progress: show tqdm progress bars (only when stderr is a terminal).
 
     Returns:
         ``(model, history)``: the model with the kept epoch's weights, in eval mode.
@@ -257,7 +257,9 @@ def fit(
     history = TrainHistory((), 0, "last_epoch" if val is None else "val_balanced_accuracy")
     best_state: dict[str, torch.Tensor] = {}
     bar = tqdm(
-        range(1, settings.epochs + 1), desc=f"stage 1 ({settings.sampler})", disable=not progress
+        range(1, settings.epochs + 1),
+        desc=f"stage 1 ({settings.sampler})",
+        disable=None if progress else True,
     )
     for epoch in bar:
         record = loop.epoch(epoch, x, y, val, progress)
@@ -384,7 +386,7 @@ class _Loop:
         self.model.train()
         total_loss, correct, seen = 0.0, 0, 0
         batches = [b for b in self.order(y).split(self.settings.batch_size) if len(b) > 1]
-        for idx in tqdm(batches, desc="batches", leave=False, disable=not progress):
+        for idx in tqdm(batches, desc="batches", leave=False, disable=None if progress else True):
             xb = to_float(x[idx].to(self.device), self.dtype)
             yb = y[idx].to(self.device)
             loss, logits = self.objective(self.model, xb, yb, self.augment)

@@ -1,0 +1,22 @@
+"""The errors a user can cause, as exception types.
+
+Library code raises these at the source (feature readers, config validation, model
+loading, the estimator's input checks); the ``dlsa`` command turns each into one line
+``dlsa <command>: error: <message>`` with exit status 2. Any other exception is a bug and
+keeps its traceback. Both types subclass :class:`ValueError`, so the scikit-learn contract
+(a bad value raises ``ValueError``) holds.
+
+Example:
+    >>> issubclass(ModelFileError, DLSAInputError) and issubclass(DLSAInputError, ValueError)
+    True
+"""
+
+from __future__ import annotations
+
+
+class DLSAInputError(ValueError):
+    """A bad value, file or hyper-parameter the user can fix; the message names it."""
+
+
+class ModelFileError(DLSAInputError):
+    """A model folder that is missing, damaged, or does not match its metadata."""
