@@ -389,3 +389,43 @@ def test_text_labels_fit_and_predict_to_csv(files, tmp_path, suffix):
     save_features(tmp_path / "int.npz", test.X, test.y)
     assert main(["evaluate", "--model", str(tmp_path / "run" / "model"),
                  "--features", str(tmp_path / "int.npz")]) == 2  # fmt: skip
+
+
+# ------------------------------------------------------------- debris and logs
+def _dlsa(*argv: str, **kw):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "dlsa.cli", *argv], env=env, **kw)
+
+
+def test_killed_fit_leaves_debris_that_the_next_run_removes(files, tmp_path):
+    """kill -9 mid-fit leaves only a hidden temporary; the next run into the same place
+    removes it, and its redirected log holds debug lines but no progress-bar frames."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "killed"
+    argv = ["fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz"),
+            "--out", str(out), *TINY]  # fmt: skip
+    proc = _dlsa(*argv, "--head.epochs", "2000", stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".killed.dlsa-tmp.*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and len(list(tmp_path.glob(".killed.dlsa-tmp.*"))) == 1
+    with open(tmp_path / "log", "w") as log:
+        assert _dlsa("-v", *argv, stdout=subprocess.DEVNULL, stderr=log).wait() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed", "log"]
+    text = (tmp_path / "log").read_text()
+    assert "\r" not in text
+    assert "dlsa INFO fitting base" in text and "DEBUG" in text
+
+
+def test_quiet_is_silent_on_stderr(run, files, tmp_path, capsys):
+    argv = ["predict", "--model", str(run / "model"), "--features", str(files / "unlabelled.npz")]
+    assert main([*argv, "--out", str(tmp_path / "p.npz"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
