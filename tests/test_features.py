@@ -106,3 +106,99 @@ def test_label_kinds():
     with pytest.raises(FeatureFileError, match="int64"):
         check_labels(np.array([2**64 - 1], dtype=np.uint64), 1)
     assert issubclass(FeatureFileError, DLSAInputError)
+
+
+# ------------------------------------------------------------------ property tests
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+LABEL_KINDS = ["none", "int", "float", "fraction", "text", "bytes", "bad-bytes", "bool", "nan"]
+
+
+def _labels(kind: str, n: int, n_classes: int) -> np.ndarray | None:
+    idx = np.arange(n) % n_classes
+    return {
+        "none": None,
+        "int": idx.astype(np.int32),
+        "float": idx.astype(np.float64),
+        "fraction": idx + 0.5,
+        "text": np.array([f"class {i}" for i in idx], dtype=str),
+        "bytes": np.array([f"c{i}".encode() for i in idx], dtype=bytes),
+        "bad-bytes": np.array([b"\xff%d" % i for i in idx], dtype=bytes),
+        "bool": idx % 2 == 0,
+        "nan": np.full(n, np.nan),
+    }[kind]
+
+
+def _write_raw(path, X, y) -> None:
+    """Write a feature file without any of save_features' checks."""
+    if path.suffix == ".npz":
+        arrays = {"features": X} | ({} if y is None else {"labels": y})
+        np.savez(path, **arrays)
+        return
+    with h5py.File(path, "w") as fp:
+        fp.create_dataset("features", data=X)
+        if y is not None and y.dtype.kind == "U":
+            fp.create_dataset("labels", data=y.astype(object), dtype=h5py.string_dtype())
+        elif y is not None:
+            fp.create_dataset("labels", data=y)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(0, 5),
+    d=st.integers(0, 3),
+    dtype=st.sampled_from(["float16", "float32", "float64", "int8", "int64", "bool"]),
+    kind=st.sampled_from(LABEL_KINDS),
+    n_classes=st.integers(1, 3),
+    bad_value=st.sampled_from([None, np.nan, np.inf, 1e300]),
+    suffix=st.sampled_from([".h5", ".npz"]),
+)
+def test_reader_returns_a_valid_set_or_the_documented_error(
+    tmp_path, n, d, dtype, kind, n_classes, bad_value, suffix
+):
+    X = np.arange(n * d, dtype=np.float64).reshape(n, d).astype(dtype)
+    if bad_value is not None and X.size and X.dtype.kind == "f":
+        X[0, 0] = bad_value
+    y = _labels(kind, n, n_classes)
+    path = tmp_path / f"f{suffix}"
+    _write_raw(path, X, y)
+    valid = (
+        n > 0
+        and d > 0
+        and dtype != "bool"
+        and np.isfinite(X.astype(np.float32)).all()
+        and kind not in ("fraction", "bad-bytes", "nan")
+    )
+    try:
+        data = load_features(path, require_labels=False)
+    except FeatureFileError as err:
+        assert not valid, err
+        assert str(path) in str(err)
+        return
+    assert valid
+    assert data.X.dtype == np.float32 and data.X.shape == (n, d)
+    if y is None:
+        assert data.y is None
+    else:
+        assert data.y.shape == (n,) and data.y.dtype.kind in "iUb"
+        assert len(np.unique(data.y)) == min(n_classes, n, 2 if kind == "bool" else n_classes)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=64))
+def test_garbage_files_give_the_documented_error(tmp_path_factory, content):
+    root = tmp_path_factory.mktemp("garbage")
+    for suffix in (".h5", ".npz"):
+        (root / f"g{suffix}").write_bytes(content)
+        with pytest.raises(FeatureFileError, match=f"g{suffix}"):
+            load_features(root / f"g{suffix}")
+
+
+def test_a_single_npy_array_is_not_a_feature_file(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones(3))
+    (tmp_path / "a.npy").rename(tmp_path / "a.npz")
+    with pytest.raises(FeatureFileError, match="not an .npz archive"):
+        load_features(tmp_path / "a.npz")

@@ -182,7 +182,7 @@ def load_features(path: str | os.PathLike[str], *, require_labels: bool = True) 
         raw = _read_h5(p) if suffix in (".h5", ".hdf5") else _read_npz(p)
     except FeatureFileError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise FeatureFileError(f"{p}: cannot read as {suffix} feature file ({err})") from err
     X, y, split, backbone = raw
     if y is None and require_labels:
@@ -225,10 +225,12 @@ def save_features(
 
 def _read_h5(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | None]:
     with h5py.File(p, "r") as fp:
-        if "features" not in fp:
+        if not isinstance(fp.get("features"), h5py.Dataset):
             raise FeatureFileError(f"{p}: no 'features' dataset (found {sorted(fp.keys())})")
         X = fp["features"][...]
         key = "labels" if "labels" in fp else ("label" if "label" in fp else None)
+        if key is not None and not isinstance(fp[key], h5py.Dataset):
+            raise FeatureFileError(f"{p}: '{key}' is a group, not a dataset")
         y = fp[key][...] if key is not None else None
         split = _text(fp.attrs.get("split"))
         backbone = _text(fp.attrs.get("backbone"))
@@ -236,7 +238,10 @@ def _read_h5(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | 
 
 
 def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | None]:
-    with np.load(p, allow_pickle=False) as data:
+    loaded = np.load(p, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise FeatureFileError(f"{p}: holds a single array, not an .npz archive of arrays")
+    with loaded as data:
         keys = set(data.files)
         if "features" not in keys:
             raise FeatureFileError(f"{p}: no 'features' array (found {sorted(keys)})")
