@@ -439,3 +439,62 @@ def test_bad_release_choices_are_rejected(lt_data):
         make(regular_prior="all").fit(lt_data.X_train, lt_data.y_train)
     with pytest.raises(ValueError, match="cluster_prior_data must be 'level' or 'all'"):
         make(cluster_prior_data="global").fit(lt_data.X_train, lt_data.y_train)
+
+
+# ------------------------------------------------------------------ property tests
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ_FLT = FilterConfig(mixture=MixtureConfig(n_components=2, sigma=0.5), epochs=1, batch_size=32)
+FUZZ_HEAD = HeadConfig(epochs=2, batch_size=32)
+
+
+def _fuzz_features(counts: list[int], d: int, mode: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(sum(counts), d))
+    if mode == "constant":
+        X[:] = 3.0
+    elif mode == "constant-column":
+        X[:, 0] = -7.0
+    elif mode == "duplicated":
+        X = np.repeat(X[:1], len(X), axis=0) if seed % 2 else np.tile(X[:2], (len(X), 1))[: len(X)]
+    elif mode == "huge":
+        X *= 1e30
+    elif mode == "tiny":
+        X *= 1e-30
+    return X
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 8), min_size=1, max_size=4),
+    d=st.integers(1, 3),
+    mode=st.sampled_from(["normal", "constant", "constant-column", "duplicated", "huge", "tiny"]),
+    depth=st.sampled_from([0, 1]),
+    text=st.booleans(),
+    seed=st.integers(0, 3),
+)
+def test_fuzzed_inputs_fit_and_predict_or_raise_the_documented_error(
+    counts, d, mode, depth, text, seed
+):
+    """Tiny classes, constant features, duplicated rows, huge or tiny values: fit either
+    works (finite probabilities, labels from classes_) or raises a documented error
+    (ValueError, or FloatingPointError for a diverged run) from dlsa's own checks, never an
+    exception from inside torch."""
+    import traceback
+
+    X = _fuzz_features(counts, d, mode, seed)
+    y = np.repeat(np.arange(len(counts)), counts)
+    if text:
+        y = np.array([f"class {v}" for v in y])
+    clf = make(depth=depth, flow_filter=FUZZ_FLT, head=FUZZ_HEAD, random_state=seed)
+    try:
+        clf.fit(X, y)
+    except (ValueError, FloatingPointError) as err:  # the errors fit documents
+        origin = traceback.extract_tb(err.__traceback__)[-1].filename
+        assert "/dlsa/" in origin.replace("\\", "/"), (origin, err)
+        return
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), len(counts)) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-4)
+    assert set(clf.predict(X).tolist()) <= set(clf.classes_.tolist())

@@ -429,3 +429,12 @@ def test_quiet_is_silent_on_stderr(run, files, tmp_path, capsys):
     argv = ["predict", "--model", str(run / "model"), "--features", str(files / "unlabelled.npz")]
     assert main([*argv, "--out", str(tmp_path / "p.npz"), "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_features_of_huge_magnitude_are_one_line(files, tmp_path, capsys):
+    d = load_features(files / "train.h5")
+    save_features(tmp_path / "huge.h5", d.X * 1e30, d.y)
+    argv = ["fit", "--train", str(tmp_path / "huge.h5"), "--test", str(files / "test.npz")]
+    assert main([*argv, "--out", str(tmp_path / "o"), *TINY]) == 2
+    _one_line_error(capsys, "fit", "huge.h5", "non-finite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.h5"]

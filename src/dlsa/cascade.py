@@ -240,11 +240,19 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
 
         Raises:
             ValueError: on invalid features/labels, a class with too few samples, a
-                level with fewer samples than clusters, or a bad hyper-parameter.
+                level with fewer samples than clusters, or a bad hyper-parameter (mostly
+                :class:`dlsa.errors.DLSAInputError`).
+            FloatingPointError: if a filter or classifier diverges in training (lower
+                its learning rate, or scale features of huge magnitude).
         """
         flt_cfg, head_cfg, base = self._resolved()
         X, y_raw = check_features(X, y, source="X")
         assert y_raw is not None
+        if self.depth > 0 and X.shape[1] < 2:
+            raise DLSAInputError(
+                f"X has {X.shape[1]} feature; the flow filters (depth={self.depth}) need "
+                "at least 2 (use depth=0)"
+            )
         self.classes_, y_enc = np.unique(y_raw, return_inverse=True)
         counts = np.bincount(y_enc, minlength=len(self.classes_))
         _check_class_counts(self.classes_, counts, min_class_samples)

@@ -326,7 +326,7 @@ def _fit_and_evaluate(
         logger.info("fitting %s (%s, depth %d)", name, params["base"], params["depth"])
         try:
             models[name] = DLSAClassifier(**params).fit(train.X, train.y)
-        except ValueError as err:
+        except (ValueError, FloatingPointError) as err:
             raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
         timings[f"fit_{name}"] = time.perf_counter() - start
     models["dlsa"].save(folder / "model")
@@ -394,7 +394,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     seed_everything(config.random_state)
     try:
         result = diagnose(train.X, train.y, config, reference)
-    except ValueError as err:
+    except (ValueError, FloatingPointError) as err:
         raise CLIError(f"--train {args.train}: {err}") from err
     text = diagnose_report(result)
     if args.out:
@@ -420,7 +420,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 train.X, train.y, test.X, test.y,
                 bases=bases, config=config, seeds=seeds, progress=not args.quiet,
             )  # fmt: skip
-        except ValueError as err:
+        except (ValueError, FloatingPointError) as err:
             raise CLIError(f"--train {args.train}: {err}") from err
         record = dict(result) | {"git_commit": git_commit(), "dlsa_version": __version__}
         record |= {"train": str(args.train), "test": str(args.test)}
@@ -765,8 +765,9 @@ def one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dlsa`` command.
 
-    A user error (:class:`CLIError`, :class:`dlsa.errors.DLSAInputError`, an ``OSError``
-    such as a full disk or a denied permission, a bad flag) is one line
+    A user error (:class:`CLIError`, :class:`dlsa.errors.DLSAInputError`, a training
+    run that diverged (``FloatingPointError``), an ``OSError`` such as a full disk or a
+    denied permission, a bad flag) is one line
     ``dlsa <command>: error: <message>`` on stderr with exit status 2, and nothing is
     written; ``--debug`` adds its traceback. Any other exception is a bug and keeps its
     traceback.
@@ -781,7 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args)
     try:
         return int(args.func(args))
-    except (CLIError, DLSAInputError, OSError) as err:
+    except (CLIError, DLSAInputError, FloatingPointError, OSError) as err:
         if args.debug:
             traceback.print_exc()
         print(f"dlsa {args.command}: error: {one_line(err)}", file=sys.stderr)
