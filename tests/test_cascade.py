@@ -498,3 +498,14 @@ def test_fuzzed_inputs_fit_and_predict_or_raise_the_documented_error(
     assert proba.shape == (len(X), len(counts)) and np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-4)
     assert set(clf.predict(X).tolist()) <= set(clf.classes_.tolist())
+
+
+def test_scoring_in_chunks_gives_the_same_result(fitted, lt_data, monkeypatch):
+    import dlsa.cascade
+
+    proba, stage = fitted.predict_proba_and_route(lt_data.X_test)
+    monkeypatch.setattr(dlsa.cascade, "SCORE_CHUNK", 7)
+    chunked, chunked_stage = fitted.predict_proba_and_route(lt_data.X_test)
+    np.testing.assert_allclose(chunked, proba, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(chunked_stage, stage)
+    np.testing.assert_array_equal(fitted.route(lt_data.X_test), stage)

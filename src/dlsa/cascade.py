@@ -77,6 +77,8 @@ DEFAULT = DLSAConfig()
 """The default configuration; the estimator's defaults are its fields."""
 TENSOR_FILE = "model.safetensors"
 """The one tensor file of a model folder (its SHA-256 is kept in ``model.json``)."""
+SCORE_CHUNK = 65536
+"""Rows scored at once by ``predict`` / ``route``: bounds the device memory of inference."""
 
 
 class DLSAClassifier(ClassifierMixin, BaseEstimator):
@@ -555,6 +557,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------- inference
     def _check_X(self, X: np.ndarray) -> Tensor:
+        """Validated features (N, D) as a CPU tensor."""
         check_is_fitted(self, "regular_")
         X, _ = check_features(X, source="X")
         if X.shape[1] != self.n_features_in_:
@@ -562,7 +565,18 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
                 f"X has {X.shape[1]} features, but this model was fitted with "
                 f"{self.n_features_in_} features"
             )
-        return torch.from_numpy(X).to(self._device())
+        return torch.from_numpy(X)
+
+    def _scored(self, X: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Logits (N, C) and stages (N,) of X (N, D), on the CPU. The cascade runs on
+        chunks of :data:`SCORE_CHUNK` rows, so the device holds one chunk at a time; each
+        row is routed and scored on its own, so chunking does not change the result."""
+        x = self._check_X(X)
+        parts = [
+            self._logits_and_stage(x[i : i + SCORE_CHUNK].to(self._device()))
+            for i in range(0, x.shape[0], SCORE_CHUNK)
+        ]
+        return torch.cat([p[0].cpu() for p in parts]), torch.cat([p[1].cpu() for p in parts])
 
     def _device(self) -> torch.device:
         return self.regular_.input_mean.device
@@ -610,27 +624,26 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Logits (N, C) of the stage that handles each sample."""
-        return self._logits_and_stage(self._check_X(X))[0].cpu().numpy()
+        return self._scored(X)[0].numpy()
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), columns in the order of ``classes_``."""
-        logits, _ = self._logits_and_stage(self._check_X(X))
-        return torch.softmax(logits, dim=1).cpu().numpy()
+        return torch.softmax(self._scored(X)[0], dim=1).numpy()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted labels (N,), values from ``classes_``."""
-        logits, _ = self._logits_and_stage(self._check_X(X))
-        return self.classes_[logits.argmax(dim=1).cpu().numpy()]
+        best = self._scored(X)[0].argmax(dim=1).numpy()
+        return self.classes_[best]
 
     def route(self, X: np.ndarray) -> np.ndarray:
         """Stage of each sample (N,): ``l`` (0-based) for the cluster-aided classifier of
         level ``l``, ``len(filters_)`` for the regular classifier."""
-        return self._logits_and_stage(self._check_X(X))[1].cpu().numpy()
+        return self._scored(X)[1].numpy()
 
     def predict_proba_and_route(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`predict_proba` (N, C) and :meth:`route` (N,) in one pass of the cascade."""
-        logits, stage = self._logits_and_stage(self._check_X(X))
-        return torch.softmax(logits, dim=1).cpu().numpy(), stage.cpu().numpy()
+        logits, stage = self._scored(X)
+        return torch.softmax(logits, dim=1).numpy(), stage.numpy()
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
