@@ -64,15 +64,13 @@ from dlsa.errors import DLSAInputError, ModelFileError
 from dlsa.features import check_features
 from dlsa.filter import FilterOutput, FilterReport, FlowFilter
 from dlsa.integrity import checksums, read_tensors, verify_checksums
+from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.training import torch_generator
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "dlsa-model"
 FORMAT_VERSION = 1
-HEAD_THRESHOLD = 50
-"""Classes with more train samples than this are "head" in the routing diagnostics
-(paper, Sec. 1)."""
 DEFAULT = DLSAConfig()
 """The default configuration; the estimator's defaults are its fields."""
 TENSOR_FILE = "model.safetensors"

@@ -20,3 +20,8 @@ class DLSAInputError(ValueError):
 
 class ModelFileError(DLSAInputError):
     """A model folder that is missing, damaged, or does not match its metadata."""
+
+
+class TrainingDivergedError(DLSAInputError, FloatingPointError):
+    """Training produced a non-finite loss before any usable epoch; the message says
+    which settings (or feature scale) to change."""

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from dlsa.config import FilterConfig
+from dlsa.errors import DLSAInputError, TrainingDivergedError
 from dlsa.flows import MAF
 from dlsa.losses import (
     MomentumEstimator,
@@ -238,19 +239,19 @@ class FlowFilter(nn.Module):
         train statistics, and fix the routing threshold.
 
         Raises:
-            ValueError: if the level has fewer samples than clusters or fewer than two
+            DLSAInputError: if the level has fewer samples than clusters or fewer than two
                 classes.
-            FloatingPointError: if the loss is non-finite already in the first epoch.
+            TrainingDivergedError: if the loss is non-finite already in the first epoch.
         """
         n, k = x.shape[0], self.n_components
         present = int(torch.unique(y).numel())
         if n < k:
-            raise ValueError(
+            raise DLSAInputError(
                 f"the level has {n} training samples but the filter has K={k} clusters; "
                 "use fewer clusters (flow_filter.mixture.n_components) or a smaller depth"
             )
         if present < 2:
-            raise ValueError(f"the level has samples of {present} class; a filter needs two")
+            raise DLSAInputError(f"the level has samples of {present} class; a filter needs two")
         report = FilterReport(n_samples=n, n_classes=present)
         trainer = _FilterTrainer(self, x, y, generator, report)
         trainer.run(progress)
@@ -408,9 +409,10 @@ class _FilterTrainer:
             report.selection = "fallback: every epoch had an oversized cluster; latest epoch"
             self.best_state, report.selected_epoch = self.last_state, n_epochs
         else:
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 "the flow filter's loss became non-finite in its first epoch; lower "
-                "flow_filter.lr or flow_filter.max_class_share, or set flow_filter.grad_clip"
+                "flow_filter.lr or flow_filter.max_class_share, set flow_filter.grad_clip, "
+                "or standardize features of a very large scale"
             )
         if report.diverged_epoch is not None:
             report.selection += " (training stopped: non-finite loss in epoch "

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from dlsa.classifiers import LinearHead, StageClassifier
 from dlsa.config import HeadConfig
+from dlsa.errors import TrainingDivergedError
 from dlsa.rng import randperm, seeded
 from dlsa.sampling import class_balanced_order
 from dlsa.training import OptimSettings, TrainHistory, train_epochs
@@ -81,15 +82,16 @@ def run_phase(
     raises instead of returning a diverged run.
 
     Raises:
-        FloatingPointError: if the loss became non-finite.
+        TrainingDivergedError: if the loss became non-finite.
     """
     history = train_epochs(
         parameters, step_loss, epoch_order, settings, progress=progress, desc=desc
     )
     if history.diverged_epoch is not None:
-        raise FloatingPointError(
+        raise TrainingDivergedError(
             f"{desc}: the {method} loss became non-finite in epoch "
-            f"{history.diverged_epoch}; lower the head learning rate"
+            f"{history.diverged_epoch}; lower the head learning rate (--head.lr), or "
+            "standardize features of a very large scale"
         )
     return history
 
