@@ -719,6 +719,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--features", required=True, help="features (labels optional)")
     pr.add_argument("--out", required=True, help="predictions file (.npz or .csv)")
     pr.set_defaults(func=cmd_predict)
+
+    from dlsa.train_cli import add_train_command  # stage 1 on image files; flags live there
+
+    add_train_command(command("train", help="stage 1: train a backbone on image files"))
     return parser
 
 

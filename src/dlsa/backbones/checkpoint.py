@@ -16,13 +16,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dlsa.atomic import write_atomic
+from dlsa.backbones.bottleneck import BottleneckResNet
 from dlsa.backbones.resnet import ResNet
 
-_ARCHITECTURES = {"resnet": ResNet}
+Backbone = ResNet | BottleneckResNet
+_ARCHITECTURES: dict[str, type[Backbone]] = {
+    "resnet": ResNet,
+    "bottleneck-resnet": BottleneckResNet,
+}
 
 
 def save_checkpoint(
-    model: ResNet,
+    model: Backbone,
     directory: str | os.PathLike[str],
     name: str = "best",
     metadata: dict[str, Any] | None = None,
@@ -30,7 +35,7 @@ def save_checkpoint(
     """Write ``model`` to ``directory/name.safetensors`` and ``directory/name.json``.
 
     Args:
-        model: the backbone.
+        model: the backbone (:class:`ResNet` or :class:`BottleneckResNet`).
         directory: destination folder (created if needed).
         name: file stem.
         metadata: JSON-serializable extras (history, training arguments, seed ...).
@@ -41,7 +46,8 @@ def save_checkpoint(
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    info = {"architecture": "resnet", "config": model.config(), "metadata": metadata or {}}
+    arch = getattr(model, "architecture", "resnet")
+    info = {"architecture": arch, "config": model.config(), "metadata": metadata or {}}
     weights = folder / f"{name}.safetensors"
     write_atomic(weights, lambda tmp: save_file(tensors, str(tmp)))
     write_atomic(folder / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
@@ -50,7 +56,7 @@ def save_checkpoint(
 
 def load_checkpoint(
     directory: str | os.PathLike[str], name: str = "best", device: str | torch.device = "cpu"
-) -> tuple[ResNet, dict[str, Any]]:
+) -> tuple[Backbone, dict[str, Any]]:
     """Rebuild a backbone written by :func:`save_checkpoint`.
 
     Args:

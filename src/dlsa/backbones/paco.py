@@ -7,8 +7,12 @@ ResNet's own linear classifier, whose logits join the contrastive logits; with
 ``balanced=True`` they carry the log class prior (Balanced Softmax), as in the setting
 the DLSA paper reproduces (Sec. 4.1, "PaCo + BalSoftmax").
 
-Differences from the original release, on purpose: one device (no shuffled batch norm
-across GPUs); crop + flip augmentation on both views (no RandAugment / colour jitter);
+Differences from the original release, on purpose: under DDP (``dlsa train`` with
+torchrun) the queries, keys and labels of all ranks form the contrast set, as one process
+with the global batch would (the release contrasts each GPU's own batch and only shares
+keys through the queue), and batch norm is synchronised on request instead of the key
+encoder's shuffled batch norm; crop + flip augmentation on both views (no RandAugment /
+colour jitter);
 the queue starts with random unit vectors that are never positives (label -1); the
 epoch is chosen on validation data, never on test data.
 
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlsa import rng
+from dlsa.backbones.bottleneck import BottleneckResNet
 from dlsa.backbones.resnet import ResNet
 from dlsa.backbones.train import (
     Augment,
@@ -44,6 +49,9 @@ from dlsa.backbones.train import (
     seed_generator,
 )
 from dlsa.data import class_counts
+
+Gather = Callable[[torch.Tensor, bool], torch.Tensor]
+"""``gather(t, grad)``: the rows of ``t`` from all ranks in rank order."""
 
 
 def paco_loss(
@@ -58,19 +66,22 @@ def paco_loss(
     gamma: float = 1.0,
     temperature: float = 0.05,
     log_prior: torch.Tensor | None = None,
+    self_offset: int = 0,
 ) -> torch.Tensor:
     """The PaCo loss of a batch of queries.
 
     For query i the logits are ``[class_logits_i (+ log_prior), q_i . contrast_j / T]``.
     Positives: the true class's centre (weight ``beta``) and every other contrast row of
     the same label (weight ``alpha``); the contrast rows enter the softmax denominator
-    with weight ``gamma``. The query's own row (row i of ``contrast``) is left out.
+    with weight ``gamma``. The query's own row (row ``self_offset + i`` of ``contrast``)
+    is left out.
 
     Args:
         q: L2-normalized queries of shape (B, P).
         labels: their labels of shape (B,).
-        contrast: L2-normalized contrast features of shape (M, P) whose first B rows
-            are ``q`` itself (then keys, then the queue).
+        contrast: L2-normalized contrast features of shape (M, P) whose rows
+            ``self_offset .. self_offset + B - 1`` are ``q`` itself (e.g. the queries of
+            all ranks, then keys, then the queue).
         contrast_labels: labels of shape (M,); -1 never matches.
         class_logits: classifier logits of shape (B, C) (the parametric centres).
         alpha: weight of same-class samples.
@@ -79,6 +90,7 @@ def paco_loss(
         temperature: T of the contrastive logits.
         log_prior: log class frequencies of shape (C,) added to ``class_logits``
             (Balanced Softmax), or None.
+        self_offset: row of ``contrast`` holding query 0 (its rank's offset under DDP).
 
     Returns:
         The mean loss over the batch (a scalar).
@@ -94,7 +106,8 @@ def paco_loss(
         class_logits = class_logits + log_prior
     logits = torch.cat([class_logits, q @ contrast.T / temperature], dim=1)
     not_self = torch.ones(b, len(contrast), device=q.device, dtype=q.dtype)
-    not_self[torch.arange(b), torch.arange(b)] = 0.0
+    rows = torch.arange(b, device=q.device)
+    not_self[rows, rows + self_offset] = 0.0
     same = (labels[:, None] == contrast_labels[None, :]).to(q.dtype) * not_self
     onehot = F.one_hot(labels, n_classes).to(q.dtype)
     positive = torch.cat([beta * onehot, alpha * same], dim=1)
@@ -129,7 +142,7 @@ class PaCoObjective(nn.Module):
 
     def __init__(
         self,
-        model: ResNet,
+        model: ResNet | BottleneckResNet,
         counts: np.ndarray,
         *,
         alpha: float = 0.01,
@@ -181,26 +194,62 @@ class PaCoObjective(nn.Module):
         features = model.embed(augment(x))
         logits = model.fc(features)
         q = F.normalize(self.proj(features), dim=1)
+        return self.step(model, q, logits, augment(x), y), logits
+
+    def step(
+        self,
+        model: nn.Module,
+        q: torch.Tensor,
+        logits: torch.Tensor,
+        x_key: torch.Tensor,
+        y: torch.Tensor,
+        gather: Gather | None = None,
+        offset: int = 0,
+    ) -> torch.Tensor:
+        """One PaCo step after the query pass: update the key encoder, embed the key view,
+        compute the loss, enqueue the keys.
+
+        Args:
+            model: the query encoder (its weights move the key encoder).
+            q: L2-normalized queries (B, P) of the first view.
+            logits: class logits (B, C) of the first view.
+            x_key: the second view (B, C, H, W), for the key encoder.
+            y: labels (B,).
+            gather: ``gather(t, grad)`` concatenates the rows of all ranks in rank order
+                (None: one process). Queries (differentiably), keys and labels of all
+                ranks form the contrast set and all keys enter the queue, so a DDP step
+                computes the loss one process would on the global batch.
+            offset: row of this rank's first query among all ranks' (rank * B).
+
+        Returns:
+            The mean loss over this rank's queries.
+        """
         with torch.no_grad():
-            self._update_keys(model)
-            k = F.normalize(self.key_proj(self.key_model.embed(augment(x))), dim=1)
-        loss = paco_loss(
-            q, y, torch.cat([q, k, self.queue.clone()]), torch.cat([y, y, self.queue_labels]),
-            logits, alpha=self.alpha, beta=self.beta, gamma=self.gamma,
-            temperature=self.temperature, log_prior=self.log_prior if self.balanced else None,
+            self.update_keys(model)
+            k = F.normalize(self.key_proj(self.key_model.embed(x_key)), dim=1)
+        q_all, k_all, y_all = (q, k, y) if gather is None else (
+            gather(q, True), gather(k, False), gather(y, False)
         )  # fmt: skip
-        self._enqueue(k, y)
-        return loss, logits
+        loss = paco_loss(
+            q, y, torch.cat([q_all, k_all, self.queue.clone()]),
+            torch.cat([y_all, y_all, self.queue_labels]), logits, alpha=self.alpha,
+            beta=self.beta, gamma=self.gamma, temperature=self.temperature,
+            log_prior=self.log_prior if self.balanced else None, self_offset=offset,
+        )  # fmt: skip
+        self.enqueue(k_all, y_all)
+        return loss
 
     @torch.no_grad()
-    def _update_keys(self, model: ResNet) -> None:
+    def update_keys(self, model: nn.Module) -> None:
+        """Move the key encoder and projection towards the query's: k <- m k + (1 - m) q."""
         pairs = [(self.key_model, model), (self.key_proj, self.proj)]
         for key, query in pairs:
             for pk, pq in zip(key.parameters(), query.parameters(), strict=True):
                 pk.mul_(self.key_momentum).add_(pq.detach(), alpha=1.0 - self.key_momentum)
 
     @torch.no_grad()
-    def _enqueue(self, k: torch.Tensor, y: torch.Tensor) -> None:
+    def enqueue(self, k: torch.Tensor, y: torch.Tensor) -> None:
+        """Write keys (B, P) and their labels (B,) over the oldest queue rows."""
         slots = (self.queue_ptr + torch.arange(len(k), device=k.device)) % len(self.queue)
         self.queue[slots] = k
         self.queue_labels[slots] = y

@@ -27,6 +27,7 @@ from dlsa.datasets.image_list import (
     ImageListDataset,
     load_image,
     read_class_folders,
+    read_split_entries,
     read_split_list,
     resize_center_crop,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "make_long_tailed",
     "read_class_folders",
     "read_idx",
+    "read_split_entries",
     "read_split_list",
     "resize_center_crop",
     "split_long_tailed",

@@ -45,22 +45,41 @@ def read_split_list(
         DataFileError: on a malformed line or label (file and line named), or no entries.
     """
     p, base = Path(path), Path(root)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such split list")
     paths: list[Path] = []
     labels: list[int] = []
+    for lineno, image, label in read_split_entries(p):
+        if not (base / image).is_file():
+            raise FileNotFoundError(f"{p}:{lineno}: image {base / image} not found")
+        paths.append(base / image)
+        labels.append(label)
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def read_split_entries(path: str | os.PathLike[str]) -> list[tuple[int, str, int]]:
+    """The entries of a split list as ``(line number, relative path, label)``, unchecked.
+
+    Raises:
+        FileNotFoundError: if the list is missing.
+        DataFileError: on a malformed line or label (file and line named), or no entries.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / "l.txt").write_text("a b.jpg 3\\n\\nc.png 0\\n")
+        ...     read_split_entries(Path(tmp) / "l.txt")
+        [(1, 'a b.jpg', 3), (3, 'c.png', 0)]
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such split list")
+    entries: list[tuple[int, str, int]] = []
     with open(p, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            image, label = _parse_split_line(line, f"{p}:{lineno}")
-            if not (base / image).is_file():
-                raise FileNotFoundError(f"{p}:{lineno}: image {base / image} not found")
-            paths.append(base / image)
-            labels.append(label)
-    if not paths:
+            if line.strip():
+                entries.append((lineno, *_parse_split_line(line, f"{p}:{lineno}")))
+    if not entries:
         raise DataFileError(f"{p}: the split list has no entries")
-    return paths, np.asarray(labels, dtype=np.int64)
+    return entries
 
 
 def _parse_split_line(line: str, where: str) -> tuple[str, int]:

@@ -1,0 +1,416 @@
+"""``dlsa train``: stage 1 on image files streamed from disk, on one process or many (DDP).
+
+Images are decoded by ``DataLoader`` workers (:mod:`dlsa.backbones.stream`); each epoch's
+batches come from :class:`~dlsa.backbones.batches.EpochBatches` (shuffled for ``ce`` and
+``paco``, class-balanced for ``cbs``); SGD with momentum, linear warm-up then a per-step
+cosine schedule. The epoch kept is the best by balanced accuracy on the validation list
+(the last epoch without one); the test set is never seen.
+
+Under ``torchrun`` each process trains a DDP replica on its share of every global batch;
+PaCo's queries, keys and labels are gathered over all ranks, ``sync_bn`` normalises with
+the global batch's statistics, and rank 0 alone writes checkpoints, logs and bars. With
+``sync_bn`` (or a backbone without batch norm), one DDP step equals one process's step on
+the global batch up to floating-point summation order.
+
+Reproducibility: every draw is seeded by (seed, epoch, position), and every epoch ends
+with a full state on disk (:mod:`dlsa.backbones.run_state`), so ``resume`` after a kill
+anywhere gives on the CPU the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from dlsa.backbones import distributed as D
+from dlsa.backbones import run_state as S
+from dlsa.backbones.batches import EpochBatches
+from dlsa.backbones.checkpoint import Backbone, save_checkpoint
+from dlsa.backbones.images import to_float
+from dlsa.backbones.paco import PaCoObjective
+from dlsa.backbones.stream import (
+    EvalImages,
+    ImageReadError,
+    ImageSource,
+    TrainViews,
+    check_classes,
+    read_source,
+)
+from dlsa.backbones.train import EpochRecord, TrainHistory, _update, seed_generator
+from dlsa.backbones.train_config import ImageTrainConfig, build_backbone
+from dlsa.data import class_counts
+from dlsa.errors import DLSAInputError
+
+logger = logging.getLogger(__name__)
+StepHook = Callable[[int, int], None]
+"""Called as ``hook(epoch, step)`` after every optimizer step (1-based epoch, 0-based step)."""
+
+
+def train_images(
+    config: ImageTrainConfig, *, on_step: StepHook | None = None
+) -> tuple[Backbone, TrainHistory]:
+    """Train a backbone on image files; the run folder feeds ``dlsa extract``.
+
+    Args:
+        config: data, model, optimisation and run settings.
+        on_step: optional hook after every optimizer step.
+
+    Returns:
+        ``(model, history)``: the kept epoch's weights in eval mode, and the history.
+
+    Raises:
+        DLSAInputError: bad data (a missing or unreadable image with its file and line, a
+            class without a training image), or a resume folder of another configuration.
+    """
+    device = _device(config)
+    info = D.setup(device.type)
+    try:
+        return _Run(config, device, info, on_step).run()
+    finally:
+        D.teardown(info)
+
+
+def _device(config: ImageTrainConfig) -> torch.device:
+    if config.device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    device = torch.device(config.device)
+    if config.bf16 and device.type != "cuda":
+        raise DLSAInputError("--bf16 needs a CUDA device")
+    return device
+
+
+class _Net(nn.Module):
+    """Everything trained: the backbone and PaCo's projection; one forward for DDP."""
+
+    def __init__(self, backbone: Backbone, proj: nn.Module | None) -> None:
+        super().__init__()
+        self.backbone, self.proj = backbone, proj
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, C) and the normalized projection (B, P) or None, of (B, C, H, W)."""
+        features = self.backbone.embed(x)
+        q = None if self.proj is None else F.normalize(self.proj(features), dim=1)
+        return self.backbone.fc(features), q
+
+
+class _Run:
+    """One training run: data, model, optimizer, loaders, state on disk."""
+
+    def __init__(
+        self,
+        cfg: ImageTrainConfig,
+        device: torch.device,
+        info: D.DistInfo,
+        on_step: StepHook | None,
+    ) -> None:
+        self.cfg, self.device, self.info, self.on_step = cfg, device, info, on_step
+        self.out = Path(cfg.out)
+        skip = cfg.skip_bad_images
+        self.train_src = read_source(
+            cfg.images, cfg.split_list, skip_missing=skip, flag="--images"
+        )
+        self.val_src = self._val_source()
+        self.n_classes = check_classes(self.train_src, self.val_src)
+        self.model = build_backbone(cfg, self.n_classes, seed_generator(cfg.seed, 0))
+        self.model.set_input_stats(*self._input_stats())
+        self.objective = self._objective()
+        if cfg.sync_bn:
+            D.sync_batch_norm(self.model, device.type)
+            if self.objective is not None:
+                D.sync_batch_norm(self.objective.key_model, device.type)
+        self.net = _Net(self.model, None if self.objective is None else self.objective.proj)
+        self.net.to(device)
+        if self.objective is not None:
+            self.objective.to(device)
+        self.optimizer = torch.optim.SGD(
+            self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+        )  # fmt: skip
+        self.batches = EpochBatches(
+            self.train_src.labels, order="balanced" if cfg.loss == "cbs" else "shuffle",
+            batch_size=cfg.batch_size, seed=cfg.seed, rank=info.rank,
+            world_size=info.world_size,
+        )  # fmt: skip
+        self.steps = cfg.epochs * len(self.batches)
+        self.history = TrainHistory(
+            (), 0, "last_epoch" if self.val_src is None else "val_balanced_accuracy"
+        )  # noqa: E501
+        self.best_state: dict[str, torch.Tensor] = {}
+        self.skipped: list[int] = []
+
+    # ------------------------------------------------------------------ building
+    def _val_source(self) -> ImageSource | None:
+        cfg = self.cfg
+        if cfg.val_split_list is None and cfg.val_images is None:
+            return None
+        return read_source(
+            cfg.val_images or cfg.images, cfg.val_split_list,
+            skip_missing=cfg.skip_bad_images, flag="--val-images",
+        )  # fmt: skip
+
+    def _objective(self) -> PaCoObjective | None:
+        cfg = self.cfg
+        if cfg.loss != "paco":
+            return None
+        return PaCoObjective(
+            self.model, class_counts(self.train_src.labels, self.n_classes),
+            alpha=cfg.paco_alpha, temperature=cfg.paco_temperature, queue_size=cfg.paco_queue,
+            proj_dim=cfg.paco_dim, key_momentum=cfg.paco_momentum, balanced=cfg.paco_balanced,
+            generator=seed_generator(cfg.seed, 4),
+        )  # fmt: skip
+
+    def _input_stats(self, n_max: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std (C,) of up to ``n_max`` evenly spaced train images."""
+        n = len(self.train_src.paths)
+        picks = np.unique(np.linspace(0, n - 1, min(n, n_max)).round().astype(int))
+        sums, count = torch.zeros(2, 1 if self.cfg.grayscale else 3, dtype=torch.float64), 0
+        for x, _, _, errors in self._eval_loader(self.train_src, picks.tolist(), None):
+            x = x[self._keep(errors, minimum=0)].double()
+            sums += torch.stack([x.sum(dim=(0, 2, 3)), x.square().sum(dim=(0, 2, 3))])
+            count += x.shape[0] * x.shape[2] * x.shape[3]
+        if count == 0:
+            raise DLSAInputError(f"--images {self.cfg.images}: no readable training image")
+        mean = sums[0] / count
+        return mean.float(), (sums[1] / count - mean.square()).clamp_min(0).sqrt().float()
+
+    def _eval_loader(
+        self, source: ImageSource, indices: list[int], resize: int | None
+    ) -> DataLoader:
+        data = EvalImages(source, size=self.cfg.size, mode=self.cfg.mode, resize=resize)
+        return DataLoader(
+            data, batch_size=max(1, self.cfg.batch_size // self.info.world_size),
+            sampler=indices, num_workers=self.cfg.workers,
+        )  # fmt: skip
+
+    def _keep(self, errors: list[str], minimum: int) -> torch.Tensor:
+        """Mask (B,) of the readable images of a batch; raise on the first unreadable one
+        unless ``skip_bad_images``."""
+        bad = [e for e in errors if e]
+        if bad and not self.cfg.skip_bad_images:
+            raise ImageReadError(f"{bad[0]} (--skip-bad-images drops such images)")
+        keep = torch.tensor([not e for e in errors], dtype=torch.bool)
+        if int(keep.sum()) < minimum:
+            raise DLSAInputError(
+                f"fewer than {minimum} readable images in a batch ({bad[0]}); remove the "
+                "unreadable images from the list"
+            )
+        return keep
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share: settings, data, number of processes."""
+        fp = {
+            **self.cfg.result_settings(),
+            "train_data": self.train_src.digest(),
+            "val_data": None if self.val_src is None else self.val_src.digest(),
+            "world_size": self.info.world_size,
+        }
+        return json.loads(json.dumps(fp))
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> tuple[Backbone, TrainHistory]:
+        """Train the remaining epochs and write the kept epoch as ``<out>/best.*``."""
+        self._prepare_out()
+        start = self._resume() if self.cfg.resume else 1
+        ddp: nn.Module = self.net
+        if self.info.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            ddp = DistributedDataParallel(self.net, device_ids=ids)
+        cfg = self.cfg
+        views = TrainViews(
+            self.train_src, size=cfg.size, mode=cfg.mode, views=2 if cfg.loss == "paco" else 1,
+            scale=(cfg.crop_scale, 1.0), flip=cfg.flip, seed=cfg.seed,
+        )  # fmt: skip
+        loader = DataLoader(
+            views, batch_sampler=self.batches, num_workers=cfg.workers,
+            persistent_workers=cfg.workers > 0, pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+        val = None
+        if self.val_src is not None:
+            shard = list(range(self.info.rank, len(self.val_src.paths), self.info.world_size))
+            val = self._eval_loader(self.val_src, shard, cfg.val_resize)
+        for epoch in range(start, cfg.epochs + 1):
+            began = time.perf_counter()
+            loss, acc, skipped = self._train_epoch(epoch, loader, ddp)
+            scores = self._evaluate(val) if val is not None else (None, None)
+            record = EpochRecord(
+                epoch, loss, acc, *scores, self._lr(epoch * len(self.batches) - 1),
+                time.perf_counter() - began,
+            )  # fmt: skip
+            self.history = _update(self.history, record)
+            self.skipped.append(skipped)
+            self._save(epoch)
+        return self._finish()
+
+    def _prepare_out(self) -> None:
+        has_run = (self.out / S.STATE_DIR).exists() or (self.out / "best.json").exists()
+        if self.cfg.resume or not has_run:
+            return
+        if not self.cfg.overwrite:
+            raise DLSAInputError(
+                f"--out {self.out} holds a training run; pass --resume to continue it or "
+                "--overwrite to start again"
+            )
+        D.barrier(self.info)
+        if self.info.is_main:
+            shutil.rmtree(self.out / S.STATE_DIR, ignore_errors=True)
+            for name in ("best.safetensors", "best.json"):
+                (self.out / name).unlink(missing_ok=True)
+        D.barrier(self.info)
+
+    def _resume(self) -> int:
+        tensors, saved = S.load_state(self.out)
+        S.check_fingerprint(saved["fingerprint"], self.fingerprint(), self.out)
+        self.model.load_state_dict(S.split_prefix(tensors, "model"))
+        self.best_state = {
+            k: v.to(self.device) for k, v in S.split_prefix(tensors, "best").items()
+        }
+        if self.objective is not None:
+            self.objective.load_state_dict(S.split_prefix(tensors, "objective"))
+        S.load_optimizer(self.optimizer, S.split_prefix(tensors, "optim"))
+        h = saved["history"]
+        records = tuple(EpochRecord(**r) for r in h["epochs"])
+        self.history = TrainHistory(records, h["best_epoch"], h["selection"])
+        self.skipped = list(saved["skipped_unreadable"])
+        logger.info("resuming %s after epoch %d", self.out, saved["epoch"])
+        return int(saved["epoch"]) + 1
+
+    def _lr(self, step: int) -> float:
+        """Learning rate of global step ``step`` (0-based): linear warm-up, then cosine."""
+        warm = self.cfg.warmup_epochs * len(self.batches)
+        if step < warm:
+            return self.cfg.lr * (step + 1) / warm
+        t = min(step - warm, self.steps - warm) / max(self.steps - warm, 1)
+        return self.cfg.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    def _train_epoch(
+        self, epoch: int, loader: DataLoader, ddp: nn.Module
+    ) -> tuple[float, float, int]:
+        """One epoch; returns the mean loss, train accuracy and unreadable images skipped."""
+        self.net.train()
+        if self.objective is not None:
+            self.objective.train()
+        self.batches.set_epoch(epoch)
+        totals = torch.zeros(4, dtype=torch.float64, device=self.device)
+        bar = tqdm(
+            total=len(self.batches) * self.cfg.batch_size, unit="img", unit_scale=True,
+            desc=f"epoch {epoch}/{self.cfg.epochs}", leave=False, disable=self._bar_off(),
+        )  # fmt: skip
+        for step, (views, y, _, errors) in enumerate(loader):
+            keep = self._keep(errors, minimum=2)
+            views, y = views[keep], y[keep].to(self.device)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._lr((epoch - 1) * len(self.batches) + step)
+            x = to_float(views[:, 0].to(self.device, non_blocking=True))
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.bf16):
+                logits, q = ddp(x)
+                loss = self._loss(logits, q, views, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            hits = (logits.argmax(1) == y).sum()
+            totals += torch.stack([loss.detach() * len(y), hits, y.new_tensor(len(y)),
+                                   y.new_tensor(int((~keep).sum()))]).double()  # fmt: skip
+            bar.update(self.cfg.batch_size)
+            if self.on_step is not None:
+                self.on_step(epoch, step)
+        bar.close()
+        t = D.all_reduce_sum(totals, self.info).tolist()
+        return t[0] / t[2], t[1] / t[2], int(t[3])
+
+    def _loss(
+        self, logits: torch.Tensor, q: torch.Tensor | None, views: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        if self.objective is None or q is None:
+            return F.cross_entropy(logits, y)
+        x_key = to_float(views[:, 1].to(self.device, non_blocking=True))
+        if self.info.world_size == 1:
+            return self.objective.step(self.model, q, logits, x_key, y)
+        sizes = D.gather_rows(y.new_tensor([len(y)]), self.info)
+        offset = int(sizes[: self.info.rank].sum())
+        gather = lambda t, grad: D.gather_rows(t, self.info, grad=grad)  # noqa: E731
+        return self.objective.step(self.model, q, logits, x_key, y, gather, offset)
+
+    @torch.no_grad()
+    def _evaluate(self, loader: DataLoader) -> tuple[float, float]:
+        """Top-1 and balanced accuracy (mean recall over the classes present)."""
+        self.model.eval()
+        hits = torch.zeros(2, self.n_classes, dtype=torch.float64, device=self.device)
+        for x, y, _, errors in loader:
+            keep = self._keep(errors, minimum=0)
+            if not bool(keep.any()):
+                continue
+            y = y[keep].to(self.device)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.bf16):
+                pred = self.model(to_float(x[keep].to(self.device))).argmax(1)
+            hits[0].index_add_(0, y, (pred == y).double())
+            hits[1].index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
+        correct, count = D.all_reduce_sum(hits, self.info)
+        present = count > 0
+        return float(correct.sum() / count.sum()), float((correct / count)[present].mean())
+
+    # ------------------------------------------------------------------ writing
+    def _save(self, epoch: int) -> None:
+        record = self.history.epochs[-1]
+        if self.history.best_epoch == epoch:
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        logger.info("stage-1 epoch %s", record)
+        if not self.info.is_main:
+            return
+        tensors = {
+            **S.with_prefix("model", self.model.state_dict()),
+            **S.with_prefix("best", self.best_state),
+            **S.with_prefix("optim", S.optimizer_tensors(self.optimizer)),
+        }
+        if self.objective is not None:
+            tensors.update(S.with_prefix("objective", self.objective.state_dict()))
+        info = {
+            "history": self.history.to_dict(),
+            "fingerprint": self.fingerprint(),
+            "skipped_unreadable": self.skipped,
+        }
+        S.save_state(self.out, epoch, tensors, info)
+        if self.history.best_epoch == epoch:
+            save_checkpoint(self.model, self.out, "best", self._metadata())
+
+    def _finish(self) -> tuple[Backbone, TrainHistory]:
+        self.model.load_state_dict(self.best_state)
+        if self.info.is_main:
+            save_checkpoint(self.model, self.out, "best", self._metadata())
+        D.barrier(self.info)
+        return self.model.eval(), self.history
+
+    def _metadata(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "history": self.history.to_dict(),
+            "image_size": cfg.size,
+            "val_resize": cfg.val_resize,
+            "mode": cfg.mode,
+            "class_names": self.train_src.class_names,
+            "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
+            "world_size": self.info.world_size,
+            "train_images": len(self.train_src.paths),
+            "skipped_missing": len(self.train_src.skipped),
+            "skipped_unreadable_per_epoch": self.skipped,
+        }
+
+    def _bar_off(self) -> bool | None:
+        return None if self.cfg.progress and self.info.is_main else True
