@@ -55,9 +55,10 @@ def _add_flag(
 
 def _scalar(hint: Any) -> Any:
     """int / float / str / tuple of an annotation such as ``int | None``."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    kind = args[0]
-    return tuple if typing.get_origin(kind) is tuple else kind
+    if typing.get_origin(hint) is tuple:
+        return tuple
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
 
 
 def _parse_ints(text: str) -> tuple[int, ...]:

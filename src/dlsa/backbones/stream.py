@@ -222,8 +222,8 @@ class TrainViews(Dataset):
         except (OSError, ValueError, DataFileError) as err:
             channels = 1 if self.mode == "L" else 3
             blank = torch.zeros(self.views, channels, self.size, self.size, dtype=torch.uint8)
-            where = self.source.where[index]
-            return blank, label, index, f"{where}: cannot read image ({err})"
+            where, path = self.source.where[index], self.source.paths[index]
+            return blank, label, index, f"{where}: cannot read image {path} ({err})"
         return views, label, index, ""
 
     def _views(self, path: Path, u: np.ndarray) -> torch.Tensor:
@@ -267,5 +267,7 @@ class EvalImages(Dataset):
         except DataFileError as err:
             channels = 1 if self.mode == "L" else 3
             blank = torch.zeros(channels, self.size, self.size)
-            return blank, label, index, f"{self.source.where[index]}: {err}"
+            where, cause = self.source.where[index], err.__cause__ or err
+            message = f"{where}: cannot read image {self.source.paths[index]} ({cause})"
+            return blank, label, index, message
         return resize_center_crop(image, self.size, self.resize), label, index, ""
