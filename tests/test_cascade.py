@@ -11,7 +11,7 @@ import torch
 from sklearn.base import clone
 
 from dlsa import DLSAClassifier
-from dlsa.cascade import _stage_decisions
+from dlsa.cascade.safeguard import stage_decisions
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
 
 FLT = FilterConfig(
@@ -245,7 +245,7 @@ def test_stage_decisions_weigh_classes_equally_and_keep_ties():
     base[3] = torch.tensor([1.0, 0.0])
     dlsa = right.clone()
     dlsa[0] = torch.tensor([0.0, 1.0])
-    rows = _stage_decisions(dlsa, stage, base, target, n_classes=2, n_stages=3)
+    rows = stage_decisions(dlsa, stage, base, target, n_classes=2, n_stages=3)
     # class weights 1/3 (class 0) and 1/2 (class 1): DLSA 2/3 + 1/2, base 3/3
     assert rows[0]["accuracy"] == pytest.approx((2 / 3 + 1 / 2) / (1 + 1 / 2))
     assert rows[0]["base_accuracy"] == pytest.approx(1 / (1 + 1 / 2))
@@ -501,10 +501,10 @@ def test_fuzzed_inputs_fit_and_predict_or_raise_the_documented_error(
 
 
 def test_scoring_in_chunks_gives_the_same_result(fitted, lt_data, monkeypatch):
-    import dlsa.cascade
+    import dlsa.cascade.inference
 
     proba, stage = fitted.predict_proba_and_route(lt_data.X_test)
-    monkeypatch.setattr(dlsa.cascade, "SCORE_CHUNK", 7)
+    monkeypatch.setattr(dlsa.cascade.inference, "SCORE_CHUNK", 7)
     chunked, chunked_stage = fitted.predict_proba_and_route(lt_data.X_test)
     np.testing.assert_allclose(chunked, proba, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(chunked_stage, stage)

@@ -1,0 +1,323 @@
+"""``DLSAClassifier``: the DLSA cascade as a scikit-learn estimator.
+
+::
+
+    x -> Filter 1 --(top 30% log p(x))--> Cluster-aided Classifier 1
+           | rest
+           v
+         Filter 2 --(top 30%)--> Cluster-aided Classifier 2
+           | rest
+           v
+         Filter 3 --(top 30%)--> Cluster-aided Classifier 3
+           | rest
+           v
+         Regular Classifier (the base method alone; cluster-aided on the last
+                             filter's [z, prior] with ``regular_cluster_aided``)
+
+With ``depth=0`` the estimator is the base method alone, which is how the CLI reports
+"base" beside "base + DLSA". This module holds the parameters, their checks and ``fit``;
+the jobs live beside it: :mod:`~dlsa.cascade.fitting` (the levels),
+:mod:`~dlsa.cascade.cluster_aided` (the cluster-aided classifier's inputs),
+:mod:`~dlsa.cascade.inference` (routing and scoring), :mod:`~dlsa.cascade.safeguard`
+(stage decisions on held-out data), :mod:`dlsa.selection` (the default's out-of-fold
+model selection) and :mod:`~dlsa.cascade.persistence` (save / load, no pickle).
+
+References:
+    Xu et al., "Constructing Balance from Imbalance for Long-tailed Image Recognition",
+    ECCV 2022. https://arxiv.org/abs/2207.02173
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from dlsa.bases import BaseMethod, base_params, make_base
+from dlsa.cascade.fitting import CascadeFitting, check_donor
+from dlsa.cascade.inference import CascadeInference
+from dlsa.cascade.persistence import load_model, save_model
+from dlsa.cascade.safeguard import validate
+from dlsa.config import (
+    DLSAConfig,
+    FilterConfig,
+    HeadConfig,
+    SelectionConfig,
+    auto_components,
+)
+from dlsa.errors import DLSAInputError
+from dlsa.features import check_features
+
+DEFAULT = DLSAConfig()
+"""The default configuration; the estimator's defaults are its fields."""
+
+
+class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEstimator):
+    """Dynamic Label Space Adjustment on frozen features.
+
+    Args:
+        depth: number of flow filters (0: the base method alone).
+        base: stage-2 base method, a key of :data:`dlsa.bases.BASES`.
+        base_params: hyper-parameters of the base method.
+        flow_filter: configuration of every flow filter (default :class:`FilterConfig`).
+        head: training of every classifier (default :class:`HeadConfig`).
+        regular_data, regular_prior, regular_cluster_aided, cluster_prior_data,
+            stack_base, cover_classes, residual, stage_prior, validation_fraction,
+            validation_folds: see :class:`dlsa.config.DLSAConfig`.
+        random_state: seed; each stage gets a child seed of it.
+        device: torch device.
+        verbose: progress bars and per-epoch logs.
+
+    Fitted attributes:
+        classes_: (C,) the labels, in the column order of :meth:`predict_proba`.
+        n_features_in_: D.
+        class_counts_: (C,) training samples per class.
+        filters_: the fitted :class:`FlowFilter` of each level.
+        heads_: the cluster-aided :class:`StageClassifier` of each level.
+        regular_: the regular :class:`StageClassifier` (with ``regular_cluster_aided``, a
+            cluster-aided one on ``[x, z]`` and the cluster prior of the last filter).
+        base_: the resolved base method.
+        reports_: per level, a dict of training diagnostics.
+
+    Example:
+        >>> from dlsa.synthetic import make_long_tailed_features
+        >>> from dlsa.config import FilterConfig, MixtureConfig, HeadConfig
+        >>> d = make_long_tailed_features(
+        ...     n_classes=6, n_features=4, n_max=100, imbalance=20, seed=0)
+        >>> clf = DLSAClassifier(depth=1, head=HeadConfig(epochs=2),
+        ...     flow_filter=FilterConfig(mixture=MixtureConfig(8), epochs=2, batch_size=64))
+        >>> clf.fit(d.X_train, d.y_train).predict(d.X_test[:3]).shape
+        (3,)
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int = DEFAULT.depth,
+        base: str = DEFAULT.base,
+        base_params: Mapping[str, Any] | None = None,
+        flow_filter: FilterConfig | None = None,
+        head: HeadConfig | None = None,
+        selection: SelectionConfig | None = DEFAULT.selection,
+        regular_data: str = DEFAULT.regular_data,
+        regular_prior: str = DEFAULT.regular_prior,
+        regular_cluster_aided: bool = DEFAULT.regular_cluster_aided,
+        cluster_prior_data: str = DEFAULT.cluster_prior_data,
+        stack_base: bool = DEFAULT.stack_base,
+        cover_classes: bool = DEFAULT.cover_classes,
+        residual: bool = DEFAULT.residual,
+        stage_prior: str = DEFAULT.stage_prior,
+        validation_fraction: float = DEFAULT.validation_fraction,
+        validation_folds: int = DEFAULT.validation_folds,
+        random_state: int | None = DEFAULT.random_state,
+        device: str = DEFAULT.device,
+        verbose: bool = DEFAULT.verbose,
+    ) -> None:
+        self.depth = depth
+        self.base = base
+        self.base_params = base_params
+        self.flow_filter = flow_filter
+        self.head = head
+        self.selection = selection
+        self.regular_data = regular_data
+        self.regular_prior = regular_prior
+        self.regular_cluster_aided = regular_cluster_aided
+        self.cluster_prior_data = cluster_prior_data
+        self.stack_base = stack_base
+        self.cover_classes = cover_classes
+        self.residual = residual
+        self.stage_prior = stage_prior
+        self.validation_fraction = validation_fraction
+        self.validation_folds = validation_folds
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def _selection(self) -> SelectionConfig | None:
+        """The selection config, checked."""
+        sel = self.selection
+        if sel is not None and not isinstance(sel, SelectionConfig):
+            raise DLSAInputError(f"selection must be a SelectionConfig or None, got {sel!r}")
+        if sel is None and self.base == "auto":
+            raise DLSAInputError('base="auto" needs a selection config (selection=None given)')
+        return sel
+
+    def _resolved(self) -> tuple[FilterConfig, HeadConfig, BaseMethod]:
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
+            raise DLSAInputError(f"depth must be an int >= 0, got {self.depth!r}")
+        flt = DEFAULT.flow_filter if self.flow_filter is None else self.flow_filter
+        head = DEFAULT.head if self.head is None else self.head
+        if not isinstance(flt, FilterConfig):
+            raise DLSAInputError(f"flow_filter must be a FilterConfig, got {type(flt).__name__}")
+        if not isinstance(head, HeadConfig):
+            raise DLSAInputError(f"head must be a HeadConfig, got {type(head).__name__}")
+        if not 0.0 < flt.proportion < 1.0:
+            raise DLSAInputError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
+        _check_choice("stage_prior", self.stage_prior, ("routed", "global"))
+        _check_choice("regular_data", self.regular_data, ("remaining", "all"))
+        _check_choice("regular_prior", self.regular_prior, ("reaching", "global"))
+        _check_choice("cluster_prior_data", self.cluster_prior_data, ("level", "all"))
+        if not 0.0 <= self.validation_fraction < 0.5:
+            raise DLSAInputError(
+                f"validation_fraction must be in [0, 0.5), got {self.validation_fraction!r}"
+            )
+        if (
+            not isinstance(self.validation_folds, int)
+            or isinstance(self.validation_folds, bool)
+            or self.validation_folds < 0
+            or self.validation_folds == 1
+        ):
+            raise DLSAInputError(
+                f"validation_folds must be 0 (off) or an int >= 2, got {self.validation_folds!r}"
+            )
+        if self.random_state is not None and not isinstance(self.random_state, int):
+            raise DLSAInputError(f"random_state must be an int or None, got {self.random_state!r}")
+        self._selection()
+        if self.base == "auto":
+            return flt, head, make_base("balsoftmax")  # placeholder until selection
+        return flt, head, make_base(self.base, self.base_params)
+
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        reuse_filters: DLSAClassifier | None = None,
+        min_class_samples: int = 2,
+    ) -> DLSAClassifier:
+        """Fit the cascade on features X (N, D) and labels y (N,).
+
+        With ``validation_fraction > 0`` (and ``depth > 0``) a stratified validation
+        split is first held out: the cascade is fitted on the rest, and every stage
+        whose classifier is less accurate on the validation samples it handles than the
+        base method trained on the same data falls back to the base method (the
+        safeguard). With ``validation_folds >= 2`` the decision instead pools the
+        held-out predictions of that many cascades, each fitted without one stratified
+        fold, so every training sample is used for validation once. Accuracies are
+        class-balanced (each validation class weighs the same), because long-tail
+        benchmarks test on balanced sets. The cascade is then refitted on all the data
+        with those decisions.
+
+        Args:
+            X: features (N, D).
+            y: labels (N,).
+            reuse_filters: a model fitted on the same X, y with the same ``flow_filter``
+                config and ``random_state``, whose flow filters are reused instead of
+                trained again (the paper trains the filters once and shares them across
+                base methods). Not used for the validation run of the safeguard.
+            min_class_samples: fewest training samples a class may have (2: the
+                safeguard and the selection hold samples out of every class). The fold
+                models of the selection, which hold nothing out, pass 1: a class of two
+                samples has one left in some folds.
+
+        Raises:
+            ValueError: on invalid features/labels, a class with too few samples, a
+                level with fewer samples than clusters, or a bad hyper-parameter (mostly
+                :class:`dlsa.errors.DLSAInputError`).
+            FloatingPointError: if a filter or classifier diverges in training (lower
+                its learning rate, or scale features of huge magnitude).
+        """
+        flt_cfg, head_cfg, base = self._resolved()
+        X, y_raw = check_features(X, y, source="X")
+        assert y_raw is not None
+        if self.depth > 0 and X.shape[1] < 2:
+            raise DLSAInputError(
+                f"X has {X.shape[1]} feature; the flow filters (depth={self.depth}) need "
+                "at least 2 (use depth=0)"
+            )
+        self.classes_, y_enc = np.unique(y_raw, return_inverse=True)
+        counts = np.bincount(y_enc, minlength=len(self.classes_))
+        _check_class_counts(self.classes_, counts, min_class_samples)
+        if flt_cfg.mixture.n_components is None:
+            k = auto_components(len(self.classes_), len(y_enc))
+            flt_cfg = dataclasses.replace(
+                flt_cfg, mixture=dataclasses.replace(flt_cfg.mixture, n_components=k)
+            )
+        params = self.get_params() | {"flow_filter": flt_cfg, "head": head_cfg}
+        if self._selection() is not None:
+            return self._fit_selected(X, y_enc, params)
+        self.fitted_params_ = params | {"base_params": base_params(base)}
+        self.selection_: dict[str, Any] | None = None
+        self.n_features_in_ = X.shape[1]
+        self.class_counts_ = counts
+        self.base_ = base
+        root = np.random.SeedSequence(self.random_state)
+        split_seed, cascade_seed = root.spawn(2)
+        self.validation_: dict[str, Any] | None = None
+        enabled = [True] * (self.depth + 1)
+        if (self.validation_fraction > 0 or self.validation_folds >= 2) and self.depth > 0:
+            enabled, self.validation_ = validate(
+                self, X, y_enc, split_seed, cascade_seed, flt_cfg, head_cfg
+            )
+        donor = check_donor(reuse_filters, self, X.shape[1], flt_cfg)
+        self._fit_cascade(X, y_enc, cascade_seed, flt_cfg, head_cfg, donor)
+        self.stage_enabled_ = enabled
+        return self
+
+    def _fit_selected(
+        self, X: np.ndarray, y_enc: np.ndarray, params: dict[str, Any]
+    ) -> DLSAClassifier:
+        """Choose the concrete configuration on out-of-fold predictions
+        (:func:`dlsa.selection.select`), then fit it on all the data."""
+        from dlsa.selection import select
+
+        start = time.perf_counter()
+        chosen, evidence = select(
+            params | {"selection": self._selection(), "verbose": False},
+            X,
+            y_enc,
+            len(self.classes_),
+        )
+        classes = self.classes_
+        fitted = DLSAClassifier(**(chosen | {"verbose": self.verbose})).fit(X, y_enc)
+        for key, value in vars(fitted).items():
+            if key.endswith("_") and not key.startswith("_"):
+                setattr(self, key, value)
+        self.classes_ = classes
+        evidence["seconds_final_fit"] = time.perf_counter() - start - evidence["seconds"]
+        self.selection_ = evidence
+        return self
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted model to the folder ``path``: tensors in
+        ``model.safetensors``, everything else in ``model.json`` (with the SHA-256 of
+        the tensor file, checked by :meth:`load`). The folder is written beside its
+        destination and renamed into place, so a failure leaves nothing half-written."""
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, device: str = "cpu") -> DLSAClassifier:
+        """Read a model written by :meth:`save`. No code is executed: tensors come from
+        safetensors and the rest from JSON. The model's parameters are the concrete ones
+        it was fitted with (after selection); the selection evidence is in
+        ``selection_``.
+
+        Raises:
+            ModelFileError: if the folder is not a dlsa model, a file is damaged, a
+                weight is not finite, or the tensors do not match the metadata
+                (:func:`dlsa.cascade.persistence.load_model`).
+        """
+        return load_model(cls, path, device)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        allowed = " or ".join(repr(c) for c in choices)
+        raise DLSAInputError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _check_class_counts(classes: np.ndarray, counts: np.ndarray, minimum: int = 2) -> None:
+    small = np.flatnonzero(counts < minimum)
+    if small.size:
+        shown = ", ".join(f"{classes[i].tolist()!r} ({counts[i]} sample)" for i in small[:5])
+        raise DLSAInputError(
+            f"{small.size} class(es) have fewer than {minimum} training samples: {shown}; "
+            f"DLSA needs at least {minimum} per class (drop those classes or merge them)"
+        )

@@ -1,0 +1,123 @@
+"""Inference: route each sample down the cascade and score it with the stage that takes it.
+
+A sample goes to the cluster-aided classifier of the first level whose filter routes it
+(``log p(x) >= threshold`` of that level), else to the regular classifier. A stage the
+safeguard switched off hands its samples to the fallback (the base method on all data).
+Scoring runs in chunks of :data:`SCORE_CHUNK` rows, so the device holds one chunk at a
+time; each row is routed and scored on its own, so chunking does not change the result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import Tensor, nn
+
+from dlsa.cascade.cluster_aided import ClusterAided
+from dlsa.classifiers import StageClassifier
+from dlsa.errors import DLSAInputError
+from dlsa.features import check_features
+from dlsa.filter import FilterOutput
+
+SCORE_CHUNK = 65536
+"""Rows scored at once by ``predict`` / ``route``: bounds the device memory of inference."""
+
+
+class CascadeInference(ClusterAided):
+    """The inference half of the estimator (a mixin; see the module docstring)."""
+
+    classes_: np.ndarray
+    n_features_in_: int
+    heads_: nn.ModuleList
+    regular_: StageClassifier
+    stage_enabled_: list[bool]
+
+    def _check_X(self, X: np.ndarray) -> Tensor:
+        """Validated features (N, D) as a CPU tensor."""
+        check_is_fitted(self, "regular_")
+        X, _ = check_features(X, source="X")
+        if X.shape[1] != self.n_features_in_:
+            raise DLSAInputError(
+                f"X has {X.shape[1]} features, but this model was fitted with "
+                f"{self.n_features_in_} features"
+            )
+        return torch.from_numpy(X)
+
+    def _scored(self, X: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Logits (N, C) and stages (N,) of X (N, D), on the CPU. The cascade runs on
+        chunks of :data:`SCORE_CHUNK` rows, so the device holds one chunk at a time; each
+        row is routed and scored on its own, so chunking does not change the result."""
+        x = self._check_X(X)
+        parts = [
+            self._logits_and_stage(x[i : i + SCORE_CHUNK].to(self._device()))
+            for i in range(0, x.shape[0], SCORE_CHUNK)
+        ]
+        return torch.cat([p[0].cpu() for p in parts]), torch.cat([p[1].cpu() for p in parts])
+
+    def _device(self) -> torch.device:
+        return self.regular_.input_mean.device
+
+    @torch.no_grad()
+    def _logits_and_stage(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (N, C) from the stage that handles each sample, and that stage (N,).
+
+        A stage switched off by the safeguard hands its samples to the base method
+        trained on all data; the stage index still says which filter routed them.
+        """
+        n = x.shape[0]
+        logits = x.new_zeros(n, len(self.classes_))
+        stage = torch.full((n,), len(self.filters_), dtype=torch.long, device=x.device)
+        remaining = torch.arange(n, device=x.device)
+        rest: FilterOutput | None = None  # the last filter's output on what goes on
+        for level, (flt, head) in enumerate(zip(self.filters_, self.heads_, strict=True)):
+            if remaining.numel() == 0:
+                break
+            out = flt.transform(x[remaining])
+            mask = flt.route(out.log_prob)
+            idx = remaining[mask]
+            if idx.numel() > 0:
+                if self.stage_enabled_[level]:
+                    inputs = self._cluster_inputs(x[idx], out.z[mask])
+                    prior = flt.cluster_prior(out.cluster[mask])
+                    logits[idx] = self._stage_logits(head, inputs, prior)
+                else:
+                    logits[idx] = self._stage_logits(self.fallback_, x[idx], None)
+                stage[idx] = level
+            remaining = remaining[~mask]
+            rest = FilterOutput(out.z[~mask], out.log_prob[~mask], out.cluster[~mask])
+        if remaining.numel() > 0:
+            logits[remaining] = self._regular_logits(x[remaining], rest)
+        return logits, stage
+
+    def _regular_logits(self, x: Tensor, out: FilterOutput | None) -> Tensor:
+        """Logits (N, C) of the samples x (N, D) that no filter took, whose output under
+        the last filter is ``out`` (used by a cluster-aided regular classifier)."""
+        if not self.stage_enabled_[-1]:
+            return self._stage_logits(self.fallback_, x, None)
+        if not self.regular_.use_prior:
+            return self._stage_logits(self.regular_, x, None)
+        return self._stage_logits(self.regular_, *self._last_filter_inputs(x, out))
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Logits (N, C) of the stage that handles each sample."""
+        return self._scored(X)[0].numpy()
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C), columns in the order of ``classes_``."""
+        return torch.softmax(self._scored(X)[0], dim=1).numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted labels (N,), values from ``classes_``."""
+        best = self._scored(X)[0].argmax(dim=1).numpy()
+        return self.classes_[best]
+
+    def route(self, X: np.ndarray) -> np.ndarray:
+        """Stage of each sample (N,): ``l`` (0-based) for the cluster-aided classifier of
+        level ``l``, ``len(filters_)`` for the regular classifier."""
+        return self._scored(X)[1].numpy()
+
+    def predict_proba_and_route(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_proba` (N, C) and :meth:`route` (N,) in one pass of the cascade."""
+        logits, stage = self._scored(X)
+        return torch.softmax(logits, dim=1).numpy(), stage.numpy()

@@ -1,0 +1,224 @@
+"""Saving and loading a fitted :class:`~dlsa.cascade.DLSAClassifier`: tensors in
+``model.safetensors``, everything else in ``model.json`` (with the SHA-256 of the tensor
+file). Nothing executes code on load.
+
+The parameters written are the estimator's ``get_params()`` as fitted (``fitted_params_``,
+after selection), checked on load field by field against :class:`dlsa.config.DLSAConfig`,
+so a new parameter cannot be forgotten here. Models saved before a parameter existed load
+with the value they were fitted with (:data:`LEGACY_PARAMS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from sklearn.utils.validation import check_is_fitted
+from torch import Tensor, nn
+
+from dlsa.atomic import atomic_dir
+from dlsa.config import DLSAConfig, from_dict, to_dict
+from dlsa.errors import ModelFileError
+from dlsa.filter import FlowFilter
+from dlsa.integrity import checksums, read_tensors, verify_checksums
+
+if TYPE_CHECKING:
+    from dlsa.cascade.estimator import DLSAClassifier
+
+FORMAT = "dlsa-model"
+FORMAT_VERSION = 1
+TENSOR_FILE = "model.safetensors"
+"""The one tensor file of a model folder (its SHA-256 is kept in ``model.json``)."""
+
+
+def save_model(clf: DLSAClassifier, path: str | os.PathLike[str]) -> Path:
+    """Write the fitted model to the folder ``path``; it is written beside its
+    destination and renamed into place, so a failure leaves nothing half-written."""
+    check_is_fitted(clf, "regular_")
+    dest = Path(path)
+    _check_replaceable(dest)
+    with atomic_dir(dest) as tmp:
+        save_file(_state_tensors(clf), str(tmp / TENSOR_FILE))
+        meta = _metadata(clf) | {"checksums": checksums(tmp, [TENSOR_FILE])}
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2))
+    return dest
+
+
+def load_model(
+    cls: type[DLSAClassifier], path: str | os.PathLike[str], device: str
+) -> DLSAClassifier:
+    """Read a model written by :func:`save_model` onto ``device``.
+
+    Raises:
+        ModelFileError: if the folder is not a dlsa model, a file is damaged (its
+            SHA-256 differs from the one saved; folders saved without checksums skip
+            this check), a weight is not finite, or the tensors do not match the
+            metadata. The message names the file.
+    """
+    folder = Path(path)
+    meta = _read_metadata(folder)
+    verify_checksums(folder, meta.get("checksums"))
+    try:
+        clf = cls(**(_params_from_json(meta["params"]) | {"device": device}))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{folder / 'model.json'}: invalid model params ({err})") from err
+    tensors = read_tensors(folder / TENSOR_FILE)
+    try:
+        _restore(clf, meta, tensors, device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        reason = str(err).replace("\n", " ").replace("\t", "")
+        raise ModelFileError(
+            f"{folder}: model.json does not match {TENSOR_FILE} ({reason[:300]})"
+        ) from err
+    clf.fitted_params_ = clf.get_params()
+    clf.selection_ = meta.get("selection")
+    return clf
+
+
+def _modules(clf: DLSAClassifier) -> list[tuple[str, nn.Module]]:
+    """The fitted modules by prefix; the fallback is listed only if distinct."""
+    modules: list[tuple[str, nn.Module]] = [
+        ("filters", clf.filters_),
+        ("heads", clf.heads_),
+        ("regular", clf.regular_),
+    ]
+    if clf.fallback_ is not clf.regular_:
+        modules.append(("fallback", clf.fallback_))
+    return modules
+
+
+def _state_tensors(clf: DLSAClassifier) -> dict[str, Tensor]:
+    tensors: dict[str, Tensor] = {}
+    for prefix, module in _modules(clf):
+        for key, value in module.state_dict().items():
+            tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
+    return tensors
+
+
+def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
+    from dlsa import __version__
+
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dlsa_version": __version__,
+        "params": _params_to_json(clf.fitted_params_),
+        "classes": clf.classes_.tolist(),
+        "class_counts": clf.class_counts_.tolist(),
+        "n_features_in": int(clf.n_features_in_),
+        "n_levels": len(clf.filters_),
+        "stage_enabled": clf.stage_enabled_,
+        "fallback_is_regular": clf.fallback_ is clf.regular_,
+        "reports": clf.reports_,
+        "validation": clf.validation_,
+        "selection": clf.selection_,
+    }
+
+
+def _restore(
+    clf: DLSAClassifier, meta: dict[str, Any], tensors: dict[str, Tensor], device: str
+) -> None:
+    """Set the fitted attributes of ``clf`` (built with the saved params) from the saved
+    metadata and tensors: modules of the saved shapes, then their states."""
+    flt_cfg, _, base = clf._resolved()
+    clf.classes_ = np.asarray(meta["classes"])
+    clf.class_counts_ = np.asarray(meta["class_counts"], dtype=np.int64)
+    clf.n_features_in_ = int(meta["n_features_in"])
+    clf.base_ = base
+    clf.reports_ = meta.get("reports", [])
+    clf.validation_ = meta.get("validation")
+    clf.stage_enabled_ = [bool(v) for v in meta["stage_enabled"]]
+    d, c, n_levels = clf.n_features_in_, len(clf.classes_), int(meta["n_levels"])
+    cluster_inputs = 2 * d + c * clf.stack_base
+    dummy = torch.Generator().manual_seed(0)
+    clf.filters_ = nn.ModuleList(
+        FlowFilter(d, c, flt_cfg, generator=dummy) for _ in range(n_levels)
+    )
+    clf.heads_ = nn.ModuleList(
+        base.build(cluster_inputs, c, use_prior=True, generator=dummy) for _ in range(n_levels)
+    )
+    clf.regular_ = (
+        base.build(cluster_inputs, c, use_prior=True, generator=dummy)
+        if clf._regular_is_cluster_aided()
+        else base.build(d, c, use_prior=False, generator=dummy)
+    )
+    clf.fallback_ = (
+        clf.regular_
+        if meta["fallback_is_regular"]
+        else base.build(d, c, use_prior=False, generator=dummy)
+    )
+    for prefix, module in _modules(clf):
+        state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        module.load_state_dict(state, strict=True)
+        module.to(device).eval()
+    if clf.residual:
+        for head in clf.heads_:
+            head.make_residual(clf.fallback_, zero=False)
+
+
+def _params_to_json(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Estimator parameters as JSON-ready data (configs as dicts; device and verbosity,
+    which belong to the machine and not to the model, are left out)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in ("device", "verbose"):
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = to_dict(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        out[key] = value
+    return out
+
+
+LEGACY_PARAMS: dict[str, Any] = {
+    "residual": False,
+    "stage_prior": "routed",
+    "validation_folds": 0,
+    "selection": None,
+}
+"""Values of parameters that models saved before the parameter existed were fitted with."""
+
+
+def _params_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`_params_to_json`, checking every field against
+    :class:`DLSAConfig` (unknown keys raise)."""
+    fields = LEGACY_PARAMS | {k: v for k, v in data.items() if k not in ("device", "verbose")}
+    config = from_dict(DLSAConfig, fields, where="model params")
+    return {k: getattr(config, k) for k in fields}
+
+
+def _check_replaceable(dest: Path) -> None:
+    """Refuse to save over anything but a dlsa model folder (or an empty folder)."""
+    if dest.exists() and not (dest / "model.json").is_file():
+        if not dest.is_dir() or any(dest.iterdir()):
+            raise FileExistsError(
+                f"{dest} exists and is not a dlsa model folder; not replacing it"
+            )
+
+
+def _read_metadata(folder: Path) -> dict[str, Any]:
+    meta_path = folder / "model.json"
+    if not meta_path.is_file() or not (folder / TENSOR_FILE).is_file():
+        raise ModelFileError(
+            f"{folder}: not a dlsa model folder (needs model.json and model.safetensors)"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as err:
+        raise ModelFileError(f"{meta_path}: invalid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{meta_path}: not a {FORMAT} v{FORMAT_VERSION} file "
+            f"(format={meta.get('format')!r}, version={meta.get('format_version')!r})"
+        )
+    return meta

@@ -1,0 +1,141 @@
+"""The safeguard: decide, on held-out training samples, which stages of the cascade to keep.
+
+A cascade is fitted on a stratified part of the training data (``validation_fraction``)
+or on each of ``validation_folds`` stratified folds' complements; every stage whose
+classifier is less accurate on the held-out samples it handles than the base method
+trained on the same data is switched off (its samples go to the base method trained on
+all data). Accuracies are class-balanced. The fold cascades are fitted on fresh
+estimators with the same parameters, never on the estimator being fitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dlsa.config import FilterConfig, HeadConfig
+from dlsa.data import stratified_folds, stratified_split
+
+if TYPE_CHECKING:
+    from dlsa.cascade.estimator import DLSAClassifier
+
+logger = logging.getLogger(__name__)
+
+
+def validation_splits(
+    clf: DLSAClassifier, y: np.ndarray, split_seed: np.random.SeedSequence
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit, validation) index pairs of the safeguard: one stratified split of
+    ``validation_fraction``, or the folds of ``validation_folds``."""
+    seed = int(split_seed.generate_state(1)[0])
+    if clf.validation_folds >= 2:
+        folds = stratified_folds(y, clf.validation_folds, seed=seed)
+        every = np.arange(len(y))
+        return [(np.setdiff1d(every, f, assume_unique=True), f) for f in folds]
+    return [stratified_split(y, clf.validation_fraction, seed=seed, min_per_class=2)]
+
+
+def _fold_model(clf: DLSAClassifier) -> DLSAClassifier:
+    """A fresh estimator with ``clf``'s parameters and its class bookkeeping (classes,
+    counts, resolved base), ready for ``_fit_cascade`` on a part of the data."""
+    fold = type(clf)(**clf.get_params())
+    fold.classes_, fold.class_counts_, fold.base_ = clf.classes_, clf.class_counts_, clf.base_
+    return fold
+
+
+def validate(
+    clf: DLSAClassifier,
+    X: np.ndarray,
+    y: np.ndarray,
+    split_seed: np.random.SeedSequence,
+    cascade_seed: np.random.SeedSequence,
+    flt_cfg: FilterConfig,
+    head_cfg: HeadConfig,
+) -> tuple[list[bool], dict[str, Any]]:
+    """Fit fold cascades on the fit parts of X (N, D), y (N,) and decide on the held-out
+    samples which stages to keep.
+
+    With folds, every training sample is held out once: its stage and logits come from
+    the cascade fitted without its fold, and the decision pools all folds.
+
+    Returns:
+        Per stage whether it is kept (filters + 1 entries), and the evidence
+        (``n_fit``, ``n_val``, ``n_folds``, per-stage accuracies).
+    """
+    device = torch.device(clf.device)
+    logits, stage, base_logits, target = [], [], [], []
+    splits = validation_splits(clf, y, split_seed)
+    for fit_idx, val_idx in splits:
+        logger.info(
+            "safeguard: fitting on %d samples, validating on %d", len(fit_idx), len(val_idx)
+        )
+        fold = _fold_model(clf)
+        fold._fit_cascade(X[fit_idx], y[fit_idx], cascade_seed, flt_cfg, head_cfg, None)
+        fold.stage_enabled_ = [True] * (len(fold.filters_) + 1)
+        x_val = torch.from_numpy(X[val_idx]).to(device)
+        with torch.no_grad():
+            fold_logits, fold_stage = fold._logits_and_stage(x_val)
+            base_logits.append(fold._stage_logits(fold.fallback_, x_val, None))
+        logits.append(fold_logits)
+        stage.append(fold_stage)
+        target.append(torch.from_numpy(y[val_idx]).to(device))
+    n_stages = clf.depth + 1
+    rows = stage_decisions(
+        torch.cat(logits),
+        torch.cat(stage),
+        torch.cat(base_logits),
+        torch.cat(target),
+        n_classes=len(clf.classes_),
+        n_stages=n_stages,
+    )
+    evidence = {
+        "n_fit": int(np.mean([len(f) for f, _ in splits])),
+        "n_val": int(sum(len(v) for _, v in splits)),
+        "n_folds": len(splits) if len(splits) > 1 else None,
+        "stages": rows,
+    }
+    return [bool(r["kept"]) for r in rows], evidence
+
+
+def stage_decisions(
+    logits: Tensor,
+    stage: Tensor,
+    base_logits: Tensor,
+    target: Tensor,
+    *,
+    n_classes: int,
+    n_stages: int,
+) -> list[dict[str, Any]]:
+    """Per stage, class-balanced accuracy of the cascade and of the base method on the
+    held-out samples (N,) the stage handles, and whether to keep the stage (ties and
+    stages without samples are kept).
+
+    Args:
+        logits: (N, C) the cascade's logits.
+        stage: (N,) the stage of each sample.
+        base_logits: (N, C) the base method's logits.
+        target: (N,) classes.
+        n_classes: C.
+        n_stages: number of stages (filters + 1).
+    """
+    # Long-tail benchmarks test on balanced sets: weigh each validation class equally.
+    weight = 1.0 / torch.bincount(target, minlength=n_classes).to(logits)[target]
+    rows = []
+    for s in range(n_stages):
+        mask = stage == s
+        n = int(mask.sum())
+        acc = _weighted_accuracy(logits[mask], target[mask], weight[mask]) if n else None
+        acc_base = _weighted_accuracy(base_logits[mask], target[mask], weight[mask]) if n else None
+        keep = acc is None or acc_base is None or acc >= acc_base
+        rows.append({"stage": s, "n": n, "accuracy": acc, "base_accuracy": acc_base, "kept": keep})
+    return rows
+
+
+def _weighted_accuracy(logits: Tensor, target: Tensor, weight: Tensor) -> float:
+    """Accuracy of logits (N, C) on targets (N,) with sample weights (N,)."""
+    correct = (logits.argmax(dim=1) == target).to(weight)
+    return float((weight * correct).sum() / weight.sum())
