@@ -229,3 +229,67 @@ def classes_line(classes: Sequence[Any], counts: Sequence[int], limit: int = 20)
     shown = ", ".join(f"{classes[i]} ({counts[i]})" for i in order[:limit])
     rest = len(classes) - limit
     return f"{len(classes)} classes: {shown}" + (f", ... and {rest} more" if rest > 0 else "")
+
+
+def fit_report(results: dict[str, Any]) -> str:
+    """``report.md`` of ``dlsa fit``: test metrics of the reference and the chosen model,
+    selection evidence, filters, stages, safeguard, classes and timings."""
+    ref, chosen = results["reference"], results["chosen"]
+    if chosen == ref:
+        chosen += " (chosen)"
+    table = metrics_table(
+        {ref: results["base"]["metrics"], chosen: results["dlsa"]["metrics"]}, reference=ref
+    )
+    parts = [
+        "## Test metrics (%)",
+        table,
+        "",
+        "## Selection (out-of-fold predictions of the training data)",
+        selection_table(results["selection"]),
+        "",
+        "## Flow filters (train routing, test separation)",
+        levels_table(results["levels"], results["dlsa"]["separation"]),
+        "",
+        "## Stages on the test set",
+        stages_table(results["stage_comparison"], results["n_levels"]),
+        "",
+        "## Safeguard (decided on training data only)",
+        safeguard_table(results["validation"], results["n_levels"]),
+        "",
+        "## Classes (training samples)",
+        classes_line(results["classes"], results["class_counts"]),
+        "",
+        "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in results["timings_s"].items()),
+    ]
+    return "\n".join(parts)
+
+
+def demo_report(record: dict[str, Any]) -> str:
+    """``report.md`` of ``dlsa demo`` from its results record."""
+    ref, chosen = record["reference"], record["chosen"]
+    if chosen == ref:
+        chosen += " (chosen)"
+    m = record["metrics"]
+    table = metrics_table({ref: m["base"], chosen: m["dlsa"]}, reference=ref)
+    sep = ", ".join(
+        f"filter {i + 1}: {'- (no tail class)' if a is None else f'{100 * a:.1f}%'}"
+        for i, a in enumerate(record["separation"])
+    )
+    settings = record["settings"]
+    parts = [
+        f"## Fashion-MNIST-LT (rho={settings['imbalance']:g}, seed {settings['seed']}), "
+        f"train counts {record['counts']}",
+        "",
+        table,
+        "",
+        f"head-tail separation accuracy on test (share of tail among filtered): {sep}",
+        "",
+        stages_table(record["stages"], len(record["levels"])),
+        "",
+        safeguard_table(record["validation"], len(record["levels"])),
+        "",
+        selection_table(record["selection"]),
+        "",
+        "time: " + ", ".join(f"{k} {v:.0f}s" for k, v in record["timings"].items()),
+    ]
+    return "\n".join(parts)

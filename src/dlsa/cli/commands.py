@@ -1,0 +1,267 @@
+"""The ``dlsa`` commands: each reads its inputs, runs the library, and writes its outputs
+atomically. They touch the test features only in the final evaluation and contain no
+math."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlsa import __version__
+from dlsa.atomic import atomic_dir, write_atomic
+from dlsa.cascade import DLSAClassifier
+from dlsa.cli.common import (
+    CLIError,
+    check_out,
+    git_commit,
+    load_arg,
+    load_model_arg,
+    load_train_test,
+    logger,
+    seed_everything,
+    write_csv,
+    write_json,
+    write_npz,
+)
+from dlsa.cli.flags import resolve_config
+from dlsa.config import DLSAConfig, to_dict
+from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
+from dlsa.report import demo_report, fit_report, metrics_table
+from dlsa.selection import describe, reference_params
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Train base and base + DLSA on --train, evaluate both once on --test."""
+    config = resolve_config(args)
+    config = dataclasses.replace(config, verbose=not args.quiet)
+    train, test = load_train_test(args)
+    seed_everything(config.random_state)
+    dest = check_out(Path(args.out), overwrite=args.overwrite)
+    with atomic_dir(dest) as tmp:
+        results = _fit_and_evaluate(config, train, test, tmp, args.reference)
+        results["train"], results["test"] = str(args.train), str(args.test)
+        write_json(tmp / "results.json", results)
+        text = fit_report(results)
+        (tmp / "report.md").write_text(text + "\n")
+    print(text)
+    print(f"\nwrote {dest}/ (model/, base_model/, results.json, report.md)")
+    return 0
+
+
+def _fit_and_evaluate(
+    config: DLSAConfig, train: Any, test: Any, folder: Path, reference: str | None = None
+) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    models: dict[str, DLSAClassifier] = {}
+    runs = [("base", reference_params(config, reference)), ("dlsa", config.estimator_params())]
+    for name, params in runs:
+        start = time.perf_counter()
+        logger.info("fitting %s (%s, depth %d)", name, params["base"], params["depth"])
+        try:
+            models[name] = DLSAClassifier(**params).fit(train.X, train.y)
+        except (ValueError, FloatingPointError) as err:
+            raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
+        timings[f"fit_{name}"] = time.perf_counter() - start
+    models["dlsa"].save(folder / "model")
+    models["base"].save(folder / "base_model")
+    target = encode_labels(models["dlsa"], test.y, source="--test")
+    evals = {name: evaluate(m, test.X, test.y) for name, m in models.items()}
+    return {
+        "dlsa_version": __version__,
+        "git_commit": git_commit(),
+        "seed": config.random_state,
+        "config": to_dict(config),
+        "timings_s": timings,
+        "base": {k: evals["base"][k] for k in ("metrics",)},
+        "dlsa": {k: evals["dlsa"][k] for k in ("metrics", "stages", "separation")},
+        "stage_comparison": compare_on_stages(evals["dlsa"], evals["base"], target),
+        "levels": models["dlsa"].reports_,
+        "validation": models["dlsa"].validation_,
+        "selection": models["dlsa"].selection_,
+        "reference": models["base"].fitted_params_["base"],
+        "chosen": describe(models["dlsa"].fitted_params_),
+        "n_levels": len(models["dlsa"].filters_),
+        "classes": models["dlsa"].classes_.tolist(),
+        "class_counts": models["dlsa"].class_counts_.tolist(),
+    }
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Filters once, DLSA's out-of-fold gain over the reference, and a verdict."""
+    from dlsa.diagnose import diagnose, diagnose_report
+
+    config = dataclasses.replace(resolve_config(args), verbose=False)
+    train = load_arg(args.train, require_labels=True, what="--train")
+    reference = args.reference or (config.base if config.base != "auto" else "balsoftmax")
+    seed_everything(config.random_state)
+    try:
+        result = diagnose(train.X, train.y, config, reference)
+    except (ValueError, FloatingPointError) as err:
+        raise CLIError(f"--train {args.train}: {err}") from err
+    text = diagnose_report(result)
+    if args.out:
+        payload = result | {"train": str(args.train), "reference": reference}
+        write_atomic(Path(args.out), lambda p: write_json(p, payload))
+    print(text)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every base alone and with DLSA over seeds; filters trained once per seed."""
+    from dlsa.comparison import compare_bases, comparison_table
+
+    config = dataclasses.replace(resolve_config(args), verbose=False)
+    train, test = load_train_test(args)
+    bases = [b.strip() for b in args.bases.split(",") if b.strip()]
+    seeds = [int(v) for v in args.seeds.split(",")]
+    seed_everything(seeds[0])
+    dest = check_out(Path(args.out), overwrite=args.overwrite)
+    with atomic_dir(dest) as tmp:
+        try:
+            result = compare_bases(
+                train.X, train.y, test.X, test.y,
+                bases=bases, config=config, seeds=seeds, progress=not args.quiet,
+            )  # fmt: skip
+        except (ValueError, FloatingPointError) as err:
+            raise CLIError(f"--train {args.train}: {err}") from err
+        record = dict(result) | {"git_commit": git_commit(), "dlsa_version": __version__}
+        record |= {"train": str(args.train), "test": str(args.test)}
+        write_json(tmp / "comparison.json", record)
+        text = comparison_table(result)
+        (tmp / "comparison.md").write_text(text + "\n")
+    print(text)
+    print(f"\nwrote {dest}/ (comparison.md, comparison.json)")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Embed image files with a saved stage-1 backbone into a feature file."""
+    from dlsa.backbones import extract_to_file, load_checkpoint
+    from dlsa.datasets import IMAGE_EXTENSIONS, ImageListDataset, read_split_list
+
+    try:
+        model, meta = load_checkpoint(args.backbone)
+    except (OSError, ValueError, KeyError) as err:
+        raise CLIError(f"--backbone {args.backbone}: {err}") from err
+    size = args.size or meta.get("image_size")
+    if not size:
+        raise CLIError("--size is required: the backbone does not record its image size")
+    mode = "L" if model.config()["in_channels"] == 1 else "RGB"
+    if args.split_list:
+        try:
+            paths, labels = read_split_list(args.split_list, args.images)
+        except (OSError, ValueError) as err:
+            raise CLIError(f"--split-list: {err}") from err
+    else:
+        folder = Path(args.images)
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not paths:
+            raise CLIError(f"--images {folder}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        labels = None
+    dataset = ImageListDataset(
+        paths,
+        np.zeros(len(paths), dtype=np.int64),
+        size=int(size),
+        mode=mode,  # type: ignore[arg-type]
+    )
+    out = Path(args.out)
+    extract_to_file(
+        model, dataset, labels, out, split="extract", backbone_id=str(args.backbone),
+        progress=not args.quiet,
+    )  # fmt: skip
+    write_atomic(
+        out.with_name(out.name + ".files.txt"),
+        lambda p: p.write_text("".join(f"{path}\n" for path in paths)),
+    )
+    print(f"wrote {len(paths)} feature rows to {out} (file order in {out.name}.files.txt)")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    """The paper's figures for a saved model on labelled features."""
+    from dlsa.figures import write_figures
+
+    model = load_model_arg(args.model)
+    base = load_model_arg(args.base_model) if args.base_model else None
+    data = load_arg(args.features, require_labels=True, what="--features")
+    dest = check_out(Path(args.out), overwrite=args.overwrite)
+    with atomic_dir(dest) as tmp:
+        try:
+            files = write_figures(model, data.X, data.y, tmp, base=base)
+        except ValueError as err:
+            raise CLIError(f"--features {args.features}: {err}") from err
+    print("\n".join(str(dest / f.name) for f in files))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA."""
+    from dlsa.pipeline import DemoSettings, demo_record, run_demo
+
+    config = resolve_config(args)
+    settings = DemoSettings(
+        data_root=args.data_root,
+        imbalance=args.imbalance,
+        n_max=args.n_max,
+        seed=args.seed,
+        backbone_epochs=args.backbone_epochs,
+        backbone_sampler=args.backbone_sampler,
+        device=config.device,
+    )
+    seed_everything(settings.seed)
+    dest = Path(args.out)
+    try:
+        with atomic_dir(dest) as tmp:
+            result = run_demo(settings, config, tmp, progress=not args.quiet)
+            record = demo_record(result, settings, config) | {"git_commit": git_commit()}
+            write_json(tmp / "results.json", record)
+            text = demo_report(record)
+            (tmp / "report.md").write_text(text + "\n")
+    except FileNotFoundError as err:
+        raise CLIError(str(err)) from err
+    print(text)
+    print(f"\nwrote {dest}/ (backbone, train.h5, test.h5, model/, base_model/, results.json)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a saved model on a labelled feature file."""
+    model = load_model_arg(args.model)
+    data = load_arg(args.features, require_labels=True, what="--features")
+    try:
+        result = evaluate(model, data.X, data.y, source=str(args.features))
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    name = model.base + (" + DLSA" if model.filters_ else "")
+    print(metrics_table({name: result["metrics"]}))
+    if args.out:
+        payload = {k: result[k] for k in ("metrics", "stages", "separation")}
+        payload |= {"model": str(args.model), "features": str(args.features)}
+        payload["classes"] = model.classes_.tolist()
+        write_atomic(Path(args.out), lambda p: write_json(p, payload))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict labels (and probabilities, stages) for a feature file."""
+    out = Path(args.out)
+    if out.suffix not in (".npz", ".csv"):
+        raise CLIError(f"--out {out}: use a .npz or .csv file")
+    model = load_model_arg(args.model)
+    data = load_arg(args.features, require_labels=False, what="--features")
+    try:
+        proba, stage = model.predict_proba_and_route(data.X)
+    except ValueError as err:
+        raise CLIError(f"--features {args.features}: {err}") from err
+    pred = model.classes_[proba.argmax(1)]
+    if out.suffix == ".npz":
+        write_atomic(out, lambda p: write_npz(p, pred, proba, stage, model.classes_))
+    else:
+        write_atomic(out, lambda p: write_csv(p, pred, proba, stage))
+    print(f"wrote {len(pred)} predictions to {out}")
+    return 0

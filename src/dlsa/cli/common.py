@@ -1,0 +1,141 @@
+"""Shared pieces of the ``dlsa`` commands: the one-line error type, the parser class,
+seeding, reading the input files, writing outputs and logging."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import subprocess
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlsa.cascade import DLSAClassifier
+from dlsa.errors import DLSAInputError
+from dlsa.features import load_features
+
+logger = logging.getLogger("dlsa")
+
+
+class CLIError(Exception):
+    """A user error found by the command itself (a flag, an output path), reported as one
+    line with exit status 2, like :class:`dlsa.errors.DLSAInputError`."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Print ``<prog>: error: <message>`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def seed_everything(seed: int | None) -> None:
+    """Seed the global RNGs once, as a safety net for third-party code."""
+    if seed is None:
+        return
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - global safety net, the library never uses it
+    torch.manual_seed(seed)
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree dlsa runs from, if it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def check_out(dest: Path, *, overwrite: bool) -> Path:
+    """Refuse an existing, non-empty ``--out`` unless ``--overwrite``; the folder itself is
+    then built with :func:`dlsa.atomic.atomic_dir`."""
+    if dest.exists() and not overwrite and (not dest.is_dir() or any(dest.iterdir())):
+        raise CLIError(f"--out {dest} exists and is not empty; pass --overwrite to replace it")
+    return dest
+
+
+def load_arg(path: str, *, require_labels: bool, what: str) -> Any:
+    try:
+        return load_features(path, require_labels=require_labels)
+    except DLSAInputError as err:
+        raise CLIError(f"{what}: {err}") from err
+
+
+def load_train_test(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The labelled --train and --test files, checked to have the same feature dimension."""
+    train = load_arg(args.train, require_labels=True, what="--train")
+    test = load_arg(args.test, require_labels=True, what="--test")
+    if test.X.shape[1] != train.X.shape[1]:
+        raise CLIError(
+            f"--test {args.test} has {test.X.shape[1]} features but --train has {train.X.shape[1]}"
+        )
+    return train, test
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON (numpy values converted)."""
+    path.write_text(json.dumps(data, indent=2, default=_json_default))
+
+
+def load_model_arg(path: str) -> DLSAClassifier:
+    try:
+        return DLSAClassifier.load(path)
+    except DLSAInputError as err:
+        raise CLIError(f"--model: {err}") from err
+
+
+def write_npz(
+    p: Path, pred: np.ndarray, proba: np.ndarray, stage: np.ndarray, classes: np.ndarray
+) -> None:
+    with open(p, "wb") as fh:
+        np.savez(fh, pred=pred, proba=proba.astype(np.float32), stage=stage, classes=classes)
+
+
+def write_csv(p: Path, pred: np.ndarray, proba: np.ndarray, stage: np.ndarray) -> None:
+    """One row per sample: index, predicted class name (quoted as CSV needs), confidence
+    and stage."""
+    with open(p, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["index", "pred", "confidence", "stage"])
+        for i, (label, conf, s) in enumerate(zip(pred, proba.max(1), stage, strict=True)):
+            writer.writerow([i, label, f"{conf:.6f}", s])
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """Log to stderr: errors only with -q, dlsa's debug messages with -v, warnings (also
+    Python warnings) otherwise; ``--log-level`` sets the root logger's level."""
+    level = "ERROR" if args.quiet else (args.log_level or "WARNING").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.captureWarnings(True)
+    logger.setLevel("DEBUG" if args.verbose else logging.NOTSET)
+
+
+def one_line(err: BaseException) -> str:
+    """An error message on one line (a multi-line message is joined with "; ")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines) or type(err).__name__

@@ -1,0 +1,185 @@
+"""Command-line flags generated from dataclasses: one flag per config field, with the
+field's type, default and docstring (one source for names, types, defaults and help), and
+the resolution of ``--config`` (a preset or a YAML file) plus the overrides."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import types
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlsa.cli.common import CLIError
+from dlsa.config import (
+    PRESETS,
+    DLSAConfig,
+    SelectionConfig,
+    dataclass_in,
+    from_dict,
+    get_preset,
+    set_path,
+    to_dict,
+)
+
+SKIPPED_FIELDS = {"base_params", "verbose"}
+
+
+def field_docs(cls: type[Any]) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string under each field)."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for prev, node in zip(body, body[1:], strict=False):
+        if (
+            isinstance(prev, ast.AnnAssign)
+            and isinstance(prev.target, ast.Name)
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            docs[prev.target.id] = " ".join(node.value.value.split())
+    return docs
+
+
+def config_fields(
+    cls: type[Any] = DLSAConfig, prefix: str = ""
+) -> Iterator[tuple[str, Any, Any, str]]:
+    """Leaf fields of a config as ``(dotted path, type hint, default, help)``."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        if f.name in SKIPPED_FIELDS:
+            continue
+        hint = hints[f.name]
+        sub = dataclass_in(hint)
+        if sub is not None:
+            yield from config_fields(sub, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", hint, getattr(default, f.name), docs.get(f.name, "")
+
+
+def _union_members(hint: Any) -> tuple[Any, ...]:
+    """The members of ``X | Y`` (``(hint,)`` for anything else, e.g. ``tuple[int, ...]``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _parser_for(hint: Any) -> Callable[[str], Any]:
+    args = _union_members(hint)
+    kinds = [a for a in args if a is not type(None)]
+    optional = type(None) in args
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() in ("none", "null"):
+            return None
+        kind = kinds[0]
+        if typing.get_origin(kind) is typing.Literal:
+            return text  # a choice: config.from_dict checks it
+        if typing.get_origin(kind) is tuple:
+            item = _parser_for(typing.get_args(kind)[0])
+            return tuple(item(v.strip()) for v in text.split(",") if v.strip())
+        if kind is bool:
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+        try:
+            return kind(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from err
+
+    return parse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preset/--config`` and one flag per config field."""
+    group = parser.add_argument_group("configuration (overrides the preset or YAML file)")
+    group.add_argument(
+        "--config",
+        default="default",
+        help=f"a preset ({', '.join(PRESETS)}) or a YAML file of DLSAConfig fields "
+        "(default: 'default', the safe configuration that selects the base method and "
+        "DLSA on out-of-fold evidence; the paper presets reproduce the paper)",
+    )
+    group.add_argument(
+        "--no-selection",
+        action="store_true",
+        help="fit the configuration as given, without out-of-fold selection (needs a "
+        "concrete --base)",
+    )
+    group.add_argument("--base-params", default=None, help="base method hyper-parameters as JSON")
+    for path, hint, default, doc in config_fields():
+        flag = "--" + path.replace("_", "-")
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(
+            flag,
+            dest=f"cfg:{path}",
+            type=_parser_for(hint),
+            default=argparse.SUPPRESS,
+            metavar=_metavar(hint),
+            help=f"{doc} (default: {shown})".replace("%", "%%"),
+        )
+
+
+def _metavar(hint: Any) -> str:
+    kind = next(a for a in _union_members(hint) if a is not type(None))
+    if typing.get_origin(kind) is tuple:
+        return "LIST"
+    if typing.get_origin(kind) is typing.Literal:
+        return "{" + ",".join(map(str, typing.get_args(kind))) + "}"
+    return getattr(kind, "__name__", "X").upper()
+
+
+def resolve_config(args: argparse.Namespace) -> DLSAConfig:
+    """Preset or YAML file, then the command-line overrides."""
+    source = args.config
+    if source in PRESETS:
+        data = to_dict(get_preset(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CLIError(
+                f"--config {source!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+            )
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise CLIError(f"{path}: invalid YAML ({err})") from err
+        try:
+            parsed = from_dict(DLSAConfig, _check_mapping(loaded, path), where=str(path))
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        data = to_dict(parsed)
+    for key, value in vars(args).items():
+        if key.startswith("cfg:"):
+            if key.startswith("cfg:selection.") and data.get("selection") is None:
+                data["selection"] = to_dict(SelectionConfig())
+            set_path(data, key[4:], value)
+    if getattr(args, "no_selection", False):
+        data["selection"] = None
+    if args.base_params is not None:
+        try:
+            data["base_params"] = json.loads(args.base_params)
+        except json.JSONDecodeError as err:
+            raise CLIError(f"--base-params is not valid JSON: {err}") from err
+    try:
+        return from_dict(DLSAConfig, data)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+
+
+def _check_mapping(loaded: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(loaded, dict):
+        raise CLIError(f"{path}: expected a mapping of config fields, got {type(loaded).__name__}")
+    return loaded

@@ -1,0 +1,191 @@
+"""The ``dlsa`` argument parser and entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from dlsa import __version__
+from dlsa.bases import BASES
+from dlsa.cli.commands import (
+    cmd_compare,
+    cmd_demo,
+    cmd_diagnose,
+    cmd_evaluate,
+    cmd_extract,
+    cmd_figures,
+    cmd_fit,
+    cmd_predict,
+)
+from dlsa.cli.common import CLIError, Parser, one_line, setup_logging
+from dlsa.cli.flags import add_config_arguments
+from dlsa.errors import DLSAInputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dlsa`` argument parser."""
+    parser = Parser(
+        prog="dlsa", description="Dynamic Label Space Adjustment for long-tailed recognition"
+    )
+    parser.add_argument("--version", action="version", version=f"dlsa {__version__}")
+    _add_output_flags(parser, argparse.Namespace())
+    common = Parser(add_help=False)
+    _add_output_flags(common, argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:  # noqa: A002
+        return sub.add_parser(name, help=help, parents=[common])
+
+    fit = command("fit", help="train base and base + DLSA, evaluate once on --test")
+    fit.add_argument("--train", required=True, help="train features (.h5/.hdf5/.npz)")
+    fit.add_argument("--test", required=True, help="test features, used once at the end")
+    fit.add_argument("--out", required=True, help="results folder")
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    fit.add_argument(
+        "--reference",
+        default=None,
+        choices=sorted(BASES),
+        help="base method fitted alone beside the chosen model, to show what the choice "
+        "bought (default: --base, or balsoftmax when the base is chosen by selection)",
+    )
+    add_config_arguments(fit)
+    fit.set_defaults(func=cmd_fit)
+
+    dg = command(
+        "diagnose",
+        help="will DLSA help on these features? filters, separation, out-of-fold gain, verdict",
+    )
+    dg.add_argument("--train", required=True, help="train features (.h5/.hdf5/.npz)")
+    dg.add_argument(
+        "--reference", default=None, choices=sorted(BASES),
+        help="base method DLSA is measured against (default: --base, or balsoftmax)",
+    )  # fmt: skip
+    dg.add_argument("--out", default=None, help="optional JSON file for the diagnosis")
+    add_config_arguments(dg)
+    dg.set_defaults(func=cmd_diagnose)
+
+    ev = command("evaluate", help="metrics of a saved model on labelled features")
+    ev.add_argument("--model", required=True, help="model folder written by fit")
+    ev.add_argument("--features", required=True, help="labelled features")
+    ev.add_argument("--out", default=None, help="optional JSON file for the metrics")
+    ev.set_defaults(func=cmd_evaluate)
+
+    cmp = command("compare", help="every base alone and with DLSA, Table-1 layout")
+    cmp.add_argument("--train", required=True, help="train features (.h5/.hdf5/.npz)")
+    cmp.add_argument("--test", required=True, help="test features, used once per model")
+    cmp.add_argument(
+        "--bases",
+        default="balsoftmax,cbs,cosine,m2m,ride",
+        help="comma-separated base methods; the first one's filters are shared",
+    )
+    cmp.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    cmp.add_argument("--out", required=True, help="results folder")
+    cmp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_config_arguments(cmp)
+    cmp.set_defaults(func=cmd_compare)
+
+    ext = command("extract", help="embed image files with a saved stage-1 backbone")
+    ext.add_argument("--backbone", required=True, help="backbone folder (e.g. dlsa-demo/backbone)")
+    ext.add_argument(
+        "--images", required=True, help="folder of image files, or the root of --split-list"
+    )
+    ext.add_argument("--split-list", default=None, help="'relative/path label' lines (labelled)")
+    ext.add_argument("--size", type=int, default=None, help="image side (default: recorded)")
+    ext.add_argument("--out", required=True, help="feature file (.h5/.hdf5/.npz)")
+    ext.set_defaults(func=cmd_extract)
+
+    fig = command("figures", help="confusion, clusters, separation and t-SNE figures")
+    fig.add_argument("--model", required=True, help="model folder written by fit")
+    fig.add_argument("--features", required=True, help="labelled features (e.g. the test set)")
+    fig.add_argument("--base-model", default=None, help="base model folder, for the difference")
+    fig.add_argument("--out", required=True, help="folder for the PNG files")
+    fig.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    fig.set_defaults(func=cmd_figures)
+
+    demo = command(
+        "demo", help="Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA"
+    )
+    demo.add_argument(
+        "--data-root",
+        default="/usr/share/datasets/fashion-mnist",
+        help="folder of the four Fashion-MNIST idx files (apt-get install dataset-fashion-mnist)",
+    )
+    demo.add_argument("--imbalance", type=float, default=100.0, help="rho = n_max / n_min")
+    demo.add_argument("--seed", type=int, default=0, help="seed of data, backbone and DLSA")
+    demo.add_argument(
+        "--n-max", type=int, default=6000, help="images of the largest class (at most 6000)"
+    )
+    demo.add_argument("--backbone-epochs", type=int, default=30, help="stage-1 epochs")
+    demo.add_argument("--backbone-sampler", choices=["ce", "cbs"], default="ce")
+    demo.add_argument("--out", default="dlsa-demo", help="results folder (replaced)")
+    add_config_arguments(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    pr = command("predict", help="predict labels of (unlabelled) features")
+    pr.add_argument("--model", required=True, help="model folder written by fit")
+    pr.add_argument("--features", required=True, help="features (labels optional)")
+    pr.add_argument("--out", required=True, help="predictions file (.npz or .csv)")
+    pr.set_defaults(func=cmd_predict)
+
+    from dlsa.train_cli import add_train_command  # stage 1 on image files; flags live there
+
+    add_train_command(command("train", help="stage 1: train a backbone on image files"))
+    return parser
+
+
+def _add_output_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    """-q / -v / --log-level / --debug, accepted before and after the command (after it,
+    with ``default=SUPPRESS`` so that they do not reset a value given before it)."""
+
+    def dflt(value: Any) -> Any:
+        return value if default is not argparse.SUPPRESS else argparse.SUPPRESS
+
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=dflt(False),
+        help="only errors on stderr: no progress bars, warnings or log messages (results "
+        "still go to stdout)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=dflt(False),
+        help="debug log messages of dlsa on stderr",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-level", default=dflt(None), help="level of the root logger (INFO, DEBUG, ...)"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=dflt(False),
+        help="show the traceback of a user error too (bugs always show one)",
+    )  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dlsa`` command.
+
+    A user error (:class:`CLIError`, :class:`dlsa.errors.DLSAInputError`, a training
+    run that diverged (``FloatingPointError``), an ``OSError`` such as a full disk or a
+    denied permission, a bad flag) is one line
+    ``dlsa <command>: error: <message>`` on stderr with exit status 2, and nothing is
+    written; ``--debug`` adds its traceback. Any other exception is a bug and keeps its
+    traceback.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.quiet and args.verbose:
+            parser.error("-q/--quiet and -v/--verbose exclude each other")
+    except SystemExit as done:  # --help, --version, or a bad flag (already reported)
+        return done.code if isinstance(done.code, int) else 2
+    setup_logging(args)
+    try:
+        return int(args.func(args))
+    except (CLIError, DLSAInputError, FloatingPointError, OSError) as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"dlsa {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dlsa {args.command}: interrupted", file=sys.stderr)
+        return 130
