@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,8 +44,8 @@ class DemoSettings:
     """Seed of the subset, the backbone and DLSA."""
     backbone_epochs: int = 30
     """Epochs of the stage-1 ResNet (best epoch kept by validation balanced accuracy)."""
-    backbone_sampler: str = "ce"
-    """Stage-1 sampler: "ce" or "cbs"."""
+    backbone_sampler: Literal["ce", "cbs"] = "ce"
+    """Stage-1 sampler: plain cross-entropy or class-balanced sampling."""
     backbone_batch_size: int = 128
     """Stage-1 batch size."""
     device: str = "cpu"

@@ -28,7 +28,7 @@ from dlsa.cli.common import (
     write_json,
     write_npz,
 )
-from dlsa.cli.flags import resolve_config
+from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.report import demo_report, fit_report, metrics_table
@@ -204,15 +204,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dlsa.pipeline import DemoSettings, demo_record, run_demo
 
     config = resolve_config(args)
-    settings = DemoSettings(
-        data_root=args.data_root,
-        imbalance=args.imbalance,
-        n_max=args.n_max,
-        seed=args.seed,
-        backbone_epochs=args.backbone_epochs,
-        backbone_sampler=args.backbone_sampler,
-        device=config.device,
-    )
+    settings = dataclass_from_args(DemoSettings, args, device=config.device)
     seed_everything(settings.seed)
     dest = Path(args.out)
     try:

@@ -141,6 +141,39 @@ def _metavar(hint: Any) -> str:
     return getattr(kind, "__name__", "X").upper()
 
 
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, cls: type[Any], *, skip: frozenset[str] = frozenset()
+) -> None:
+    """One flag per field of a flat settings dataclass (e.g. ``DemoSettings``): its type
+    (``Literal`` fields offer ``choices``), default and docstring. Values land in
+    ``args.<field>``; :func:`dataclass_from_args` builds the dataclass back."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        hint, value = hints[f.name], getattr(default, f.name)
+        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=None if choices else _parser_for(hint),
+            choices=choices,
+            default=value,
+            metavar=None if choices else _metavar(hint),
+            help=f"{docs.get(f.name, '')} (default: {value})".replace("%", "%%"),
+        )
+
+
+def dataclass_from_args(cls: type[Any], args: argparse.Namespace, **fixed: Any) -> Any:
+    """The dataclass ``cls`` from the flags :func:`add_dataclass_arguments` added, with
+    ``fixed`` values for the skipped fields."""
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in fixed
+    }
+    return cls(**values, **fixed)
+
+
 def resolve_config(args: argparse.Namespace) -> DLSAConfig:
     """Preset or YAML file, then the command-line overrides."""
     source = args.config

@@ -21,8 +21,9 @@ from dlsa.cli.commands import (
     cmd_predict,
 )
 from dlsa.cli.common import CLIError, Parser, one_line, setup_logging
-from dlsa.cli.flags import add_config_arguments
+from dlsa.cli.flags import add_config_arguments, add_dataclass_arguments
 from dlsa.errors import DLSAInputError
+from dlsa.pipeline import DemoSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--bases",
         default="balsoftmax,cbs,cosine,m2m,ride",
-        help="comma-separated base methods; the first one's filters are shared",
+        help="comma-separated base methods, of: "
+        + ", ".join(sorted(BASES))
+        + "; the first one's filters are shared",
     )
     cmp.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     cmp.add_argument("--out", required=True, help="results folder")
@@ -108,18 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command(
         "demo", help="Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA"
     )
-    demo.add_argument(
-        "--data-root",
-        default="/usr/share/datasets/fashion-mnist",
-        help="folder of the four Fashion-MNIST idx files (apt-get install dataset-fashion-mnist)",
-    )
-    demo.add_argument("--imbalance", type=float, default=100.0, help="rho = n_max / n_min")
-    demo.add_argument("--seed", type=int, default=0, help="seed of data, backbone and DLSA")
-    demo.add_argument(
-        "--n-max", type=int, default=6000, help="images of the largest class (at most 6000)"
-    )
-    demo.add_argument("--backbone-epochs", type=int, default=30, help="stage-1 epochs")
-    demo.add_argument("--backbone-sampler", choices=["ce", "cbs"], default="ce")
+    add_dataclass_arguments(demo, DemoSettings, skip=frozenset({"device"}))
     demo.add_argument("--out", default="dlsa-demo", help="results folder (replaced)")
     add_config_arguments(demo)
     demo.set_defaults(func=cmd_demo)
