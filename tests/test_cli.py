@@ -422,7 +422,7 @@ def test_killed_fit_leaves_debris_that_the_next_run_removes(files, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed", "log"]
     text = (tmp_path / "log").read_text()
     assert "\r" not in text
-    assert "dlsa INFO fitting base" in text and "DEBUG" in text
+    assert "dlsa.pair INFO fitting base" in text and "DEBUG" in text
 
 
 def test_quiet_is_silent_on_stderr(run, files, tmp_path, capsys):

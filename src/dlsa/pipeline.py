@@ -20,12 +20,10 @@ from typing import Any, Literal
 import numpy as np
 
 from dlsa.backbones import extract_to_file, save_checkpoint, train_backbone
-from dlsa.cascade import DLSAClassifier
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.datasets.fashion_mnist import FASHION_MNIST_ROOT, fashion_mnist_lt
-from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.features import load_features
-from dlsa.selection import describe, reference_params
+from dlsa.pair import evaluate_pair, fit_pair
 
 logger = logging.getLogger(__name__)
 
@@ -118,21 +116,24 @@ def run_demo(
     train = load_features(folder / "train.h5")
     test = load_features(folder / "test.h5")
     config = dataclasses.replace(config, random_state=settings.seed, verbose=progress)
-    models = _fit_models(config, train.X, train.y, timings)
+    fit_times: dict[str, float] = {}
+    models = fit_pair(config, train.X, train.y, timings=fit_times)
+    timings["stage 2: reference"] = fit_times["fit_base"]
+    timings["stage 2: chosen model"] = fit_times["fit_dlsa"]
     with _timed(timings, "evaluation"):
-        evals = {name: evaluate(m, test.X, test.y) for name, m in models.items()}
+        pair = evaluate_pair(models, test.X, test.y)
     models["dlsa"].save(folder / "model")
     models["base"].save(folder / "base_model")
-    target = encode_labels(models["dlsa"], test.y)
+    evals = pair["evals"]
     return DemoResult(
         metrics={name: e["metrics"] for name, e in evals.items()},
         separation=[s["accuracy"] for s in evals["dlsa"]["separation"]],
-        stages=compare_on_stages(evals["dlsa"], evals["base"], target),
+        stages=pair["stage_comparison"],
         levels=models["dlsa"].reports_,
         validation=models["dlsa"].validation_,
         selection=models["dlsa"].selection_,
-        reference=models["base"].fitted_params_["base"],
-        chosen=describe(models["dlsa"].fitted_params_),
+        reference=pair["reference"],
+        chosen=pair["chosen"],
         timings=timings,
         backbone={
             "best_epoch": history.best_epoch,
@@ -140,17 +141,6 @@ def run_demo(
         },
         counts=np.bincount(train.y).tolist(),
     )
-
-
-def _fit_models(
-    config: DLSAConfig, X: np.ndarray, y: np.ndarray, timings: dict[str, float]
-) -> dict[str, DLSAClassifier]:
-    models: dict[str, DLSAClassifier] = {}
-    with _timed(timings, "stage 2: reference"):
-        models["base"] = DLSAClassifier(**reference_params(config)).fit(X, y)
-    with _timed(timings, "stage 2: chosen model"):
-        models["dlsa"] = DLSAClassifier(**config.estimator_params()).fit(X, y)
-    return models
 
 
 def demo_record(result: DemoResult, settings: DemoSettings, config: DLSAConfig) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import numpy as np
 
 from dlsa import __version__
 from dlsa.atomic import atomic_dir, write_atomic
-from dlsa.cascade import DLSAClassifier
 from dlsa.cli.common import (
     CLIError,
     check_out,
@@ -22,7 +20,6 @@ from dlsa.cli.common import (
     load_arg,
     load_model_arg,
     load_train_test,
-    logger,
     seed_everything,
     write_csv,
     write_json,
@@ -30,9 +27,9 @@ from dlsa.cli.common import (
 )
 from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.config import DLSAConfig, to_dict
-from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
+from dlsa.evaluation import evaluate
+from dlsa.pair import evaluate_pair, fit_pair
 from dlsa.report import demo_report, fit_report, metrics_table
-from dlsa.selection import describe, reference_params
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -57,20 +54,14 @@ def _fit_and_evaluate(
     config: DLSAConfig, train: Any, test: Any, folder: Path, reference: str | None = None
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
-    models: dict[str, DLSAClassifier] = {}
-    runs = [("base", reference_params(config, reference)), ("dlsa", config.estimator_params())]
-    for name, params in runs:
-        start = time.perf_counter()
-        logger.info("fitting %s (%s, depth %d)", name, params["base"], params["depth"])
-        try:
-            models[name] = DLSAClassifier(**params).fit(train.X, train.y)
-        except (ValueError, FloatingPointError) as err:
-            raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
-        timings[f"fit_{name}"] = time.perf_counter() - start
+    try:
+        models = fit_pair(config, train.X, train.y, reference=reference, timings=timings)
+    except (ValueError, FloatingPointError) as err:
+        raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
     models["dlsa"].save(folder / "model")
     models["base"].save(folder / "base_model")
-    target = encode_labels(models["dlsa"], test.y, source="--test")
-    evals = {name: evaluate(m, test.X, test.y) for name, m in models.items()}
+    pair = evaluate_pair(models, test.X, test.y, source="--test")
+    evals = pair["evals"]
     return {
         "dlsa_version": __version__,
         "git_commit": git_commit(),
@@ -79,12 +70,12 @@ def _fit_and_evaluate(
         "timings_s": timings,
         "base": {k: evals["base"][k] for k in ("metrics",)},
         "dlsa": {k: evals["dlsa"][k] for k in ("metrics", "stages", "separation")},
-        "stage_comparison": compare_on_stages(evals["dlsa"], evals["base"], target),
+        "stage_comparison": pair["stage_comparison"],
         "levels": models["dlsa"].reports_,
         "validation": models["dlsa"].validation_,
         "selection": models["dlsa"].selection_,
-        "reference": models["base"].fitted_params_["base"],
-        "chosen": describe(models["dlsa"].fitted_params_),
+        "reference": pair["reference"],
+        "chosen": pair["chosen"],
         "n_levels": len(models["dlsa"].filters_),
         "classes": models["dlsa"].classes_.tolist(),
         "class_counts": models["dlsa"].class_counts_.tolist(),
