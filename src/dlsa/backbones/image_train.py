@@ -87,13 +87,16 @@ def train_images(
 
 
 def _device(config: ImageTrainConfig) -> torch.device:
-    if config.device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    device = torch.device(config.device)
+    if config.device != "auto":
+        device = torch.device(config.device)
+    elif torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    else:
+        device = torch.device("cpu")
     if config.bf16 and device.type != "cuda":
         raise DLSAInputError("--bf16 needs a CUDA device")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and non-indexed "cuda" tensors use this GPU
     return device
 
 

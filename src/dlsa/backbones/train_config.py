@@ -100,7 +100,8 @@ class ImageTrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise DLSAInputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        arch_names(self.arch)
+        if arch_names(self.arch) == "small" and (len(self.widths) != 3 or min(self.widths) < 1):
+            raise DLSAInputError(f"widths must be three positive ints, got {self.widths}")
         positive = ("epochs", "batch_size", "size", "paco_queue", "paco_dim")
         for name in positive:
             if getattr(self, name) < 1:
