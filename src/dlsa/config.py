@@ -258,7 +258,7 @@ class DLSAConfig:
     selection: SelectionConfig | None = field(default_factory=SelectionConfig)
     """Out-of-fold model selection of the base method and of DLSA on top of it; None fits
     the configuration as given (the paper presets)."""
-    regular_data: str = "all"
+    regular_data: Literal["remaining", "all"] = "all"
     """Data of the regular classifier: "remaining" (samples no filter took, as in the
     original release) or "all" (the base method on all training samples)."""
     regular_prior: Literal["reaching", "global"] = "reaching"
@@ -290,7 +290,7 @@ class DLSAConfig:
     """Each cluster-aided classifier adds the base method's logits (trained on all data,
     frozen) to its own and starts from zero, so it begins as the base method and learns a
     correction on the samples its filter routes (not in the paper)."""
-    stage_prior: str = "global"
+    stage_prior: Literal["routed", "global"] = "global"
     """Class counts that each cluster-aided classifier's loss (or post-hoc correction)
     takes as the training prior: "routed" (the samples it is trained on, as in the
     paper) or "global" (all training samples; with Balanced Softmax its logits then

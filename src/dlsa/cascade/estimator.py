@@ -224,11 +224,15 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
                 its learning rate, or scale features of huge magnitude).
         """
         flt_cfg, head_cfg, base = self._resolved()
+        if y is None:
+            raise DLSAInputError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         X, y_raw = check_features(X, y, source="X")
         assert y_raw is not None
         if self.depth > 0 and X.shape[1] < 2:
             raise DLSAInputError(
-                f"X has {X.shape[1]} feature; the flow filters (depth={self.depth}) need "
+                f"X has {X.shape[1]} feature(s); the flow filters (depth={self.depth}) need "
                 "at least 2 (use depth=0)"
             )
         self.classes_, y_enc = np.unique(y_raw, return_inverse=True)

@@ -39,8 +39,8 @@ class CascadeInference(ClusterAided):
         X, _ = check_features(X, source="X")
         if X.shape[1] != self.n_features_in_:
             raise DLSAInputError(
-                f"X has {X.shape[1]} features, but this model was fitted with "
-                f"{self.n_features_in_} features"
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
             )
         return torch.from_numpy(X)
 
@@ -100,8 +100,13 @@ class CascadeInference(ClusterAided):
         return self._stage_logits(self.regular_, *self._last_filter_inputs(x, out))
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Logits (N, C) of the stage that handles each sample."""
-        return self._scored(X)[0].numpy()
+        """Logits (N, C) of the stage that handles each sample; with two classes, as
+        scikit-learn's classifiers do, the score (N,) of ``classes_[1]``: its logit minus
+        that of ``classes_[0]``."""
+        logits = self._scored(X)[0]
+        if logits.shape[1] == 2:
+            return (logits[:, 1] - logits[:, 0]).numpy()
+        return logits.numpy()
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), columns in the order of ``classes_``."""
