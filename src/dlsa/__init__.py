@@ -6,13 +6,12 @@ losses in :mod:`dlsa.losses`, the base methods in :mod:`dlsa.bases`, and the con
 presets in :mod:`dlsa.config`.
 """
 
+from dlsa._version import __version__
 from dlsa.cascade import DLSAClassifier
 from dlsa.config import DLSAConfig, FilterConfig, FlowConfig, HeadConfig, MixtureConfig
 from dlsa.filter import FlowFilter
 from dlsa.flows import MAF
 from dlsa.mixture import GaussianMixtureLatent
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MAF",

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
+from dlsa._version import __version__
 from dlsa.atomic import atomic_dir
 from dlsa.config import DLSAConfig, from_dict, to_dict
 from dlsa.errors import ModelFileError
@@ -103,8 +104,6 @@ def _state_tensors(clf: DLSAClassifier) -> dict[str, Tensor]:
 
 
 def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
-    from dlsa import __version__
-
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

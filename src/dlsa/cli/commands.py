@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dlsa import __version__
+from dlsa._version import __version__
 from dlsa.atomic import atomic_dir, write_atomic
 from dlsa.cli.common import (
     CLIError,

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from dlsa import __version__
+from dlsa._version import __version__
 from dlsa.bases import BASES
 from dlsa.cli.commands import (
     cmd_compare,
