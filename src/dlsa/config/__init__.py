@@ -1,0 +1,62 @@
+"""Typed, frozen configuration of DLSA: the dataclasses (:mod:`~dlsa.config.schema`),
+the named presets (:mod:`~dlsa.config.presets`) and their conversion to and from plain
+data (:mod:`~dlsa.config.io`).
+
+Every field carries a one-line docstring that says where its value comes from: the
+paper (main text or supplement), the original release, or "not in the paper" when we
+chose it. Variants are made with :func:`dataclasses.replace`; configs are never mutated
+and never receive values derived during a run (those are fitted attributes).
+"""
+
+from dlsa.config.io import dataclass_in, from_dict, set_path, to_dict
+from dlsa.config.presets import (
+    PRESETS,
+    get_preset,
+    imagenet_lt,
+    inat18,
+    many_classes,
+    paper,
+    places_lt,
+    release_filter,
+    small,
+)
+from dlsa.config.schema import (
+    BASE_NAMES,
+    BaseName,
+    DLSAConfig,
+    FilterConfig,
+    FlowConfig,
+    HeadConfig,
+    MethodName,
+    MixtureConfig,
+    SelectionConfig,
+    auto_components,
+    safe_filter,
+)
+
+__all__ = [
+    "BASE_NAMES",
+    "PRESETS",
+    "BaseName",
+    "DLSAConfig",
+    "FilterConfig",
+    "FlowConfig",
+    "HeadConfig",
+    "MethodName",
+    "MixtureConfig",
+    "SelectionConfig",
+    "auto_components",
+    "dataclass_in",
+    "from_dict",
+    "get_preset",
+    "imagenet_lt",
+    "inat18",
+    "many_classes",
+    "paper",
+    "places_lt",
+    "release_filter",
+    "safe_filter",
+    "set_path",
+    "small",
+    "to_dict",
+]
