@@ -19,9 +19,9 @@ import numpy as np
 
 from dlsa.cascade import DLSAClassifier
 from dlsa.config import DLSAConfig, SelectionConfig
+from dlsa.metrics import HEAD_THRESHOLD as TAIL_THRESHOLD
 from dlsa.metrics import cluster_statistics
 from dlsa.report import markdown_table, pct, selection_table
-from dlsa.selection import TAIL_THRESHOLD
 
 
 def diagnose(X: np.ndarray, y: np.ndarray, config: DLSAConfig, reference: str) -> dict[str, Any]:

@@ -1,0 +1,41 @@
+"""Model selection of the default configuration on out-of-fold predictions of the
+training data: the rule (:mod:`~dlsa.selection.rule`) and the search over base methods
+and DLSA variants (:mod:`~dlsa.selection.search`)."""
+
+from dlsa.selection.rule import (
+    Candidate,
+    balanced_accuracy,
+    choose,
+    class_hits,
+    jsonable,
+    paired_gain,
+    rarer_half,
+)
+from dlsa.selection.search import (
+    describe,
+    out_of_fold,
+    reference_params,
+    select,
+    select_base,
+    select_dlsa,
+    separation,
+    tau_variants,
+)
+
+__all__ = [
+    "Candidate",
+    "balanced_accuracy",
+    "choose",
+    "class_hits",
+    "describe",
+    "jsonable",
+    "out_of_fold",
+    "paired_gain",
+    "rarer_half",
+    "reference_params",
+    "select",
+    "select_base",
+    "select_dlsa",
+    "separation",
+    "tau_variants",
+]

@@ -1,0 +1,209 @@
+"""The selection rule: candidates listed simplest first are scored by their
+class-balanced accuracy on the same out-of-fold predictions, and a departure from the
+first (the reference) must win clearly to be chosen.
+
+A candidate other than the reference is *eligible* when its paired gain over the
+reference is larger than ``margin`` standard errors and larger than ``min_gain``, and it
+does not lose accuracy on the rarer half of the classes. No eligible candidate: the
+reference is kept. Otherwise the chosen one is the simplest eligible candidate that the
+best eligible one does not clearly beat; ties go to the simpler option.
+
+The paired gain of a over b is ``g = (1/C) sum_c mean_{i in c} (hit_a(i) - hit_b(i))``,
+the difference of balanced accuracies over the same samples; its standard error treats
+the out-of-fold samples of each class as independent draws:
+``se^2 = (1/C^2) sum_c var_c(hit_a - hit_b) / n_c``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dlsa.config import to_dict
+
+if TYPE_CHECKING:
+    from dlsa.cascade import DLSAClassifier
+
+
+@dataclass
+class Candidate:
+    """One model of a selection round and its out-of-fold predictions.
+
+    Attributes:
+        name: readable name, e.g. ``"tau-norm (tau=1.25)"``.
+        params: estimator parameters that differ from the configuration.
+        pred: (N,) out-of-fold predicted class index of every training sample.
+        stage: (N,) out-of-fold stage of every sample (DLSA candidates), else None.
+        models: the fitted fold models (shared by the variants of one training).
+    """
+
+    name: str
+    params: dict[str, Any]
+    pred: np.ndarray
+    stage: np.ndarray | None = None
+    models: list[DLSAClassifier] | None = None
+
+
+def class_hits(pred: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class hit sums (C,) and class sizes (C,) of predictions (N,) for labels (N,)."""
+    hits = np.bincount(y, weights=(pred == y).astype(np.float64), minlength=n_classes)
+    return hits, np.bincount(y, minlength=n_classes).astype(np.float64)
+
+
+def balanced_accuracy(pred: np.ndarray, y: np.ndarray, n_classes: int) -> float:
+    """Mean over the classes present in ``y`` (N,) of the accuracy of ``pred`` (N,).
+
+    Example:
+        >>> balanced_accuracy(np.array([0, 0, 1, 0]), np.array([0, 0, 1, 1]), 2)
+        0.75
+    """
+    hits, sizes = class_hits(pred, y, n_classes)
+    present = sizes > 0
+    return float(np.mean(hits[present] / sizes[present]))
+
+
+def paired_gain(
+    pred_a: np.ndarray, pred_b: np.ndarray, y: np.ndarray, n_classes: int
+) -> tuple[float, float]:
+    """Balanced-accuracy gain of a over b on the same samples, and its standard error.
+
+    Args:
+        pred_a: (N,) predictions of a.
+        pred_b: (N,) predictions of b.
+        y: (N,) labels.
+        n_classes: C.
+
+    Returns:
+        ``(gain, se)`` with ``gain = (1/C') sum_c mean_{i in c} d_i`` for
+        ``d_i = hit_a(i) - hit_b(i)`` over the C' classes present, and
+        ``se = sqrt(sum_c var_c(d) / n_c) / C'`` (sample variance within each class).
+
+    Example:
+        >>> y = np.array([0, 0, 1, 1])
+        >>> g, se = paired_gain(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 0]), y, 2)
+        >>> g, round(se, 3)
+        (0.5, 0.354)
+    """
+    d = (pred_a == y).astype(np.float64) - (pred_b == y).astype(np.float64)
+    sizes = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = sizes > 0
+    mean = np.bincount(y, weights=d, minlength=n_classes)[present] / sizes[present]
+    sq = np.bincount(y, weights=d * d, minlength=n_classes)[present]
+    n = sizes[present]
+    var = np.where(n > 1, (sq - n * mean**2) / np.maximum(n - 1, 1), 0.0)
+    c = float(present.sum())
+    return float(mean.sum() / c), float(np.sqrt(np.sum(np.maximum(var, 0.0) / n)) / c)
+
+
+def rarer_half(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mask (N,) of the samples whose class is in the rarer half of the classes present
+    in ``y`` (N,) (by count; ``ceil(C / 2)`` classes, ties by class index).
+
+    Example:
+        >>> rarer_half(np.array([0, 0, 0, 1, 2, 2]), 3).tolist()
+        [False, False, False, True, True, True]
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    present = np.flatnonzero(counts)
+    order = present[np.argsort(counts[present], kind="stable")]
+    return np.isin(y, order[: (len(order) + 1) // 2])
+
+
+def choose(
+    candidates: Sequence[Candidate],
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    margin: float,
+    min_gain: float,
+) -> tuple[int, str, list[dict[str, Any]]]:
+    """Apply the rule of this module to candidates listed simplest first.
+
+    A candidate other than the first (the reference) is *eligible* when it beats the
+    reference clearly (paired gain > ``margin`` standard errors and > ``min_gain``) and
+    does not lose accuracy on the rarer half of the classes. The chosen candidate is the
+    reference if no candidate is eligible; otherwise the simplest eligible candidate
+    that the best eligible one does not clearly beat.
+
+    The tail condition guards against a bias of out-of-fold estimates on training
+    features: a backbone fitted the training images of rare classes more closely than it
+    will fit their test images, so held-out training features overrate classifiers that
+    trade tail accuracy for head accuracy.
+
+    Returns:
+        The chosen index, the reason in words, and one evidence row per candidate
+        (``name``, ``params``, ``balanced_accuracy``, ``gain`` and ``se`` against the
+        first candidate, ``tail_gain`` and ``tail_se`` on the rarer half of the classes,
+        ``eligible``, ``chosen``).
+
+    Example:
+        >>> y = np.repeat([0, 1], 50)
+        >>> ref = Candidate("ref", {}, y.copy())
+        >>> noisy = y.copy(); noisy[:1] = 1
+        >>> choose([ref, Candidate("b", {}, noisy)], y, 2, margin=2.0, min_gain=0.0)[0]
+        0
+    """
+    scores = [balanced_accuracy(c.pred, y, n_classes) for c in candidates]
+    tail = rarer_half(y, n_classes)
+    ref = candidates[0].pred
+    rows = []
+    for i, cand in enumerate(candidates):
+        gain, se = paired_gain(cand.pred, ref, y, n_classes)
+        tail_gain, tail_se = paired_gain(cand.pred[tail], ref[tail], y[tail], n_classes)
+        clear = gain > max(margin * se, min_gain)
+        rows.append(
+            {
+                "name": cand.name,
+                "params": jsonable(cand.params),
+                "balanced_accuracy": scores[i],
+                "gain": gain,
+                "se": se,
+                "tail_gain": tail_gain,
+                "tail_se": tail_se,
+                "eligible": i == 0 or (clear and tail_gain >= 0.0),
+                "chosen": False,
+            }
+        )
+    eligible = [i for i, row in enumerate(rows) if row["eligible"]]
+    best = max(eligible, key=lambda i: (scores[i], -i))  # the simplest of equal scores
+    top = int(np.argmax(scores))
+    if best == 0:
+        chosen = 0
+        if top == 0:
+            reason = "the reference has the best out-of-fold balanced accuracy"
+        else:
+            t = rows[top]
+            reason = (
+                f"no departure beats the reference clearly without losing on the rarer half "
+                f"of the classes (best: {t['name']}, {100 * t['gain']:+.2f} ± "
+                f"{100 * t['se']:.2f} points, rarer half {100 * t['tail_gain']:+.2f}); "
+                "the reference is kept"
+            )
+    else:
+        chosen, reason = best, "best eligible out-of-fold balanced accuracy"
+        for i in eligible:
+            if i >= best:
+                break
+            gain, se = paired_gain(candidates[best].pred, candidates[i].pred, y, n_classes)
+            if i > 0 and gain <= max(margin * se, min_gain):
+                chosen = i
+                reason = (
+                    f"{candidates[best].name} scores {100 * gain:+.2f} ± {100 * se:.2f} points "
+                    f"over it, not above {margin:g} standard errors and "
+                    f"{100 * min_gain:.2f} points; the simpler option is kept"
+                )
+                break
+    rows[chosen]["chosen"] = True
+    return chosen, reason, rows
+
+
+def jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    """Candidate parameters as JSON-ready data (configs as dicts)."""
+    return {
+        k: to_dict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v
+        for k, v in params.items()
+    }
