@@ -138,7 +138,7 @@ def test_feature_label_count_mismatch(lt_data):
 
 
 def test_predict_with_other_feature_dimension(fitted, lt_data):
-    with pytest.raises(ValueError, match="X has 5 features, but DLSAClassifier is expecting 8 features"):
+    with pytest.raises(ValueError, match="X has 5 features, but DLSAClassifier is expecting 8"):
         fitted.predict(lt_data.X_test[:, :5])
 
 
