@@ -131,9 +131,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    """Embed image files with a saved stage-1 backbone into a feature file."""
-    from dlsa.backbones import extract_to_file, load_checkpoint
-    from dlsa.datasets import IMAGE_EXTENSIONS, ImageListDataset, read_split_list
+    """Embed image files with a saved stage-1 backbone into a feature file.
+
+    Under torchrun every rank embeds its share of the images and rank 0 alone writes the
+    feature file and its ``.files.txt`` (:mod:`dlsa.backbones.shard_extract`)."""
+    from dlsa.backbones import distributed, load_checkpoint
+    from dlsa.backbones.shard_extract import device_for_rank, extract_to_file_sharded
+    from dlsa.datasets import IMAGE_EXTENSIONS, DataFileError, ImageListDataset, read_split_list
 
     try:
         model, meta = load_checkpoint(args.backbone)
@@ -161,10 +165,22 @@ def cmd_extract(args: argparse.Namespace) -> int:
         mode=mode,  # type: ignore[arg-type]
     )
     out = Path(args.out)
-    extract_to_file(
-        model, dataset, labels, out, split="extract", backbone_id=str(args.backbone),
-        progress=not args.quiet,
-    )  # fmt: skip
+    if args.batch_size < 1 or args.workers < 0:
+        raise CLIError("--batch-size must be at least 1 and --workers at least 0")
+    device = device_for_rank(args.device)
+    info = distributed.setup("cpu")  # gloo: the ranks exchange only tiny CPU messages
+    try:
+        extract_to_file_sharded(
+            model, dataset, labels, out, split="extract", backbone_id=str(args.backbone),
+            info=info, batch_size=args.batch_size, device=device, progress=not args.quiet,
+            num_workers=args.workers,
+        )  # fmt: skip
+    except DataFileError as err:  # an unreadable listed image
+        raise CLIError(str(err)) from err
+    finally:
+        distributed.teardown(info)
+    if not info.is_main:
+        return 0
     write_atomic(
         out.with_name(out.name + ".files.txt"),
         lambda p: p.write_text("".join(f"{path}\n" for path in paths)),

@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--split-list", default=None, help="'relative/path label' lines (labelled)")
     ext.add_argument("--size", type=int, default=None, help="image side (default: recorded)")
     ext.add_argument("--out", required=True, help="feature file (.h5/.hdf5/.npz)")
+    ext.add_argument(
+        "--device", default="cpu",
+        help="cpu, cuda, cuda:1 ..., or auto (cuda:LOCAL_RANK when CUDA is available, one "
+        "GPU per process under torchrun)",
+    )  # fmt: skip
+    ext.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    ext.add_argument("--workers", type=int, default=0, help="image-loading processes")
     ext.set_defaults(func=cmd_extract)
 
     fig = command("figures", help="confusion, clusters, separation and t-SNE figures")
