@@ -52,7 +52,11 @@ class FeatureSet:
 
 
 def check_features(
-    X: np.ndarray, y: np.ndarray | None = None, *, source: str = "features"
+    X: np.ndarray,
+    y: np.ndarray | None = None,
+    *,
+    source: str = "features",
+    first_row: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate and convert a feature matrix and optional labels.
 
@@ -60,6 +64,8 @@ def check_features(
         X: array-like of shape (N, D) with finite values.
         y: optional array-like of shape (N,) of labels (see :func:`check_labels`).
         source: name used in error messages (a file path, or "X").
+        first_row: row number of ``X[0]`` in its file, added to the row an error names
+            (for a chunk of a larger file).
 
     Returns:
         ``X`` as float32 (N, D) and ``y`` (N,) as int64, str or bool (or None).
@@ -85,7 +91,7 @@ def check_features(
         row, col = np.argwhere(bad)[0]
         raise FeatureFileError(
             f"{source}: features contain {int(bad.sum())} non-finite value(s) "
-            f"(first at row {row}, column {col}: {X[row, col]})"
+            f"(first at row {row + first_row}, column {col}: {X[row, col]})"
         )
     if y is None:
         return X, None
@@ -172,12 +178,7 @@ def load_features(path: str | os.PathLike[str], *, require_labels: bool = True) 
         FeatureFileError: if the file is missing, unreadable, of an unknown suffix, lacks
             ``features`` (or ``labels`` when required), or fails :func:`check_features`.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FeatureFileError(f"{p}: no such feature file")
-    suffix = p.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise FeatureFileError(f"{p}: unknown feature file suffix {suffix!r}; use {SUFFIXES}")
+    p, suffix = check_feature_path(path)
     try:
         raw = _read_h5(p) if suffix in (".h5", ".hdf5") else _read_npz(p)
     except FeatureFileError:
@@ -189,6 +190,21 @@ def load_features(path: str | os.PathLike[str], *, require_labels: bool = True) 
         raise FeatureFileError(f"{p}: no 'labels' dataset (labels are required here)")
     X, y = check_features(X, y, source=str(p))
     return FeatureSet(X=X, y=y, split=split, backbone=backbone, path=str(p))
+
+
+def check_feature_path(path: str | os.PathLike[str]) -> tuple[Path, str]:
+    """The path of an existing feature file and its lower-case suffix.
+
+    Raises:
+        FeatureFileError: if the file is missing or its suffix is not in :data:`SUFFIXES`.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FeatureFileError(f"{p}: no such feature file")
+    suffix = p.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise FeatureFileError(f"{p}: unknown feature file suffix {suffix!r}; use {SUFFIXES}")
+    return p, suffix
 
 
 def save_features(
