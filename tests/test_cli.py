@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 
@@ -438,3 +439,40 @@ def test_features_of_huge_magnitude_are_one_line(files, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "o"), *TINY]) == 2
     _one_line_error(capsys, "fit", "huge.h5", "non-finite")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.h5"]
+
+
+# ------------------------------------------- predict / evaluate read files in chunks
+def test_streamed_evaluate_and_predict_equal_the_in_memory_results(run, files, tmp_path):
+    from dlsa.cascade import DLSAClassifier
+    from dlsa.evaluation import evaluate
+
+    model = DLSAClassifier.load(run / "model")
+    test = load_features(files / "test.npz")
+    argv = ["-q", "evaluate", "--model", str(run / "model"), "--features", str(files / "test.npz")]
+    assert main([*argv, "--out", str(tmp_path / "m.json")]) == 0
+    saved = json.loads((tmp_path / "m.json").read_text())
+    memory = evaluate(model, test.X, test.y)
+    for key, value in memory["metrics"].items():
+        assert saved["metrics"][key] == pytest.approx(value, abs=1e-9), key
+    assert saved["stages"] == json.loads(json.dumps(memory["stages"]))
+    argv = ["-q", "predict", "--model", str(run / "model"), "--features", str(files / "test.npz")]
+    assert main([*argv, "--out", str(tmp_path / "p.npz")]) == 0
+    with np.load(tmp_path / "p.npz") as data:
+        np.testing.assert_array_equal(data["pred"], model.predict(test.X))
+        np.testing.assert_allclose(data["proba"], model.predict_proba(test.X), atol=1e-6)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "figures"])
+def test_a_bad_value_in_the_last_row_is_one_line_and_nothing_is_written(
+    run, files, tmp_path, capsys, command
+):
+    test = load_features(files / "test.npz")
+    X = test.X.copy()
+    X[-1, 2] = np.inf
+    with h5py.File(tmp_path / "late.h5", "w") as fp:  # save_features refuses inf
+        fp["features"], fp["labels"] = X, test.y
+    out = tmp_path / {"predict": "p.csv", "evaluate": "m.json", "figures": "figs"}[command]
+    argv = [command, "--model", str(run / "model"), "--features", str(tmp_path / "late.h5")]
+    assert main([*argv, "--out", str(out)]) == 2
+    _one_line_error(capsys, command, "late.h5", f"row {len(X) - 1}", "inf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.h5"]

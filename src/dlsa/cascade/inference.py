@@ -4,7 +4,9 @@ A sample goes to the cluster-aided classifier of the first level whose filter ro
 (``log p(x) >= threshold`` of that level), else to the regular classifier. A stage the
 safeguard switched off hands its samples to the fallback (the base method on all data).
 Scoring runs in chunks of :data:`SCORE_CHUNK` rows, so the device holds one chunk at a
-time; each row is routed and scored on its own, so chunking does not change the result.
+time; each row is routed and scored on its own, so chunking does not change the stages
+and changes probabilities only by rounding (~1e-7: a product of few rows can take another
+BLAS kernel), which can flip a predicted class only at an exact tie.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class CascadeInference(ClusterAided):
     def _scored(self, X: np.ndarray) -> tuple[Tensor, Tensor]:
         """Logits (N, C) and stages (N,) of X (N, D), on the CPU. The cascade runs on
         chunks of :data:`SCORE_CHUNK` rows, so the device holds one chunk at a time; each
-        row is routed and scored on its own, so chunking does not change the result."""
+        row is routed and scored on its own, so chunking changes the probabilities only
+        by rounding."""
         x = self._check_X(X)
         parts = [
             self._logits_and_stage(x[i : i + SCORE_CHUNK].to(self._device()))

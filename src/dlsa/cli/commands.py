@@ -21,13 +21,10 @@ from dlsa.cli.common import (
     load_model_arg,
     load_train_test,
     seed_everything,
-    write_csv,
     write_json,
-    write_npz,
 )
 from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.config import DLSAConfig, to_dict
-from dlsa.evaluation import evaluate
 from dlsa.pair import evaluate_pair, fit_pair
 from dlsa.report import demo_report, fit_report, metrics_table
 
@@ -191,17 +188,16 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     """The paper's figures for a saved model on labelled features."""
-    from dlsa.figures import write_figures
+    from dlsa.figures import write_figures_file
 
     model = load_model_arg(args.model)
     base = load_model_arg(args.base_model) if args.base_model else None
-    data = load_arg(args.features, require_labels=True, what="--features")
     dest = check_out(Path(args.out), overwrite=args.overwrite)
     with atomic_dir(dest) as tmp:
         try:
-            files = write_figures(model, data.X, data.y, tmp, base=base)
+            files = write_figures_file(model, args.features, tmp, base=base)
         except ValueError as err:
-            raise CLIError(f"--features {args.features}: {err}") from err
+            raise CLIError(f"--features {_named(err, args.features)}") from err
     print("\n".join(str(dest / f.name) for f in files))
     return 0
 
@@ -229,13 +225,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate a saved model on a labelled feature file."""
+    """Evaluate a saved model on a labelled feature file of any size, read a chunk of
+    rows at a time (:func:`dlsa.streaming.evaluate_file`)."""
+    from dlsa.streaming import evaluate_file
+
     model = load_model_arg(args.model)
-    data = load_arg(args.features, require_labels=True, what="--features")
     try:
-        result = evaluate(model, data.X, data.y, source=str(args.features))
+        result = evaluate_file(model, args.features, source=str(args.features))
     except ValueError as err:
-        raise CLIError(str(err)) from err
+        raise CLIError(f"--features {_named(err, args.features)}") from err
     name = model.base + (" + DLSA" if model.filters_ else "")
     print(metrics_table({name: result["metrics"]}))
     if args.out:
@@ -247,20 +245,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Predict labels (and probabilities, stages) for a feature file."""
+    """Predict labels (and probabilities, stages) for a feature file of any size, read
+    and written a chunk of rows at a time (:func:`dlsa.streaming.predict_file`)."""
+    from dlsa.streaming import OUTPUT_SUFFIXES, predict_file
+
     out = Path(args.out)
-    if out.suffix not in (".npz", ".csv"):
+    if out.suffix not in OUTPUT_SUFFIXES:
         raise CLIError(f"--out {out}: use a .npz or .csv file")
     model = load_model_arg(args.model)
-    data = load_arg(args.features, require_labels=False, what="--features")
     try:
-        proba, stage = model.predict_proba_and_route(data.X)
+        n_rows = predict_file(model, args.features, out)
     except ValueError as err:
-        raise CLIError(f"--features {args.features}: {err}") from err
-    pred = model.classes_[proba.argmax(1)]
-    if out.suffix == ".npz":
-        write_atomic(out, lambda p: write_npz(p, pred, proba, stage, model.classes_))
-    else:
-        write_atomic(out, lambda p: write_csv(p, pred, proba, stage))
-    print(f"wrote {len(pred)} predictions to {out}")
+        raise CLIError(f"--features {_named(err, args.features)}") from err
+    print(f"wrote {n_rows} predictions to {out}")
     return 0
+
+
+def _named(err: Exception, path: str) -> str:
+    """The error's message, starting with the file's name if it does not already."""
+    text = str(err)
+    return text if text.startswith(str(path)) else f"{path}: {text}"

@@ -200,6 +200,11 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
                 data["selection"] = to_dict(SelectionConfig())
             set_path(data, key[4:], value)
     if getattr(args, "no_selection", False):
+        if data.get("base") == "auto":
+            raise CLIError(
+                "--no-selection needs a concrete --base (e.g. --base balsoftmax): base "
+                "'auto' is chosen by the out-of-fold selection"
+            )
         data["selection"] = None
     if args.base_params is not None:
         try:
