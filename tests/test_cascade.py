@@ -128,7 +128,7 @@ def test_first_filter_routes_a_tail_richer_set(fitted):
 def test_nan_features_are_rejected(lt_data):
     X = lt_data.X_train.copy()
     X[5, 2] = np.nan
-    with pytest.raises(ValueError, match=r"non-finite.*row 5, column 2"):
+    with pytest.raises(ValueError, match=r"NaN or inf.*row 5, column 2"):
         make().fit(X, lt_data.y_train)
 
 

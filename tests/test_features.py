@@ -47,11 +47,17 @@ def test_unlabelled_file(tmp_path):
 @pytest.mark.parametrize(
     ("X", "y", "match"),
     [
-        (np.ones(3), None, r"shape \(N, D\)"),
-        (np.array([[1.0, np.inf]]), None, "non-finite"),
+        (np.ones(3), None, r"shape \(N, D\).*Reshape your data"),
+        (np.ones((0, 3)), None, r"0 sample\(s\) \(shape=\(0, 3\)\)"),
+        (np.ones((3, 0)), None, r"0 feature\(s\) \(shape=\(3, 0\)\)"),
+        (np.array([[1.0, np.inf]]), None, r"1 NaN or inf value\(s\).*column 1: inf"),
+        (np.array([[1.0, 1e39]]), None, r"beyond-float32.*column 1: 1e\+39"),
+        (np.ones((2, 2)) * 1j, None, "Complex data not supported"),
+        (np.array([["a", "b"]]), None, "must be numeric, got dtype <U1"),
+        (np.array([[1.0, "x"]], dtype=object), None, "must be numeric: could not convert"),
         (np.ones((3, 2)), np.ones(4), "3 feature rows but 4 labels"),
-        (np.ones((2, 2)), np.array([0.5, 1.0]), "integers"),
-        (np.ones((2, 2)), np.array(["a", 1], dtype=object), "all be text or all numbers"),
+        (np.ones((2, 2)), np.array([0.5, 1.0]), "integers.*Unknown label type: continuous"),
+        (np.ones((2, 2)), np.array(["a", 1], dtype=object), "all be text or all integers"),
         (np.ones((2, 2)), np.array([1j, 2j]), "integers, text or booleans"),
         (np.ones((2, 2)), np.array([b"\xff", b"a"]), "not UTF-8"),
     ],
@@ -59,6 +65,18 @@ def test_unlabelled_file(tmp_path):
 def test_schema_errors(X, y, match):
     with pytest.raises(FeatureFileError, match=match):
         check_features(X, y, source="file.h5")
+
+
+def test_object_and_sparse_inputs():
+    X, y = check_features(np.ones((2, 2), dtype=object), np.array([3, 7], dtype=object))
+    assert X.dtype == np.float32 and y.dtype == np.int64 and y.tolist() == [3, 7]
+    bad = np.ones((2, 2), dtype=object)
+    bad[0, 0] = {"a": 1}
+    with pytest.raises(TypeError, match="file.h5: features must be numeric: float"):
+        check_features(bad, source="file.h5")
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(FeatureFileError, match="sparse input is not supported"):
+        check_features(sparse.csr_array(np.eye(3)), source="file.h5")
 
 
 def test_errors_name_the_file(tmp_path):

@@ -31,6 +31,11 @@ class FeatureFileError(DLSAInputError):
     """A feature file that cannot be read or does not follow the schema."""
 
 
+class FeatureTypeError(FeatureFileError, TypeError):
+    """Features of a type that is not a number (an object array holding, say, a dict);
+    also a :class:`TypeError`, as numpy and scikit-learn raise for such values."""
+
+
 @dataclass(frozen=True)
 class FeatureSet:
     """Features and labels read from one file.
@@ -80,22 +85,57 @@ def check_features(
         >>> X.dtype, y.dtype
         (dtype('float32'), dtype('int64'))
     """
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise FeatureFileError(f"{source}: features must have shape (N, D), got {X.shape}")
-    if not np.issubdtype(X.dtype, np.number):
-        raise FeatureFileError(f"{source}: features must be numeric, got dtype {X.dtype}")
-    X = X.astype(np.float32, copy=False)
+    numbers = _real_matrix(X, source)
+    with np.errstate(over="ignore"):
+        X = numbers.astype(np.float32, copy=False)
     bad = ~np.isfinite(X)
     if bad.any():
         row, col = np.argwhere(bad)[0]
+        what = "NaN or inf value(s)"
+        if np.isfinite(numbers[row, col]):  # finite, but beyond float32
+            what = f"NaN, inf or beyond-float32 (|x| > {np.finfo(np.float32).max:.3g}) value(s)"
         raise FeatureFileError(
-            f"{source}: features contain {int(bad.sum())} non-finite value(s) "
-            f"(first at row {row + first_row}, column {col}: {X[row, col]})"
+            f"{source}: features contain {int(bad.sum())} {what} "
+            f"(first at row {row + first_row}, column {col}: {numbers[row, col]})"
         )
     if y is None:
         return X, None
     return X, check_labels(y, X.shape[0], source=source)
+
+
+def _real_matrix(X: object, source: str) -> np.ndarray:
+    """``X`` as a real (N, D) array with N, D >= 1, or one line saying why not (in
+    scikit-learn's words where it has them: sparse, reshape, 0 samples, complex)."""
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise FeatureFileError(
+            f"{source}: sparse input is not supported; pass a dense array (X.toarray())"
+        )
+    X = np.asarray(X)
+    if X.ndim == 1:
+        raise FeatureFileError(
+            f"{source}: features must have shape (N, D), got {X.shape}. Reshape your data "
+            "with X.reshape(-1, 1) if it has a single feature or X.reshape(1, -1) if it "
+            "is a single sample"
+        )
+    if X.ndim != 2:
+        raise FeatureFileError(f"{source}: features must have shape (N, D), got {X.shape}")
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if X.shape[axis] == 0:
+            raise FeatureFileError(
+                f"{source}: 0 {what}(s) (shape={X.shape}) while a minimum of 1 is required."
+            )
+    if X.dtype.kind == "c":
+        raise FeatureFileError(
+            f"{source}: features must be real numbers, got {X.dtype} (Complex data not supported)"
+        )
+    if X.dtype.kind == "O":
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise FeatureTypeError(f"{source}: features must be numeric: {err}") from err
+    if not np.issubdtype(X.dtype, np.number):
+        raise FeatureFileError(f"{source}: features must be numeric, got dtype {X.dtype}")
+    return X
 
 
 def check_labels(y: np.ndarray, n_rows: int, *, source: str = "labels") -> np.ndarray:
@@ -144,7 +184,8 @@ def _integer_labels(y: np.ndarray, source: str) -> np.ndarray:
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             raise FeatureFileError(
-                f"{source}: labels must be integers or text, got non-integral {y.dtype} values"
+                f"{source}: labels must be integers or text, got non-integral {y.dtype} "
+                "values (Unknown label type: continuous; this is a classifier)"
             )
     if y.size and (y.max() > limit.max or y.min() < limit.min):
         raise FeatureFileError(f"{source}: integer labels must fit in int64")
@@ -154,9 +195,13 @@ def _integer_labels(y: np.ndarray, source: str) -> np.ndarray:
 def _text_labels(y: np.ndarray, source: str) -> np.ndarray:
     """Text or bytes labels (N,) as a numpy str array (bytes decoded as UTF-8)."""
     values = y.tolist()
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return _integer_labels(np.array(values), source)  # an object array of ints
     if not all(isinstance(v, str | bytes) for v in values):
         kinds = sorted({type(v).__name__ for v in values})
-        raise FeatureFileError(f"{source}: labels must all be text or all numbers, got {kinds}")
+        raise FeatureFileError(
+            f"{source}: labels must all be text or all integers, got {kinds} (Unknown label type)"
+        )
     try:
         text = [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
     except UnicodeDecodeError as err:

@@ -32,12 +32,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import DataConversionWarning
 
 from dlsa.bases import BaseMethod, base_params, make_base
 from dlsa.cascade.fitting import CascadeFitting, check_donor
@@ -227,6 +229,14 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         if y is None:
             raise DLSAInputError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected; it is raveled "
+                "to shape (n_samples,)",
+                DataConversionWarning,
+                stacklevel=2,
             )
         X, y_raw = check_features(X, y, source="X")
         assert y_raw is not None
