@@ -60,3 +60,15 @@ def test_gradient_clipping_bounds_the_step():
         OptimSettings(epochs=1, batch_size=1, lr=1.0, grad_clip=0.5),
     )
     assert float(w.detach().norm()) == pytest.approx(0.5)
+
+
+def test_optimiser_settings_come_from_the_config_fields_of_the_same_name():
+    from dlsa.config import FilterConfig, HeadConfig
+
+    head = HeadConfig(epochs=7, batch_size=33, lr=0.05, momentum=0.5, weight_decay=1e-3)
+    assert OptimSettings.of(head) == OptimSettings(7, 33, 0.05, 0.5, 1e-3, None, True, 1)
+    assert not OptimSettings.of(HeadConfig(schedule="constant")).cosine
+    flt = FilterConfig(epochs=4, batch_size=16, lr=0.3, momentum=0.1, grad_clip=2.0)
+    settings = OptimSettings.of(flt, min_batch=2)
+    assert settings == OptimSettings(4, 16, 0.3, 0.1, 0.0, 2.0, False, 2)
+    assert OptimSettings.of(head, lr=1.0, epochs=2).lr == 1.0

@@ -373,15 +373,7 @@ class _FilterTrainer:
     def run(self, progress: bool) -> None:
         """Train the flow, then load the selected epoch's weights (eval mode)."""
         cfg, report = self.flt.config, self.report
-        settings = OptimSettings(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            grad_clip=cfg.grad_clip,
-            min_batch=2,
-        )
+        settings = OptimSettings.of(cfg, min_batch=2)  # batch norm needs 2 rows
         self.flt.train()
         history = train_epochs(
             self.flt.flow.parameters(),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +47,17 @@ class OptimSettings:
     grad_clip: float | None = None
     cosine: bool = False
     min_batch: int = 1
+
+    @classmethod
+    def of(cls, config: Any, **overrides: Any) -> OptimSettings:
+        """The settings a config dataclass (``HeadConfig``, ``FilterConfig``) holds under
+        the same field names, with ``schedule == "cosine"`` as ``cosine``; ``overrides``
+        replace any of them. The one place where config fields become optimiser
+        settings."""
+        values = {f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)}
+        if hasattr(config, "schedule"):
+            values["cosine"] = config.schedule == "cosine"
+        return cls(**(values | overrides))
 
 
 @dataclass

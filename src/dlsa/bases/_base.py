@@ -165,14 +165,7 @@ class BaseMethod:
     def settings(self, config: HeadConfig) -> OptimSettings:
         """SGD settings of the main training phase (learning-rate schedule from
         ``config.schedule``)."""
-        return OptimSettings(
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            cosine=config.schedule == "cosine",
-        )
+        return OptimSettings.of(config)
 
     def train(
         self,

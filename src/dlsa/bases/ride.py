@@ -300,14 +300,7 @@ class Ride(BaseMethod):
             desc=f"{desc} (experts)",
         )
         if router and self.router_epochs > 0:
-            settings = OptimSettings(
-                epochs=self.router_epochs,
-                batch_size=config.batch_size,
-                lr=self.router_lr,
-                momentum=config.momentum,
-                weight_decay=config.weight_decay,
-                cosine=config.schedule == "cosine",
-            )
+            settings = OptimSettings.of(config, epochs=self.router_epochs, lr=self.router_lr)
             with frozen(experts):
                 run_phase(
                     router,
