@@ -10,6 +10,8 @@ of:
 * ``real``: ``_FilterTrainer.step_loss`` (weighted likelihood, balancedness with the
   momentum estimator, purity of freshly drawn class-uniform pairs), the step the filter
   trains with.
+* ``real, tf32`` / ``real, bf16 autocast``: the real step at ``FilterConfig.precision``
+  "tf32" (TF32 matmuls, CUDA only: on the CPU the same as ``real``) and "bf16".
 * ``real, table per step``: the same with the per-class table of the pair sampler rebuilt
   every step (``torch.unique`` + ``argsort`` over all N labels: what the step did before
   the tables were built once per level).
@@ -38,6 +40,7 @@ from torch import Tensor
 from dlsa.config import FilterConfig, MixtureConfig
 from dlsa.filter import FilterReport, FlowFilter, _FilterTrainer
 from dlsa.mixture import GaussianMixtureLatent
+from dlsa.precision import step_precision
 from dlsa.sampling import PurityPairSampler
 
 
@@ -106,6 +109,14 @@ def measure(d: int, k: int, b: int, n: int, device: torch.device, warmup: int, s
     def real() -> None:
         update(trainer.step_loss(idx()))
 
+    def real_at(precision: str) -> Callable[[], None]:
+        def step() -> None:
+            with step_precision(precision, device):
+                loss = trainer.step_loss(idx()).float()
+            update(loss)
+
+        return step
+
     def real_rebuilt() -> None:
         trainer.pairs = PurityPairSampler(y)
         update(trainer.step_loss(idx()))
@@ -121,6 +132,8 @@ def measure(d: int, k: int, b: int, n: int, device: torch.device, warmup: int, s
     for name, step in [
         ("bare", bare),
         ("real", real),
+        ("real, tf32 (CUDA only)", real_at("tf32")),
+        ("real, bf16 autocast", real_at("bf16")),
         ("real, table per step", real_rebuilt),
         ("original head", original_head),
     ]:

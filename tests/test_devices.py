@@ -8,6 +8,8 @@ code path covered on every machine.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -64,6 +66,21 @@ def test_saved_on_a_device_loads_on_the_cpu(device, lt_data, tmp_path):
 def test_every_base_method_runs_on_the_device(device, base, depth, lt_data):
     clf = make(device, base=base, depth=depth).fit(lt_data.X_train, lt_data.y_train)
     assert clf.predict_proba(lt_data.X_test).shape == (len(lt_data.y_test), 30)
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("base", ["balsoftmax", "ride", "m2m"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_lower_precision_training_steps(device, base, precision, lt_data):
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    flt = dataclasses.replace(FLT, precision=precision)
+    head = dataclasses.replace(HEAD, precision=precision)
+    clf = make(device, base=base, depth=1, flow_filter=flt, head=head)
+    clf.fit(lt_data.X_train, lt_data.y_train)
+    ref = make(device, base=base, depth=1).fit(lt_data.X_train, lt_data.y_train)
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
+    agree = np.mean(clf.predict(lt_data.X_test) == ref.predict(lt_data.X_test))
+    assert agree >= 0.9, agree
 
 
 @pytest.mark.parametrize("device", [CUDA])

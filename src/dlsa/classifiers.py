@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dlsa.precision import at_least_float32
+
 
 class LinearHead(nn.Linear):
     """Plain linear classifier (N, D) -> (N, C).
@@ -225,4 +227,4 @@ class StageClassifier(nn.Module):
     def forward(self, inputs: Tensor, prior: Tensor | None = None) -> Tensor:
         """Logits (N, C) of inputs (N, D_in) and, if used, the cluster prior (N, C)."""
         s = self.standardize(inputs)
-        return self.head(s) + self.side_logits(s, prior)
+        return at_least_float32(self.head(s) + self.side_logits(s, prior))  # dlsa.precision

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dlsa.precision import at_least_float32
+
 
 class MaskedLinear(nn.Linear):
     """Linear layer whose weight is multiplied by a fixed binary mask.
@@ -137,7 +139,7 @@ class MaskedAutoregressiveTransform(nn.Module):
         h = F.relu(self.hidden(x))
         for layer in self.deeper:
             h = F.relu(layer(h))
-        params = self.output(h)
+        params = at_least_float32(self.output(h))  # see dlsa.precision
         return params[:, : self.n_features], params[:, self.n_features :]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from dlsa import rng
+from dlsa.precision import at_least_float32, float32_region
 
 
 def default_sigma(n_features: int) -> float:
@@ -50,9 +51,11 @@ def squared_distances(z: Tensor, means: Tensor) -> Tensor:
         >>> squared_distances(torch.tensor([[0.0, 3.0]]), torch.tensor([[4.0, 0.0]]))
         tensor([[25.]])
     """
-    z_sq = z.square().sum(dim=-1, keepdim=True)
-    mu_sq = means.square().sum(dim=-1)
-    return (z_sq - 2.0 * (z @ means.T) + mu_sq).clamp_min(0.0)
+    with float32_region(z.device):  # a difference of large norms: never in bfloat16
+        z = at_least_float32(z)
+        z_sq = z.square().sum(dim=-1, keepdim=True)
+        mu_sq = means.square().sum(dim=-1)
+        return (z_sq - 2.0 * (z @ means.T) + mu_sq).clamp_min(0.0)
 
 
 class GaussianMixtureLatent(nn.Module):

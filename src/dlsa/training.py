@@ -17,9 +17,17 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from dlsa.precision import at_least_float32, step_precision
 from dlsa.rng import torch_generator
 
-__all__ = ["OptimSettings", "TrainHistory", "minibatches", "torch_generator", "train_epochs"]
+__all__ = [
+    "OptimSettings",
+    "TrainHistory",
+    "minibatches",
+    "step_precision",
+    "torch_generator",
+    "train_epochs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,7 @@ class OptimSettings:
         grad_clip: max gradient norm applied after ``backward``; None disables.
         cosine: anneal the learning rate to 0 with a per-step cosine schedule.
         min_batch: smaller trailing batches are skipped (batch norm needs >= 2).
+        precision: matmul precision of each step, see :func:`step_precision`.
     """
 
     epochs: int
@@ -47,6 +56,7 @@ class OptimSettings:
     grad_clip: float | None = None
     cosine: bool = False
     min_batch: int = 1
+    precision: str = "fp32"
 
     @classmethod
     def of(cls, config: Any, **overrides: Any) -> OptimSettings:
@@ -118,6 +128,7 @@ def train_epochs(
         that step's update.
     """
     params = [p for p in parameters if p.requires_grad]
+    device = params[0].device if params else torch.device("cpu")
     optimizer = torch.optim.SGD(
         params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
     )
@@ -136,7 +147,8 @@ def train_epochs(
             if settings.cosine:
                 for group in optimizer.param_groups:
                     group["lr"] = _cosine_lr(settings.lr, step, total)
-            loss = step_loss(batch)
+            with step_precision(settings.precision, device):
+                loss = at_least_float32(step_loss(batch))
             if not torch.isfinite(loss):
                 history.diverged_epoch = epoch
                 logger.warning("%s: non-finite loss in epoch %d; training stopped", desc, epoch)

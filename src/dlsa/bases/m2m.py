@@ -21,13 +21,14 @@ from dlsa import rng
 from dlsa.bases._base import BaseMethod, StageData, class_balanced_order, run_phase
 from dlsa.classifiers import StageClassifier
 from dlsa.config import HeadConfig
+from dlsa.precision import at_least_float32
 
 logger = logging.getLogger(__name__)
 
 
 def _stage_logits(model: StageClassifier, s: Tensor, prior: Tensor | None) -> Tensor:
     """Logits (N, C) of already standardised inputs s (N, D_in)."""
-    return model.head(s) + model.side_logits(s, prior)
+    return at_least_float32(model.head(s) + model.side_logits(s, prior))
 
 
 def _uniform(n: int, generator: torch.Generator, like: Tensor) -> Tensor:

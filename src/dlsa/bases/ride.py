@@ -18,6 +18,7 @@ from dlsa.bases._base import BaseMethod, StageData, class_balanced_order, frozen
 from dlsa.classifiers import CosineHead, LinearHead, StageClassifier
 from dlsa.config import HeadConfig
 from dlsa.losses import balanced_softmax_loss
+from dlsa.precision import at_least_float32
 from dlsa.training import OptimSettings
 
 ROUTER_HIDDEN = 16
@@ -50,7 +51,7 @@ class ExpertRouter(nn.Module):
         """Help logits (N,) of step ``step`` from inputs (N, D) and mean logits (N, C)."""
         hidden = F.relu(self.hidden[step](F.normalize(s, dim=1)))
         top = mean_logits.topk(self.top_k, dim=1).values
-        return self.fc(torch.cat([top, hidden], dim=1)).flatten()
+        return at_least_float32(self.fc(torch.cat([top, hidden.to(top.dtype)], dim=1)).flatten())
 
 
 class RideHead(nn.Module):
@@ -92,7 +93,7 @@ class RideHead(nn.Module):
 
     def expert_logits(self, s: Tensor) -> Tensor:
         """Logits (E, N, C) of every expert for inputs (N, D)."""
-        return torch.stack([expert(s) for expert in self.experts])
+        return at_least_float32(torch.stack([expert(s) for expert in self.experts]))
 
     def forward(self, s: Tensor) -> Tensor:
         """Mean logits (N, C) of all experts."""

@@ -35,7 +35,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -50,6 +50,7 @@ from dlsa.config import (
     DLSAConfig,
     FilterConfig,
     HeadConfig,
+    Precision,
     SelectionConfig,
     auto_components,
 )
@@ -161,6 +162,8 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
             raise DLSAInputError(f"head must be a HeadConfig, got {type(head).__name__}")
         if not 0.0 < flt.proportion < 1.0:
             raise DLSAInputError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
+        _check_choice("flow_filter.precision", flt.precision, get_args(Precision))
+        _check_choice("head.precision", head.precision, get_args(Precision))
         _check_choice("stage_prior", self.stage_prior, ("routed", "global"))
         _check_choice("regular_data", self.regular_data, ("remaining", "all"))
         _check_choice("regular_prior", self.regular_prior, ("reaching", "global"))

@@ -17,6 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+Precision = Literal["fp32", "tf32", "bf16"]
+"""Matmul precision of training steps (:func:`dlsa.training.step_precision`)."""
+
 
 @dataclass(frozen=True)
 class FlowConfig:
@@ -114,6 +117,10 @@ class FilterConfig:
     """Training epochs (supplement, Sec. 5, ImageNet-LT)."""
     grad_clip: float | None = 10.0
     """Max gradient norm, applied after backward (not in the paper; None disables)."""
+    precision: Precision = "fp32"
+    """Matmul precision of the flow's training steps: "fp32", "tf32" (CUDA only; no
+    effect elsewhere) or "bf16" (autocast; the mixture's distances, log-determinants and
+    losses stay float32). Scoring and thresholds are always float32 (not in the paper)."""
     proportion: float = 0.3
     """Share of a level's train samples sent to its cluster-aided classifier (Sec. 4.3)."""
     min_purity: float = 0.7
@@ -158,6 +165,10 @@ class HeadConfig:
     """Learning-rate schedule: "cosine" (per-step cosine annealing to 0) or "constant"
     (original release: constant; ours converges in fewer epochs, decoupled-training
     practice)."""
+    precision: Precision = "fp32"
+    """Matmul precision of the classifiers' training steps: "fp32", "tf32" (CUDA only) or
+    "bf16" (autocast; logits and losses stay float32). Prediction is always float32 (not
+    in the paper)."""
 
 
 BASE_NAMES = (
