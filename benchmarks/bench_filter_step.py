@@ -15,6 +15,8 @@ of:
 * ``real, table per step``: the same with the per-class table of the pair sampler rebuilt
   every step (``torch.unique`` + ``argsort`` over all N labels: what the step did before
   the tables were built once per level).
+* ``real, flow torch.compile'd`` (``--compile``): the real step with the MAF compiled by
+  ``torch.compile`` (the time to compile is in the row's name).
 * ``original head``: the bare step with the release's head, which forms the (rows, K, D)
   difference tensor (rebuilt from the paper's description; its memory is shown on CUDA).
 
@@ -80,7 +82,16 @@ def _peak_mb(step: Callable[[], None], device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
-def measure(d: int, k: int, b: int, n: int, device: torch.device, warmup: int, steps: int):
+def measure(
+    d: int,
+    k: int,
+    b: int,
+    n: int,
+    device: torch.device,
+    warmup: int,
+    n_steps: int,
+    compile_flow: bool = False,
+):
     """Rows of the table for one shape: (name, ms, peak MB or None)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, d, generator=g).to(device)
@@ -128,16 +139,23 @@ def measure(d: int, k: int, b: int, n: int, device: torch.device, warmup: int, s
         log_prob_z, _ = original(z)
         update(-(log_prob_z + ladj).mean())
 
-    out = []
-    for name, step in [
+    steps = [
         ("bare", bare),
         ("real", real),
         ("real, tf32 (CUDA only)", real_at("tf32")),
         ("real, bf16 autocast", real_at("bf16")),
         ("real, table per step", real_rebuilt),
         ("original head", original_head),
-    ]:
-        ms = _time(step, device, warmup, steps)
+    ]
+    if compile_flow:
+        start = time.perf_counter()
+        flt.flow = torch.compile(flt.flow, dynamic=False)
+        real()
+        seconds = time.perf_counter() - start
+        steps.append((f"real, flow torch.compile'd ({seconds:.0f} s to compile)", real))
+    out = []
+    for name, step in steps:
+        ms = _time(step, device, warmup, n_steps)
         out.append((name, ms, _peak_mb(step, device)))
     return out
 
@@ -151,6 +169,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000, help="samples of the level")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument(
+        "--compile", action="store_true", help="add the real step with torch.compile'd flow"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -160,7 +181,7 @@ def main() -> None:
     print("|--:|--:|--:|---|--:|--:|--:|")
     for shape in args.shapes:
         d, k, b = (int(v) for v in shape.split(","))
-        rows = measure(d, k, b, args.n, device, args.warmup, args.steps)
+        rows = measure(d, k, b, args.n, device, args.warmup, args.steps, args.compile)
         ref = rows[0][1]
         for step, ms, peak in rows:
             mb = "-" if peak is None else f"{peak:.0f}"

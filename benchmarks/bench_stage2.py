@@ -11,7 +11,7 @@ Prints seconds of each fit, the DLSA overhead ratio, and peak GPU memory on CUDA
 
 Usage::
 
-    python benchmarks/bench_stage2.py --device cuda --shape imagenet-lt
+    python benchmarks/bench_stage2.py --device cuda --shape imagenet-lt --precision fp32 tf32 bf16
     python benchmarks/bench_stage2.py --device cuda --shape inat18
     OMP_NUM_THREADS=1 python benchmarks/bench_stage2.py --shape imagenet-lt --scale 0.2 \\
         --classes 200 --dim 256     # CPU smoke run
@@ -53,6 +53,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies class sizes")
     parser.add_argument("--classes", type=int, default=None, help="override the class count")
     parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["fp32"],
+        help="training-step precisions to time DLSA at (fp32 tf32 bf16)",
+    )
     args = parser.parse_args()
     spec = SHAPES[args.shape]
     device = torch.device(args.device)
@@ -75,16 +81,22 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     base = fit_seconds(base_only, x, y, device)
-    full = fit_seconds(params, x, y, device)
+    full = {}
+    for precision in args.precision:
+        flt = dataclasses.replace(preset.flow_filter, precision=precision)
+        head = dataclasses.replace(preset.head, precision=precision)
+        full[precision] = fit_seconds(params | {"flow_filter": flt, "head": head}, x, y, device)
     peak = (
         f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GB"
         if device.type == "cuda"
         else "-"
     )
-    print("| fit | seconds |\n|---|--:|")
-    print(f"| {preset.base} alone | {base:.1f} |")
-    print(f"| {preset.base} + DLSA (`{spec['preset']}` preset) | {full:.1f} |")
-    print(f"\nDLSA / base alone: {full / base:.1f}x; peak GPU memory: {peak}")
+    print("| fit | seconds | x base alone |\n|---|--:|--:|")
+    print(f"| {preset.base} alone | {base:.1f} | 1.0 |")
+    for precision, seconds in full.items():
+        name = f"{preset.base} + DLSA (`{spec['preset']}` preset, {precision})"
+        print(f"| {name} | {seconds:.1f} | {seconds / base:.1f} |")
+    print(f"\npeak GPU memory: {peak}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The GPU checks of issues 10 and 13 as one prepared run, for a session that is lent a
+# CUDA machine (device tool: run it from the repository root, e.g.
+#   bash benchmarks/gpu_check.sh            # everything, ~9 min on one H200 (estimated)
+#   bash benchmarks/gpu_check.sh tests step # only some parts
+# ). Each part writes its table to $OUT (the device tool's folder that comes back) or
+# runs/gpu, and has its own time limit, so one slow part cannot eat the others.
+#
+# Parts: tests  the gpu-marked tests (estimator, 10 bases x depth 0/1, precision,
+#               selection, save/load across devices, stage-1 epochs) on cuda
+#        step   one flow-filter step vs a bare step, fp32/tf32/bf16, torch.compile
+#        stage2 stage 2 at ImageNet-LT shape, paper preset, fp32 and bf16
+#        train  dlsa train throughput, ResNet-50 at 224 px, bf16, vs a bare loop
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+out="${OUT:-runs/gpu}"
+mkdir -p "$out"
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(tests step stage2 train)
+python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" | tee "$out/device.txt"
+
+for part in "${parts[@]}"; do
+    start=$SECONDS
+    case "$part" in
+    tests)
+        timeout 180 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_devices.py \
+            2>&1 | tail -n 30 | tee "$out/tests.log" ;;
+    step)
+        timeout 120 python3 benchmarks/bench_filter_step.py --device cuda --compile \
+            --shapes 512,500,256 2048,500,128 2048,500,1024 2>&1 | tee "$out/filter_step.md" ;;
+    stage2)
+        timeout 240 python3 benchmarks/bench_stage2.py --device cuda --shape imagenet-lt \
+            --precision fp32 bf16 2>&1 | tee "$out/stage2.md" ;;
+    train)
+        timeout 120 python3 benchmarks/bench_train.py --arch resnet50 --size 224 \
+            --image-side 320 --n-images 2048 --batch-size 128 --workers 8 --device cuda \
+            --epochs 2 --bf16 2>&1 | tee "$out/train.md" ;;
+    *)
+        echo "unknown part: $part (tests, step, stage2, train)" >&2
+        exit 2 ;;
+    esac
+    echo "[$part: $((SECONDS - start)) s, exit ${PIPESTATUS[0]}]"
+done
