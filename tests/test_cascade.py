@@ -12,7 +12,7 @@ from sklearn.base import clone
 
 from dlsa import DLSAClassifier
 from dlsa.cascade.safeguard import stage_decisions
-from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
+from dlsa.config import FilterConfig, HeadConfig, MixtureConfig, SelectionConfig
 
 FLT = FilterConfig(
     mixture=MixtureConfig(n_components=10, sigma=0.5), epochs=4, batch_size=128, lr=0.2
@@ -142,11 +142,26 @@ def test_predict_with_other_feature_dimension(fitted, lt_data):
         fitted.predict(lt_data.X_test[:, :5])
 
 
-def test_class_with_one_sample(lt_data):
-    X = np.vstack([lt_data.X_train, lt_data.X_train[:1]])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"validation_folds": 2},
+        {
+            "base": "auto",
+            "selection": SelectionConfig(bases=("balsoftmax", "cbs"), proportions=(0.3,)),
+        },
+    ],
+    ids=["cascade", "safeguard", "selection"],
+)
+def test_a_class_of_one_sample_is_learned(lt_data, kw):
+    X = np.vstack([lt_data.X_train, lt_data.X_train[:1] + 3.0])
     y = np.append(lt_data.y_train, 99)
+    clf = make(**kw).fit(X, y)
+    assert clf.classes_[-1] == 99 and clf.class_counts_[-1] == 1
+    assert clf.predict_proba(lt_data.X_test).shape[1] == len(clf.classes_)
     with pytest.raises(ValueError, match=r"99 \(1 sample\)"):
-        make().fit(X, y)
+        make(**kw).fit(X, y, min_class_samples=2)
 
 
 def test_more_clusters_than_samples_at_a_level(lt_data):

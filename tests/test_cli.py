@@ -269,13 +269,20 @@ def _one_line_error(capsys, command: str, *needles: str) -> str:
     return err
 
 
-def test_one_sample_class_is_one_line(files, tmp_path, capsys):
+def test_a_class_of_one_sample_is_learned(files, tmp_path):
+    from dlsa.cascade import DLSAClassifier
+
     d = load_features(files / "train.h5")
-    save_features(tmp_path / "one.h5", np.vstack([d.X, d.X[:1]]), np.append(d.y, 99))
-    argv = ["fit", "--train", str(tmp_path / "one.h5"), "--test", str(files / "test.npz")]
-    assert main([*argv, "--out", str(tmp_path / "o"), *TINY]) == 2
-    _one_line_error(capsys, "fit", "one.h5", "99 (1 sample)")
-    assert not (tmp_path / "o").exists()
+    x_new = d.X[:1] + 5.0  # a class of one sample, far from the others
+    save_features(tmp_path / "one.h5", np.vstack([d.X, x_new]), np.append(d.y, 99))
+    argv = ["-q", "fit", "--train", str(tmp_path / "one.h5"), "--test", str(files / "test.npz")]
+    assert main([*argv, "--out", str(tmp_path / "o"), *TINY]) == 0
+    model = DLSAClassifier.load(tmp_path / "o" / "model")
+    assert model.classes_[-1] == 99 and model.class_counts_[-1] == 1
+    with pytest.raises(ValueError, match=r"99 \(1 sample\); DLSA needs at least 2"):
+        DLSAClassifier(depth=0, base="balsoftmax", selection=None).fit(
+            np.vstack([d.X, x_new]), np.append(d.y, 99), min_class_samples=2
+        )
 
 
 @pytest.mark.parametrize(

@@ -194,7 +194,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         y: np.ndarray,
         *,
         reuse_filters: DLSAClassifier | None = None,
-        min_class_samples: int = 2,
+        min_class_samples: int = 1,
     ) -> DLSAClassifier:
         """Fit the cascade on features X (N, D) and labels y (N,).
 
@@ -216,10 +216,10 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
                 config and ``random_state``, whose flow filters are reused instead of
                 trained again (the paper trains the filters once and shares them across
                 base methods). Not used for the validation run of the safeguard.
-            min_class_samples: fewest training samples a class may have (2: the
-                safeguard and the selection hold samples out of every class). The fold
-                models of the selection, which hold nothing out, pass 1: a class of two
-                samples has one left in some folds.
+            min_class_samples: fewest training samples a class may have (default 1).
+                A class of one sample is learned from it; in the out-of-fold selection
+                and safeguard it is missing from the fit part of the fold that holds it
+                out, so every candidate misses it there alike (no candidate gains).
 
         Raises:
             ValueError: on invalid features/labels, a class with too few samples, a
@@ -258,7 +258,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
             )
         params = self.get_params() | {"flow_filter": flt_cfg, "head": head_cfg}
         if self._selection() is not None:
-            return self._fit_selected(X, y_enc, params)
+            return self._fit_selected(X, y_enc, params, min_class_samples)
         self.fitted_params_ = params | {"base_params": base_params(base)}
         self.selection_: dict[str, Any] | None = None
         self.n_features_in_ = X.shape[1]
@@ -278,7 +278,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         return self
 
     def _fit_selected(
-        self, X: np.ndarray, y_enc: np.ndarray, params: dict[str, Any]
+        self, X: np.ndarray, y_enc: np.ndarray, params: dict[str, Any], min_class_samples: int
     ) -> DLSAClassifier:
         """Choose the concrete configuration on out-of-fold predictions
         (:func:`dlsa.selection.select`), then fit it on all the data."""
@@ -292,7 +292,8 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
             len(self.classes_),
         )
         classes = self.classes_
-        fitted = DLSAClassifier(**(chosen | {"verbose": self.verbose})).fit(X, y_enc)
+        fitted = DLSAClassifier(**(chosen | {"verbose": self.verbose}))
+        fitted.fit(X, y_enc, min_class_samples=min_class_samples)
         for key, value in vars(fitted).items():
             if key.endswith("_") and not key.startswith("_"):
                 setattr(self, key, value)
@@ -330,7 +331,11 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise DLSAInputError(f"{name} must be {allowed}, got {value!r}")
 
 
-def _check_class_counts(classes: np.ndarray, counts: np.ndarray, minimum: int = 2) -> None:
+def _check_class_counts(classes: np.ndarray, counts: np.ndarray, minimum: int = 1) -> None:
+    if len(classes) < 2:
+        raise DLSAInputError(
+            f"y has 1 class ({classes[0].tolist()!r}); a classifier needs at least 2 classes"
+        )
     small = np.flatnonzero(counts < minimum)
     if small.size:
         shown = ", ".join(f"{classes[i].tolist()!r} ({counts[i]} sample)" for i in small[:5])
