@@ -54,6 +54,11 @@ def model_config(name: str, seed: int, default_record: dict | None = None) -> DL
         cfg = DLSAConfig()
     elif name == "paper":
         cfg = get_preset("imagenet-lt")
+    elif name == "default-std":  # a candidate change: the flow's input standardized
+        cfg = DLSAConfig()
+        cfg = dataclasses.replace(
+            cfg, flow_filter=dataclasses.replace(cfg.flow_filter, standardize=True)
+        )
     else:
         raise SystemExit(f"unknown model {name}")
     return dataclasses.replace(cfg, random_state=seed)
@@ -175,6 +180,34 @@ def table(
     return "\n".join(lines)
 
 
+def variant_table(out: Path, sets: list[str], seeds: list[int], panel: Path, name: str) -> str:
+    """A candidate change of the default against the default, same sets and seeds: test
+    accuracy (paired difference), few-shot difference, and what each chose."""
+    lines = [
+        f"| set | default | {name} | {name} - default | few | default chose | {name} chose |",
+        "|---|--:|--:|--:|--:|---|---|",
+    ]
+    for s in sets:
+        ref = [cached(out, s, "default", seed, panel) for seed in seeds]
+        new = [cached(out, s, name, seed, panel) for seed in seeds]
+        pairs = list(zip(new, ref, strict=True))
+        diff = [a["metrics"]["overall"] - b["metrics"]["overall"] for a, b in pairs]
+        few = [
+            None if a["metrics"]["few"] is None else a["metrics"]["few"] - b["metrics"]["few"]
+            for a, b in pairs
+        ]
+        cells = [
+            _ms([r["metrics"]["overall"] for r in ref]),
+            _ms([r["metrics"]["overall"] for r in new]),
+            f"**{_ms(diff, True)}**",
+            _ms(few, True),
+            "; ".join(r["chosen"] or "-" for r in ref),
+            "; ".join(r["chosen"] or "-" for r in new),
+        ]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--half", choices=["tune", "report"], required=True)
@@ -183,12 +216,18 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--sets", default=None, help="comma-separated subset of the half")
     parser.add_argument("--paper-seeds", default=None, help="seeds of the paper preset")
+    parser.add_argument(
+        "--variant", default=None, help="compare a candidate change (default-std) to the default"
+    )
     args = parser.parse_args()
     sets = list(TUNE if args.half == "tune" else REPORT)
     if args.sets:
         sets = [s for s in sets if s in args.sets.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     paper = None if args.paper_seeds is None else [int(v) for v in args.paper_seeds.split(",")]
+    if args.variant:
+        print(variant_table(Path(args.out), sets, seeds, Path(args.panel), args.variant))
+        return
     print(table(Path(args.out), sets, seeds, Path(args.panel), paper))
 
 

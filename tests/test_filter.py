@@ -208,3 +208,43 @@ def test_filter_builds_the_configured_flow(generator):
     assert len(made) == 2 and all(len(t.deeper) == 1 for t in made)
     assert all(bool(t.output.weight.abs().sum() > 0) for t in made)
     assert len(bns) == 2 and all(t.unbiased for t in bns)
+
+
+def _standardized(generator_seed: int = 0) -> FlowFilter:
+    cfg = FilterConfig(
+        mixture=MixtureConfig(n_components=6, sigma=0.5), epochs=3, batch_size=64, standardize=True
+    )
+    return FlowFilter(5, 3, cfg, generator=torch.Generator().manual_seed(generator_seed))
+
+
+def test_standardized_filter_does_not_depend_on_the_feature_scale():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(300, 5, generator=g), torch.arange(300) % 3
+    x[y == 1] += 2.0
+    scale = torch.tensor([1e3, 1e-3, 1.0, 50.0, 7.0])
+    shift = torch.tensor([1e4, -3.0, 0.0, 5.0, 0.5])
+    a, b = _standardized(), _standardized()
+    a.fit(x, y, generator=torch.Generator().manual_seed(2))
+    b.fit(x * scale + shift, y, generator=torch.Generator().manual_seed(2))
+    out_a, out_b = a.transform(x), b.transform(x * scale + shift)
+    assert torch.equal(out_a.cluster, out_b.cluster)
+    assert torch.equal(a.route(out_a.log_prob), b.route(out_b.log_prob))
+    # log p(s x + t) = log p(x) - sum(log s): a density of the scaled features
+    torch.testing.assert_close(
+        out_b.log_prob, out_a.log_prob - scale.log().sum(), atol=1e-3, rtol=1e-4
+    )
+
+
+def test_standardized_filter_log_det_matches_the_autograd_jacobian():
+    flt = _standardized()
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(200, 5, generator=g) * 30 + 100, torch.arange(200) % 3
+    flt.fit(x, y, generator=g)
+    flt.eval()
+    point = x[:1].double()
+    flt.double()
+    _, log_prob, _ = flt(point)
+    z = flt(point)[0]
+    jac = torch.autograd.functional.jacobian(lambda v: flt(v[None])[0][0], point[0])
+    expected = flt.latent(z)[0] + torch.linalg.slogdet(jac).logabsdet
+    torch.testing.assert_close(log_prob, expected)

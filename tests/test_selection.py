@@ -233,3 +233,21 @@ def test_base_names_are_the_registered_methods():
 
     assert set(BASE_NAMES) == set(BASES)
     assert set(typing.get_args(BaseName)) == {"auto", *BASES}
+
+
+def test_a_dlsa_candidate_that_diverges_is_skipped_and_the_standardized_one_trains(data):
+    X = data.X_train * 1e4 + 1e4  # features of a large scale and offset
+    flt = dataclasses.replace(FLT, lr=0.05)
+    sel = SelectionConfig(bases=("balsoftmax",), proportions=(0.3,), folds=2)
+    params = {"base": "auto", "depth": 1, "selection": sel, "head": HEAD, "random_state": 0}
+    raw = DLSAClassifier(**params, flow_filter=flt).fit(X, data.y_train)
+    dlsa_round = raw.selection_["rounds"][-1]
+    assert [row["name"] for row in dlsa_round["skipped"]] == [
+        "balsoftmax + DLSA (depth 1, 30% routed)"
+    ]
+    assert "non-finite" in dlsa_round["skipped"][0]["error"]
+    assert raw.selection_["chosen"] == "balsoftmax" and not raw.filters_
+    std = dataclasses.replace(flt, standardize=True)
+    fixed = DLSAClassifier(**params, flow_filter=std).fit(X, data.y_train)
+    assert fixed.selection_["rounds"][-1]["skipped"] == []
+    assert len(fixed.selection_["rounds"][-1]["candidates"]) == 2

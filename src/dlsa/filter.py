@@ -174,6 +174,9 @@ class FlowFilter(nn.Module):
             sigma=config.mixture.sigma,
             generator=generator,
         )
+        if config.standardize:  # (x - mean) / std of the level, set by fit()
+            self.register_buffer("input_mean", torch.zeros(n_features))
+            self.register_buffer("input_std", torch.ones(n_features))
         self.register_buffer("threshold", torch.tensor(float("nan")))
         self.register_buffer("cluster_counts", torch.zeros(config.mixture.n_components, n_classes))
 
@@ -184,7 +187,11 @@ class FlowFilter(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Map x (N, D) to z (N, D), ``log p(x)`` (N,) and ``log P(k | x)`` (N, K)."""
-        z, ladj = self.flow(x)
+        if self.config.standardize:  # an affine map: log|det| = -sum(log std)
+            z, ladj = self.flow((x - self.input_mean) / self.input_std)
+            ladj = ladj - self.input_std.log().sum()
+        else:
+            z, ladj = self.flow(x)
         log_prob_z, log_post = self.latent(z)
         return z, log_prob_z + ladj, log_post
 
@@ -253,6 +260,9 @@ class FlowFilter(nn.Module):
         if present < 2:
             raise DLSAInputError(f"the level has samples of {present} class; a filter needs two")
         report = FilterReport(n_samples=n, n_classes=present)
+        if self.config.standardize:
+            self.input_mean.copy_(x.mean(dim=0))
+            self.input_std.copy_(x.std(dim=0, unbiased=False).clamp_min(1e-6))
         trainer = _FilterTrainer(self, x, y, generator, report)
         trainer.run(progress)
         out = self.transform(x)

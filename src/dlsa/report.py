@@ -214,6 +214,13 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
         table = markdown_table([*header, "decision"], rows)
         parts += ["", f"{rnd['what']} ({rnd['seconds']:.1f} s):", "", table, ""]
         parts.append(f"why: {rnd['reason']}")
+        for skip in rnd.get("skipped", []):
+            parts.append(f"skipped (its training diverged, not eligible): {skip['name']}")
+        if rnd.get("skipped"):
+            parts.append(
+                "A diverging flow filter usually means features of a large scale or offset: "
+                "`--flow-filter.standardize true` makes the filter scale-free."
+            )
     return "\n".join(parts)
 
 

@@ -117,6 +117,12 @@ class FilterConfig:
     """Training epochs (supplement, Sec. 5, ImageNet-LT)."""
     grad_clip: float | None = 10.0
     """Max gradient norm, applied after backward (not in the paper; None disables)."""
+    standardize: bool = False
+    """Standardize the flow's input with the mean and std of the level's training samples
+    (an affine map; its log-determinant is added, so ``log p(x)`` stays a density of x).
+    Makes the flow's training independent of the feature scale: without it, features of
+    a large scale or offset (e.g. x 1000) can make the first epoch diverge (not in the
+    paper, whose features were not standardized)."""
     precision: Precision = "fp32"
     """Matmul precision of the flow's training steps: "fp32", "tf32" (CUDA only; no
     effect elsewhere) or "bf16" (autocast; the mixture's distances, log-determinants and

@@ -24,6 +24,7 @@ import numpy as np
 
 from dlsa.config import DLSAConfig, SelectionConfig
 from dlsa.data import stratified_folds
+from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.selection.rule import (
     Candidate,
@@ -157,17 +158,25 @@ def select_base(
     start = time.perf_counter()
     fixed = params | {"selection": None, "depth": 0}
     candidates: list[Candidate] = []
+    skipped: list[dict[str, str]] = []
     for name in cfg.bases:
         over = {"base": name, "base_params": {}}
-        if BASES[name].posthoc_params == ("tau",):
-            runner = tau_variants(name, cfg.tau_grid)
+        tau = BASES[name].posthoc_params == ("tau",)
+        runner = tau_variants(name, cfg.tau_grid) if tau else None
+        try:
             found, _ = out_of_fold(fixed | over, X, y, folds, variants=runner)
-        else:
-            found, _ = out_of_fold(fixed | over, X, y, folds)
+        except TrainingDivergedError as err:
+            if not candidates:  # the reference must train
+                raise
+            skipped.append(_skip(describe(fixed | over), err))
+            continue
+        if runner is None:
             found[0].params = over
         candidates.extend(found)
         logger.info("selection: base %s scored", name)
-    return _round("base method", candidates, y, n_classes, cfg, start)
+    chosen, record = _round("base method", candidates, y, n_classes, cfg, start)
+    record["skipped"] = skipped
+    return chosen, record
 
 
 def select_dlsa(
@@ -191,13 +200,18 @@ def select_dlsa(
     flt = params["flow_filter"]
     donors: dict[float, list[DLSAClassifier]] = {}
     first = base_models
+    skipped: list[dict[str, str]] = []
     for depth in range(1, params["depth"] + 1):
         for share in cfg.proportions:
             if depth > 1 and share >= 0.9:
                 continue  # "no routing" leaves nothing for a second filter
             over = {"depth": depth, "flow_filter": dataclasses.replace(flt, proportion=share)}
             reuse = first if depth == 1 else donors.get(share)
-            found, models = out_of_fold(fixed | over, X, y, folds, donors=reuse)
+            try:
+                found, models = out_of_fold(fixed | over, X, y, folds, donors=reuse)
+            except TrainingDivergedError as err:
+                skipped.append(_skip(describe(fixed | over), err))
+                continue
             found[0].params = over
             candidates.extend(found)
             donors[share] = models
@@ -207,7 +221,14 @@ def select_dlsa(
     chosen, record = _round("DLSA on the chosen base", candidates, y, n_classes, cfg, start)
     for row, cand in zip(record["candidates"], candidates, strict=True):
         row |= separation(cand.stage, y, tail)
+    record["skipped"] = skipped
     return chosen, record
+
+
+def _skip(name: str, err: Exception) -> dict[str, str]:
+    """The evidence of a candidate whose training diverged: it is not eligible."""
+    logger.warning("selection: %s skipped, its training diverged: %s", name, err)
+    return {"name": name, "error": str(err)}
 
 
 def separation(stage: np.ndarray | None, y: np.ndarray, tail: np.ndarray) -> dict[str, Any]:
