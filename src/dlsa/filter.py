@@ -412,9 +412,9 @@ class _FilterTrainer:
             self.best_state, report.selected_epoch = self.last_state, n_epochs
         else:
             raise TrainingDivergedError(
-                "the flow filter's loss became non-finite in its first epoch; lower "
-                "flow_filter.lr or flow_filter.max_class_share, set flow_filter.grad_clip, "
-                "or standardize features of a very large scale"
+                "the flow filter's loss became non-finite in its first epoch; for features "
+                "far from unit scale set flow_filter.standardize (--flow-filter.standardize "
+                "true), else lower flow_filter.lr or flow_filter.max_class_share"
             )
         if report.diverged_epoch is not None:
             report.selection += " (training stopped: non-finite loss in epoch "
