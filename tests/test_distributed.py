@@ -50,6 +50,8 @@ def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
         except Stop:
             pass
         train_images(dataclasses.replace(broken, resume=True))
+        bad = config(root.parent / "with-bad", runs / "ddp-bad", loss="ce", epochs=1)
+        train_images(dataclasses.replace(bad, sync_bn=True, skip_bad_images=True))
     finally:
         dist.destroy_process_group()
 
@@ -58,6 +60,8 @@ def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data = tmp_path_factory.mktemp("images")
     make_images(data)
+    make_images(data.parent / "with-bad")  # the same images, one of them unreadable
+    (data.parent / "with-bad" / "train" / "c0" / "3.png").write_bytes(b"not a png")
     out = tmp_path_factory.mktemp("runs")
     mp.spawn(_worker, args=(2, _free_port(), str(data), str(out)), nprocs=2, join=True)
     return data, out
@@ -78,6 +82,21 @@ def test_one_ddp_epoch_equals_one_process_with_the_global_batch(
     assert moved == 0.0  # one epoch: the kept epoch is the last
     saved = json.loads((out / f"ddp-{loss}" / "state" / "epoch-0001" / "state.json").read_text())
     assert saved["fingerprint"]["world_size"] == 2
+
+
+def test_a_skipped_image_leaves_ddp_equal_to_one_process(
+    runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The ranks' batches differ in size when one skips an unreadable image; each image,
+    not each rank, must weigh the same in the gradient."""
+    data, out = runs
+    cfg = config(data.parent / "with-bad", tmp_path / "single", loss="ce", epochs=1)
+    train_images(dataclasses.replace(cfg, sync_bn=True, skip_bad_images=True))
+    ddp, single = state_tensors(out / "ddp-bad", 1), state_tensors(tmp_path / "single", 1)
+    worst = max(float((ddp[k].double() - single[k].double()).abs().max()) for k in ddp)
+    assert worst < TOLERANCE
+    saved = json.loads((out / "ddp-bad" / "state" / "epoch-0001" / "state.json").read_text())
+    assert saved["skipped_unreadable"] == [1]
 
 
 def test_resume_under_ddp_gives_the_uninterrupted_weights(runs: tuple[Path, Path]) -> None:

@@ -324,7 +324,7 @@ class _Run:
             x = to_float(views[:, 0].to(self.device, non_blocking=True))
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.bf16):
                 logits, q = ddp(x)
-                loss = self._loss(logits, q, views, y)
+                loss = self._loss(logits, q, views, y) * self._rank_weight(len(y))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -337,6 +337,15 @@ class _Run:
         bar.close()
         t = D.all_reduce_sum(totals, self.info).tolist()
         return t[0] / t[2], t[1] / t[2], int(t[3])
+
+    def _rank_weight(self, n_local: int) -> float:
+        """Factor of this rank's mean loss that makes DDP's gradient (the mean over ranks)
+        the mean over the global batch's images: ``n_local * world / n_global``. It is 1
+        unless skipped images left the ranks' batches of unequal size."""
+        if self.info.world_size == 1 or not self.cfg.skip_bad_images:
+            return 1.0
+        total = D.all_reduce_sum(torch.tensor([float(n_local)], device=self.device), self.info)
+        return n_local * self.info.world_size / float(total)
 
     def _loss(
         self, logits: torch.Tensor, q: torch.Tensor | None, views: torch.Tensor, y: torch.Tensor
