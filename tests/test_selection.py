@@ -251,3 +251,25 @@ def test_a_dlsa_candidate_that_diverges_is_skipped_and_the_standardized_one_trai
     fixed = DLSAClassifier(**params, flow_filter=std).fit(X, data.y_train)
     assert fixed.selection_["rounds"][-1]["skipped"] == []
     assert len(fixed.selection_["rounds"][-1]["candidates"]) == 2
+
+
+def test_a_chosen_dlsa_that_diverges_on_all_the_data_falls_back_to_its_base(data, monkeypatch):
+    from dlsa.errors import TrainingDivergedError
+    from dlsa.filter import FlowFilter
+
+    n_all, fit = len(data.y_train), FlowFilter.fit
+
+    def diverges_on_all(self, x, y, **kw):
+        if x.shape[0] == n_all:  # fold fits train, the final fit on all the data does not
+            raise TrainingDivergedError("diverged (test)")
+        return fit(self, x, y, **kw)
+
+    monkeypatch.setattr(FlowFilter, "fit", diverges_on_all)
+    sel = SelectionConfig(bases=("balsoftmax",), proportions=(0.99,), folds=2, margin=-1e9,
+                          min_gain=-1.0)  # fmt: skip
+    params = {"base": "auto", "depth": 1, "selection": sel, "head": HEAD, "random_state": 0}
+    clf = DLSAClassifier(**params, flow_filter=FLT).fit(data.X_train, data.y_train)
+    assert clf.selection_["final_fit_diverged"] == "diverged (test)"
+    assert clf.selection_["chosen"] == "balsoftmax" and not clf.filters_
+    chosen = clf.selection_["rounds"][-1]["chosen"]
+    assert "DLSA" in chosen  # what the selection chose before the final fit

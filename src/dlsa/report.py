@@ -172,6 +172,11 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
         f"standard errors and > {100 * selection['min_gain']:.2f} points; "
         f"{selection['seconds']:.1f} s. Chosen: **{selection['chosen']}**."
     ]
+    if selection.get("final_fit_diverged"):
+        parts.append(
+            "The DLSA option the rounds below chose diverged when fitted on all the data "
+            f"({selection['final_fit_diverged']}); the chosen base is used alone."
+        )
     for rnd in selection["rounds"]:
         rows = []
         for row in rnd["candidates"]:

@@ -30,6 +30,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 import warnings
@@ -54,11 +55,13 @@ from dlsa.config import (
     SelectionConfig,
     auto_components,
 )
-from dlsa.errors import DLSAInputError
+from dlsa.errors import DLSAInputError, TrainingDivergedError
 from dlsa.features import check_features
 
 DEFAULT = DLSAConfig()
 """The default configuration; the estimator's defaults are its fields."""
+
+logger = logging.getLogger(__name__)
 
 
 class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEstimator):
@@ -282,7 +285,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
     ) -> DLSAClassifier:
         """Choose the concrete configuration on out-of-fold predictions
         (:func:`dlsa.selection.select`), then fit it on all the data."""
-        from dlsa.selection import select
+        from dlsa.selection import describe, select
 
         start = time.perf_counter()
         chosen, evidence = select(
@@ -293,7 +296,19 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         )
         classes = self.classes_
         fitted = DLSAClassifier(**(chosen | {"verbose": self.verbose}))
-        fitted.fit(X, y_enc, min_class_samples=min_class_samples)
+        try:
+            fitted.fit(X, y_enc, min_class_samples=min_class_samples)
+        except TrainingDivergedError as err:
+            if chosen["depth"] == 0:
+                raise
+            # the chosen DLSA trained in every fold but diverged on all the data: keep the
+            # chosen base alone, as for a candidate that diverges in the selection
+            logger.warning("the chosen %s diverged on all the data: %s", evidence["chosen"], err)
+            evidence["final_fit_diverged"] = str(err)
+            chosen = chosen | {"depth": 0}
+            evidence["chosen"] = describe(chosen)
+            fitted = DLSAClassifier(**(chosen | {"verbose": self.verbose}))
+            fitted.fit(X, y_enc, min_class_samples=min_class_samples)
         for key, value in vars(fitted).items():
             if key.endswith("_") and not key.startswith("_"):
                 setattr(self, key, value)
