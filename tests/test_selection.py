@@ -273,3 +273,12 @@ def test_a_chosen_dlsa_that_diverges_on_all_the_data_falls_back_to_its_base(data
     assert clf.selection_["chosen"] == "balsoftmax" and not clf.filters_
     chosen = clf.selection_["rounds"][-1]["chosen"]
     assert "DLSA" in chosen  # what the selection chose before the final fit
+
+
+def test_one_feature_selects_the_base_alone(data):
+    sel = SelectionConfig(bases=("balsoftmax", "cbs"), proportions=(0.3,), folds=2)
+    params = {"base": "auto", "depth": 1, "selection": sel, "head": HEAD, "random_state": 0}
+    clf = DLSAClassifier(**params, flow_filter=FLT).fit(data.X_train[:, :1], data.y_train)
+    assert not clf.filters_ and "DLSA" not in clf.selection_["chosen"]
+    with pytest.raises(ValueError, match="1 feature"):
+        DLSAClassifier(**fixed(depth=1)).fit(data.X_train[:, :1], data.y_train)

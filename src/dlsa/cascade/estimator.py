@@ -246,7 +246,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
             )
         X, y_raw = check_features(X, y, source="X")
         assert y_raw is not None
-        if self.depth > 0 and X.shape[1] < 2:
+        if self.depth > 0 and X.shape[1] < 2 and self._selection() is None:
             raise DLSAInputError(
                 f"X has {X.shape[1]} feature(s); the flow filters (depth={self.depth}) need "
                 "at least 2 (use depth=0)"
@@ -260,6 +260,8 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
                 flt_cfg, mixture=dataclasses.replace(flt_cfg.mixture, n_components=k)
             )
         params = self.get_params() | {"flow_filter": flt_cfg, "head": head_cfg}
+        if X.shape[1] < 2:  # a flow needs 2 features: the selection only picks the base
+            params["depth"] = 0
         if self._selection() is not None:
             return self._fit_selected(X, y_enc, params, min_class_samples)
         self.fitted_params_ = params | {"base_params": base_params(base)}
