@@ -103,3 +103,21 @@ def test_a_stage_one_epoch_runs_on_the_device(device, trainer):
     else:
         model, _ = train_backbone(x.astype(np.uint8), y, sampler=trainer, **kw)
     assert next(model.parameters()).device.type == device
+
+
+def test_device_names_are_checked_in_one_line(lt_data):
+    from dlsa.devices import resolve_device
+    from dlsa.errors import DLSAInputError
+
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DLSAInputError, match="--device 'gpu0' is not a torch device"):
+        resolve_device("gpu0", what="--device")
+    with pytest.raises(DLSAInputError, match="device 'gpu0'"):
+        make("gpu0").fit(lt_data.X_train, lt_data.y_train)
+    if not torch.cuda.is_available():
+        with pytest.raises(DLSAInputError, match="'cuda:1': CUDA is not available here"):
+            resolve_device("cuda:1")
+    else:
+        n = torch.cuda.device_count()
+        with pytest.raises(DLSAInputError, match=f"only {n} CUDA device"):
+            resolve_device(f"cuda:{n}")

@@ -117,5 +117,5 @@ def test_an_unusable_device_is_a_one_line_error(
 ) -> None:
     code = main(_extract(root, "good.txt", tmp_path / "f.h5", "--device", device))
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith(f"dlsa extract: error: --device {device}")
+    assert code == 2 and err.startswith(f"dlsa extract: error: --device {device!r}")
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "f.h5").exists()

@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -55,6 +54,7 @@ from dlsa.backbones.stream import (
 from dlsa.backbones.train import EpochRecord, TrainHistory, _update, seed_generator
 from dlsa.backbones.train_config import ImageTrainConfig, build_backbone
 from dlsa.data import class_counts
+from dlsa.devices import resolve_device
 from dlsa.errors import DLSAInputError
 
 logger = logging.getLogger(__name__)
@@ -87,12 +87,7 @@ def train_images(
 
 
 def _device(config: ImageTrainConfig) -> torch.device:
-    if config.device != "auto":
-        device = torch.device(config.device)
-    elif torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    else:
-        device = torch.device("cpu")
+    device = resolve_device(config.device, what="--device")
     if config.bf16 and device.type != "cuda":
         raise DLSAInputError("--bf16 needs a CUDA device")
     if device.type == "cuda":

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset, Subset
 from dlsa.atomic import temporary_dir_beside, write_atomic
 from dlsa.backbones.distributed import DistInfo
 from dlsa.backbones.extract import Images, extract_features, extract_to_file
+from dlsa.devices import resolve_device
 from dlsa.errors import DLSAInputError
 from dlsa.features import SUFFIXES, save_features
 
@@ -63,15 +64,8 @@ def device_for_rank(spec: str) -> torch.device:
     Raises:
         DLSAInputError: for a device name torch does not know, or CUDA without a GPU.
     """
-    if spec == "auto":
-        spec = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(spec)
-    except RuntimeError as err:
-        raise DLSAInputError(f"--device {spec}: {err}") from err
+    device = resolve_device(spec, what="--device")
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DLSAInputError(f"--device {spec}: CUDA is not available")
         torch.cuda.set_device(device)
     return device
 

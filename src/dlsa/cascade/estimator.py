@@ -55,6 +55,7 @@ from dlsa.config import (
     SelectionConfig,
     auto_components,
 )
+from dlsa.devices import resolve_device
 from dlsa.errors import DLSAInputError, TrainingDivergedError
 from dlsa.features import check_features
 
@@ -165,6 +166,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
             raise DLSAInputError(f"head must be a HeadConfig, got {type(head).__name__}")
         if not 0.0 < flt.proportion < 1.0:
             raise DLSAInputError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
+        resolve_device(self.device)  # a device that is not here: one line, before training
         _check_choice("flow_filter.precision", flt.precision, get_args(Precision))
         _check_choice("head.precision", head.precision, get_args(Precision))
         _check_choice("stage_prior", self.stage_prior, ("routed", "global"))

@@ -24,6 +24,7 @@ from dlsa.bases import BaseMethod, StageData
 from dlsa.cascade.cluster_aided import ClusterAided
 from dlsa.classifiers import StageClassifier
 from dlsa.config import FilterConfig, HeadConfig
+from dlsa.devices import resolve_device
 from dlsa.errors import DLSAInputError
 from dlsa.filter import FilterReport, FlowFilter
 from dlsa.metrics import HEAD_THRESHOLD
@@ -67,7 +68,7 @@ class CascadeFitting(ClusterAided):
         fallback_seed, levels_seed = seed.spawn(2)
         gens = [torch_generator(s) for s in levels_seed.spawn(2 * self.depth + 1)]
         gens.append(torch_generator(fallback_seed))
-        device = torch.device(self.device)
+        device = resolve_device(self.device)
         full = _TrainingSet.of(X, y_enc, len(self.classes_), self.class_counts_, device)
         self.filters_ = nn.ModuleList()
         self.heads_ = nn.ModuleList()

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from dlsa._version import __version__
 from dlsa.atomic import atomic_dir
 from dlsa.config import DLSAConfig, from_dict, to_dict
+from dlsa.devices import resolve_device
 from dlsa.errors import ModelFileError
 from dlsa.filter import FlowFilter
 from dlsa.integrity import checksums, read_tensors, verify_checksums
@@ -64,6 +65,7 @@ def load_model(
             metadata. The message names the file.
     """
     folder = Path(path)
+    target = resolve_device(device)
     meta = _read_metadata(folder)
     verify_checksums(folder, meta.get("checksums"))
     try:
@@ -72,7 +74,7 @@ def load_model(
         raise ModelFileError(f"{folder / 'model.json'}: invalid model params ({err})") from err
     tensors = read_tensors(folder / TENSOR_FILE)
     try:
-        _restore(clf, meta, tensors, device)
+        _restore(clf, meta, tensors, target)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         reason = str(err).replace("\n", " ").replace("\t", "")
         raise ModelFileError(
@@ -122,7 +124,7 @@ def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
 
 
 def _restore(
-    clf: DLSAClassifier, meta: dict[str, Any], tensors: dict[str, Tensor], device: str
+    clf: DLSAClassifier, meta: dict[str, Any], tensors: dict[str, Tensor], device: torch.device
 ) -> None:
     """Set the fitted attributes of ``clf`` (built with the saved params) from the saved
     metadata and tensors: modules of the saved shapes, then their states."""

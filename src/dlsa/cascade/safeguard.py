@@ -19,6 +19,7 @@ from torch import Tensor
 
 from dlsa.config import FilterConfig, HeadConfig
 from dlsa.data import stratified_folds, stratified_split
+from dlsa.devices import resolve_device
 
 if TYPE_CHECKING:
     from dlsa.cascade.estimator import DLSAClassifier
@@ -66,7 +67,7 @@ def validate(
         Per stage whether it is kept (filters + 1 entries), and the evidence
         (``n_fit``, ``n_val``, ``n_folds``, per-stage accuracies).
     """
-    device = torch.device(clf.device)
+    device = resolve_device(clf.device)
     logits, stage, base_logits, target = [], [], [], []
     splits = validation_splits(clf, y, split_seed)
     for fit_idx, val_idx in splits:

@@ -28,6 +28,7 @@ from dlsa.config import (
     set_path,
     to_dict,
 )
+from dlsa.devices import resolve_device
 
 SKIPPED_FIELDS = {"base_params", "verbose"}
 
@@ -212,9 +213,11 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
         except json.JSONDecodeError as err:
             raise CLIError(f"--base-params is not valid JSON: {err}") from err
     try:
-        return from_dict(DLSAConfig, data)
+        config = from_dict(DLSAConfig, data)
     except ValueError as err:
         raise CLIError(str(err)) from err
+    resolve_device(config.device, what="--device")
+    return config
 
 
 def _check_mapping(loaded: Any, path: Path) -> dict[str, Any]:

@@ -322,7 +322,8 @@ class DLSAConfig:
     random_state: int | None = 0
     """Seed; every stage draws a child seed from it (not in the paper)."""
     device: str = "cpu"
-    """Torch device for training and inference."""
+    """Torch device for training and inference: "cpu", "cuda", "cuda:1", ... or "auto"
+    (the GPU of this process when CUDA is available, else the CPU)."""
     verbose: bool = False
     """Show progress bars and per-epoch logs."""
 
