@@ -7,7 +7,7 @@ of:
 * ``bare``: our MAF + :class:`~dlsa.mixture.GaussianMixtureLatent`, loss = mean negative
   log-likelihood, over the same number of rows as the real step (the batch plus the
   purity pairs, ``B + 2P``). The reference of the ratios.
-* ``real``: ``_FilterTrainer.step_loss`` (weighted likelihood, balancedness with the
+* ``real``: ``FilterTrainer.step_loss`` (weighted likelihood, balancedness with the
   momentum estimator, purity of freshly drawn class-uniform pairs), the step the filter
   trains with.
 * ``real, tf32`` / ``real, bf16 autocast``: the real step at ``FilterConfig.precision``
@@ -40,7 +40,8 @@ import torch
 from torch import Tensor
 
 from dlsa.config import FilterConfig, MixtureConfig
-from dlsa.filter import FilterReport, FlowFilter, _FilterTrainer
+from dlsa.filter import FlowFilter
+from dlsa.filter_training import FilterReport, FilterTrainer
 from dlsa.mixture import GaussianMixtureLatent
 from dlsa.precision import step_precision
 from dlsa.sampling import PurityPairSampler
@@ -100,7 +101,7 @@ def measure(
     y = y[torch.randint(0, y.numel(), (n,), generator=g)].to(device)
     cfg = FilterConfig(mixture=MixtureConfig(n_components=k), batch_size=b, lr=0.01, epochs=1)
     flt = FlowFilter(d, 200, cfg, generator=g).to(device)
-    trainer = _FilterTrainer(flt, x, y, g, FilterReport(n_samples=n, n_classes=200))
+    trainer = FilterTrainer(flt, x, y, g, FilterReport(n_samples=n, n_classes=200))
     opt = torch.optim.SGD(flt.flow.parameters(), lr=0.01)
     rows = b + 2 * trainer.n_pairs
     flt.train()

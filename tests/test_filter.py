@@ -140,17 +140,17 @@ def _three_classes(n: tuple[int, ...] = (500, 80, 20)) -> tuple[torch.Tensor, to
 def test_flow_batches_are_class_uniform_with_the_class_balanced_sampler(
     sampler, generator, monkeypatch
 ):
-    from dlsa.filter import _FilterTrainer
+    from dlsa.filter_training import FilterTrainer
 
     drawn: list[torch.Tensor] = []
-    original = _FilterTrainer.epoch_order
+    original = FilterTrainer.epoch_order
 
     def spy(self):
         order = original(self)
         drawn.append(order)
         return order
 
-    monkeypatch.setattr(_FilterTrainer, "epoch_order", spy)
+    monkeypatch.setattr(FilterTrainer, "epoch_order", spy)
     x, y = _three_classes()
     cfg = small_config(epochs=3, batch_size=64, batch_sampler=sampler)
     FlowFilter(4, 3, cfg, generator=generator).fit(x.float(), y, generator=generator)
@@ -167,7 +167,7 @@ def test_flow_batches_are_class_uniform_with_the_class_balanced_sampler(
 
 
 def test_mle_term_is_divided_by_d_only_per_dimension(generator):
-    from dlsa.filter import FilterReport, _FilterTrainer
+    from dlsa.filter_training import FilterReport, FilterTrainer
 
     x, y = _three_classes()
     x = x.float()
@@ -178,7 +178,7 @@ def test_mle_term_is_divided_by_d_only_per_dimension(generator):
     for per_dim in (True, False):
         flt.config = dataclasses.replace(cfg, mle_per_dimension=per_dim)
         pairs = torch.Generator().manual_seed(5)  # the same purity pairs (and BN batch)
-        trainer = _FilterTrainer(flt, x, y, pairs, FilterReport(600, 3))
+        trainer = FilterTrainer(flt, x, y, pairs, FilterReport(600, 3))
         losses[per_dim] = float(trainer.step_loss(idx).detach())
         terms[per_dim] = trainer.terms["mle"]
     assert terms[False] == pytest.approx(4 * terms[True])  # D = 4
