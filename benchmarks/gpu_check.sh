@@ -15,10 +15,12 @@ set -u -o pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 out="${OUT:-runs/gpu}"
+dev="${DEVICE:-cuda}"  # DEVICE=cpu: a smoke run of the script itself on a CPU machine
 mkdir -p "$out"
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(tests step stage2 train)
-python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" | tee "$out/device.txt"
+python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name() \
+    if torch.cuda.is_available() else 'no CUDA device')" | tee "$out/device.txt"
 
 for part in "${parts[@]}"; do
     start=$SECONDS
@@ -27,14 +29,14 @@ for part in "${parts[@]}"; do
         timeout 180 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_devices.py \
             2>&1 | tail -n 30 | tee "$out/tests.log" ;;
     step)
-        timeout 120 python3 benchmarks/bench_filter_step.py --device cuda --compile \
+        timeout 120 python3 benchmarks/bench_filter_step.py --device "$dev" --compile \
             --shapes 512,500,256 2048,500,128 2048,500,1024 2>&1 | tee "$out/filter_step.md" ;;
     stage2)
-        timeout 240 python3 benchmarks/bench_stage2.py --device cuda --shape imagenet-lt \
+        timeout 240 python3 benchmarks/bench_stage2.py --device "$dev" --shape imagenet-lt \
             --precision fp32 bf16 2>&1 | tee "$out/stage2.md" ;;
     train)
         timeout 120 python3 benchmarks/bench_train.py --arch resnet50 --size 224 \
-            --image-side 320 --n-images 2048 --batch-size 128 --workers 8 --device cuda \
+            --image-side 320 --n-images 2048 --batch-size 128 --workers 8 --device "$dev" \
             --epochs 2 --bf16 2>&1 | tee "$out/train.md" ;;
     *)
         echo "unknown part: $part (tests, step, stage2, train)" >&2
