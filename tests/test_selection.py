@@ -191,7 +191,11 @@ def test_estimator_defaults_are_the_default_config():
         default = sig[name].default
         if name in ("flow_filter", "head", "base_params") and default is None:
             continue
+        if name == "selection":
+            assert default == "default"
+            continue
         assert default == value, name
+    assert DLSAClassifier()._selection() == cfg.selection
     assert DLSAClassifier()._resolved()[0] == cfg.flow_filter
     assert DLSAClassifier()._resolved()[1] == cfg.head
 

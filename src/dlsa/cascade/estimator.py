@@ -74,6 +74,8 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         base_params: hyper-parameters of the base method.
         flow_filter: configuration of every flow filter (default :class:`FilterConfig`).
         head: training of every classifier (default :class:`HeadConfig`).
+        selection: the out-of-fold selection (:class:`SelectionConfig`); "default" is
+            the default configuration's, None fits the configuration as given.
         regular_data, regular_prior, regular_cluster_aided, cluster_prior_data,
             stack_base, cover_classes, residual, stage_prior, validation_fraction,
             validation_folds: see :class:`dlsa.config.DLSAConfig`.
@@ -111,7 +113,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         base_params: Mapping[str, Any] | None = None,
         flow_filter: FilterConfig | None = None,
         head: HeadConfig | None = None,
-        selection: SelectionConfig | None = DEFAULT.selection,
+        selection: SelectionConfig | str | None = "default",
         regular_data: str = DEFAULT.regular_data,
         regular_prior: str = DEFAULT.regular_prior,
         regular_cluster_aided: bool = DEFAULT.regular_cluster_aided,
@@ -148,9 +150,11 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
 
     def _selection(self) -> SelectionConfig | None:
         """The selection config, checked."""
-        sel = self.selection
+        sel = DEFAULT.selection if self.selection == "default" else self.selection
         if sel is not None and not isinstance(sel, SelectionConfig):
-            raise DLSAInputError(f"selection must be a SelectionConfig or None, got {sel!r}")
+            raise DLSAInputError(
+                f"selection must be a SelectionConfig, 'default' or None, got {sel!r}"
+            )
         if sel is None and self.base == "auto":
             raise DLSAInputError('base="auto" needs a selection config (selection=None given)')
         return sel
