@@ -132,6 +132,18 @@ def _dlsa_on_top(defaults: list[dict], bases: list[dict | None]) -> str:
     return f"{_ms(gains, True)} ({len(gains)})" if gains else "not chosen"
 
 
+def _paired_gains(runs: list[dict], refs: list[dict]) -> tuple[list[float], list[float | None]]:
+    """Per seed, overall and few-shot accuracy of ``runs`` minus ``refs`` (None where the
+    set has no few-shot classes)."""
+    pairs = list(zip(runs, refs, strict=True))
+    overall = [a["metrics"]["overall"] - b["metrics"]["overall"] for a, b in pairs]
+    few = [
+        None if a["metrics"]["few"] is None else a["metrics"]["few"] - b["metrics"]["few"]
+        for a, b in pairs
+    ]
+    return overall, few
+
+
 def table(
     out: Path,
     sets: list[str],
@@ -154,12 +166,7 @@ def table(
             for seed, d in zip(seeds, get["default"], strict=True)
         ]
         paper = [cached(out, s, "paper", seed, panel) for seed in paper_seeds]
-        pairs = list(zip(get["default"], get["balsoftmax"], strict=True))
-        gain = [a["metrics"]["overall"] - b["metrics"]["overall"] for a, b in pairs]
-        few = [
-            None if a["metrics"]["few"] is None else a["metrics"]["few"] - b["metrics"]["few"]
-            for a, b in pairs
-        ]
+        gain, few = _paired_gains(get["default"], get["balsoftmax"])
         paper_gain = [
             p["metrics"]["overall"] - get["balsoftmax"][seeds.index(k)]["metrics"]["overall"]
             for p, k in zip(paper, paper_seeds, strict=True)
@@ -190,12 +197,7 @@ def variant_table(out: Path, sets: list[str], seeds: list[int], panel: Path, nam
     for s in sets:
         ref = [cached(out, s, "default", seed, panel) for seed in seeds]
         new = [cached(out, s, name, seed, panel) for seed in seeds]
-        pairs = list(zip(new, ref, strict=True))
-        diff = [a["metrics"]["overall"] - b["metrics"]["overall"] for a, b in pairs]
-        few = [
-            None if a["metrics"]["few"] is None else a["metrics"]["few"] - b["metrics"]["few"]
-            for a, b in pairs
-        ]
+        diff, few = _paired_gains(new, ref)
         cells = [
             _ms([r["metrics"]["overall"] for r in ref]),
             _ms([r["metrics"]["overall"] for r in new]),

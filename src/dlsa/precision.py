@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import get_args
 
 import torch
 from torch import Tensor
+
+from dlsa.config.schema import Precision
 
 AUTOCAST_DEVICES = ("cpu", "cuda")
 """Device types ``torch.autocast`` supports here; elsewhere (e.g. ``meta``) "bf16" is a
@@ -43,7 +46,7 @@ def step_precision(precision: str, device: torch.device) -> Iterator[None]:
             yield
         finally:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-    elif precision in ("fp32", "tf32", "bf16"):
+    elif precision in get_args(Precision):
         yield
     else:
         raise ValueError(f"precision must be 'fp32', 'tf32' or 'bf16', got {precision!r}")

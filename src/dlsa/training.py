@@ -20,14 +20,7 @@ from tqdm.auto import tqdm
 from dlsa.precision import at_least_float32, step_precision
 from dlsa.rng import torch_generator
 
-__all__ = [
-    "OptimSettings",
-    "TrainHistory",
-    "minibatches",
-    "step_precision",
-    "torch_generator",
-    "train_epochs",
-]
+__all__ = ["OptimSettings", "TrainHistory", "minibatches", "torch_generator", "train_epochs"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +38,7 @@ class OptimSettings:
         grad_clip: max gradient norm applied after ``backward``; None disables.
         cosine: anneal the learning rate to 0 with a per-step cosine schedule.
         min_batch: smaller trailing batches are skipped (batch norm needs >= 2).
-        precision: matmul precision of each step, see :func:`step_precision`.
+        precision: matmul precision of each step, see :func:`dlsa.precision.step_precision`.
     """
 
     epochs: int
