@@ -3,9 +3,10 @@ paper preset, on one device, in the same run.
 
 Features are synthetic (``make_embedding_like_features``) with the shape of a paper set:
 ``imagenet-lt`` 1,000 classes x 2048-d, 640 ... 5 training samples per class (~130k rows,
-as the issue's measurement), ``inat18`` 8,142 classes x 2048-d, 1,000 ... 2 per class
-(~437k rows). ``--scale`` multiplies the per-class counts (and divides nothing else), for
-a smoke run on the CPU.
+as the issue's measurement), ``inat18`` 8,142 classes x 2048-d, 1,000 ... 2 per class and
+437,513 rows as iNaturalist 2018 (a power-law profile fitted to those four numbers: the
+exponential profile from 1,000 to 2 would give 1.3M rows). ``--scale`` multiplies the
+per-class counts (and divides nothing else), for a smoke run on the CPU.
 
 Prints seconds of each fit, the DLSA overhead ratio, and peak GPU memory on CUDA.
 
@@ -32,8 +33,31 @@ from dlsa.synthetic import make_embedding_like_features
 
 SHAPES = {
     "imagenet-lt": {"n_classes": 1000, "n_max": 640, "imbalance": 128.0, "preset": "imagenet-lt"},
-    "inat18": {"n_classes": 8142, "n_max": 1000, "imbalance": 500.0, "preset": "inat18"},
+    "inat18": {
+        "n_classes": 8142,
+        "n_max": 1000,
+        "imbalance": 500.0,
+        "n_rows": 437_513,
+        "preset": "inat18",
+    },
 }
+
+
+def power_law_counts(n_classes: int, n_rows: int, n_max: int, n_min: int) -> np.ndarray:
+    """Per-class counts ``n_max * (1 + c / s) ** -a`` (C,), with ``a`` set so the last
+    class has ``n_min`` and ``s`` found by bisection so the counts sum to ``n_rows``
+    (small ``s``: a steep power law; large ``s``: the exponential profile)."""
+    c = np.arange(n_classes, dtype=np.float64)
+
+    def counts(s: float) -> np.ndarray:
+        a = np.log(n_max / n_min) / np.log1p((n_classes - 1) / s)
+        return np.maximum(np.round(n_max * (1 + c / s) ** -a), n_min).astype(np.int64)
+
+    lo, hi = 1e-3, 1e7
+    for _ in range(100):
+        mid = np.sqrt(lo * hi)
+        lo, hi = (mid, hi) if counts(mid).sum() < n_rows else (lo, mid)
+    return counts(hi)
 
 
 def fit_seconds(params: dict, x: np.ndarray, y: np.ndarray, device: torch.device) -> float:
@@ -63,13 +87,20 @@ def main() -> None:
     spec = SHAPES[args.shape]
     device = torch.device(args.device)
     n_classes = args.classes or spec["n_classes"]
+    n_max = max(2, int(spec["n_max"] * args.scale))
+    counts = None
+    if "n_rows" in spec:
+        n_min = max(1, round(n_max / spec["imbalance"]))
+        rows = int(spec["n_rows"] * args.scale * n_classes / spec["n_classes"])
+        counts = power_law_counts(n_classes, max(rows, n_classes * n_min), n_max, n_min)
     data = make_embedding_like_features(
         n_classes=n_classes,
         n_features=args.dim,
-        n_max=max(2, int(spec["n_max"] * args.scale)),
+        n_max=n_max,
         imbalance=spec["imbalance"] * min(1.0, args.scale),
         n_test_per_class=1,
         seed=0,
+        counts=counts,
     )
     x, y = data.X_train.astype(np.float32), data.y_train
     preset = dataclasses.replace(get_preset(spec["preset"]), random_state=0, device=args.device)

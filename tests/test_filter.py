@@ -58,10 +58,14 @@ def test_cluster_prior_is_class_histogram_of_train_clusters(fitted):
     out = flt.transform(x)
     hist = cluster_class_histogram(out.cluster, y, flt.n_components, 30)
     torch.testing.assert_close(flt.cluster_counts, hist)
-    prior = flt.cluster_prior(out.cluster)
+    compact = flt.cluster_prior(out.cluster)
+    assert compact.shape == (x.shape[0], 30) and compact.table.shape == hist.shape
+    prior = compact.dense()
     torch.testing.assert_close(prior.sum(1), torch.ones(x.shape[0]))
     k = int(out.cluster[0])
     torch.testing.assert_close(prior[0], hist[k] / hist[k].sum())
+    rows = out.cluster == k  # indexing keeps it compact and selects the same rows
+    torch.testing.assert_close(compact[rows].dense(), prior[rows])
 
 
 def test_selected_epoch_is_after_warmup_and_reported(fitted):

@@ -30,6 +30,50 @@ from torch import Tensor, nn
 from dlsa.precision import at_least_float32
 
 
+class ClusterPrior:
+    """The cluster prior ``P(y | h = k_hat)`` of N samples, kept as the samples' clusters
+    (N,) and the class frequencies of each cluster (K, C).
+
+    It holds N + K*C numbers instead of the N*C of the dense prior (at iNaturalist's
+    8,142 classes, a level's dense prior is gigabytes); indexing keeps it compact, and
+    only the rows a classifier uses are gathered (:meth:`dense`).
+
+    Example:
+        >>> table = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
+        >>> prior = ClusterPrior(torch.tensor([1, 0, 1]), table)
+        >>> prior[torch.tensor([0, 1])].dense()
+        tensor([[0.2500, 0.7500],
+                [1.0000, 0.0000]])
+    """
+
+    def __init__(self, cluster: Tensor, table: Tensor) -> None:
+        self.cluster, self.table = cluster, table
+
+    def __getitem__(self, index: Tensor | slice) -> ClusterPrior:
+        """The prior of the rows ``index`` (a (B,) index or boolean mask, or a slice)."""
+        return ClusterPrior(self.cluster[index], self.table)
+
+    def __len__(self) -> int:
+        return self.cluster.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(N, C), the shape of the dense prior."""
+        return (len(self), self.table.shape[1])
+
+    def dense(self) -> Tensor:
+        """The prior as a tensor (N, C)."""
+        return self.table[self.cluster]
+
+
+Prior = Tensor | ClusterPrior
+
+
+def dense_prior(prior: Prior | None) -> Tensor | None:
+    """A prior as a tensor (N, C) (None stays None)."""
+    return prior.dense() if isinstance(prior, ClusterPrior) else prior
+
+
 class LinearHead(nn.Linear):
     """Plain linear classifier (N, D) -> (N, C).
 
@@ -208,15 +252,16 @@ class StageClassifier(nn.Module):
         """(N, D_in) -> (N, D_in) with the stored statistics."""
         return (inputs - self.input_mean) / self.input_std
 
-    def side_logits(self, s: Tensor, prior: Tensor | None) -> Tensor | float:
+    def side_logits(self, s: Tensor, prior: Prior | None) -> Tensor | float:
         """What is added to the head's logits of standardised inputs s (N, D_in):
-        ``FC[prior]`` (N, C) with the prior branch, plus the offset model's logits
-        (no gradient) for a residual classifier; 0 when there is neither."""
+        ``FC[prior]`` (N, C) with the prior branch (``prior`` a tensor or a
+        :class:`ClusterPrior`), plus the offset model's logits (no gradient) for a
+        residual classifier; 0 when there is neither."""
         out: Tensor | float = 0.0
         if self.prior_fc is not None:
             if prior is None:
                 raise ValueError("this cluster-aided classifier needs the cluster prior (N, C)")
-            out = self.prior_fc(prior)
+            out = self.prior_fc(dense_prior(prior))
         offset = self.offset_model
         if offset is not None:
             with torch.no_grad():
@@ -224,7 +269,8 @@ class StageClassifier(nn.Module):
                 out = out + offset(x[:, : offset.n_inputs])
         return out
 
-    def forward(self, inputs: Tensor, prior: Tensor | None = None) -> Tensor:
-        """Logits (N, C) of inputs (N, D_in) and, if used, the cluster prior (N, C)."""
+    def forward(self, inputs: Tensor, prior: Prior | None = None) -> Tensor:
+        """Logits (N, C) of inputs (N, D_in) and, if used, the cluster prior (N, C)
+        (a tensor or a :class:`ClusterPrior`)."""
         s = self.standardize(inputs)
         return at_least_float32(self.head(s) + self.side_logits(s, prior))  # dlsa.precision

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dlsa.classifiers import ClusterPrior
 from dlsa.config import FilterConfig
 from dlsa.errors import DLSAInputError
 from dlsa.filter_training import FilterReport, FilterTrainer, cluster_class_histogram
@@ -167,11 +168,16 @@ class FlowFilter(nn.Module):
             raise RuntimeError("this FlowFilter is not fitted: call fit() first")
         return log_prob >= self.threshold
 
-    def cluster_prior(self, cluster: Tensor) -> Tensor:
-        """``P(y | h = k_hat)`` (N, C) for clusters (N,): the class frequencies in each
-        sample's cluster of the samples ``cluster_counts`` was counted on (the level's
-        training samples after :meth:`fit`; zeros for a cluster that held none)."""
-        counts = self.cluster_counts[cluster]
+    def cluster_prior(self, cluster: Tensor) -> ClusterPrior:
+        """``P(y | h = k_hat)`` of samples in clusters (N,), rows (N, C) of
+        :meth:`prior_table` kept as a compact :class:`~dlsa.classifiers.ClusterPrior`."""
+        return ClusterPrior(cluster, self.prior_table())
+
+    def prior_table(self) -> Tensor:
+        """(K, C): the class frequencies in each cluster of the samples
+        ``cluster_counts`` was counted on (the level's training samples after
+        :meth:`fit`; zeros for a cluster that held none)."""
+        counts = self.cluster_counts
         return counts / counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
 
     def class_histogram(self, x: Tensor, y: Tensor) -> Tensor:

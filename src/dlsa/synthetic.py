@@ -31,6 +31,18 @@ class SyntheticSplit:
     y_test: np.ndarray
 
 
+def _train_counts(
+    counts: np.ndarray | None, n_max: int, n_classes: int, imbalance: float
+) -> np.ndarray:
+    """``counts`` (C,) checked, or the exponential profile when it is None."""
+    if counts is None:
+        return long_tailed_counts(n_max, n_classes, imbalance)
+    counts = np.asarray(counts)
+    if counts.shape != (n_classes,) or counts.min() < 1:
+        raise ValueError(f"counts must be {n_classes} positive integers, got shape {counts.shape}")
+    return counts.astype(np.int64)
+
+
 def make_long_tailed_features(
     *,
     n_classes: int = 100,
@@ -42,12 +54,13 @@ def make_long_tailed_features(
     separation: float = 2.0,
     noise: float = 1.0,
     seed: int = 0,
+    counts: np.ndarray | None = None,
 ) -> SyntheticSplit:
     """Draw a long-tailed train set and a balanced test set.
 
     Class ``c`` has ``modes_per_class`` modes with centres ``~ N(0, separation^2 I)``;
     samples are a uniformly chosen mode plus ``N(0, noise^2 I)``. Train counts follow
-    :func:`dlsa.data.long_tailed_counts`.
+    :func:`dlsa.data.long_tailed_counts`, or ``counts`` when given.
 
     Args:
         n_classes: C.
@@ -59,6 +72,8 @@ def make_long_tailed_features(
         separation: std of the mode centres (larger is easier).
         noise: within-mode std.
         seed: seed of the generator.
+        counts: (C,) train samples per class, replacing the profile of ``n_max`` and
+            ``imbalance``.
 
     Example:
         >>> split = make_long_tailed_features(n_classes=5, n_features=3, n_max=40, seed=0)
@@ -67,7 +82,7 @@ def make_long_tailed_features(
     """
     rng = np.random.default_rng(seed)
     centres = rng.normal(0.0, separation, size=(n_classes, modes_per_class, n_features))
-    counts = long_tailed_counts(n_max, n_classes, imbalance)
+    counts = _train_counts(counts, n_max, n_classes, imbalance)
 
     def draw(per_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = np.repeat(np.arange(n_classes), per_class)
@@ -93,6 +108,7 @@ def make_embedding_like_features(
     separation: float = 1.0,
     noise: float = 10.0,
     seed: int = 0,
+    counts: np.ndarray | None = None,
 ) -> SyntheticSplit:
     """A long-tailed set shaped like pooled CNN embeddings rather than isotropic blobs.
 
@@ -105,7 +121,8 @@ def make_embedding_like_features(
     * anisotropic within-class noise whose variance decays as 1 / i over the subspace;
     * non-negative features, ``relu(h)``, as after a ReLU and average pooling.
 
-    Train counts follow :func:`dlsa.data.long_tailed_counts`; the test set is balanced.
+    Train counts follow :func:`dlsa.data.long_tailed_counts`, or ``counts`` (C,) when
+    given (then ``n_max`` and ``imbalance`` are unused); the test set is balanced.
     ``separation`` scales the class and mode offsets, ``noise`` the within-class spread.
 
     Example:
@@ -123,7 +140,7 @@ def make_embedding_like_features(
     means = supers[parent] + rng.normal(0.0, separation, size=(n_classes, rank))
     n_modes = rng.integers(1, max_modes + 1, size=n_classes)
     modes = rng.normal(0.0, 0.5 * separation, size=(n_classes, max_modes, rank))
-    counts = long_tailed_counts(n_max, n_classes, imbalance)
+    counts = _train_counts(counts, n_max, n_classes, imbalance)
 
     def draw(per_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = np.repeat(np.arange(n_classes), per_class)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dlsa.classifiers import LinearHead, StageClassifier
+from dlsa.classifiers import LinearHead, Prior, StageClassifier
 from dlsa.config import HeadConfig
 from dlsa.errors import TrainingDivergedError
 from dlsa.rng import randperm, seeded
@@ -54,13 +54,14 @@ class StageData:
         inputs: (N, D_in) float inputs (``x``, or ``[x, z]`` for a cluster-aided stage).
         target: (N,) int64 class indices in ``0 .. C-1``.
         counts: (C,) training samples per class *of this stage* (zeros allowed).
-        prior: (N, C) cluster prior of each sample, or None for a regular classifier.
+        prior: (N, C) cluster prior of each sample (a tensor or a compact
+            :class:`~dlsa.classifiers.ClusterPrior`), or None for a regular classifier.
     """
 
     inputs: Tensor
     target: Tensor
     counts: Tensor
-    prior: Tensor | None = None
+    prior: Prior | None = None
 
     def subset(self, index: Tensor) -> StageData:
         """The rows ``index`` (B,), with the same ``counts``."""
@@ -210,6 +211,6 @@ class BaseMethod:
         self.train(model, data, config, generator, progress=progress, desc=desc)
         model.eval()
 
-    def logits(self, model: StageClassifier, inputs: Tensor, prior: Tensor | None) -> Tensor:
+    def logits(self, model: StageClassifier, inputs: Tensor, prior: Prior | None) -> Tensor:
         """Inference logits (N, C); post-hoc methods adjust them here."""
         return model(inputs, prior)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from dlsa.bases._base import BaseMethod, StageData
-from dlsa.classifiers import LinearHead, StageClassifier
+from dlsa.classifiers import LinearHead, Prior, StageClassifier
 from dlsa.config import HeadConfig
 
 
@@ -86,7 +86,7 @@ class LogitAdjustment(BaseMethod):
         head.fit_prior(data.counts)
         super().fit(model, data, config, generator, progress=progress, desc=desc)
 
-    def logits(self, model: StageClassifier, inputs: Tensor, prior: Tensor | None) -> Tensor:
+    def logits(self, model: StageClassifier, inputs: Tensor, prior: Prior | None) -> Tensor:
         """``model(inputs, prior) - tau * log pi`` (N, C)."""
         head = model.head
         assert isinstance(head, PriorLinearHead)

@@ -19,14 +19,14 @@ from torch import Tensor
 
 from dlsa import rng
 from dlsa.bases._base import BaseMethod, StageData, class_balanced_order, run_phase
-from dlsa.classifiers import StageClassifier
+from dlsa.classifiers import Prior, StageClassifier
 from dlsa.config import HeadConfig
 from dlsa.precision import at_least_float32
 
 logger = logging.getLogger(__name__)
 
 
-def _stage_logits(model: StageClassifier, s: Tensor, prior: Tensor | None) -> Tensor:
+def _stage_logits(model: StageClassifier, s: Tensor, prior: Prior | None) -> Tensor:
     """Logits (N, C) of already standardised inputs s (N, D_in)."""
     return at_least_float32(model.head(s) + model.side_logits(s, prior))
 
@@ -56,7 +56,7 @@ def translate(
     g: StageClassifier,
     f: StageClassifier,
     seeds: Tensor,
-    prior: Tensor | None,
+    prior: Prior | None,
     seed_class: Tensor,
     target: Tensor,
     *,
@@ -168,7 +168,7 @@ class MajorToMinor(BaseMethod):
         g: StageClassifier,
         f: StageClassifier,
         s: Tensor,
-        prior: Tensor | None,
+        prior: Prior | None,
         target: Tensor,
         counts: Tensor,
         generator: torch.Generator,

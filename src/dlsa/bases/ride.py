@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlsa.bases._base import BaseMethod, StageData, class_balanced_order, frozen, run_phase
-from dlsa.classifiers import CosineHead, LinearHead, StageClassifier
+from dlsa.classifiers import CosineHead, LinearHead, Prior, StageClassifier
 from dlsa.config import HeadConfig
 from dlsa.losses import balanced_softmax_loss
 from dlsa.precision import at_least_float32
@@ -222,7 +222,7 @@ class Ride(BaseMethod):
         )
 
     def expert_logits(
-        self, model: StageClassifier, inputs: Tensor, prior: Tensor | None
+        self, model: StageClassifier, inputs: Tensor, prior: Prior | None
     ) -> tuple[Tensor, Tensor]:
         """Standardised inputs (N, D_in) and every expert's logits plus the cluster-prior
         branch (E, N, C)."""
@@ -314,7 +314,7 @@ class Ride(BaseMethod):
                 )
         model.eval()
 
-    def logits(self, model: StageClassifier, inputs: Tensor, prior: Tensor | None) -> Tensor:
+    def logits(self, model: StageClassifier, inputs: Tensor, prior: Prior | None) -> Tensor:
         """Mean logits (N, C) of the experts the router consults for each sample."""
         head = model.head
         assert isinstance(head, RideHead)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from dlsa.classifiers import StageClassifier
+from dlsa.classifiers import Prior, StageClassifier
 from dlsa.filter import FilterOutput
 
 if TYPE_CHECKING:
@@ -57,8 +57,6 @@ class ClusterAided:
                 parts.append(self._stage_logits(self.fallback_, x, None).clamp_min(-1e4))
         return torch.cat(parts, dim=1)
 
-    def _stage_logits(
-        self, model: StageClassifier, inputs: Tensor, prior: Tensor | None
-    ) -> Tensor:
+    def _stage_logits(self, model: StageClassifier, inputs: Tensor, prior: Prior | None) -> Tensor:
         """Inference logits (N, C) of one stage; classes it never saw are -inf."""
         return model.masked_logits(self.base_.logits(model, inputs, prior))

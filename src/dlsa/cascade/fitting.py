@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from dlsa import rng
 from dlsa.bases import BaseMethod, StageData
 from dlsa.cascade.cluster_aided import ClusterAided
-from dlsa.classifiers import StageClassifier
+from dlsa.classifiers import Prior, StageClassifier
 from dlsa.config import FilterConfig, HeadConfig
 from dlsa.devices import resolve_device
 from dlsa.errors import DLSAInputError
@@ -195,7 +195,7 @@ class CascadeFitting(ClusterAided):
         self,
         base: BaseMethod,
         inputs: Tensor,
-        prior: Tensor | None,
+        prior: Prior | None,
         y: Tensor,
         head_cfg: HeadConfig,
         generator: torch.Generator,
