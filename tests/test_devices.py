@@ -19,6 +19,7 @@ from dlsa.backbones import train_backbone
 from dlsa.backbones.paco import train_paco
 from dlsa.bases import BASES
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig, SelectionConfig
+from dlsa.rows import fits_on_device
 
 CUDA = pytest.param(
     "cuda",
@@ -50,6 +51,19 @@ def test_cascade_fits_and_agrees_with_the_cpu(device, lt_data):
     if device != "cpu":
         cpu = make("cpu").fit(lt_data.X_train, lt_data.y_train).predict(lt_data.X_test)
         assert np.mean(cpu == clf.predict(lt_data.X_test)) >= 0.95
+
+
+@pytest.mark.parametrize("device", [CUDA])
+def test_training_features_in_host_memory(device, lt_data):
+    """Features that stay in host memory (larger than the GPU's) give the model trained
+    with them on the GPU, up to the float rounding of where the statistics are summed."""
+    assert not fits_on_device(10**15, torch.device(device))
+    assert fits_on_device(lt_data.X_train.nbytes, torch.device(device))
+    on_gpu = make(device).fit(lt_data.X_train, lt_data.y_train)
+    host = make(device, features_on="host").fit(lt_data.X_train, lt_data.y_train)
+    assert all(p.device.type == device for f in host.filters_ for p in f.parameters())
+    agree = np.mean(on_gpu.predict(lt_data.X_test) == host.predict(lt_data.X_test))
+    assert agree >= 0.95
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlsa.precision import at_least_float32
+from dlsa.rows import Rows, column_moments
 
 
 class ClusterPrior:
@@ -232,10 +233,12 @@ class StageClassifier(nn.Module):
         return self.prior_fc is not None
 
     @torch.no_grad()
-    def fit_standardization(self, inputs: Tensor) -> None:
-        """Store the mean and std (floored at 1e-6) of training inputs (N, D_in)."""
-        self.input_mean.copy_(inputs.mean(dim=0))
-        self.input_std.copy_(inputs.std(dim=0, unbiased=False).clamp_min(1e-6))
+    def fit_standardization(self, inputs: Rows) -> None:
+        """Store the mean and std (floored at 1e-6) of training inputs (N, D_in) (a
+        tensor or :class:`~dlsa.rows.HostRows`)."""
+        mean, std = column_moments(inputs)
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std.clamp_min(1e-6))
 
     @torch.no_grad()
     def set_seen_classes(self, counts: Tensor) -> None:

@@ -29,6 +29,7 @@ from dlsa.filter_training import FilterReport, FilterTrainer, cluster_class_hist
 from dlsa.flows import MAF
 from dlsa.mixture import GaussianMixtureLatent
 from dlsa.rng import seeded
+from dlsa.rows import Rows, column_moments, map_rows
 
 __all__ = [
     "FilterOutput",
@@ -45,12 +46,12 @@ class FilterOutput:
     """Scores of samples under a flow filter (eval mode).
 
     Attributes:
-        z: (N, D) latent codes.
+        z: (N, D) latent codes (in host memory when the scored x was).
         log_prob: (N,) log-likelihoods ``log p(x)``.
         cluster: (N,) most probable cluster ``k_hat``.
     """
 
-    z: Tensor
+    z: Rows
     log_prob: Tensor
     cluster: Tensor
 
@@ -149,18 +150,24 @@ class FlowFilter(nn.Module):
         return z, log_prob_z + ladj, log_post
 
     @torch.no_grad()
-    def transform(self, x: Tensor) -> FilterOutput:
-        """Score x (N, D) in eval mode, in batches of ``eval_batch_size``."""
+    def transform(self, x: Rows) -> FilterOutput:
+        """Score x (N, D) in eval mode, in batches of ``eval_batch_size``; z stays where
+        x is (host memory for :class:`~dlsa.rows.HostRows`), log p(x) and the clusters
+        (N,) are on the device."""
         was_training = self.training
         self.eval()
-        zs, lps, ks = [], [], []
-        for chunk in torch.split(x, self.config.eval_batch_size):
-            z, lp, log_post = self(chunk)
-            zs.append(z)
-            lps.append(lp)
-            ks.append(log_post.argmax(dim=-1))
+        lps: list[Tensor] = []
+        ks: list[Tensor] = []
+        z = map_rows(lambda chunk: self._score(chunk, lps, ks), x, self.config.eval_batch_size)
         self.train(was_training)
-        return FilterOutput(torch.cat(zs), torch.cat(lps), torch.cat(ks))
+        return FilterOutput(z, torch.cat(lps), torch.cat(ks))
+
+    def _score(self, x: Tensor, lps: list[Tensor], ks: list[Tensor]) -> Tensor:
+        """z (B, D) of a chunk x (B, D); appends its log p(x) and clusters to the lists."""
+        z, lp, log_post = self(x)
+        lps.append(lp)
+        ks.append(log_post.argmax(dim=-1))
+        return z
 
     def route(self, log_prob: Tensor) -> Tensor:
         """Boolean mask (N,): True for samples sent to the cluster-aided classifier."""
@@ -180,14 +187,14 @@ class FlowFilter(nn.Module):
         counts = self.cluster_counts
         return counts / counts.sum(dim=-1, keepdim=True).clamp_min(1.0)
 
-    def class_histogram(self, x: Tensor, y: Tensor) -> Tensor:
+    def class_histogram(self, x: Rows, y: Tensor) -> Tensor:
         """Counts (K, C) of the samples x (N, D) of each class y (N,) in each cluster
         (what ``cluster_counts`` holds for the samples it was counted on)."""
         clusters = self.transform(x).cluster
         hist = cluster_class_histogram(clusters, y, self.n_components, self.n_classes)
         return hist.to(self.cluster_counts)
 
-    def with_proportion(self, config: FilterConfig, x: Tensor) -> FlowFilter:
+    def with_proportion(self, config: FilterConfig, x: Rows) -> FlowFilter:
         """A copy of this fitted filter that routes ``config.proportion`` of the level's
         training samples x (N, D) (the samples it was fitted on); ``config`` may differ
         from this filter's only in ``proportion``."""
@@ -198,7 +205,7 @@ class FlowFilter(nn.Module):
         return out
 
     def fit(
-        self, x: Tensor, y: Tensor, *, generator: torch.Generator, progress: bool = False
+        self, x: Rows, y: Tensor, *, generator: torch.Generator, progress: bool = False
     ) -> FilterReport:
         """Train on a level's samples x (N, D) with classes y (N,), keep the best epoch by
         train statistics, and fix the routing threshold.
@@ -219,8 +226,9 @@ class FlowFilter(nn.Module):
             raise DLSAInputError(f"the level has samples of {present} class; a filter needs two")
         report = FilterReport(n_samples=n, n_classes=present)
         if self.config.standardize:
-            self.input_mean.copy_(x.mean(dim=0))
-            self.input_std.copy_(x.std(dim=0, unbiased=False).clamp_min(1e-6))
+            mean, std = column_moments(x)
+            self.input_mean.copy_(mean)
+            self.input_std.copy_(std.clamp_min(1e-6))
         trainer = FilterTrainer(self, x, y, generator, report)
         trainer.run(progress)
         out = self.transform(x)

@@ -27,6 +27,7 @@ from dlsa.losses import (
     weighted_nll,
 )
 from dlsa.rng import randperm
+from dlsa.rows import Rows, gather
 from dlsa.sampling import PurityPairSampler, class_balanced_order
 from dlsa.training import OptimSettings, train_epochs
 
@@ -98,7 +99,7 @@ class FilterTrainer:
     def __init__(
         self,
         flt: FlowFilter,
-        x: Tensor,
+        x: Rows,
         y: Tensor,
         generator: torch.Generator,
         report: FilterReport,
@@ -125,7 +126,7 @@ class FilterTrainer:
         cfg, flt = self.flt.config, self.flt
         pi, pj = self.pairs.draw(self.n_pairs, self.generator)
         b = idx.numel()
-        _, log_prob, log_post = flt(torch.cat([self.x[idx], self.x[pi], self.x[pj]]))
+        _, log_prob, log_post = flt(gather(self.x, torch.cat([idx, pi, pj])))
         mle = weighted_nll(log_prob[:b], self.sample_weights[idx])
         if cfg.mle_per_dimension:
             mle = mle / self.x.shape[1]

@@ -31,6 +31,7 @@ from dlsa.classifiers import LinearHead, Prior, StageClassifier
 from dlsa.config import HeadConfig
 from dlsa.errors import TrainingDivergedError
 from dlsa.rng import randperm, seeded
+from dlsa.rows import Rows, gather
 from dlsa.sampling import class_balanced_order
 from dlsa.training import OptimSettings, TrainHistory, train_epochs
 
@@ -51,22 +52,36 @@ class StageData:
     """Training data of one stage classifier.
 
     Attributes:
-        inputs: (N, D_in) float inputs (``x``, or ``[x, z]`` for a cluster-aided stage).
+        inputs: (N, D_in) float inputs (``x``, or ``[x, z]`` for a cluster-aided stage),
+            a tensor or :class:`~dlsa.rows.HostRows`.
         target: (N,) int64 class indices in ``0 .. C-1``.
         counts: (C,) training samples per class *of this stage* (zeros allowed).
         prior: (N, C) cluster prior of each sample (a tensor or a compact
             :class:`~dlsa.classifiers.ClusterPrior`), or None for a regular classifier.
     """
 
-    inputs: Tensor
+    inputs: Rows
     target: Tensor
     counts: Tensor
     prior: Prior | None = None
 
     def subset(self, index: Tensor) -> StageData:
-        """The rows ``index`` (B,), with the same ``counts``."""
+        """The rows ``index`` (B,), with the same ``counts``; inputs in host memory
+        stay there."""
         prior = None if self.prior is None else self.prior[index]
         return StageData(self.inputs[index], self.target[index], self.counts, prior)
+
+    def batch(self, index: Tensor) -> StageData:
+        """The minibatch of rows ``index`` (B,), its inputs (B, D_in) a tensor on the
+        device (copied there when they live in host memory)."""
+        prior = None if self.prior is None else self.prior[index]
+        return StageData(gather(self.inputs, index), self.target[index], self.counts, prior)
+
+    def logits(self, model: nn.Module, size: int = 65536) -> Tensor:
+        """``model(inputs, prior)`` (N, C) of every row, ``size`` rows at a time."""
+        index = torch.arange(self.target.numel(), device=self.target.device)
+        parts = [model(b.inputs, b.prior) for b in map(self.batch, torch.split(index, size))]
+        return torch.cat(parts)
 
 
 def run_phase(
@@ -181,7 +196,7 @@ class BaseMethod:
         """Train every parameter of ``model`` with :meth:`batch_loss` (one phase)."""
         return run_phase(
             model.parameters(),
-            lambda idx: self.batch_loss(model, data.subset(idx)),
+            lambda idx: self.batch_loss(model, data.batch(idx)),
             lambda: self.epoch_order(data.target, data.counts, generator),
             self.settings(config),
             method=self.name,

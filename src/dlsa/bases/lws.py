@@ -77,7 +77,7 @@ class LearnableWeightScaling(BaseMethod):
         settings = self.settings(config)
         run_phase(
             first,
-            lambda idx: self.batch_loss(model, data.subset(idx)),
+            lambda idx: self.batch_loss(model, data.batch(idx)),
             lambda: self.epoch_order(data.target, data.counts, generator),
             settings,
             method=self.name,
@@ -87,7 +87,7 @@ class LearnableWeightScaling(BaseMethod):
         with frozen(first):
             run_phase(
                 [head.scales],
-                lambda idx: self.batch_loss(model, data.subset(idx)),
+                lambda idx: self.batch_loss(model, data.batch(idx)),
                 lambda: class_balanced_order(data.target, data.target.numel(), generator),
                 settings,
                 method=self.name,

@@ -238,18 +238,16 @@ class MajorToMinor(BaseMethod):
         self.prepare(model, data, config)
         self.train(model, data, config, generator, progress=progress, desc=f"{desc} (g)")
         g = copy.deepcopy(model).eval().requires_grad_(False)
-        with torch.no_grad():
-            s_all = model.standardize(data.inputs)
 
         n_max = data.counts.max()
         tally = [0, 0]
 
         def step_loss(idx: Tensor) -> Tensor:
-            prior = None if data.prior is None else data.prior[idx]
-            target = data.target[idx]
-            s, accepted = self.generate(
-                g, model, s_all[idx], prior, target, data.counts, generator
-            )
+            batch = data.batch(idx)
+            prior, target = batch.prior, batch.target
+            with torch.no_grad():
+                s_batch = model.standardize(batch.inputs)
+            s, accepted = self.generate(g, model, s_batch, prior, target, data.counts, generator)
             tally[0] += int(accepted.sum())
             tally[1] += int((data.counts[target] < n_max).sum())
             return F.cross_entropy(_stage_logits(model, s, prior), target)

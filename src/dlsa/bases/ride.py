@@ -293,7 +293,7 @@ class Ride(BaseMethod):
         experts = [p for p in model.parameters() if id(p) not in router_ids]
         run_phase(
             experts,
-            lambda idx: self.batch_loss(model, data.subset(idx)),
+            lambda idx: self.batch_loss(model, data.batch(idx)),
             lambda: self.epoch_order(data.target, data.counts, generator),
             self.settings(config),
             method=self.name,
@@ -305,7 +305,7 @@ class Ride(BaseMethod):
             with frozen(experts):
                 run_phase(
                     router,
-                    lambda idx: self.router_loss(model, data.subset(idx)),
+                    lambda idx: self.router_loss(model, data.batch(idx)),
                     lambda: class_balanced_order(data.target, data.target.numel(), generator),
                     settings,
                     method=self.name,

@@ -175,6 +175,6 @@ class TauNorm(BaseMethod):
         with torch.no_grad():
             for tau in TAU_GRID:
                 head.tau.fill_(tau)
-                scores.append(mean_class_accuracy(model(val.inputs, val.prior), val.target))
+                scores.append(mean_class_accuracy(val.logits(model), val.target))
         model.load_state_dict(initial)
         return TAU_GRID[int(np.argmax(scores))]

@@ -19,8 +19,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from dlsa.classifiers import Prior, StageClassifier
+from dlsa.classifiers import ClusterPrior, Prior, StageClassifier
 from dlsa.filter import FilterOutput
+from dlsa.rows import Rows, cat_columns, map_rows
+
+SCORE_ROWS = 65536
+"""Rows scored at once when the base method's logits are stacked onto host-memory
+inputs."""
 
 if TYPE_CHECKING:
     from torch import nn
@@ -40,22 +45,27 @@ class ClusterAided:
     stack_base: bool
 
     def _last_filter_inputs(
-        self, x: Tensor, out: FilterOutput | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, x: Rows, out: FilterOutput | None = None
+    ) -> tuple[Rows, ClusterPrior]:
         """Inputs ``[x, z]`` (N, 2D, + C with ``stack_base``) and cluster prior (N, C) of
         samples x (N, D) under the last filter, whose output on x is ``out`` if given."""
         flt = self.filters_[-1]
         out = flt.transform(x) if out is None else out
         return self._cluster_inputs(x, out.z), flt.cluster_prior(out.cluster)
 
-    def _cluster_inputs(self, x: Tensor, z: Tensor) -> Tensor:
+    def _cluster_inputs(self, x: Rows, z: Rows) -> Rows:
         """Inputs of a cluster-aided classifier: ``[x, z]`` (N, 2D), plus the base
-        method's logits (N, C) when ``stack_base`` is set (unseen classes at -1e4)."""
+        method's logits (N, C) when ``stack_base`` is set (unseen classes at -1e4);
+        in host memory when x and z are (:class:`~dlsa.rows.HostRows`)."""
         parts = [x, z]
         if self.stack_base:
             with torch.no_grad():
-                parts.append(self._stage_logits(self.fallback_, x, None).clamp_min(-1e4))
-        return torch.cat(parts, dim=1)
+                parts.append(map_rows(self._base_scores, x, SCORE_ROWS))
+        return cat_columns(parts)
+
+    def _base_scores(self, x: Tensor) -> Tensor:
+        """The base method's logits (N, C) of x (N, D), unseen classes at -1e4."""
+        return self._stage_logits(self.fallback_, x, None).clamp_min(-1e4)
 
     def _stage_logits(self, model: StageClassifier, inputs: Tensor, prior: Prior | None) -> Tensor:
         """Inference logits (N, C) of one stage; classes it never saw are -inf."""

@@ -126,6 +126,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         validation_folds: int = DEFAULT.validation_folds,
         random_state: int | None = DEFAULT.random_state,
         device: str = DEFAULT.device,
+        features_on: str = DEFAULT.features_on,
         verbose: bool = DEFAULT.verbose,
     ) -> None:
         self.depth = depth
@@ -146,6 +147,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         self.validation_folds = validation_folds
         self.random_state = random_state
         self.device = device
+        self.features_on = features_on
         self.verbose = verbose
 
     def _selection(self) -> SelectionConfig | None:
@@ -173,6 +175,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         resolve_device(self.device)  # a device that is not here: one line, before training
         _check_choice("flow_filter.precision", flt.precision, get_args(Precision))
         _check_choice("head.precision", head.precision, get_args(Precision))
+        _check_choice("features_on", self.features_on, ("auto", "device", "host"))
         _check_choice("stage_prior", self.stage_prior, ("routed", "global"))
         _check_choice("regular_data", self.regular_data, ("remaining", "all"))
         _check_choice("regular_prior", self.regular_prior, ("reaching", "global"))

@@ -28,6 +28,7 @@ from dlsa.devices import resolve_device
 from dlsa.errors import DLSAInputError
 from dlsa.filter import FilterReport, FlowFilter
 from dlsa.metrics import HEAD_THRESHOLD
+from dlsa.rows import HostRows, Rows, fits_on_device
 from dlsa.training import torch_generator
 
 if TYPE_CHECKING:
@@ -69,7 +70,9 @@ class CascadeFitting(ClusterAided):
         gens = [torch_generator(s) for s in levels_seed.spawn(2 * self.depth + 1)]
         gens.append(torch_generator(fallback_seed))
         device = resolve_device(self.device)
-        full = _TrainingSet.of(X, y_enc, len(self.classes_), self.class_counts_, device)
+        full = _TrainingSet.of(
+            X, y_enc, len(self.classes_), self.class_counts_, device, self.features_on
+        )
         self.filters_ = nn.ModuleList()
         self.heads_ = nn.ModuleList()
         self.reports_: list[dict[str, Any]] = []
@@ -95,7 +98,7 @@ class CascadeFitting(ClusterAided):
         self.regular_ = self._fit_regular(x, yl, full.counts, head_cfg, gens[-2])
 
     def _fit_regular(
-        self, x: Tensor, y: Tensor, all_counts: Tensor, head_cfg: HeadConfig, gen: torch.Generator
+        self, x: Rows, y: Tensor, all_counts: Tensor, head_cfg: HeadConfig, gen: torch.Generator
     ) -> StageClassifier:
         """The regular classifier of the samples x (N, D), y (N,) that no filter took: the
         fallback with ``regular_data="all"`` or no filter, else one trained on them (on
@@ -121,14 +124,14 @@ class CascadeFitting(ClusterAided):
     def _fit_level(
         self,
         level: int,
-        x: Tensor,
+        x: Rows,
         y: Tensor,
         full: _TrainingSet,
         flt_cfg: FilterConfig,
         head_cfg: HeadConfig,
         gens: list[torch.Generator],
         reused: tuple[FlowFilter, dict[str, Any]] | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Rows, Tensor]:
         """Fit filter ``level`` on the level's samples x (N, D), y (N,) and its
         cluster-aided classifier; return the samples that go on.
 
@@ -174,7 +177,7 @@ class CascadeFitting(ClusterAided):
         return x[~mask], y[~mask]
 
     def _with_cluster_prior(
-        self, flt: FlowFilter, x: Tensor, y: Tensor, full: _TrainingSet, *, fresh: bool
+        self, flt: FlowFilter, x: Rows, y: Tensor, full: _TrainingSet, *, fresh: bool
     ) -> FlowFilter:
         """``flt`` with a cluster prior counted on the samples ``cluster_prior_data``
         names: the level's x (N, D), y (N,) (what :meth:`FlowFilter.fit` counts) or all
@@ -194,7 +197,7 @@ class CascadeFitting(ClusterAided):
     def _fit_stage(
         self,
         base: BaseMethod,
-        inputs: Tensor,
+        inputs: Rows,
         prior: Prior | None,
         y: Tensor,
         head_cfg: HeadConfig,
@@ -225,13 +228,13 @@ class _TrainingSet:
     """All the data one cascade is fitted on, as tensors.
 
     Attributes:
-        x: (N, D) features.
+        x: (N, D) features, on the device or in host memory (:class:`HostRows`).
         y: (N,) int64 class indices.
         counts: (C,) samples per class (float, the dtype of x).
         is_tail: (C,) True for the classes counted as tail in the routing reports.
     """
 
-    x: Tensor
+    x: Rows
     y: Tensor
     counts: Tensor
     is_tail: Tensor
@@ -244,10 +247,18 @@ class _TrainingSet:
         n_classes: int,
         class_counts: np.ndarray,
         device: torch.device,
+        features_on: str = "device",
     ) -> _TrainingSet:
         """From features X (N, D), encoded labels y (N,) and the model's class counts
-        (C,) (which decide head and tail, also when fitting on a part of the data)."""
-        x_all = torch.from_numpy(X).to(device)
+        (C,) (which decide head and tail, also when fitting on a part of the data);
+        ``features_on`` as :attr:`dlsa.config.DLSAConfig.features_on`."""
+        host = features_on == "host" or (
+            features_on == "auto" and not fits_on_device(X.nbytes, device)
+        )
+        if host:
+            logger.info("training features (%.1f GB) stay in host memory", X.nbytes / 1e9)
+        x_all: Rows = torch.from_numpy(X)
+        x_all = HostRows(x_all, device) if host else x_all.to(device)
         y_all = torch.from_numpy(y.astype(np.int64)).to(device)
         counts = torch.bincount(y_all, minlength=n_classes).to(x_all.dtype)
         is_tail = torch.from_numpy(class_counts <= HEAD_THRESHOLD).to(device)

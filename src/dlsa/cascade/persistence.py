@@ -164,12 +164,17 @@ def _restore(
             head.make_residual(clf.fallback_, zero=False)
 
 
+MACHINE_PARAMS = ("device", "features_on", "verbose")
+"""Estimator parameters that belong to the machine a model runs on, not to the model:
+never saved, and set by whoever loads it."""
+
+
 def _params_to_json(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Estimator parameters as JSON-ready data (configs as dicts; device and verbosity,
-    which belong to the machine and not to the model, are left out)."""
+    """Estimator parameters as JSON-ready data (configs as dicts; :data:`MACHINE_PARAMS`
+    are left out)."""
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if key in ("device", "verbose"):
+        if key in MACHINE_PARAMS:
             continue
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = to_dict(value)
@@ -191,7 +196,7 @@ LEGACY_PARAMS: dict[str, Any] = {
 def _params_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`_params_to_json`, checking every field against
     :class:`DLSAConfig` (unknown keys raise)."""
-    fields = LEGACY_PARAMS | {k: v for k, v in data.items() if k not in ("device", "verbose")}
+    fields = LEGACY_PARAMS | {k: v for k, v in data.items() if k not in MACHINE_PARAMS}
     config = from_dict(DLSAConfig, fields, where="model params")
     return {k: getattr(config, k) for k in fields}
 

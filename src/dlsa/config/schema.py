@@ -324,6 +324,12 @@ class DLSAConfig:
     device: str = "cpu"
     """Torch device for training and inference: "cpu", "cuda", "cuda:1", ... or "auto"
     (the GPU of this process when CUDA is available, else the CPU)."""
+    features_on: Literal["auto", "device", "host"] = "auto"
+    """Where training keeps its feature matrices (x, z, ``[x, z]``): "device" (with
+    the models), "host" (host memory; every minibatch is copied to the device, for
+    features larger than GPU memory) or "auto" (host memory only when the features
+    would take more than a quarter of the free GPU memory). It changes where, not what:
+    the fitted model is the same."""
     verbose: bool = False
     """Show progress bars and per-epoch logs."""
 
