@@ -16,6 +16,12 @@ One GPU, ResNet-50 at 224 px, with and without bfloat16 (not run here: no GPU):
         --n-images 4096 --batch-size 128 --workers 8 --device cuda --epochs 2
     python benchmarks/bench_train.py --arch resnet50 --size 224 --image-side 320 \\
         --n-images 4096 --batch-size 128 --workers 8 --device cuda --epochs 2 --bf16
+
+What one DataLoader worker delivers (decode, crop, flip; with ``--augment paco`` also
+PaCo's colour jitter / RandAugment / grayscale / blur), to size ``--workers``:
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_train.py --views-only --size 224 \\
+        --image-side 320 --n-images 256
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dlsa.backbones.image_train import train_images
+from dlsa.backbones.stream import TrainViews, read_source
 from dlsa.backbones.train_config import ImageTrainConfig, build_backbone
 
 
@@ -43,6 +50,19 @@ def make_images(root: Path, n: int, side: int, n_classes: int) -> Path:
         pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{i}.jpg", quality=90)
     return root
+
+
+def views_rate(images: Path, size: int, augment: str, views: int) -> float:
+    """Images/s of one process cutting ``views`` training views of each image."""
+    source = read_source(images, None, skip_missing=False, flag="--images")
+    data = TrainViews(
+        source, size=size, mode="RGB", views=views, scale=(0.08, 1.0), flip=True, seed=0,
+        augment=augment,
+    )  # fmt: skip
+    start = time.perf_counter()
+    for i in range(len(data)):
+        data[(1, i, i)]
+    return len(data) / (time.perf_counter() - start)
 
 
 def pipeline_rate(cfg: ImageTrainConfig) -> float:
@@ -96,20 +116,30 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--augment", default="crop-flip", choices=["crop-flip", "paco"])
+    parser.add_argument("--views-only", action="store_true", help="time one worker's views")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         images = make_images(Path(tmp) / "images", args.n_images, args.image_side, args.n_classes)
+        if args.views_only:
+            print(f"| augmentation ({args.image_side}px JPEG -> {args.size}px) | views "
+                  "| images/s, one process |\n|---|--:|--:|")  # fmt: skip
+            for augment, views in (("crop-flip", 1), ("crop-flip", 2), ("paco", 2)):
+                rate = views_rate(images, args.size, augment, views)
+                print(f"| {augment} | {views} | {rate:.0f} |")
+            return
         cfg = ImageTrainConfig(
             images=str(images), out=str(Path(tmp) / "run"), arch=args.arch, size=args.size,
             epochs=args.epochs, batch_size=args.batch_size, workers=args.workers,
-            device=args.device, bf16=args.bf16, progress=False,
+            device=args.device, bf16=args.bf16, progress=False, augment=args.augment,
         )  # fmt: skip
         piped = pipeline_rate(cfg)
     steps = max(5, (args.n_images // args.batch_size - 1) * args.epochs)
     bare = bare_rate(cfg, args.n_classes, steps)
     print(
         f"{args.arch} {args.size}px batch {args.batch_size} on {args.device}"
-        f"{' bf16' if args.bf16 else ''}, {args.workers} workers: dlsa train {piped:.0f} img/s, "
+        f"{' bf16' if args.bf16 else ''}, {args.augment}, {args.workers} workers: "
+        f"dlsa train {piped:.0f} img/s, "
         f"bare loop on synthetic tensors {bare:.0f} img/s, ratio bare/train {bare / piped:.2f}"
     )
 

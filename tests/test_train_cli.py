@@ -102,11 +102,16 @@ def test_cli_train_class_folders_then_extract(data: Path, tmp_path: Path, capsys
     assert loaded.X.shape == (len(COUNTS) * N_VAL, model.feature_dim)
 
 
-@pytest.mark.parametrize("loss", ["ce", "cbs", "paco"])
-def test_resume_gives_the_uninterrupted_weights(data: Path, tmp_path: Path, loss: str) -> None:
-    straight = config(data, tmp_path / "straight", loss=loss)
+@pytest.mark.parametrize(
+    ("loss", "augment"),
+    [("ce", "crop-flip"), ("cbs", "crop-flip"), ("paco", "crop-flip"), ("paco", "paco")],
+)
+def test_resume_gives_the_uninterrupted_weights(
+    data: Path, tmp_path: Path, loss: str, augment: str
+) -> None:
+    straight = config(data, tmp_path / "straight", loss=loss, augment=augment)
     train_images(straight)
-    broken = config(data, tmp_path / "broken", loss=loss)
+    broken = config(data, tmp_path / "broken", loss=loss, augment=augment)
     with pytest.raises(Stop):
         train_images(broken, on_step=stop_at(2, 1))
     train_images(dataclasses.replace(broken, resume=True))

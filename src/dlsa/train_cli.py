@@ -13,7 +13,7 @@ import os
 import typing
 from typing import Any
 
-from dlsa.backbones.train_config import LOSSES, ImageTrainConfig
+from dlsa.backbones.train_config import ImageTrainConfig
 
 _FROM_COMMON = {"progress"}  # set by -q / --quiet
 
@@ -42,8 +42,11 @@ def _add_flag(
     elif hint is bool:
         no = "--no-" + field.name.replace("_", "-")
         parser.add_argument(no, dest=field.name, action="store_false", help=f"do not: {doc}")
-    elif field.name == "loss":
-        parser.add_argument(flag, dest=field.name, choices=LOSSES, default="ce", help=doc)
+    elif typing.get_origin(hint) is typing.Literal:
+        choices = typing.get_args(hint)
+        parser.add_argument(
+            flag, dest=field.name, choices=choices, default=field.default, help=doc
+        )
     else:
         kind = _scalar(hint)
         shown = ",".join(map(str, field.default)) if kind is tuple else field.default

@@ -234,7 +234,8 @@ class _Run:
         cfg = self.cfg
         views = TrainViews(
             self.train_src, size=cfg.size, mode=cfg.mode, views=2 if cfg.loss == "paco" else 1,
-            scale=(cfg.crop_scale, 1.0), flip=cfg.flip, seed=cfg.seed,
+            scale=(cfg.crop_scale, 1.0), flip=cfg.flip, seed=cfg.seed, augment=cfg.augment,
+            randaug=(cfg.randaug_n, cfg.randaug_m),
         )  # fmt: skip
         loader = DataLoader(
             views, batch_sampler=self.batches, num_workers=cfg.workers,

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dlsa import rng
+from dlsa.backbones.augment import paco_view
 from dlsa.datasets import DataFileError, load_image, read_class_folders, resize_center_crop
 from dlsa.datasets.image_list import read_split_entries
 from dlsa.errors import DLSAInputError
@@ -191,6 +192,9 @@ class TrainViews(Dataset):
         scale: range of the crop's area fraction (torchvision: (0.08, 1)).
         flip: flip each view left-right with probability 1/2.
         seed: seed of the draws.
+        augment: "crop-flip" (only the crop and the flip) or "paco" (then PaCo's colour
+            jitter, RandAugment / grayscale / blur, :mod:`dlsa.backbones.augment`).
+        randaug: (n, magnitude) of RandAugment with ``augment="paco"``.
     """
 
     def __init__(
@@ -203,9 +207,12 @@ class TrainViews(Dataset):
         scale: tuple[float, float],
         flip: bool,
         seed: int,
+        augment: str = "crop-flip",
+        randaug: tuple[int, float] = (2, 10.0),
     ) -> None:
         self.source, self.size, self.mode, self.views = source, size, mode, views
         self.scale, self.flip, self.seed = scale, flip, seed
+        self.augment, self.randaug = augment, randaug
 
     def __len__(self) -> int:
         return len(self.source.paths)
@@ -216,9 +223,12 @@ class TrainViews(Dataset):
             np.random.SeedSequence(self.seed, spawn_key=(3, epoch, position))
         )
         u = rng.rand((self.views, 11, 4), generator, "cpu", torch.float64).numpy()
+        photo = np.random.default_rng(
+            np.random.SeedSequence(self.seed, spawn_key=(4, epoch, position))
+        )  # the photometric draws of --augment paco
         label = int(self.source.labels[index])
         try:
-            views = self._views(self.source.paths[index], u)
+            views = self._views(self.source.paths[index], u, photo)
         except (OSError, ValueError, DataFileError) as err:
             channels = 1 if self.mode == "L" else 3
             blank = torch.zeros(self.views, channels, self.size, self.size, dtype=torch.uint8)
@@ -226,13 +236,13 @@ class TrainViews(Dataset):
             return blank, label, index, f"{where}: cannot read image {path} ({err})"
         return views, label, index, ""
 
-    def _views(self, path: Path, u: np.ndarray) -> torch.Tensor:
+    def _views(self, path: Path, u: np.ndarray, photo: np.random.Generator) -> torch.Tensor:
         from PIL import Image
 
         with Image.open(path) as raw:
             img = raw.convert(self.mode)
         out = []
-        for draws in u:
+        for k, draws in enumerate(u):
             top, left, h, w = random_resized_box(img.height, img.width, draws[:10], self.scale)
             view = img.resize(
                 (self.size, self.size), Image.Resampling.BILINEAR,
@@ -240,6 +250,8 @@ class TrainViews(Dataset):
             )  # fmt: skip
             if self.flip and draws[10, 0] < 0.5:
                 view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            if self.augment == "paco":
+                view = paco_view(view, k, photo, *self.randaug)
             array = np.asarray(view, dtype=np.uint8)
             out.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
         return torch.from_numpy(np.ascontiguousarray(np.stack(out)))

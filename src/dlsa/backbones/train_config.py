@@ -66,6 +66,13 @@ class ImageTrainConfig:
     """smallest area fraction of the random resized crop"""
     flip: bool = True
     """random horizontal flips (turn off for digits or text)"""
+    augment: Literal["crop-flip", "paco"] = "crop-flip"
+    """crop-flip, or paco: PaCo's release (colour jitter, then RandAugment on the first
+    view; grayscale and blur on PaCo's second view)"""
+    randaug_n: int = 2
+    """--augment paco: RandAugment operations per image"""
+    randaug_m: float = 10.0
+    """--augment paco: RandAugment magnitude (0 ... 10)"""
     paco_alpha: float = 0.01
     """PaCo: weight of same-class samples (release: 0.01 CIFAR-LT, 0.05 ImageNet-LT)"""
     paco_temperature: float = 0.05
@@ -112,6 +119,13 @@ class ImageTrainConfig:
             raise DLSAInputError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
         if not 0 < self.crop_scale <= 1:
             raise DLSAInputError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
+        if self.augment not in ("crop-flip", "paco"):
+            raise DLSAInputError(f"augment must be crop-flip or paco, got {self.augment!r}")
+        if self.randaug_n < 0 or not 0 <= self.randaug_m <= 10:
+            raise DLSAInputError(
+                f"randaug_n must be >= 0 and randaug_m in [0, 10], got {self.randaug_n}, "
+                f"{self.randaug_m}"
+            )
         if self.val_resize is not None and self.val_resize < self.size:
             raise DLSAInputError(f"val_resize ({self.val_resize}) must be >= size")
         if self.resume and self.overwrite:
