@@ -7,16 +7,11 @@ This subpackage never imports the DLSA cascade.
 
 from dlsa.backbones.checkpoint import load_checkpoint, save_checkpoint
 from dlsa.backbones.extract import extract_features, extract_to_file
+from dlsa.backbones.history import EpochRecord, TrainHistory
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
 from dlsa.backbones.paco import PaCoObjective, paco_loss, train_paco
 from dlsa.backbones.resnet import BasicBlock, ResNet
-from dlsa.backbones.train import (
-    SAMPLERS,
-    EpochRecord,
-    TrainHistory,
-    TrainSettings,
-    train_backbone,
-)
+from dlsa.backbones.train import SAMPLERS, TrainSettings, train_backbone
 
 __all__ = [
     "SAMPLERS",

@@ -19,15 +19,11 @@ anywhere gives on the CPU the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,11 +34,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dlsa.backbones import distributed as D
-from dlsa.backbones import run_state as S
 from dlsa.backbones.batches import EpochBatches
-from dlsa.backbones.checkpoint import Backbone, save_checkpoint
+from dlsa.backbones.checkpoint import Backbone
+from dlsa.backbones.history import EpochRecord, TrainHistory, update_history
 from dlsa.backbones.images import to_float
 from dlsa.backbones.paco import PaCoObjective
+from dlsa.backbones.run_files import RunFiles
 from dlsa.backbones.stream import (
     EvalImages,
     ImageReadError,
@@ -51,7 +48,7 @@ from dlsa.backbones.stream import (
     check_classes,
     read_source,
 )
-from dlsa.backbones.train import EpochRecord, TrainHistory, _update, seed_generator
+from dlsa.backbones.train import seed_generator
 from dlsa.backbones.train_config import ImageTrainConfig, build_backbone
 from dlsa.data import class_counts
 from dlsa.devices import resolve_device
@@ -109,7 +106,7 @@ class _Net(nn.Module):
         return self.backbone.fc(features), q
 
 
-class _Run:
+class _Run(RunFiles):
     """One training run: data, model, optimizer, loaders, state on disk."""
 
     def __init__(
@@ -212,16 +209,6 @@ class _Run:
             )
         return keep
 
-    def fingerprint(self) -> dict[str, Any]:
-        """What a resumed run must share: settings, data, number of processes."""
-        fp = {
-            **self.cfg.result_settings(),
-            "train_data": self.train_src.digest(),
-            "val_data": None if self.val_src is None else self.val_src.digest(),
-            "world_size": self.info.world_size,
-        }
-        return json.loads(json.dumps(fp))
-
     # ------------------------------------------------------------------ running
     def run(self) -> tuple[Backbone, TrainHistory]:
         """Train the remaining epochs and write the kept epoch as ``<out>/best.*``."""
@@ -253,43 +240,10 @@ class _Run:
                 epoch, loss, acc, *scores, self._lr(epoch * len(self.batches) - 1),
                 time.perf_counter() - began,
             )  # fmt: skip
-            self.history = _update(self.history, record)
+            self.history = update_history(self.history, record)
             self.skipped.append(skipped)
             self._save(epoch)
         return self._finish()
-
-    def _prepare_out(self) -> None:
-        has_run = (self.out / S.STATE_DIR).exists() or (self.out / "best.json").exists()
-        if self.cfg.resume or not has_run:
-            return
-        if not self.cfg.overwrite:
-            raise DLSAInputError(
-                f"--out {self.out} holds a training run; pass --resume to continue it or "
-                "--overwrite to start again"
-            )
-        D.barrier(self.info)
-        if self.info.is_main:
-            shutil.rmtree(self.out / S.STATE_DIR, ignore_errors=True)
-            for name in ("best.safetensors", "best.json"):
-                (self.out / name).unlink(missing_ok=True)
-        D.barrier(self.info)
-
-    def _resume(self) -> int:
-        tensors, saved = S.load_state(self.out)
-        S.check_fingerprint(saved["fingerprint"], self.fingerprint(), self.out)
-        self.model.load_state_dict(S.split_prefix(tensors, "model"))
-        self.best_state = {
-            k: v.to(self.device) for k, v in S.split_prefix(tensors, "best").items()
-        }
-        if self.objective is not None:
-            self.objective.load_state_dict(S.split_prefix(tensors, "objective"))
-        S.load_optimizer(self.optimizer, S.split_prefix(tensors, "optim"))
-        h = saved["history"]
-        records = tuple(EpochRecord(**r) for r in h["epochs"])
-        self.history = TrainHistory(records, h["best_epoch"], h["selection"])
-        self.skipped = list(saved["skipped_unreadable"])
-        logger.info("resuming %s after epoch %d", self.out, saved["epoch"])
-        return int(saved["epoch"]) + 1
 
     def _lr(self, step: int) -> float:
         """Learning rate of global step ``step`` (0-based): linear warm-up, then cosine."""
@@ -373,52 +327,6 @@ class _Run:
         correct, count = D.all_reduce_sum(hits, self.info)
         present = count > 0
         return float(correct.sum() / count.sum()), float((correct / count)[present].mean())
-
-    # ------------------------------------------------------------------ writing
-    def _save(self, epoch: int) -> None:
-        record = self.history.epochs[-1]
-        if self.history.best_epoch == epoch:
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        logger.info("stage-1 epoch %s", record)
-        if not self.info.is_main:
-            return
-        tensors = {
-            **S.with_prefix("model", self.model.state_dict()),
-            **S.with_prefix("best", self.best_state),
-            **S.with_prefix("optim", S.optimizer_tensors(self.optimizer)),
-        }
-        if self.objective is not None:
-            tensors.update(S.with_prefix("objective", self.objective.state_dict()))
-        info = {
-            "history": self.history.to_dict(),
-            "fingerprint": self.fingerprint(),
-            "skipped_unreadable": self.skipped,
-        }
-        S.save_state(self.out, epoch, tensors, info)
-        if self.history.best_epoch == epoch:
-            save_checkpoint(self.model, self.out, "best", self._metadata())
-
-    def _finish(self) -> tuple[Backbone, TrainHistory]:
-        self.model.load_state_dict(self.best_state)
-        if self.info.is_main:
-            save_checkpoint(self.model, self.out, "best", self._metadata())
-        D.barrier(self.info)
-        return self.model.eval(), self.history
-
-    def _metadata(self) -> dict[str, Any]:
-        cfg = self.cfg
-        return {
-            "history": self.history.to_dict(),
-            "image_size": cfg.size,
-            "val_resize": cfg.val_resize,
-            "mode": cfg.mode,
-            "class_names": self.train_src.class_names,
-            "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
-            "world_size": self.info.world_size,
-            "train_images": len(self.train_src.paths),
-            "skipped_missing": len(self.train_src.skipped),
-            "skipped_unreadable_per_epoch": self.skipped,
-        }
 
     def _bar_off(self) -> bool | None:
         return None if self.cfg.progress and self.info.is_main else True

@@ -37,11 +37,11 @@ from torch import nn
 
 from dlsa import rng
 from dlsa.backbones.bottleneck import BottleneckResNet
+from dlsa.backbones.history import TrainHistory
 from dlsa.backbones.resnet import ResNet
 from dlsa.backbones.train import (
     Augment,
     Sampler,
-    TrainHistory,
     TrainSettings,
     fit,
     new_model,

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from dlsa import rng
 from dlsa.backbones.checkpoint import save_checkpoint
+from dlsa.backbones.history import EpochRecord, TrainHistory, fmt_score, update_history
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
 from dlsa.backbones.resnet import ResNet
 from dlsa.data import class_balanced_indices
@@ -51,42 +52,6 @@ Sampler = Literal["ce", "cbs"]
 Batch = tuple[torch.Tensor, torch.Tensor]
 SAMPLERS: tuple[str, ...] = ("ce", "cbs")
 """Stage-1 samplers: plain shuffling, class-balanced sampling."""
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """What happened in one epoch (1-based ``epoch``); accuracies are fractions."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_accuracy: float | None
-    val_balanced_accuracy: float | None
-    lr: float
-    seconds: float
-
-
-@dataclass(frozen=True)
-class TrainHistory:
-    """Per-epoch records and the epoch whose weights were kept.
-
-    Attributes:
-        epochs: one :class:`EpochRecord` per epoch.
-        best_epoch: the epoch kept (1-based).
-        selection: ``"val_balanced_accuracy"`` or ``"last_epoch"`` (no validation set).
-    """
-
-    epochs: tuple[EpochRecord, ...]
-    best_epoch: int
-    selection: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serializable form."""
-        return {
-            "epochs": [asdict(r) for r in self.epochs],
-            "best_epoch": self.best_epoch,
-            "selection": self.selection,
-        }
 
 
 def train_backbone(
@@ -263,8 +228,9 @@ def fit(
     )
     for epoch in bar:
         record = loop.epoch(epoch, x, y, val, progress)
-        history = _update(history, record)
-        bar.set_postfix(loss=f"{record.train_loss:.3f}", val=_fmt(record.val_balanced_accuracy))
+        history = update_history(history, record)
+        score = fmt_score(record.val_balanced_accuracy)
+        bar.set_postfix(loss=f"{record.train_loss:.3f}", val=score)
         logger.info("stage-1 epoch %s", record)
         if history.best_epoch == epoch:
             best_state = copy.deepcopy(model.state_dict())
@@ -289,24 +255,6 @@ def _save(
             "objective": objective.config(),
         }
         save_checkpoint(model, directory, "best", metadata)
-
-
-def _update(history: TrainHistory, record: EpochRecord) -> TrainHistory:
-    """Append ``record``; it becomes the best epoch if its score beats the best so far."""
-    epochs = (*history.epochs, record)
-    best = history.best_epoch
-    if history.selection == "last_epoch" or best == 0:
-        return TrainHistory(epochs, record.epoch, history.selection)
-    score, best_score = (
-        record.val_balanced_accuracy,
-        history.epochs[best - 1].val_balanced_accuracy,
-    )
-    assert score is not None and best_score is not None
-    return TrainHistory(epochs, record.epoch if score > best_score else best, history.selection)
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 class Augment:

@@ -1,0 +1,64 @@
+"""The record of a stage-1 run: one :class:`EpochRecord` per epoch and the epoch kept
+(the best by balanced accuracy on the validation set, or the last without one)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["EpochRecord", "TrainHistory", "fmt_score", "update_history"]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What happened in one epoch (1-based ``epoch``); accuracies are fractions."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    val_balanced_accuracy: float | None
+    lr: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainHistory:
+    """Per-epoch records and the epoch whose weights were kept.
+
+    Attributes:
+        epochs: one :class:`EpochRecord` per epoch.
+        best_epoch: the epoch kept (1-based).
+        selection: ``"val_balanced_accuracy"`` or ``"last_epoch"`` (no validation set).
+    """
+
+    epochs: tuple[EpochRecord, ...]
+    best_epoch: int
+    selection: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable form."""
+        return {
+            "epochs": [asdict(r) for r in self.epochs],
+            "best_epoch": self.best_epoch,
+            "selection": self.selection,
+        }
+
+
+def update_history(history: TrainHistory, record: EpochRecord) -> TrainHistory:
+    """Append ``record``; it becomes the best epoch if its score beats the best so far."""
+    epochs = (*history.epochs, record)
+    best = history.best_epoch
+    if history.selection == "last_epoch" or best == 0:
+        return TrainHistory(epochs, record.epoch, history.selection)
+    score, best_score = (
+        record.val_balanced_accuracy,
+        history.epochs[best - 1].val_balanced_accuracy,
+    )
+    assert score is not None and best_score is not None
+    return TrainHistory(epochs, record.epoch if score > best_score else best, history.selection)
+
+
+def fmt_score(value: float | None) -> str:
+    """A score to 3 decimals, or n/a."""
+    return "n/a" if value is None else f"{value:.3f}"
