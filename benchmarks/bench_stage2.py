@@ -83,6 +83,12 @@ def main() -> None:
         default=["fp32"],
         help="training-step precisions to time DLSA at (fp32 tf32 bf16)",
     )
+    parser.add_argument(
+        "--features-on",
+        nargs="+",
+        default=["device"],
+        help="where training keeps the features (device host); host is timed at fp32",
+    )
     args = parser.parse_args()
     spec = SHAPES[args.shape]
     device = torch.device(args.device)
@@ -117,6 +123,9 @@ def main() -> None:
         flt = dataclasses.replace(preset.flow_filter, precision=precision)
         head = dataclasses.replace(preset.head, precision=precision)
         full[precision] = fit_seconds(params | {"flow_filter": flt, "head": head}, x, y, device)
+    host = {}
+    if "host" in args.features_on:
+        host["fp32"] = fit_seconds(params | {"features_on": "host"}, x, y, device)
     peak = (
         f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GB"
         if device.type == "cuda"
@@ -126,6 +135,9 @@ def main() -> None:
     print(f"| {preset.base} alone | {base:.1f} | 1.0 |")
     for precision, seconds in full.items():
         name = f"{preset.base} + DLSA (`{spec['preset']}` preset, {precision})"
+        print(f"| {name} | {seconds:.1f} | {seconds / base:.1f} |")
+    for precision, seconds in host.items():
+        name = f"{preset.base} + DLSA (`{spec['preset']}`, {precision}, features in host memory)"
         print(f"| {name} | {seconds:.1f} | {seconds / base:.1f} |")
     print(f"\npeak GPU memory: {peak}")
 

@@ -3,6 +3,7 @@
 # CUDA machine (device tool: run it from the repository root, e.g.
 #   bash benchmarks/gpu_check.sh            # everything, ~9 min on one H200 (estimated)
 #   bash benchmarks/gpu_check.sh tests step # only some parts
+#   bash benchmarks/gpu_check.sh host inat  # a second call: host-memory features, iNat shape
 # ). Each part writes its table to $OUT (the device tool's folder that comes back) or
 # runs/gpu, and has its own time limit, so one slow part cannot eat the others.
 #
@@ -10,6 +11,8 @@
 #               selection, save/load across devices, stage-1 epochs) on cuda
 #        step   one flow-filter step vs a bare step, fp32/tf32/bf16, torch.compile
 #        stage2 stage 2 at ImageNet-LT shape, paper preset, fp32 and bf16
+#        host   the same with the training features kept in host memory (features_on)
+#        inat   stage 2 at iNaturalist-2018 shape (437,513 x 2048, 8,142 classes), bf16
 #        train  dlsa train throughput, ResNet-50 at 224 px, bf16, vs a bare loop
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -34,12 +37,18 @@ for part in "${parts[@]}"; do
     stage2)
         timeout 240 python3 benchmarks/bench_stage2.py --device "$dev" --shape imagenet-lt \
             --precision fp32 bf16 2>&1 | tee "$out/stage2.md" ;;
+    host)
+        timeout 240 python3 benchmarks/bench_stage2.py --device "$dev" --shape imagenet-lt \
+            --precision fp32 --features-on host 2>&1 | tee "$out/stage2_host.md" ;;
+    inat)
+        timeout 590 python3 benchmarks/bench_stage2.py --device "$dev" --shape inat18 \
+            --precision bf16 2>&1 | tee "$out/stage2_inat.md" ;;
     train)
         timeout 120 python3 benchmarks/bench_train.py --arch resnet50 --size 224 \
             --image-side 320 --n-images 2048 --batch-size 128 --workers 8 --device "$dev" \
             --epochs 2 --bf16 2>&1 | tee "$out/train.md" ;;
     *)
-        echo "unknown part: $part (tests, step, stage2, train)" >&2
+        echo "unknown part: $part (tests, step, stage2, host, inat, train)" >&2
         exit 2 ;;
     esac
     echo "[$part: $((SECONDS - start)) s, exit ${PIPESTATUS[0]}]"
