@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from dlsa import DLSAClassifier, rows
+from dlsa.classifiers import ClusterPrior
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
 from dlsa.errors import DLSAInputError
 from dlsa.rows import HostRows, cat_columns, chunks, column_moments, gather, map_rows
@@ -86,3 +87,13 @@ def test_features_on_is_checked_and_not_saved(lt_data, tmp_path):
     assert "features_on" not in params and "device" not in params
     back = DLSAClassifier.load(tmp_path / "m")
     np.testing.assert_array_equal(back.predict(lt_data.X_test), clf.predict(lt_data.X_test))
+
+
+def test_no_dense_cluster_prior_larger_than_a_batch_while_fitting(lt_data, monkeypatch):
+    """The cluster prior stays (clusters, table) during training: (N, C) rows are gathered
+    only for a minibatch, never for a whole level (gigabytes at 8,142 classes)."""
+    rows = []
+    dense = ClusterPrior.dense
+    monkeypatch.setattr(ClusterPrior, "dense", lambda self: rows.append(len(self)) or dense(self))
+    fit(lt_data, base="balsoftmax", depth=2)
+    assert rows and max(rows) <= HEAD.batch_size
