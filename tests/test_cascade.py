@@ -260,7 +260,7 @@ def test_stage_decisions_weigh_classes_equally_and_keep_ties():
     base[3] = torch.tensor([1.0, 0.0])
     dlsa = right.clone()
     dlsa[0] = torch.tensor([0.0, 1.0])
-    rows = stage_decisions(dlsa, stage, base, target, n_classes=2, n_stages=3)
+    rows = stage_decisions(dlsa.argmax(1), stage, base.argmax(1), target, n_classes=2, n_stages=3)
     # class weights 1/3 (class 0) and 1/2 (class 1): DLSA 2/3 + 1/2, base 3/3
     assert rows[0]["accuracy"] == pytest.approx((2 / 3 + 1 / 2) / (1 + 1 / 2))
     assert rows[0]["base_accuracy"] == pytest.approx(1 / (1 + 1 / 2))

@@ -66,8 +66,8 @@ def evaluate(
         predictions ``pred`` (N,) and stages ``stage`` (N,) as lists-ready arrays.
     """
     target = encode_labels(clf, np.asarray(y), source=source)
-    proba, stage = clf.predict_proba_and_route(X)
-    pred = proba.argmax(axis=1)
+    labels, stage = clf.predict_and_route(X)
+    pred = np.searchsorted(clf.classes_, labels)  # classes_ is sorted: the class indices
     counts = clf.class_counts_
     report: dict[str, Any] = {
         "metrics": classification_report(pred, target, counts, many=many, few=few),

@@ -82,7 +82,7 @@ def write_figures(
     counts = model.class_counts_
     before = None
     if base is not None:
-        base_pred = base.predict_proba(X).argmax(axis=1)
+        base_pred = np.searchsorted(base.classes_, base.predict(X))
         before = confusion_matrix_binned(base_pred, target, counts, n_bins)
     emb, idx = tsne_embedding(X, random_state=random_state, max_samples=tsne_samples, n_threads=1)
     data = _FigureData(

@@ -11,6 +11,8 @@ BLAS kernel), which can flip a predicted class only at an exact tie.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
@@ -51,12 +53,15 @@ class CascadeInference(ClusterAided):
         chunks of :data:`SCORE_CHUNK` rows, so the device holds one chunk at a time; each
         row is routed and scored on its own, so chunking changes the probabilities only
         by rounding."""
+        parts = [(logits.cpu(), stage.cpu()) for logits, stage in self._chunks(X)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _chunks(self, X: np.ndarray) -> Iterator[tuple[Tensor, Tensor]]:
+        """Logits (B, C) and stages (B,) on the device, for consecutive chunks of at most
+        :data:`SCORE_CHUNK` rows of X (N, D)."""
         x = self._check_X(X)
-        parts = [
-            self._logits_and_stage(x[i : i + SCORE_CHUNK].to(self._device()))
-            for i in range(0, x.shape[0], SCORE_CHUNK)
-        ]
-        return torch.cat([p[0].cpu() for p in parts]), torch.cat([p[1].cpu() for p in parts])
+        for i in range(0, x.shape[0], SCORE_CHUNK):
+            yield self._logits_and_stage(x[i : i + SCORE_CHUNK].to(self._device()))
 
     def _device(self) -> torch.device:
         return self.regular_.input_mean.device
@@ -116,14 +121,21 @@ class CascadeInference(ClusterAided):
         return torch.softmax(self._scored(X)[0], dim=1).numpy()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted labels (N,), values from ``classes_``."""
-        best = self._scored(X)[0].argmax(dim=1).numpy()
-        return self.classes_[best]
+        """Predicted labels (N,), values from ``classes_`` (memory: one chunk's logits,
+        not N x C)."""
+        return self.predict_and_route(X)[0]
 
     def route(self, X: np.ndarray) -> np.ndarray:
         """Stage of each sample (N,): ``l`` (0-based) for the cluster-aided classifier of
         level ``l``, ``len(filters_)`` for the regular classifier."""
-        return self._scored(X)[1].numpy()
+        return self.predict_and_route(X)[1]
+
+    def predict_and_route(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` (N,) and :meth:`route` (N,) in one pass of the cascade, which
+        keeps only each row's best class (memory: one chunk's logits, not N x C)."""
+        parts = [(logits.argmax(dim=1).cpu(), stage.cpu()) for logits, stage in self._chunks(X)]
+        best = torch.cat([p[0] for p in parts]).numpy()
+        return self.classes_[best], torch.cat([p[1] for p in parts]).numpy()
 
     def predict_proba_and_route(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`predict_proba` (N, C) and :meth:`route` (N,) in one pass of the cascade."""

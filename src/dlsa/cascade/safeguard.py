@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dlsa.cascade.inference import SCORE_CHUNK
 from dlsa.config import FilterConfig, HeadConfig
 from dlsa.data import stratified_folds, stratified_split
 from dlsa.devices import resolve_device
@@ -68,7 +69,7 @@ def validate(
         (``n_fit``, ``n_val``, ``n_folds``, per-stage accuracies).
     """
     device = resolve_device(clf.device)
-    logits, stage, base_logits, target = [], [], [], []
+    pred, stage, base_pred, target = [], [], [], []
     splits = validation_splits(clf, y, split_seed)
     for fit_idx, val_idx in splits:
         logger.info(
@@ -77,18 +78,20 @@ def validate(
         fold = _fold_model(clf)
         fold._fit_cascade(X[fit_idx], y[fit_idx], cascade_seed, flt_cfg, head_cfg, None)
         fold.stage_enabled_ = [True] * (len(fold.filters_) + 1)
-        x_val = torch.from_numpy(X[val_idx]).to(device)
-        with torch.no_grad():
-            fold_logits, fold_stage = fold._logits_and_stage(x_val)
-            base_logits.append(fold._stage_logits(fold.fallback_, x_val, None))
-        logits.append(fold_logits)
-        stage.append(fold_stage)
+        for chunk in np.array_split(val_idx, max(1, -(-len(val_idx) // SCORE_CHUNK))):
+            x_val = torch.from_numpy(X[chunk]).to(device)  # one chunk's logits at a time
+            with torch.no_grad():
+                fold_logits, fold_stage = fold._logits_and_stage(x_val)
+                base_logits = fold._stage_logits(fold.fallback_, x_val, None)
+            pred.append(fold_logits.argmax(dim=1))
+            base_pred.append(base_logits.argmax(dim=1))
+            stage.append(fold_stage)
         target.append(torch.from_numpy(y[val_idx]).to(device))
     n_stages = clf.depth + 1
     rows = stage_decisions(
-        torch.cat(logits),
+        torch.cat(pred),
         torch.cat(stage),
-        torch.cat(base_logits),
+        torch.cat(base_pred),
         torch.cat(target),
         n_classes=len(clf.classes_),
         n_stages=n_stages,
@@ -103,9 +106,9 @@ def validate(
 
 
 def stage_decisions(
-    logits: Tensor,
+    pred: Tensor,
     stage: Tensor,
-    base_logits: Tensor,
+    base_pred: Tensor,
     target: Tensor,
     *,
     n_classes: int,
@@ -116,27 +119,27 @@ def stage_decisions(
     stages without samples are kept).
 
     Args:
-        logits: (N, C) the cascade's logits.
+        pred: (N,) the cascade's predicted classes.
         stage: (N,) the stage of each sample.
-        base_logits: (N, C) the base method's logits.
+        base_pred: (N,) the base method's predicted classes.
         target: (N,) classes.
         n_classes: C.
         n_stages: number of stages (filters + 1).
     """
     # Long-tail benchmarks test on balanced sets: weigh each validation class equally.
-    weight = 1.0 / torch.bincount(target, minlength=n_classes).to(logits)[target]
+    weight = 1.0 / torch.bincount(target, minlength=n_classes).double()[target]
     rows = []
     for s in range(n_stages):
         mask = stage == s
         n = int(mask.sum())
-        acc = _weighted_accuracy(logits[mask], target[mask], weight[mask]) if n else None
-        acc_base = _weighted_accuracy(base_logits[mask], target[mask], weight[mask]) if n else None
+        acc = _weighted_accuracy(pred[mask], target[mask], weight[mask]) if n else None
+        acc_base = _weighted_accuracy(base_pred[mask], target[mask], weight[mask]) if n else None
         keep = acc is None or acc_base is None or acc >= acc_base
         rows.append({"stage": s, "n": n, "accuracy": acc, "base_accuracy": acc_base, "kept": keep})
     return rows
 
 
-def _weighted_accuracy(logits: Tensor, target: Tensor, weight: Tensor) -> float:
-    """Accuracy of logits (N, C) on targets (N,) with sample weights (N,)."""
-    correct = (logits.argmax(dim=1) == target).to(weight)
+def _weighted_accuracy(pred: Tensor, target: Tensor, weight: Tensor) -> float:
+    """Accuracy of predictions (N,) of targets (N,) with sample weights (N,)."""
+    correct = (pred == target).to(weight)
     return float((weight * correct).sum() / weight.sum())

@@ -79,9 +79,9 @@ def out_of_fold(
         clf.fit(X[fit_idx], y[fit_idx], reuse_filters=donor, min_class_samples=1)
         models.append(clf)
         for name, cand_params in (variants or _as_fitted)(clf):
-            proba, stage = clf.predict_proba_and_route(X[val_idx])
+            labels, stage = clf.predict_and_route(X[val_idx])
             pred = preds.setdefault(name, np.zeros(len(y), dtype=np.int64))
-            pred[val_idx] = clf.classes_[proba.argmax(1)]
+            pred[val_idx] = labels
             stages.setdefault(name, np.zeros(len(y), dtype=np.int64))[val_idx] = stage
             named[name] = cand_params
     deep = params["depth"] > 0
