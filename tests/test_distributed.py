@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -50,6 +51,11 @@ def _worker(rank: int, world: int, port: int, data: str, out: str) -> None:
         except Stop:
             pass
         train_images(dataclasses.replace(broken, resume=True))
+        try:  # epoch 1 of 2 under DDP, then killed: resumed by one process in a test
+            two = config(root, runs / "ddp-killed", loss="ce", sync_bn=True)
+            train_images(two, on_step=stop_at(2, 0))
+        except Stop:
+            pass
         bad = config(root.parent / "with-bad", runs / "ddp-bad", loss="ce", epochs=1)
         train_images(dataclasses.replace(bad, sync_bn=True, skip_bad_images=True))
     finally:
@@ -102,6 +108,24 @@ def test_a_skipped_image_leaves_ddp_equal_to_one_process(
 def test_resume_under_ddp_gives_the_uninterrupted_weights(runs: tuple[Path, Path]) -> None:
     _, out = runs
     assert_same(state_tensors(out / "ddp-straight", 2), state_tensors(out / "ddp-resumed", 2))
+
+
+def test_a_ddp_run_resumes_on_another_number_of_processes(
+    runs: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Killed after epoch 1 of 2 on 2 processes, finished by one: the weights of one
+    process running both epochs, up to float summation order (same global batch)."""
+    data, out = runs
+    shutil.copytree(out / "ddp-killed", tmp_path / "resumed")
+    cfg = config(data, tmp_path / "resumed", loss="ce", sync_bn=True)
+    with caplog.at_level("WARNING"):
+        train_images(dataclasses.replace(cfg, resume=True))
+    assert "resuming a run of 2 processes with 1" in caplog.text
+    train_images(config(data, tmp_path / "single", loss="ce", sync_bn=True))
+    resumed, single = state_tensors(tmp_path / "resumed", 2), state_tensors(tmp_path / "single", 2)
+    assert resumed.keys() == single.keys()
+    worst = max(float((resumed[k].double() - single[k].double()).abs().max()) for k in single)
+    assert worst < TOLERANCE
 
 
 def test_rank_shares_are_disjoint_and_make_the_global_batch() -> None:

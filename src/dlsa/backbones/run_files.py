@@ -45,7 +45,8 @@ class RunFiles:
     skipped: list[int]
 
     def fingerprint(self) -> dict[str, Any]:
-        """What a resumed run must share: settings, data, number of processes."""
+        """What a resumed run must share: settings and data (and, recorded but not
+        required, the number of processes)."""
         fp = {
             **self.cfg.result_settings(),
             "train_data": self.train_src.digest(),
@@ -72,7 +73,16 @@ class RunFiles:
 
     def _resume(self) -> int:
         tensors, saved = S.load_state(self.out)
-        S.check_fingerprint(saved["fingerprint"], self.fingerprint(), self.out)
+        was, now = dict(saved["fingerprint"]), self.fingerprint()
+        processes = was.pop("world_size", now["world_size"]), now.pop("world_size")
+        S.check_fingerprint(was, now, self.out)
+        if processes[0] != processes[1] and self.info.is_main:
+            logger.warning(
+                "resuming a run of %d processes with %d: the global batch is the same, so "
+                "the result equals the uninterrupted run up to float summation order%s",
+                *processes,
+                "" if self.cfg.sync_bn else " (and batch-norm statistics: pass --sync-bn)",
+            )
         self.model.load_state_dict(S.split_prefix(tensors, "model"))
         self.best_state = {
             k: v.to(self.device) for k, v in S.split_prefix(tensors, "best").items()
