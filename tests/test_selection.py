@@ -286,3 +286,27 @@ def test_one_feature_selects_the_base_alone(data):
     assert not clf.filters_ and "DLSA" not in clf.selection_["chosen"]
     with pytest.raises(ValueError, match="1 feature"):
         DLSAClassifier(**fixed(depth=1)).fit(data.X_train[:, :1], data.y_train)
+
+
+def test_fold_fits_in_worker_processes_choose_the_same(data, monkeypatch):
+    """n_jobs=2 runs the fold fits in two loky workers (one torch thread each, as here):
+    the evidence, the choice and the final model are those of fitting them here."""
+    import dlsa.selection.folds as folds_module
+
+    monkeypatch.setattr(folds_module.os, "cpu_count", lambda: 2)  # 1 torch thread per worker
+    sel = SelectionConfig(bases=("balsoftmax", "tau-norm", "cbs"), tau_grid=(0.5, 1.0))
+    params = fixed(depth=1, base="auto", selection=sel, random_state=5)
+    here = DLSAClassifier(**params).fit(data.X_train, data.y_train)
+    pool = DLSAClassifier(**(params | {"n_jobs": 2})).fit(data.X_train, data.y_train)
+
+    def evidence(clf):
+        return [
+            [(r["name"], r["balanced_accuracy"], r["gain"]) for r in rd["candidates"]]
+            for rd in clf.selection_["rounds"]
+        ]
+
+    assert len(evidence(here)[0]) == 4 and evidence(pool) == evidence(here)
+    assert pool.selection_["chosen"] == here.selection_["chosen"]
+    np.testing.assert_array_equal(
+        pool.decision_function(data.X_test), here.decision_function(data.X_test)
+    )

@@ -127,6 +127,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         random_state: int | None = DEFAULT.random_state,
         device: str = DEFAULT.device,
         features_on: str = DEFAULT.features_on,
+        n_jobs: int | None = DEFAULT.n_jobs,
         verbose: bool = DEFAULT.verbose,
     ) -> None:
         self.depth = depth
@@ -148,6 +149,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         self.random_state = random_state
         self.device = device
         self.features_on = features_on
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     def _selection(self) -> SelectionConfig | None:
@@ -176,6 +178,8 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         _check_choice("flow_filter.precision", flt.precision, get_args(Precision))
         _check_choice("head.precision", head.precision, get_args(Precision))
         _check_choice("features_on", self.features_on, ("auto", "device", "host"))
+        if self.n_jobs is not None and (not isinstance(self.n_jobs, int) or self.n_jobs == 0):
+            raise DLSAInputError(f"n_jobs must be None or a non-zero int, got {self.n_jobs!r}")
         _check_choice("stage_prior", self.stage_prior, ("routed", "global"))
         _check_choice("regular_data", self.regular_data, ("remaining", "all"))
         _check_choice("regular_prior", self.regular_prior, ("reaching", "global"))

@@ -164,7 +164,7 @@ def _restore(
             head.make_residual(clf.fallback_, zero=False)
 
 
-MACHINE_PARAMS = ("device", "features_on", "verbose")
+MACHINE_PARAMS = ("device", "features_on", "n_jobs", "verbose")
 """Estimator parameters that belong to the machine a model runs on, not to the model:
 never saved, and set by whoever loads it."""
 

@@ -2,6 +2,7 @@
 training data: the rule (:mod:`~dlsa.selection.rule`) and the search over base methods
 and DLSA variants (:mod:`~dlsa.selection.search`)."""
 
+from dlsa.selection.folds import fold_candidates, out_of_fold
 from dlsa.selection.rule import (
     Candidate,
     balanced_accuracy,
@@ -13,7 +14,6 @@ from dlsa.selection.rule import (
 )
 from dlsa.selection.search import (
     describe,
-    out_of_fold,
     reference_params,
     select,
     select_base,
@@ -28,6 +28,7 @@ __all__ = [
     "choose",
     "class_hits",
     "describe",
+    "fold_candidates",
     "jsonable",
     "out_of_fold",
     "paired_gain",

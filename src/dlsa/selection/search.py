@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from dlsa.config import DLSAConfig, SelectionConfig
 from dlsa.data import stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
+from dlsa.selection.folds import FoldSpec, Variants, fold_candidates, out_of_fold
 from dlsa.selection.rule import (
     Candidate,
     choose,
@@ -35,63 +36,6 @@ if TYPE_CHECKING:
     from dlsa.cascade import DLSAClassifier
 
 logger = logging.getLogger(__name__)
-
-
-Variants = Callable[["DLSAClassifier"], Iterator[tuple[str, dict[str, Any]]]]
-"""Puts a fitted fold model in the state of each post-hoc variant in turn and yields the
-variant's ``(name, params)``."""
-
-
-def out_of_fold(
-    params: dict[str, Any],
-    X: np.ndarray,
-    y: np.ndarray,
-    folds: Sequence[np.ndarray],
-    *,
-    variants: Variants | None = None,
-    donors: Sequence[DLSAClassifier] | None = None,
-) -> tuple[list[Candidate], list[DLSAClassifier]]:
-    """Fit the fixed configuration ``params`` once per fold and pool the held-out
-    predictions (of every post-hoc variant, if given).
-
-    Args:
-        params: estimator parameters (``selection`` None, a concrete base).
-        X: (N, D) features.
-        y: (N,) class indices ``0 .. C-1``.
-        folds: validation index arrays that cover ``0 .. N-1`` once.
-        variants: post-hoc variants of each fitted fold model; None scores it as is.
-        donors: per fold, a model whose flow filters the fold model reuses.
-
-    Returns:
-        The candidates (one per variant) and the fitted fold models.
-    """
-    from dlsa.cascade import DLSAClassifier
-
-    every = np.arange(len(y))
-    preds: dict[str, np.ndarray] = {}
-    stages: dict[str, np.ndarray] = {}
-    named: dict[str, dict[str, Any]] = {}
-    models = []
-    for f, val_idx in enumerate(folds):
-        fit_idx = np.setdiff1d(every, val_idx, assume_unique=True)
-        clf = DLSAClassifier(**params)
-        donor = None if donors is None else donors[f]
-        clf.fit(X[fit_idx], y[fit_idx], reuse_filters=donor, min_class_samples=1)
-        models.append(clf)
-        for name, cand_params in (variants or _as_fitted)(clf):
-            labels, stage = clf.predict_and_route(X[val_idx])
-            pred = preds.setdefault(name, np.zeros(len(y), dtype=np.int64))
-            pred[val_idx] = labels
-            stages.setdefault(name, np.zeros(len(y), dtype=np.int64))[val_idx] = stage
-            named[name] = cand_params
-    deep = params["depth"] > 0
-    out = [Candidate(k, named[k], preds[k], stages[k] if deep else None, models) for k in named]
-    return out, models
-
-
-def _as_fitted(clf: DLSAClassifier) -> Iterator[tuple[str, dict[str, Any]]]:
-    params = clf.get_params()
-    yield describe(params), {}
 
 
 def describe(params: dict[str, Any]) -> str:
@@ -124,6 +68,13 @@ def tau_variants(name: str, grid: Sequence[float]) -> Variants:
     return apply
 
 
+def _tau(over: dict[str, Any]) -> bool:
+    """Whether the base of ``over`` has a post-hoc tau (trained once, re-scored per tau)."""
+    from dlsa.bases import BASES
+
+    return BASES[over["base"]].posthoc_params == ("tau",)
+
+
 def _round(
     what: str,
     candidates: list[Candidate],
@@ -152,28 +103,28 @@ def select_base(
     n_classes: int,
 ) -> tuple[Candidate, dict[str, Any]]:
     """Round 1: the base method and its tau, each alone (depth 0), simplest first."""
-    from dlsa.bases import BASES
-
     cfg: SelectionConfig = params["selection"]
     start = time.perf_counter()
     fixed = params | {"selection": None, "depth": 0}
+    overs = [{"base": name, "base_params": {}} for name in cfg.bases]
+    specs = [
+        FoldSpec(fixed | over, tau_variants(over["base"], cfg.tau_grid) if _tau(over) else None)
+        for over in overs
+    ]
     candidates: list[Candidate] = []
     skipped: list[dict[str, str]] = []
-    for name in cfg.bases:
-        over = {"base": name, "base_params": {}}
-        tau = BASES[name].posthoc_params == ("tau",)
-        runner = tau_variants(name, cfg.tau_grid) if tau else None
-        try:
-            found, _ = out_of_fold(fixed | over, X, y, folds, variants=runner)
-        except TrainingDivergedError as err:
+    results = fold_candidates(specs, X, y, folds, params.get("n_jobs"))
+    for over, spec, result in zip(overs, specs, results, strict=True):
+        if isinstance(result, TrainingDivergedError):
             if not candidates:  # the reference must train
-                raise
-            skipped.append(_skip(describe(fixed | over), err))
+                raise result
+            skipped.append(_skip(describe(fixed | over), result))
             continue
-        if runner is None:
+        found = result[0]
+        if spec.variants is None:
             found[0].params = over
         candidates.extend(found)
-        logger.info("selection: base %s scored", name)
+        logger.info("selection: base %s scored", over["base"])
     chosen, record = _round("base method", candidates, y, n_classes, cfg, start)
     record["skipped"] = skipped
     return chosen, record
@@ -199,25 +150,33 @@ def select_dlsa(
     candidates = [alone]
     flt = params["flow_filter"]
     donors: dict[float, list[DLSAClassifier]] = {}
-    first = base_models
     skipped: list[dict[str, str]] = []
     for depth in range(1, params["depth"] + 1):
-        for share in cfg.proportions:
-            if depth > 1 and share >= 0.9:
-                continue  # "no routing" leaves nothing for a second filter
-            over = {"depth": depth, "flow_filter": dataclasses.replace(flt, proportion=share)}
-            reuse = first if depth == 1 else donors.get(share)
-            try:
-                found, models = out_of_fold(fixed | over, X, y, folds, donors=reuse)
-            except TrainingDivergedError as err:
-                skipped.append(_skip(describe(fixed | over), err))
-                continue
-            found[0].params = over
-            candidates.extend(found)
-            donors[share] = models
-            if depth == 1 and share == cfg.proportions[0]:
-                first = models
-            logger.info("selection: %s scored", found[0].name)
+        shares = [p for p in cfg.proportions if depth == 1 or p < 0.9]  # 0.9+: nothing left
+        # depth 1: the first share trains the filters (reusing the base's fold models),
+        # the other shares reuse them; depth d reuses the filters of depth d - 1
+        batches = [shares[:1], shares[1:]] if depth == 1 else [shares]
+        for batch in batches:
+            overs = [
+                {"depth": depth, "flow_filter": dataclasses.replace(flt, proportion=share)}
+                for share in batch
+            ]
+            if depth > 1:
+                reuse = [donors.get(share) for share in batch]
+            else:  # the first share's fold models, once trained (else the base's)
+                trained = base_models if batch[:1] == shares[:1] else donors.get(shares[0])
+                reuse = [trained or base_models] * len(batch)
+            specs = [FoldSpec(fixed | o, donors=r) for o, r in zip(overs, reuse, strict=True)]
+            results = fold_candidates(specs, X, y, folds, params.get("n_jobs"))
+            for over, share, result in zip(overs, batch, results, strict=True):
+                if isinstance(result, TrainingDivergedError):
+                    skipped.append(_skip(describe(fixed | over), result))
+                    continue
+                found, models = result
+                found[0].params = over
+                candidates.extend(found)
+                donors[share] = models
+                logger.info("selection: %s scored", found[0].name)
     chosen, record = _round("DLSA on the chosen base", candidates, y, n_classes, cfg, start)
     for row, cand in zip(record["candidates"], candidates, strict=True):
         row |= separation(cand.stage, y, tail)
@@ -286,7 +245,7 @@ def select(
         rounds.append(record)
     else:
         fixed = params | {"selection": None, "depth": 0}
-        found, _ = out_of_fold(fixed, X, y, folds)
+        found, _ = out_of_fold(fixed, X, y, folds, n_jobs=params.get("n_jobs"))
         base = found[0]
         base.params = {"base": params["base"], "base_params": dict(params["base_params"] or {})}
     chosen = params | {"selection": None} | base.params | {"depth": 0}

@@ -1,0 +1,192 @@
+"""Fold models of the selection: fitted in this process, or in parallel worker processes.
+
+A selection round fits several configurations (a base method, a routed share of DLSA)
+once per fold and scores each on its held-out fold. Every (configuration, fold) fit is
+independent of the others of its round, so :func:`fold_candidates` can run them in a pool
+of ``n_jobs`` processes (joblib's loky backend; the features are memory-mapped, not copied
+per job). A fold fit draws only from its own seeds, so where it runs does not change what
+it learns: with the same number of torch threads per fit, the results are bit-identical
+to fitting in this process (tested); with a different number they can differ by float
+rounding only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dlsa.errors import TrainingDivergedError
+from dlsa.selection.rule import Candidate
+
+if TYPE_CHECKING:
+    from dlsa.cascade import DLSAClassifier
+
+__all__ = ["FoldSpec", "Variants", "fold_candidates", "out_of_fold", "worker_count"]
+
+Variants = Callable[["DLSAClassifier"], Iterator[tuple[str, dict[str, Any]]]]
+"""Puts a fitted fold model in the state of each post-hoc variant in turn and yields the
+variant's ``(name, params)``."""
+
+
+@dataclass(frozen=True)
+class FoldSpec:
+    """One configuration to fit on every fold.
+
+    Attributes:
+        params: estimator parameters (``selection`` None, a concrete base).
+        variants: post-hoc variants of each fitted fold model; None scores it as is.
+        donors: per fold, a model whose flow filters (and base) the fold model reuses.
+    """
+
+    params: dict[str, Any]
+    variants: Variants | None = None
+    donors: Sequence[DLSAClassifier] | None = None
+
+
+@dataclass
+class _FoldResult:
+    """A fitted fold model and the held-out (labels, stages) of each of its variants, or
+    the error that stopped its training."""
+
+    model: DLSAClassifier | None
+    scored: list[tuple[str, dict[str, Any], np.ndarray, np.ndarray]]
+    error: TrainingDivergedError | None = None
+
+
+def worker_count(n_jobs: int | None) -> int:
+    """Processes a pool of ``n_jobs`` uses: None or 1 -> 1 (no pool), -1 -> every core,
+    -k -> all cores but k - 1 (joblib's convention).
+
+    Example:
+        >>> worker_count(None), worker_count(3)
+        (1, 3)
+    """
+    cores = os.cpu_count() or 1
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
+
+
+def _fit_fold(
+    spec: FoldSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    fit_idx: np.ndarray,
+    val_idx: np.ndarray,
+    fold: int,
+    threads: int | None,
+) -> _FoldResult:
+    """Fit ``spec`` on ``fit_idx`` and score each variant on ``val_idx``; with
+    ``threads``, first set torch's thread count (in a worker process)."""
+    import torch
+
+    from dlsa.cascade import DLSAClassifier
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    clf = DLSAClassifier(**spec.params)
+    donor = None if spec.donors is None else spec.donors[fold]
+    try:
+        clf.fit(X[fit_idx], y[fit_idx], reuse_filters=donor, min_class_samples=1)
+    except TrainingDivergedError as err:
+        return _FoldResult(None, [], err)
+    scored = []
+    for name, cand_params in (spec.variants or _as_fitted)(clf):
+        labels, stage = clf.predict_and_route(X[val_idx])
+        scored.append((name, cand_params, labels, stage))
+    return _FoldResult(clf, scored)
+
+
+def _as_fitted(clf: DLSAClassifier) -> Iterator[tuple[str, dict[str, Any]]]:
+    from dlsa.selection.search import describe
+
+    yield describe(clf.get_params()), {}
+
+
+def fold_candidates(
+    specs: Sequence[FoldSpec],
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[np.ndarray],
+    n_jobs: int | None = None,
+) -> list[tuple[list[Candidate], list[DLSAClassifier]] | TrainingDivergedError]:
+    """Fit every configuration once per fold and pool its held-out predictions.
+
+    Args:
+        specs: the configurations.
+        X: (N, D) features.
+        y: (N,) class indices ``0 .. C-1``.
+        folds: validation index arrays that cover ``0 .. N-1`` once.
+        n_jobs: worker processes for the (configuration, fold) fits (see
+            :func:`worker_count`); None or 1 fits them here, one after the other.
+
+    Returns:
+        Per configuration, its candidates (one per variant) and fitted fold models, or
+        the :class:`TrainingDivergedError` of its first fold whose training diverged.
+    """
+    every = np.arange(len(y))
+    jobs = [
+        (spec, np.setdiff1d(every, val_idx, assume_unique=True), val_idx, f)
+        for spec in specs
+        for f, val_idx in enumerate(folds)
+    ]
+    workers = max(1, min(worker_count(n_jobs), len(jobs)))
+    if workers == 1:
+        results = [_fit_fold(s, X, y, fit, val, f, None) for s, fit, val, f in jobs]
+    else:
+        from joblib import Parallel, delayed
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        results = Parallel(n_jobs=workers, backend="loky")(
+            delayed(_fit_fold)(s, X, y, fit, val, f, threads) for s, fit, val, f in jobs
+        )
+    n = len(folds)
+    per_spec = [results[i * n : (i + 1) * n] for i in range(len(specs))]
+    return [_pool(r, folds, spec, len(y)) for r, spec in zip(per_spec, specs, strict=True)]
+
+
+def _pool(
+    results: list[_FoldResult], folds: Sequence[np.ndarray], spec: FoldSpec, n: int
+) -> tuple[list[Candidate], list[DLSAClassifier]] | TrainingDivergedError:
+    """One configuration's candidates from its fold results, in variant order."""
+    for result in results:
+        if result.error is not None:
+            return result.error
+    preds: dict[str, np.ndarray] = {}
+    stages: dict[str, np.ndarray] = {}
+    named: dict[str, dict[str, Any]] = {}
+    for result, val_idx in zip(results, folds, strict=True):
+        for name, cand_params, labels, stage in result.scored:
+            preds.setdefault(name, np.zeros(n, dtype=np.int64))[val_idx] = labels
+            stages.setdefault(name, np.zeros(n, dtype=np.int64))[val_idx] = stage
+            named[name] = cand_params
+    models = [r.model for r in results if r.model is not None]
+    deep = spec.params["depth"] > 0
+    out = [Candidate(k, named[k], preds[k], stages[k] if deep else None, models) for k in named]
+    return out, models
+
+
+def out_of_fold(
+    params: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[np.ndarray],
+    *,
+    variants: Variants | None = None,
+    donors: Sequence[DLSAClassifier] | None = None,
+    n_jobs: int | None = None,
+) -> tuple[list[Candidate], list[DLSAClassifier]]:
+    """Fit the fixed configuration ``params`` once per fold and pool the held-out
+    predictions (of every post-hoc variant, if given); see :func:`fold_candidates`.
+
+    Raises:
+        TrainingDivergedError: if the training of a fold diverged.
+    """
+    found = fold_candidates([FoldSpec(params, variants, donors)], X, y, folds, n_jobs)[0]
+    if isinstance(found, TrainingDivergedError):
+        raise found
+    return found
