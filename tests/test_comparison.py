@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -144,3 +145,19 @@ def test_bad_arguments_are_rejected_before_any_fit(data, kwargs, match):
     args = {"bases": ["ce"], "config": CONFIG, "seeds": [0]} | kwargs
     with pytest.raises(ValueError, match=match):
         compare_bases(data.X_train, data.y_train, data.X_test, data.y_test, **args)
+
+
+def test_seeds_in_worker_processes_give_the_same_table(compared, data, monkeypatch):
+    import dlsa.parallel
+
+    monkeypatch.setattr(dlsa.parallel.os, "cpu_count", lambda: 2)  # 1 torch thread each
+    result, _ = compared
+    pooled = compare_bases(
+        data.X_train, data.y_train, data.X_test, data.y_test, bases=["balsoftmax", "cbs"],
+        config=dataclasses.replace(CONFIG, n_jobs=2), seeds=[0, 1],
+    )  # fmt: skip
+    assert pooled["filter_fits"] == result["filter_fits"] == 2
+    for a, b in zip(pooled["runs"], result["runs"], strict=True):
+        assert (a["seed"], a["base_method"], a["base"], a["dlsa"]) == (
+            b["seed"], b["base_method"], b["base"], b["dlsa"],
+        )  # fmt: skip

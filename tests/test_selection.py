@@ -291,9 +291,9 @@ def test_one_feature_selects_the_base_alone(data):
 def test_fold_fits_in_worker_processes_choose_the_same(data, monkeypatch):
     """n_jobs=2 runs the fold fits in two loky workers (one torch thread each, as here):
     the evidence, the choice and the final model are those of fitting them here."""
-    import dlsa.selection.folds as folds_module
+    import dlsa.parallel
 
-    monkeypatch.setattr(folds_module.os, "cpu_count", lambda: 2)  # 1 torch thread per worker
+    monkeypatch.setattr(dlsa.parallel.os, "cpu_count", lambda: 2)  # 1 torch thread per worker
     sel = SelectionConfig(bases=("balsoftmax", "tau-norm", "cbs"), tau_grid=(0.5, 1.0))
     params = fixed(depth=1, base="auto", selection=sel, random_state=5)
     here = DLSAClassifier(**params).fit(data.X_train, data.y_train)

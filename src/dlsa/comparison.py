@@ -26,6 +26,7 @@ from dlsa.bases import BASES
 from dlsa.cascade import DLSAClassifier
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.evaluation import evaluate
+from dlsa.parallel import run_jobs, worker_count
 from dlsa.report import COLUMNS, markdown_table
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ def compare_bases(
         config: everything else (``depth >= 1``, filter and head configs, many/few
             thresholds are the defaults of :func:`dlsa.evaluation.evaluate`);
             ``config.base`` and ``config.random_state`` are replaced per run.
-        seeds: random states; one cascade per seed.
+        seeds: random states; one cascade per seed (with ``config.n_jobs``, the seeds
+            run in that many worker processes; the results do not change).
         progress: show a progress bar over (seed, base method) when stderr is a terminal.
         base_params: hyper-parameters per base name; a base without an entry uses
             ``config.base_params`` if it is ``config.base``, else its defaults.
@@ -112,31 +114,18 @@ def compare_bases(
     names, seed_list = _check_arguments(bases, config, seeds)
     params = {name: _params_of(name, config, base_params) for name in names}
     fields = config.estimator_params()
-    runs: list[dict[str, Any]] = []
-    filter_fits = 0
     bar = tqdm(
         total=len(seed_list) * len(names), desc="compare", disable=None if progress else True
     )
-    for seed in seed_list:
-        donor: DLSAClassifier | None = None
-        for name in names:
-            bar.set_postfix(seed=seed, base=name)
-            run: dict[str, Any] = {"seed": seed, "base_method": name, "fit_s": {}}
-            for variant in VARIANTS:
-                depth = 0 if variant == "base" else config.depth
-                kwargs = fields | {"depth": depth, "base": name, "random_state": seed}
-                clf = DLSAClassifier(**kwargs | {"base_params": params[name]})
-                start = time.perf_counter()
-                reuse = donor if variant == "dlsa" else None
-                clf.fit(X_train, y_train, reuse_filters=reuse)
-                run["fit_s"][variant] = time.perf_counter() - start
-                if variant == "dlsa" and donor is None:
-                    donor, filter_fits = clf, filter_fits + 1
-                run[variant] = _metrics(evaluate(clf, X_test, y_test)["metrics"])
-            logger.info("seed %d, %s: %s", seed, name, run["dlsa"])
-            runs.append(run)
-            bar.update()
+    data = (X_train, y_train, X_test, y_test)
+    if worker_count(config.n_jobs) > 1:  # one job per seed; the fits inside stay serial
+        jobs = [(seed, names, params, fields | {"n_jobs": None}, data, None) for seed in seed_list]
+    else:
+        jobs = [(seed, names, params, fields, data, bar) for seed in seed_list]
+    per_seed = run_jobs(_seed_runs, jobs, config.n_jobs)
     bar.close()
+    runs = [run for seed_runs, _ in per_seed for run in seed_runs]
+    filter_fits = sum(fits for _, fits in per_seed)
     return {
         "bases": names,
         "seeds": seed_list,
@@ -148,6 +137,41 @@ def compare_bases(
         },
         "filter_fits": filter_fits,
     }
+
+
+def _seed_runs(
+    seed: int,
+    names: Sequence[str],
+    params: Mapping[str, Mapping[str, Any]],
+    fields: dict[str, Any],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    bar: Any,
+) -> tuple[list[dict[str, Any]], int]:
+    """The runs of one seed (every base alone and with DLSA, the first base's filters
+    reused by the others) and how many DLSA models trained their own filters."""
+    X_train, y_train, X_test, y_test = data
+    donor: DLSAClassifier | None = None
+    runs, filter_fits = [], 0
+    for name in names:
+        if bar is not None:
+            bar.set_postfix(seed=seed, base=name)
+        run: dict[str, Any] = {"seed": seed, "base_method": name, "fit_s": {}}
+        for variant in VARIANTS:
+            depth = 0 if variant == "base" else fields["depth"]
+            kwargs = fields | {"depth": depth, "base": name, "random_state": seed}
+            clf = DLSAClassifier(**kwargs | {"base_params": params[name]})
+            start = time.perf_counter()
+            reuse = donor if variant == "dlsa" else None
+            clf.fit(X_train, y_train, reuse_filters=reuse)
+            run["fit_s"][variant] = time.perf_counter() - start
+            if variant == "dlsa" and donor is None:
+                donor, filter_fits = clf, filter_fits + 1
+            run[variant] = _metrics(evaluate(clf, X_test, y_test)["metrics"])
+        logger.info("seed %d, %s: %s", seed, name, run["dlsa"])
+        runs.append(run)
+        if bar is not None:
+            bar.update()
+    return runs, filter_fits
 
 
 def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:

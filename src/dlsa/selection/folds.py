@@ -3,16 +3,13 @@
 A selection round fits several configurations (a base method, a routed share of DLSA)
 once per fold and scores each on its held-out fold. Every (configuration, fold) fit is
 independent of the others of its round, so :func:`fold_candidates` can run them in a pool
-of ``n_jobs`` processes (joblib's loky backend; the features are memory-mapped, not copied
-per job). A fold fit draws only from its own seeds, so where it runs does not change what
-it learns: with the same number of torch threads per fit, the results are bit-identical
-to fitting in this process (tested); with a different number they can differ by float
-rounding only.
+of ``n_jobs`` processes (:mod:`dlsa.parallel`): the results are bit-identical to fitting
+in this process at the same number of torch threads per fit (tested), and can differ by
+float rounding only otherwise.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlsa.errors import TrainingDivergedError
+from dlsa.parallel import run_jobs
 from dlsa.selection.rule import Candidate
 
 if TYPE_CHECKING:
     from dlsa.cascade import DLSAClassifier
 
-__all__ = ["FoldSpec", "Variants", "fold_candidates", "out_of_fold", "worker_count"]
+__all__ = ["FoldSpec", "Variants", "fold_candidates", "out_of_fold"]
 
 Variants = Callable[["DLSAClassifier"], Iterator[tuple[str, dict[str, Any]]]]
 """Puts a fitted fold model in the state of each post-hoc variant in turn and yields the
@@ -57,20 +55,6 @@ class _FoldResult:
     error: TrainingDivergedError | None = None
 
 
-def worker_count(n_jobs: int | None) -> int:
-    """Processes a pool of ``n_jobs`` uses: None or 1 -> 1 (no pool), -1 -> every core,
-    -k -> all cores but k - 1 (joblib's convention).
-
-    Example:
-        >>> worker_count(None), worker_count(3)
-        (1, 3)
-    """
-    cores = os.cpu_count() or 1
-    if n_jobs is None or n_jobs == 0:
-        return 1
-    return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
-
-
 def _fit_fold(
     spec: FoldSpec,
     X: np.ndarray,
@@ -78,16 +62,10 @@ def _fit_fold(
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
     fold: int,
-    threads: int | None,
 ) -> _FoldResult:
-    """Fit ``spec`` on ``fit_idx`` and score each variant on ``val_idx``; with
-    ``threads``, first set torch's thread count (in a worker process)."""
-    import torch
-
+    """Fit ``spec`` on ``fit_idx`` and score each variant on ``val_idx``."""
     from dlsa.cascade import DLSAClassifier
 
-    if threads is not None:
-        torch.set_num_threads(threads)
     clf = DLSAClassifier(**spec.params)
     donor = None if spec.donors is None else spec.donors[fold]
     try:
@@ -122,7 +100,8 @@ def fold_candidates(
         y: (N,) class indices ``0 .. C-1``.
         folds: validation index arrays that cover ``0 .. N-1`` once.
         n_jobs: worker processes for the (configuration, fold) fits (see
-            :func:`worker_count`); None or 1 fits them here, one after the other.
+            :func:`dlsa.parallel.worker_count`); None or 1 fits them here, one after
+            the other.
 
     Returns:
         Per configuration, its candidates (one per variant) and fitted fold models, or
@@ -134,16 +113,7 @@ def fold_candidates(
         for spec in specs
         for f, val_idx in enumerate(folds)
     ]
-    workers = max(1, min(worker_count(n_jobs), len(jobs)))
-    if workers == 1:
-        results = [_fit_fold(s, X, y, fit, val, f, None) for s, fit, val, f in jobs]
-    else:
-        from joblib import Parallel, delayed
-
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        results = Parallel(n_jobs=workers, backend="loky")(
-            delayed(_fit_fold)(s, X, y, fit, val, f, threads) for s, fit, val, f in jobs
-        )
+    results = run_jobs(_fit_fold, [(s, X, y, fit, val, f) for s, fit, val, f in jobs], n_jobs)
     n = len(folds)
     per_spec = [results[i * n : (i + 1) * n] for i in range(len(specs))]
     return [_pool(r, folds, spec, len(y)) for r, spec in zip(per_spec, specs, strict=True)]
