@@ -524,3 +524,15 @@ def test_scoring_in_chunks_gives_the_same_result(fitted, lt_data, monkeypatch):
     np.testing.assert_allclose(chunked, proba, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(chunked_stage, stage)
     np.testing.assert_array_equal(fitted.route(lt_data.X_test), stage)
+
+
+def test_safeguard_folds_in_worker_processes_decide_the_same(lt_data, monkeypatch):
+    import dlsa.parallel
+
+    monkeypatch.setattr(dlsa.parallel.os, "cpu_count", lambda: 2)  # 1 torch thread each
+    here = make(validation_folds=2).fit(lt_data.X_train, lt_data.y_train)
+    pool = make(validation_folds=2, n_jobs=2).fit(lt_data.X_train, lt_data.y_train)
+    assert pool.validation_ == here.validation_
+    np.testing.assert_array_equal(
+        pool.decision_function(lt_data.X_test), here.decision_function(lt_data.X_test)
+    )

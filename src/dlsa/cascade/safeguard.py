@@ -21,6 +21,7 @@ from dlsa.cascade.inference import SCORE_CHUNK
 from dlsa.config import FilterConfig, HeadConfig
 from dlsa.data import stratified_folds, stratified_split
 from dlsa.devices import resolve_device
+from dlsa.parallel import run_jobs
 
 if TYPE_CHECKING:
     from dlsa.cascade.estimator import DLSAClassifier
@@ -49,6 +50,34 @@ def _fold_model(clf: DLSAClassifier) -> DLSAClassifier:
     return fold
 
 
+def _scored_fold(
+    clf: DLSAClassifier,
+    X: np.ndarray,
+    y: np.ndarray,
+    fit_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cascade_seed: np.random.SeedSequence,
+    flt_cfg: FilterConfig,
+    head_cfg: HeadConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit a cascade with ``clf``'s parameters on ``fit_idx``; return, for ``val_idx``,
+    its predicted classes, stages and the base method's predicted classes (each (V,))."""
+    logger.info("safeguard: fitting on %d samples, validating on %d", len(fit_idx), len(val_idx))
+    device = resolve_device(clf.device)
+    fold = _fold_model(clf)
+    fold._fit_cascade(X[fit_idx], y[fit_idx], cascade_seed, flt_cfg, head_cfg, None)
+    fold.stage_enabled_ = [True] * (len(fold.filters_) + 1)
+    parts = []
+    for chunk in np.array_split(val_idx, max(1, -(-len(val_idx) // SCORE_CHUNK))):
+        x_val = torch.from_numpy(X[chunk]).to(device)  # one chunk's logits at a time
+        with torch.no_grad():
+            logits, stage = fold._logits_and_stage(x_val)
+            base_logits = fold._stage_logits(fold.fallback_, x_val, None)
+        parts.append((logits.argmax(dim=1), stage, base_logits.argmax(dim=1)))
+    pred, stage, base_pred = (torch.cat(col).cpu().numpy() for col in zip(*parts, strict=True))
+    return pred, stage, base_pred
+
+
 def validate(
     clf: DLSAClassifier,
     X: np.ndarray,
@@ -68,33 +97,16 @@ def validate(
         Per stage whether it is kept (filters + 1 entries), and the evidence
         (``n_fit``, ``n_val``, ``n_folds``, per-stage accuracies).
     """
-    device = resolve_device(clf.device)
-    pred, stage, base_pred, target = [], [], [], []
     splits = validation_splits(clf, y, split_seed)
-    for fit_idx, val_idx in splits:
-        logger.info(
-            "safeguard: fitting on %d samples, validating on %d", len(fit_idx), len(val_idx)
-        )
-        fold = _fold_model(clf)
-        fold._fit_cascade(X[fit_idx], y[fit_idx], cascade_seed, flt_cfg, head_cfg, None)
-        fold.stage_enabled_ = [True] * (len(fold.filters_) + 1)
-        for chunk in np.array_split(val_idx, max(1, -(-len(val_idx) // SCORE_CHUNK))):
-            x_val = torch.from_numpy(X[chunk]).to(device)  # one chunk's logits at a time
-            with torch.no_grad():
-                fold_logits, fold_stage = fold._logits_and_stage(x_val)
-                base_logits = fold._stage_logits(fold.fallback_, x_val, None)
-            pred.append(fold_logits.argmax(dim=1))
-            base_pred.append(base_logits.argmax(dim=1))
-            stage.append(fold_stage)
-        target.append(torch.from_numpy(y[val_idx]).to(device))
-    n_stages = clf.depth + 1
+    jobs = [(clf, X, y, fit, val, cascade_seed, flt_cfg, head_cfg) for fit, val in splits]
+    n_jobs = clf.n_jobs if len(splits) > 1 else None  # the fold cascades are independent
+    scored = run_jobs(_scored_fold, jobs, n_jobs)
+    pred, stage, base_pred = (
+        torch.from_numpy(np.concatenate(c)) for c in zip(*scored, strict=True)
+    )
+    target = torch.from_numpy(np.concatenate([y[val] for _, val in splits]))
     rows = stage_decisions(
-        torch.cat(pred),
-        torch.cat(stage),
-        torch.cat(base_pred),
-        torch.cat(target),
-        n_classes=len(clf.classes_),
-        n_stages=n_stages,
+        pred, stage, base_pred, target, n_classes=len(clf.classes_), n_stages=clf.depth + 1
     )
     evidence = {
         "n_fit": int(np.mean([len(f) for f, _ in splits])),

@@ -331,9 +331,10 @@ class DLSAConfig:
     would take more than a quarter of the free GPU memory). It changes where, not what:
     the fitted model is the same."""
     n_jobs: int | None = None
-    """Processes for the fold fits of the selection (None or 1: this process; -1: every
-    core; joblib's convention). It changes how fast, not what is chosen: each fit draws
-    from its own seeds (bit-identical at equal torch threads per fit, else up to float
+    """Processes for independent fits: the selection's fold fits, the safeguard's
+    validation folds, ``dlsa compare``'s seeds (None or 1: this process; -1: every core;
+    joblib's convention). It changes how fast, not what is fitted: each fit draws from
+    its own seeds (bit-identical at equal torch threads per fit, else up to float
     rounding)."""
     verbose: bool = False
     """Show progress bars and per-epoch logs."""
