@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_check.sh            # everything, ~9 min on one H200 (estimated)
 #   bash benchmarks/gpu_check.sh tests step # only some parts
 #   bash benchmarks/gpu_check.sh host inat  # a second call: host-memory features, iNat shape
+#   bash benchmarks/gpu_check.sh tf32       # with carry runs/panel/{fm-ce-r500,fm-digits,emb-c100-d512}
 # ). Each part writes its table to $OUT (the device tool's folder that comes back) or
 # runs/gpu, and has its own time limit, so one slow part cannot eat the others.
 #
@@ -13,6 +14,9 @@
 #        stage2 stage 2 at ImageNet-LT shape, paper preset, fp32 and bf16
 #        host   the same with the training features kept in host memory (features_on)
 #        inat   stage 2 at iNaturalist-2018 shape (437,513 x 2048, 8,142 classes), bf16
+#        tf32   accuracy and fit time of tf32 against fp32 on three panel sets x 3 seeds
+#               (needs carry: runs/panel/fm-ce-r500 runs/panel/fm-digits
+#               runs/panel/emb-c100-d512, 25 MB): evidence for a tf32 default on CUDA
 #        train  dlsa train throughput, ResNet-50 at 224 px, bf16, vs a bare loop
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -43,12 +47,16 @@ for part in "${parts[@]}"; do
     inat)
         timeout 590 python3 benchmarks/bench_stage2.py --device "$dev" --shape inat18 \
             --precision bf16 2>&1 | tee "$out/stage2_inat.md" ;;
+    tf32)
+        timeout 400 python3 benchmarks/bench_precision.py --panel runs/panel --device "$dev" \
+            --precision tf32 --sets fm-ce-r500 fm-digits emb-c100-d512 \
+            2>&1 | tee "$out/precision_tf32.md" ;;
     train)
         timeout 120 python3 benchmarks/bench_train.py --arch resnet50 --size 224 \
             --image-side 320 --n-images 2048 --batch-size 128 --workers 8 --device "$dev" \
             --epochs 2 --bf16 2>&1 | tee "$out/train.md" ;;
     *)
-        echo "unknown part: $part (tests, step, stage2, host, inat, train)" >&2
+        echo "unknown part: $part (tests, step, stage2, host, inat, tf32, train)" >&2
         exit 2 ;;
     esac
     echo "[$part: $((SECONDS - start)) s, exit ${PIPESTATUS[0]}]"
