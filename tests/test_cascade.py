@@ -536,3 +536,21 @@ def test_safeguard_folds_in_worker_processes_decide_the_same(lt_data, monkeypatc
     np.testing.assert_array_equal(
         pool.decision_function(lt_data.X_test), here.decision_function(lt_data.X_test)
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=80), st.integers(0, 2**31 - 1))
+def test_coverage_samples_are_the_lowest_scored_non_routed_of_each_class(labels, seed):
+    from dlsa import rng
+    from dlsa.cascade.fitting import _coverage_samples
+
+    y = torch.tensor(labels)
+    mask = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < 0.4
+    got = _coverage_samples(y, mask, torch.Generator().manual_seed(seed))
+    scores = rng.rand(len(labels), torch.Generator().manual_seed(seed), y.device)
+    r = max(1, int(mask.sum()) // (int(y.max()) + 1))
+    want = torch.zeros_like(mask)
+    for c in torch.unique(y[~mask]):  # the definition, one class at a time
+        idx = torch.nonzero((y == c) & ~mask).flatten()
+        want[idx[torch.argsort(scores[idx])[:r]]] = True
+    assert torch.equal(got, want) and not bool((got & mask).any())

@@ -278,9 +278,12 @@ def _coverage_samples(y: Tensor, mask: Tensor, generator: torch.Generator) -> Te
     r = max(1, int(mask.sum()) // n_classes)
     extra = torch.zeros_like(mask)
     scores = rng.rand(y.numel(), generator, y.device)
-    for c in torch.unique(y[~mask]):
-        idx = torch.nonzero((y == c) & ~mask).flatten()
-        extra[idx[torch.argsort(scores[idx])[:r]]] = True
+    idx = torch.nonzero(~mask).flatten()
+    idx = idx[torch.argsort(scores[idx])]  # by score, then (stably) by class:
+    idx = idx[torch.argsort(y[idx], stable=True)]  # each class's lowest scores first
+    cls = y[idx]
+    rank = torch.arange(idx.numel(), device=y.device) - torch.searchsorted(cls, cls)
+    extra[idx[rank < r]] = True  # the r lowest-scored of each class (all, if fewer)
     return extra
 
 
