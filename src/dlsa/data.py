@@ -92,8 +92,7 @@ def stratified_split(
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
     val: list[np.ndarray] = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
+    for idx in _class_indices(y):
         n_val = min(int(round(fraction * len(idx))), max(len(idx) - min_per_class, 0))
         if n_val > 0:
             val.append(rng.permutation(idx)[:n_val])
@@ -101,6 +100,20 @@ def stratified_split(
     mask = np.ones(len(y), dtype=bool)
     mask[val_idx] = False
     return np.flatnonzero(mask), val_idx
+
+
+def _class_indices(y: np.ndarray) -> list[np.ndarray]:
+    """The indices of each class (ascending), classes in sorted order: what
+    ``[np.flatnonzero(y == c) for c in np.unique(y)]`` gives, in O(N log N) rather than
+    O(C N).
+
+    Example:
+        >>> [i.tolist() for i in _class_indices(np.array([2, 0, 2, 1]))]
+        [[1], [3], [0, 2]]
+    """
+    order = np.argsort(y, kind="stable")
+    _, starts = np.unique(y[order], return_index=True)
+    return np.split(order, starts[1:])
 
 
 def stratified_folds(y: np.ndarray, n_folds: int, *, seed: int) -> list[np.ndarray]:
@@ -131,8 +144,8 @@ def stratified_folds(y: np.ndarray, n_folds: int, *, seed: int) -> list[np.ndarr
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
     folds: list[list[np.ndarray]] = [[] for _ in range(n_folds)]
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
+    for members in _class_indices(y):
+        idx = rng.permutation(members)
         start = int(rng.integers(n_folds))
         for k in range(n_folds):
             folds[(start + k) % n_folds].append(idx[k::n_folds])
