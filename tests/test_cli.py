@@ -292,6 +292,10 @@ def test_a_class_of_one_sample_is_learned(files, tmp_path):
         (["--base", "nope"], ["config.base", "'nope'"]),
         (["--selection.bases", "balsoftmax,nope"], ["selection.bases", "'nope'"]),
         (["--depth", "two"], ["--depth", "'two'"]),
+        (["--depth", "-1"], ["config: depth", "-1"]),
+        (["--n-jobs", "0"], ["config: n_jobs", "0"]),
+        (["--validation-fraction", "0.7"], ["config: validation_fraction", "0.7"]),
+        (["--flow-filter.proportion", "1.5"], ["config: flow_filter.proportion", "1.5"]),
     ],
 )
 def test_bad_values_are_one_line(files, tmp_path, capsys, flags, needles):

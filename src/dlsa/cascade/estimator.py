@@ -163,6 +163,14 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
             raise DLSAInputError('base="auto" needs a selection config (selection=None given)')
         return sel
 
+    def check_params(self) -> None:
+        """Check every parameter without data (what :meth:`fit` checks first).
+
+        Raises:
+            DLSAInputError: naming the first invalid parameter and its value.
+        """
+        self._resolved()
+
     def _resolved(self) -> tuple[FilterConfig, HeadConfig, BaseMethod]:
         if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
             raise DLSAInputError(f"depth must be an int >= 0, got {self.depth!r}")

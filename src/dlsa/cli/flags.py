@@ -29,6 +29,7 @@ from dlsa.config import (
     to_dict,
 )
 from dlsa.devices import resolve_device
+from dlsa.errors import DLSAInputError
 
 SKIPPED_FIELDS = {"base_params", "verbose"}
 
@@ -217,6 +218,12 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
     except ValueError as err:
         raise CLIError(str(err)) from err
     resolve_device(config.device, what="--device")
+    from dlsa.cascade import DLSAClassifier
+
+    try:  # values of the right type that the estimator refuses, before any file is read
+        DLSAClassifier(**config.estimator_params()).check_params()
+    except DLSAInputError as err:
+        raise CLIError(f"config: {err}") from err
     return config
 
 
