@@ -17,6 +17,9 @@ of:
   the tables were built once per level).
 * ``real, flow torch.compile'd`` (``--compile``): the real step with the MAF compiled by
   ``torch.compile`` (the time to compile is in the row's name).
+* ``real, features in host memory``: the real step with x in host memory
+  (``features_on="host"``): each batch and its purity pairs are gathered there and
+  copied to the device.
 * ``original head``: the bare step with the release's head, which forms the (rows, K, D)
   difference tensor (rebuilt from the paper's description; its memory is shown on CUDA).
 
@@ -44,6 +47,7 @@ from dlsa.filter import FlowFilter
 from dlsa.filter_training import FilterReport, FilterTrainer
 from dlsa.mixture import GaussianMixtureLatent
 from dlsa.precision import step_precision
+from dlsa.rows import HostRows
 from dlsa.sampling import PurityPairSampler
 
 
@@ -129,6 +133,12 @@ def measure(
 
         return step
 
+    report = FilterReport(n_samples=n, n_classes=200)
+    host = FilterTrainer(flt, HostRows(x.cpu(), device), y, g, report)
+
+    def real_host() -> None:
+        update(host.step_loss(idx()))
+
     def real_rebuilt() -> None:
         trainer.pairs = PurityPairSampler(y)
         update(trainer.step_loss(idx()))
@@ -146,6 +156,7 @@ def measure(
         ("real, tf32 (CUDA only)", real_at("tf32")),
         ("real, bf16 autocast", real_at("bf16")),
         ("real, table per step", real_rebuilt),
+        ("real, features in host memory", real_host),
         ("original head", original_head),
     ]
     if compile_flow:
