@@ -335,7 +335,7 @@ class DLSAConfig:
     validation folds, ``dlsa compare``'s seeds (None or 1: this process; -1: every core;
     joblib's convention). It changes how fast, not what is fitted: each fit draws from
     its own seeds (bit-identical at equal torch threads per fit, else up to float
-    rounding)."""
+    rounding). With a GPU ``device``, every worker process uses that GPU."""
     verbose: bool = False
     """Show progress bars and per-epoch logs."""
 
