@@ -56,24 +56,25 @@ class _FoldResult:
 
 
 def _fit_fold(
-    spec: FoldSpec,
+    params: dict[str, Any],
+    variants: Variants | None,
+    donor: DLSAClassifier | None,
     X: np.ndarray,
     y: np.ndarray,
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
-    fold: int,
 ) -> _FoldResult:
-    """Fit ``spec`` on ``fit_idx`` and score each variant on ``val_idx``."""
+    """Fit ``params`` on ``fit_idx`` (reusing ``donor``'s filters) and score each variant
+    on ``val_idx``. A job gets only its own fold's donor, not the whole list."""
     from dlsa.cascade import DLSAClassifier
 
-    clf = DLSAClassifier(**spec.params)
-    donor = None if spec.donors is None else spec.donors[fold]
+    clf = DLSAClassifier(**params)
     try:
         clf.fit(X[fit_idx], y[fit_idx], reuse_filters=donor, min_class_samples=1)
     except TrainingDivergedError as err:
         return _FoldResult(None, [], err)
     scored = []
-    for name, cand_params in (spec.variants or _as_fitted)(clf):
+    for name, cand_params in (variants or _as_fitted)(clf):
         labels, stage = clf.predict_and_route(X[val_idx])
         scored.append((name, cand_params, labels, stage))
     return _FoldResult(clf, scored)
@@ -109,11 +110,19 @@ def fold_candidates(
     """
     every = np.arange(len(y))
     jobs = [
-        (spec, np.setdiff1d(every, val_idx, assume_unique=True), val_idx, f)
+        (
+            spec.params,
+            spec.variants,
+            None if spec.donors is None else spec.donors[f],
+            X,
+            y,
+            np.setdiff1d(every, val_idx, assume_unique=True),
+            val_idx,
+        )
         for spec in specs
         for f, val_idx in enumerate(folds)
     ]
-    results = run_jobs(_fit_fold, [(s, X, y, fit, val, f) for s, fit, val, f in jobs], n_jobs)
+    results = run_jobs(_fit_fold, jobs, n_jobs)
     n = len(folds)
     per_spec = [results[i * n : (i + 1) * n] for i in range(len(specs))]
     return [_pool(r, folds, spec, len(y)) for r, spec in zip(per_spec, specs, strict=True)]
