@@ -14,6 +14,7 @@ from dlsa.filter import (
     cluster_class_histogram,
     top_fraction_threshold,
 )
+from dlsa.sampling import PurityPairSampler
 
 
 def small_config(**changes) -> FilterConfig:
@@ -252,3 +253,20 @@ def test_standardized_filter_log_det_matches_the_autograd_jacobian():
     jac = torch.autograd.functional.jacobian(lambda v: flt(v[None])[0][0], point[0])
     expected = flt.latent(z)[0] + torch.linalg.slogdet(jac).logabsdet
     torch.testing.assert_close(log_prob, expected)
+
+
+def test_purity_pairs_are_drawn_once_per_epoch(lt_data, generator, monkeypatch):
+    """Each epoch draws its steps' pairs at once (one copy to the device), never per step."""
+    calls = {"steps": [], "draw": 0}
+    draw_steps = PurityPairSampler.draw_steps
+    monkeypatch.setattr(
+        PurityPairSampler,
+        "draw_steps",
+        lambda self, s, p, g: calls["steps"].append(s) or draw_steps(self, s, p, g),
+    )
+    monkeypatch.setattr(PurityPairSampler, "draw", lambda *a: calls.update(draw=1))
+    x, y = torch.from_numpy(lt_data.X_train), torch.from_numpy(lt_data.y_train)
+    cfg = small_config(batch_size=100)
+    FlowFilter(x.shape[1], 30, cfg, generator=generator).fit(x, y, generator=generator)
+    per_epoch = x.shape[0] // 100 + (x.shape[0] % 100 >= 2)
+    assert calls["steps"] == [per_epoch] * cfg.epochs and calls["draw"] == 0

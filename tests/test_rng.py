@@ -57,6 +57,20 @@ def test_purity_pairs_with_tables_on_another_device():
     assert i.device == META and j.device == META and i.shape == (16,)
 
 
+def test_pairs_of_an_epoch_drawn_at_once_equal_the_pairs_drawn_step_by_step():
+    sampler = PurityPairSampler(torch.tensor([0, 0, 1, 1, 2, 2, 2, 3]))
+    step_by_step = torch.Generator().manual_seed(4)
+    at_once = torch.Generator().manual_seed(4)
+    i, j = sampler.draw_steps(5, 6, at_once)
+    assert i.shape == j.shape == (5, 6)
+    for s in range(5):
+        i_s, j_s = sampler.draw(6, step_by_step)
+        assert torch.equal(i[s], i_s) and torch.equal(j[s], j_s)
+    assert torch.equal(torch.rand(3, generator=step_by_step), torch.rand(3, generator=at_once))
+    sampler.index = sampler.index.to(META)  # tables on "another device": one copy there
+    assert sampler.draw_steps(3, 4, torch.Generator())[0].device == META
+
+
 def test_the_unmoved_draw_fails_on_another_device():
     """What the purity sampler did before the fix (CPU draw x counts on the data's device)."""
     counts = ClassIndex(torch.tensor([0, 0, 1])).to(META).counts

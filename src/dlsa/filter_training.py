@@ -29,12 +29,15 @@ from dlsa.losses import (
 from dlsa.rng import randperm
 from dlsa.rows import Rows, gather
 from dlsa.sampling import PurityPairSampler, class_balanced_order
-from dlsa.training import OptimSettings, train_epochs
+from dlsa.training import OptimSettings, n_batches, train_epochs
 
 if TYPE_CHECKING:
     from dlsa.filter import FlowFilter
 
 logger = logging.getLogger(__name__)
+
+MIN_BATCH = 2
+"""Smallest batch a filter trains on (its batch norm needs two rows)."""
 
 
 @dataclass
@@ -112,6 +115,7 @@ class FilterTrainer:
         self.momentum = MomentumEstimator(cfg.eta)
         self.n_pairs = max(1, int(round(cfg.purity_pairs * cfg.batch_size)))
         self.pairs = PurityPairSampler(y)  # per-class tables built once per level
+        self.epoch_pairs: list[tuple[Tensor, Tensor]] = []  # drawn once per epoch
         # epoch snapshots are copied into buffers allocated once (no deep copy per epoch)
         self.best_state: dict[str, Tensor] | None = None
         self.best_score = -1
@@ -124,7 +128,10 @@ class FilterTrainer:
         with ``mle_per_dimension``), balancedness of its mean posterior, and purity of
         freshly drawn class-uniform pairs."""
         cfg, flt = self.flt.config, self.flt
-        pi, pj = self.pairs.draw(self.n_pairs, self.generator)
+        if self.epoch_pairs:
+            pi, pj = self.epoch_pairs.pop()
+        else:  # a step outside an epoch of :meth:`epoch_order` (benchmarks)
+            pi, pj = self.pairs.draw(self.n_pairs, self.generator)
         b = idx.numel()
         _, log_prob, log_post = flt(gather(self.x, torch.cat([idx, pi, pj])))
         mle = weighted_nll(log_prob[:b], self.sample_weights[idx])
@@ -184,16 +191,22 @@ class FilterTrainer:
 
     def epoch_order(self) -> Tensor:
         """Indices (N,) of the next epoch's batches: a random permutation, or N
-        class-balanced draws with ``batch_sampler="class-balanced"``."""
-        n = self.x.shape[0]
-        if self.flt.config.batch_sampler == "class-balanced":
-            return class_balanced_order(self.y, n, self.generator)
-        return randperm(n, self.generator, self.x.device)
+        class-balanced draws with ``batch_sampler="class-balanced"``; then the purity
+        pairs of all the epoch's steps, in the order the steps would draw them."""
+        cfg, n = self.flt.config, self.x.shape[0]
+        if cfg.batch_sampler == "class-balanced":
+            order = class_balanced_order(self.y, n, self.generator)
+        else:
+            order = randperm(n, self.generator, self.x.device)
+        steps = n_batches(n, cfg.batch_size, MIN_BATCH)
+        i, j = self.pairs.draw_steps(steps, self.n_pairs, self.generator)
+        self.epoch_pairs = [(i[s], j[s]) for s in reversed(range(steps))]  # pop() = next
+        return order
 
     def run(self, progress: bool) -> None:
         """Train the flow, then load the selected epoch's weights (eval mode)."""
         cfg, report = self.flt.config, self.report
-        settings = OptimSettings.of(cfg, min_batch=2)  # batch norm needs 2 rows
+        settings = OptimSettings.of(cfg, min_batch=MIN_BATCH)
         self.flt.train()
         history = train_epochs(
             self.flt.flow.parameters(),

@@ -85,12 +85,27 @@ class PurityPairSampler:
 
     def draw(self, n_pairs: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``(idx_i, idx_j)``, each (P,) indices into the labels, on their device."""
-        index, device = self.index, self.index.device
-        a = rng.randint(index.n_classes, n_pairs, generator, device)
-        b = rng.randint(index.n_classes - 1, n_pairs, generator, device)
-        b = b + (b >= a).long()
-        i = index.pick(a, rng.rand(n_pairs, generator, device))
-        return i, index.pick(b, rng.rand(n_pairs, generator, device))
+        i, j = self.draw_steps(1, n_pairs, generator)
+        return i[0], j[0]
+
+    def draw_steps(
+        self, n_steps: int, n_pairs: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """``(idx_i, idx_j)``, each (S, P): the pairs of ``n_steps`` consecutive
+        :meth:`draw` calls (the same numbers from ``generator``, in the same order),
+        drawn where the generator lives and copied to the labels' device once, not once
+        per step (every copy from the CPU makes a GPU wait)."""
+        index, here = self.index, generator.device
+        classes, uniforms = [], []
+        for _ in range(n_steps):
+            a = rng.randint(index.n_classes, n_pairs, generator, here)
+            b = rng.randint(index.n_classes - 1, n_pairs, generator, here)
+            classes.append(torch.stack([a, b + (b >= a).long()]))
+            uniforms.append(torch.stack([rng.rand(n_pairs, generator, here) for _ in "ij"]))
+        cls = torch.stack(classes).to(index.device)  # (S, 2, P)
+        u = torch.stack(uniforms).to(index.device)
+        picked = index.pick(cls.flatten(), u.flatten()).view(n_steps, 2, n_pairs)
+        return picked[:, 0], picked[:, 1]
 
 
 def sample_purity_pairs(

@@ -20,7 +20,14 @@ from tqdm.auto import tqdm
 from dlsa.precision import at_least_float32, step_precision
 from dlsa.rng import torch_generator
 
-__all__ = ["OptimSettings", "TrainHistory", "minibatches", "torch_generator", "train_epochs"]
+__all__ = [
+    "OptimSettings",
+    "TrainHistory",
+    "minibatches",
+    "n_batches",
+    "torch_generator",
+    "train_epochs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +81,16 @@ class TrainHistory:
 
     losses: list[float] = field(default_factory=list)
     diverged_epoch: int | None = None
+
+
+def n_batches(n: int, batch_size: int, min_batch: int = 1) -> int:
+    """How many batches :func:`minibatches` makes of an order of ``n`` indices.
+
+    Example:
+        >>> n_batches(5, 2, min_batch=2), n_batches(5, 2)
+        (2, 3)
+    """
+    return n // batch_size + (n % batch_size >= max(min_batch, 1))
 
 
 def minibatches(order: Tensor, batch_size: int, min_batch: int = 1) -> Iterator[Tensor]:
