@@ -240,7 +240,8 @@ class MajorToMinor(BaseMethod):
         g = copy.deepcopy(model).eval().requires_grad_(False)
 
         n_max = data.counts.max()
-        tally = [0, 0]
+        # accepted translations, draws of non-largest classes: summed here, read at the end
+        tally = torch.zeros(2, dtype=torch.long, device=data.target.device)
 
         def step_loss(idx: Tensor) -> Tensor:
             batch = data.batch(idx)
@@ -248,8 +249,8 @@ class MajorToMinor(BaseMethod):
             with torch.no_grad():
                 s_batch = model.standardize(batch.inputs)
             s, accepted = self.generate(g, model, s_batch, prior, target, data.counts, generator)
-            tally[0] += int(accepted.sum())
-            tally[1] += int((data.counts[target] < n_max).sum())
+            tally[0] += accepted.sum()
+            tally[1] += (data.counts[target] < n_max).sum()
             return F.cross_entropy(_stage_logits(model, s, prior), target)
 
         run_phase(
@@ -264,7 +265,7 @@ class MajorToMinor(BaseMethod):
         logger.info(
             "%s: m2m put %d translated samples in %d draws of non-largest classes",
             desc,
-            tally[0],
-            tally[1],
+            int(tally[0]),
+            int(tally[1]),
         )
         model.eval()
