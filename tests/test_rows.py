@@ -16,7 +16,7 @@ from dlsa import DLSAClassifier, rows
 from dlsa.classifiers import ClusterPrior
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
 from dlsa.errors import DLSAInputError
-from dlsa.rows import HostRows, cat_columns, chunks, column_moments, gather, map_rows
+from dlsa.rows import HostRows, cat_columns, column_moments, gather, map_rows
 
 CPU = torch.device("cpu")
 FLT = FilterConfig(mixture=MixtureConfig(12), epochs=3, batch_size=64, standardize=True)
@@ -32,7 +32,7 @@ def test_helpers_agree_with_tensors():
     assert host.shape == x.shape and len(host) == 50 and host.dtype == x.dtype
     assert torch.equal(gather(host, idx), x[idx])
     assert torch.equal(host[mask].data, x[mask])
-    assert torch.equal(torch.cat(list(chunks(host, 7))), x)
+    assert torch.equal(torch.cat(list(host.chunks(7))), x)
     doubled = map_rows(lambda b: 2 * b, host, 7)
     assert isinstance(doubled, HostRows) and torch.equal(doubled.data, 2 * x)
     assert torch.equal(map_rows(lambda b: 2 * b, x, 7), 2 * x)

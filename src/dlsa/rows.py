@@ -19,15 +19,19 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "SCORE_CHUNK",
     "HostRows",
     "Rows",
     "cat_columns",
-    "chunks",
     "column_moments",
     "fits_on_device",
     "gather",
     "map_rows",
 ]
+
+SCORE_CHUNK = 65536
+"""Rows scored at once by every whole-matrix pass (inference, stacked base logits, a
+validation split's logits): bounds the device memory of scoring."""
 
 FITS_SHARE = 0.25
 """Features stay on the device when they take at most this share of its free memory
@@ -82,11 +86,6 @@ Rows = Tensor | HostRows
 def gather(x: Rows, index: Tensor) -> Tensor:
     """Rows ``index`` (B,) of x (N, D) as a tensor (B, D) on x's device."""
     return x.rows(index) if isinstance(x, HostRows) else x[index]
-
-
-def chunks(x: Rows, size: int) -> Iterator[Tensor]:
-    """Blocks (<= size, D) of x (N, D) in order, as tensors on x's device."""
-    return x.chunks(size) if isinstance(x, HostRows) else iter(torch.split(x, size))
 
 
 def map_rows(fn: Callable[[Tensor], Tensor], x: Rows, size: int) -> Rows:

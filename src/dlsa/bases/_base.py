@@ -31,7 +31,7 @@ from dlsa.classifiers import LinearHead, Prior, StageClassifier
 from dlsa.config import HeadConfig
 from dlsa.errors import TrainingDivergedError
 from dlsa.rng import randperm, seeded
-from dlsa.rows import Rows, gather
+from dlsa.rows import SCORE_CHUNK, Rows, gather
 from dlsa.sampling import class_balanced_order
 from dlsa.training import OptimSettings, TrainHistory, train_epochs
 
@@ -77,7 +77,7 @@ class StageData:
         prior = None if self.prior is None else self.prior[index]
         return StageData(gather(self.inputs, index), self.target[index], self.counts, prior)
 
-    def logits(self, model: nn.Module, size: int = 65536) -> Tensor:
+    def logits(self, model: nn.Module, size: int = SCORE_CHUNK) -> Tensor:
         """``model(inputs, prior)`` (N, C) of every row, ``size`` rows at a time."""
         index = torch.arange(self.target.numel(), device=self.target.device)
         parts = [model(b.inputs, b.prior) for b in map(self.batch, torch.split(index, size))]

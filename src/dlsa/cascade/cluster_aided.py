@@ -21,11 +21,7 @@ from torch import Tensor
 
 from dlsa.classifiers import ClusterPrior, Prior, StageClassifier
 from dlsa.filter import FilterOutput
-from dlsa.rows import Rows, cat_columns, map_rows
-
-SCORE_ROWS = 65536
-"""Rows scored at once when the base method's logits are stacked onto host-memory
-inputs."""
+from dlsa.rows import SCORE_CHUNK, Rows, cat_columns, map_rows
 
 if TYPE_CHECKING:
     from torch import nn
@@ -60,7 +56,7 @@ class ClusterAided:
         parts = [x, z]
         if self.stack_base:
             with torch.no_grad():
-                parts.append(map_rows(self._base_scores, x, SCORE_ROWS))
+                parts.append(map_rows(self._base_scores, x, SCORE_CHUNK))
         return cat_columns(parts)
 
     def _base_scores(self, x: Tensor) -> Tensor:

@@ -3,8 +3,8 @@
 A sample goes to the cluster-aided classifier of the first level whose filter routes it
 (``log p(x) >= threshold`` of that level), else to the regular classifier. A stage the
 safeguard switched off hands its samples to the fallback (the base method on all data).
-Scoring runs in chunks of :data:`SCORE_CHUNK` rows, so the device holds one chunk at a
-time; each row is routed and scored on its own, so chunking does not change the stages
+Scoring runs in chunks of :data:`~dlsa.rows.SCORE_CHUNK` rows, so the device holds one
+chunk at a time; each row is routed and scored on its own, so chunking does not change the stages
 and changes probabilities only by rounding (~1e-7: a product of few rows can take another
 BLAS kernel), which can flip a predicted class only at an exact tie.
 """
@@ -23,9 +23,7 @@ from dlsa.classifiers import StageClassifier
 from dlsa.errors import DLSAInputError
 from dlsa.features import check_features
 from dlsa.filter import FilterOutput
-
-SCORE_CHUNK = 65536
-"""Rows scored at once by ``predict`` / ``route``: bounds the device memory of inference."""
+from dlsa.rows import SCORE_CHUNK
 
 
 class CascadeInference(ClusterAided):
@@ -50,15 +48,15 @@ class CascadeInference(ClusterAided):
 
     def _scored(self, X: np.ndarray) -> tuple[Tensor, Tensor]:
         """Logits (N, C) and stages (N,) of X (N, D), on the CPU. The cascade runs on
-        chunks of :data:`SCORE_CHUNK` rows, so the device holds one chunk at a time; each
-        row is routed and scored on its own, so chunking changes the probabilities only
-        by rounding."""
+        chunks of :data:`~dlsa.rows.SCORE_CHUNK` rows, so the device holds one chunk at a
+        time; each row is routed and scored on its own, so chunking changes the
+        probabilities only by rounding."""
         parts = [(logits.cpu(), stage.cpu()) for logits, stage in self._chunks(X)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def _chunks(self, X: np.ndarray) -> Iterator[tuple[Tensor, Tensor]]:
         """Logits (B, C) and stages (B,) on the device, for consecutive chunks of at most
-        :data:`SCORE_CHUNK` rows of X (N, D)."""
+        :data:`~dlsa.rows.SCORE_CHUNK` rows of X (N, D)."""
         x = self._check_X(X)
         for i in range(0, x.shape[0], SCORE_CHUNK):
             yield self._logits_and_stage(x[i : i + SCORE_CHUNK].to(self._device()))

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlsa.cascade.inference import SCORE_CHUNK
 from dlsa.config import FilterConfig, HeadConfig
 from dlsa.data import stratified_folds, stratified_split
 from dlsa.devices import resolve_device
 from dlsa.parallel import run_jobs
+from dlsa.rows import SCORE_CHUNK
 
 if TYPE_CHECKING:
     from dlsa.cascade.estimator import DLSAClassifier
@@ -99,8 +99,7 @@ def validate(
     """
     splits = validation_splits(clf, y, split_seed)
     jobs = [(clf, X, y, fit, val, cascade_seed, flt_cfg, head_cfg) for fit, val in splits]
-    n_jobs = clf.n_jobs if len(splits) > 1 else None  # the fold cascades are independent
-    scored = run_jobs(_scored_fold, jobs, n_jobs)
+    scored = run_jobs(_scored_fold, jobs, clf.n_jobs)  # the fold cascades are independent
     pred, stage, base_pred = (
         torch.from_numpy(np.concatenate(c)) for c in zip(*scored, strict=True)
     )

@@ -156,7 +156,7 @@ def select_dlsa(
         # depth 1: the first share trains the filters (reusing the base's fold models),
         # the other shares reuse them; depth d reuses the filters of depth d - 1
         batches = [shares[:1], shares[1:]] if depth == 1 else [shares]
-        for batch in batches:
+        for k, batch in enumerate(batches):
             overs = [
                 {"depth": depth, "flow_filter": dataclasses.replace(flt, proportion=share)}
                 for share in batch
@@ -164,8 +164,7 @@ def select_dlsa(
             if depth > 1:
                 reuse = [donors.get(share) for share in batch]
             else:  # the first share's fold models, once trained (else the base's)
-                trained = base_models if batch[:1] == shares[:1] else donors.get(shares[0])
-                reuse = [trained or base_models] * len(batch)
+                reuse = [(donors.get(shares[0]) if k else None) or base_models] * len(batch)
             specs = [FoldSpec(fixed | o, donors=r) for o, r in zip(overs, reuse, strict=True)]
             results = fold_candidates(specs, X, y, folds, params.get("n_jobs"))
             for over, share, result in zip(overs, batch, results, strict=True):
