@@ -416,9 +416,14 @@ def test_paper_preset_fits_and_round_trips_on_tiny_data(lt_data, tmp_path):
     head = dataclasses.replace(cfg.head, epochs=3)
     params = cfg.estimator_params() | {"flow_filter": flt, "head": head}
     clf = DLSAClassifier(**params).fit(lt_data.X_train, lt_data.y_train)
-    assert len(clf.filters_) == 3 and clf.regular_.use_prior
+    d = lt_data.X_train.shape[1]
+    assert len(clf.filters_) == 3 and not clf.regular_.use_prior
     for model in (*clf.heads_, clf.regular_):  # raw inputs: no standardisation
         assert torch.equal(model.input_std, torch.ones_like(model.input_std))
+        assert model.n_inputs == d and model.twin is not None  # FC(x) + FC([x, P]) / FC(x)
+        assert bool(model.seen.all())  # the raw argmax over all classes
+    assert [h.twin.in_features for h in clf.heads_] == [d + len(clf.classes_)] * 3
+    assert clf.regular_.twin.in_features == d and clf.fallback_.twin is None
     loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
     assert loaded.get_params()["flow_filter"] == flt
     np.testing.assert_array_equal(
@@ -437,13 +442,18 @@ def test_models_saved_before_the_release_options_load_with_their_defaults(
         del meta["params"][key]
     for key in ("hidden_layers", "zero_init", "bn_unbiased"):
         del meta["params"]["flow_filter"]["flow"][key]
-    for key in ("batch_sampler", "mle_per_dimension", "epoch_ties"):
+    for key in ("batch_sampler", "mle_per_dimension", "epoch_ties", "mle_normalization"):
         del meta["params"]["flow_filter"][key]
+    for key in ("purity_anchors", "flow_passes", "max_cluster_size"):
+        del meta["params"]["flow_filter"][key]
+    for key in ("classifier_layout", "mask_unseen"):
+        del meta["params"][key]
     del meta["params"]["head"]["schedule"]
     (path / "model.json").write_text(json.dumps(meta))
     loaded = DLSAClassifier.load(path)
     assert loaded.get_params()["flow_filter"] == FLT and loaded.get_params()["head"] == HEAD
     assert [loaded.get_params()[k] for k in new] == ["reaching", False, "level"]
+    assert (loaded.classifier_layout, loaded.mask_unseen) == ("paper", True)
     np.testing.assert_array_equal(
         loaded.predict_proba(lt_data.X_test), fitted.predict_proba(lt_data.X_test)
     )
@@ -454,6 +464,8 @@ def test_bad_release_choices_are_rejected(lt_data):
         make(regular_prior="all").fit(lt_data.X_train, lt_data.y_train)
     with pytest.raises(ValueError, match="cluster_prior_data must be 'level' or 'all'"):
         make(cluster_prior_data="global").fit(lt_data.X_train, lt_data.y_train)
+    with pytest.raises(ValueError, match="classifier_layout must be 'paper' or 'release'"):
+        make(classifier_layout="twin").fit(lt_data.X_train, lt_data.y_train)
 
 
 # ------------------------------------------------------------------ property tests

@@ -67,3 +67,32 @@ def test_make_residual_rejects_an_offset_of_another_shape():
         clf.make_residual(StageClassifier(LinearHead(8, 3), 8, 3, use_prior=False))
     with pytest.raises(ValueError, match="4 classes"):
         clf.make_residual(StageClassifier(LinearHead(4, 4), 4, 4, use_prior=False))
+
+
+def test_release_layout_sums_two_maps_of_x_and_of_x_with_the_prior():
+    """The original release's classifiers: ``FC(x) + FC([x, P])`` (cluster-aided) and
+    ``FC(x) + FC(x)`` (regular), each map with its own bias and initialisation."""
+    from dlsa.bases import make_base
+
+    g = torch.Generator().manual_seed(0)
+    x, prior = torch.randn(5, 4), torch.softmax(torch.randn(5, 3), 1)
+    aided = make_base("balsoftmax").build(4, 3, use_prior=True, generator=g, twin=True)
+    assert aided.prior_fc is None and aided.use_prior
+    expected = aided.head(x) + aided.twin(torch.cat([x, prior], 1))
+    torch.testing.assert_close(aided(x, prior), expected)
+    with pytest.raises(ValueError, match="cluster prior"):
+        aided(x)
+    regular = make_base("balsoftmax").build(4, 3, use_prior=False, generator=g, twin=True)
+    torch.testing.assert_close(regular(x), regular.head(x) + regular.twin(x))
+    assert not torch.equal(regular.head.weight, regular.twin.weight)
+
+
+def test_squashed_cosine_head_is_the_cosnorm_classifier():
+    """OLTR's CosNorm: ``s * (|x| / (1 + |x|)) * <x / |x|, w / |w|>`` with a fixed s."""
+    head = CosineHead(4, 3, scale=16.0, learn_scale=False, squash=True)
+    x = torch.randn(6, 4) * 3
+    norm = x.norm(dim=1, keepdim=True)
+    w = head.weight / head.weight.norm(dim=1, keepdim=True)
+    expected = 16.0 * (norm / (1 + norm)) * (x / norm) @ w.T
+    torch.testing.assert_close(head(x), expected)
+    assert not isinstance(head.scale, torch.nn.Parameter)

@@ -7,7 +7,9 @@ import dataclasses
 import pytest
 
 from dlsa.config import (
+    PAPER_ALIASES,
     PRESETS,
+    RELEASE_CONFIGS,
     DLSAConfig,
     FilterConfig,
     HeadConfig,
@@ -18,65 +20,108 @@ from dlsa.config import (
 
 PAPER_PRESETS = ("imagenet-lt", "places-lt", "inat18")
 
-
-def test_paper_defaults():
-    cfg = get_preset("imagenet-lt")
-    f = cfg.flow_filter
-    assert (cfg.depth, f.q, f.eta, f.proportion, f.mixture.sigma) == (3, 2.0, 0.7, 0.3, 0.05)
-    assert (f.mixture.n_components, f.lr, f.batch_size, f.epochs) == (500, 0.2, 1024, 50)
-    assert (f.lambda_bal, f.lambda_pure, f.flow.n_blocks) == (1.0, 0.02, 2)
-
-
-@pytest.mark.parametrize(
-    ("name", "lr", "batch", "epochs", "bal", "pure"),
-    [
-        ("imagenet-lt", 0.2, 1024, 50, 1.0, 0.02),
-        ("places-lt", 0.1, 512, 60, 2.0, 0.03),
-        ("inat18", 0.2, 1024, 30, 1.0, 0.05),
-    ],
-)
-def test_presets_of_the_supplement(name, lr, batch, epochs, bal, pure):
-    f = get_preset(name).flow_filter
-    assert (f.lr, f.batch_size, f.epochs, f.lambda_bal, f.lambda_pure) == (
-        lr,
-        batch,
-        epochs,
-        bal,
-        pure,
-    )
-    assert f.mixture.n_components == 500
-
-
-def test_presets_for_small_sets_differ_from_the_paper_where_validation_said_so():
-    small, many = get_preset("small"), get_preset("many-classes")
-    assert small.flow_filter.mixture.n_components < 500 and small.depth == 1
-    assert many.depth == 3 and many.flow_filter.proportion == 0.5
-    for cfg in (small, many):
-        assert cfg.residual and cfg.stage_prior == "global" and cfg.validation_folds == 2
+# The numbers of the original release's config files (github.com/silicx/DLSA, commit
+# 9559ab6, config/<name>.yaml), transcribed with their line numbers. Lines 5 (max_depth),
+# 14 (gmflow batchsize), 18 (gmflow lr), 19 (gmflow epoch), 22-24 (lambda_lh,
+# lambda_balance, lambda_purity), 38 / 41 / 45 (cacls type, loss, sampler name), 46
+# (cacls lr); the Places_CE files have one more line before gmflow (15, 19, 20, 23-25,
+# 39, 42, 47). regcls repeats the cacls values in every file.
+RELEASE_FILES = {
+    "ImgNet_CE_R50_bsm": (1, 1024, 0.2, 50, 2.0, 1.0, 0.02, ("linear", "BSM", None), 1e-2),
+    "ImgNet_CBS_R50_bsm": (1, 1024, 0.2, 50, 2.0, 1.0, 0.02, ("linear", "BSM", None), 1e-2),
+    "ImgNet_PaCo_R50_bsm": (3, 1024, 0.2, 50, 2.0, 1.0, 0.02, ("linear", "BSM", None), 1e-4),
+    "ImgNet_PaCo_R50_cbs": (3, 1024, 0.2, 50, 2.0, 1.0, 0.02, ("linear", "CE", "CBS"), 1e-4),
+    "ImgNet_PaCo_R50_cos": (1, 1024, 0.2, 50, 2.0, 1.0, 0.02, ("cosine", "CE", None), 1e-4),
+    "ImgNet_PaCo_R50_m2m": (3, 1024, 0.2, 50, 2.0, 1.0, 0.02, ("linear", "BSM", "M2M"), 1e-4),
+    "ImgNet_PaCo_R50_ride": (3, 1024, 0.2, 50, 2.0, 1.0, 0.02, ("ride", "BSM", None), 1e-4),
+    "Inat_PaCo_R50_bsm": (3, 1024, 0.2, 30, 1.0, 1.0, 0.02, ("linear", "BSM", None), 1e-4),
+    "Places_CE_R152_bsm": (1, 512, 0.2, 60, 1.0, 2.0, 0.03, ("linear", "BSM", None), 1e-2),
+    "Places_CE_R152_cos": (1, 512, 0.2, 60, 1.0, 2.0, 0.03, ("cosine", "CE", None), 1e-2),
+    "Places_CE_R152_ride": (1, 512, 0.2, 60, 1.0, 2.0, 0.03, ("ride", "CE", None), 1e-2),
+    "Places_PaCo_R152_bsm": (1, 512, 0.2, 60, 1.0, 2.0, 0.03, ("linear", "BSM", None), 1e-4),
+}
+# (cacls type, loss, sampler) -> dlsa base method. The release implements no "M2M"
+# sampler (its get_data_sampler returns None for it) and no "ride" classifier type
+# (get_classifier raises); those presets run dlsa's M2M and RIDE in its procedure.
+RELEASE_BASES = {
+    ("linear", "BSM", None): "balsoftmax",
+    ("linear", "CE", "CBS"): "cbs",
+    ("cosine", "CE", None): "cosine",
+    ("linear", "BSM", "M2M"): "m2m",
+    ("ride", "BSM", None): "ride",
+    ("ride", "CE", None): "ride",
+}
 
 
-@pytest.mark.parametrize("name", PAPER_PRESETS)
-def test_paper_presets_train_as_the_original_release(name):
+def test_one_preset_per_release_file():
+    assert set(RELEASE_CONFIGS) == set(RELEASE_FILES)
+    assert dict(PAPER_ALIASES) == {
+        "imagenet-lt": "ImgNet_PaCo_R50_bsm",
+        "places-lt": "Places_PaCo_R152_bsm",
+        "inat18": "Inat_PaCo_R50_bsm",
+    }
+    for alias, name in PAPER_ALIASES.items():
+        assert get_preset(alias) == get_preset(name)
+
+
+@pytest.mark.parametrize("name", sorted(RELEASE_FILES))
+def test_release_preset_pins_its_file(name):
+    depth, batch, lr, epochs, lh, bal, pure, cls, head_lr = RELEASE_FILES[name]
     cfg = get_preset(name)
     f, flow = cfg.flow_filter, cfg.flow_filter.flow
-    assert (cfg.regular_data, cfg.regular_prior, cfg.regular_cluster_aided) == (
-        "remaining",
-        "global",
-        True,
-    )
-    assert cfg.cluster_prior_data == "level"  # kept: the paper's definition, no leak
-    assert (f.batch_sampler, f.mle_per_dimension, f.lambda_mle) == ("class-balanced", False, 2.0)
-    assert (f.purity_pairs, f.epoch_ties) == (1.0, "earliest")
-    assert (flow.hidden_layers, flow.zero_init, flow.bn_unbiased) == (2, False, True)
+    assert (cfg.depth, cfg.base) == (depth, RELEASE_BASES[cls])
+    assert (f.batch_size, f.lr, f.epochs) == (batch, lr, epochs)
+    assert (f.lambda_mle, f.lambda_bal, f.lambda_pure) == (lh, bal, pure)
+    # lines 9-12, 15, 20, 25-27, 32 of every file; BaseConfig.yaml 26-29 (momentum 0,
+    # no warm-up, no cosine or step schedule, grad_clip False), 43-44 (min_purity, min_size)
+    assert (flow.n_blocks, flow.hidden_layers) == (2, 2)  # n_blocks 2, n_hidden 1: D-D-D-2D
+    assert (f.mixture.n_components, f.mixture.sigma, f.q, f.momentum) == (500, 0.05, 2.0, 0.0)
+    assert (f.eta, f.detach_purity_target, f.proportion) == (0.7, True, 0.3)
+    assert (f.min_purity, f.min_cluster_size, f.grad_clip) == (0.7, 10, None)
+    # lines 44-48 / 60-64 (cacls / regcls batchsize, lr, epoch, momentum); BaseConfig.yaml:
+    # no weight decay in the optimiser, constant lr
     assert cfg.head == HeadConfig(
         epochs=150,
         batch_size=128,
-        lr=0.01,
+        lr=head_lr,
         momentum=0.0,
         weight_decay=0.0,
         standardize=False,
         schedule="constant",
     )
+    if cls[0] == "cosine":  # models/Classifiers.py CosNorm_Classifier: scale 16, squashed x
+        assert dict(cfg.base_params) == {"learn_scale": False, "squash": True}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASE_FILES))
+def test_release_presets_run_the_release_procedure(name):
+    cfg = get_preset(name)
+    f, flow = cfg.flow_filter, cfg.flow_filter.flow
+    assert cfg.selection is None
+    assert (cfg.regular_data, cfg.regular_prior, cfg.regular_cluster_aided) == (
+        "remaining",
+        "global",
+        False,
+    )
+    assert (cfg.classifier_layout, cfg.mask_unseen, cfg.cluster_prior_data) == (
+        "release",
+        False,
+        "all",
+    )
+    assert (cfg.cover_classes, cfg.residual, cfg.stage_prior) == (False, False, "routed")
+    assert (f.batch_sampler, f.purity_anchors, f.flow_passes) == (
+        "class-balanced",
+        "batch",
+        "separate",
+    )
+    assert (f.mle_normalization, f.mle_per_dimension, f.max_class_share) == ("batch", False, None)
+    assert (f.epoch_ties, f.selection_start, f.max_cluster_share, f.max_cluster_size) == (
+        "earliest",
+        0.0,
+        1.0,
+        5000,
+    )
+    assert (flow.zero_init, flow.bn_unbiased, f.standardize) == (False, True, False)
 
 
 @pytest.mark.parametrize("name", ["default", "small", "many-classes"])
@@ -92,6 +137,13 @@ def test_release_options_default_to_our_behaviour(name):
     assert (f.purity_pairs, f.epoch_ties) == (0.25, "latest")
     assert (flow.hidden_layers, flow.zero_init, flow.bn_unbiased) == (1, True, False)
     assert (cfg.head.schedule, cfg.head.standardize) == ("cosine", True)
+    assert (f.mle_normalization, f.purity_anchors, f.flow_passes) == (
+        "weight-sum",
+        "drawn",
+        "joint",
+    )
+    assert (f.max_class_share, f.grad_clip, f.max_cluster_size) == (5.0, 10.0, None)
+    assert (cfg.classifier_layout, cfg.mask_unseen) == ("paper", True)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -270,3 +270,150 @@ def test_purity_pairs_are_drawn_once_per_epoch(lt_data, generator, monkeypatch):
     FlowFilter(x.shape[1], 30, cfg, generator=generator).fit(x, y, generator=generator)
     per_epoch = x.shape[0] // 100 + (x.shape[0] % 100 >= 2)
     assert calls["steps"] == [per_epoch] * cfg.epochs and calls["draw"] == 0
+
+
+# ------------------------------------------------------------------ the release's step
+def _release_step_config(**changes) -> FilterConfig:
+    base = small_config(
+        lambda_bal=0.0,
+        lambda_pure=0.0,
+        lambda_mle=2.0,
+        mle_per_dimension=False,
+        mle_normalization="batch",
+        purity_anchors="batch",
+        flow_passes="separate",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_batch_normalised_mle_is_the_release_batch_mean_of_weighted_log_likelihoods(generator):
+    """The release's ``-(log_lh * w).mean() * lambda_lh`` with class weights summing to
+    one: the weight-sum form divided by the batch size and multiplied by the weight sum."""
+    from dlsa.filter_training import FilterReport, FilterTrainer
+    from dlsa.losses import class_weights
+
+    x, y = _three_classes()
+    x = x.float()
+    cfg = _release_step_config()
+    flt = FlowFilter(4, 3, cfg, generator=generator)
+    idx = torch.arange(0, 600, 7)
+    trainer = FilterTrainer(flt, x, y, torch.Generator().manual_seed(5), FilterReport(600, 3))
+    loss = trainer.step_loss(idx)
+    per_class = class_weights(torch.bincount(y).float(), 2.0)
+    assert float(per_class.sum()) == pytest.approx(1.0)  # one over classes, not samples
+    w = per_class[y[idx]]
+    flt.train()  # the batch's own pass: the same batch-norm statistics as in the step
+    log_prob = flt(x[idx])[1]
+    expected = -(w * log_prob).sum() / idx.numel()
+    torch.testing.assert_close(loss, 2.0 * expected)
+    torch.testing.assert_close(trainer.terms["log_lh"], 2.0 * expected.detach())
+    weight_sum = -(w * log_prob).sum() / w.sum()
+    torch.testing.assert_close(trainer.terms["mle"] * idx.numel() / w.sum(), weight_sum.detach())
+
+
+def test_release_log_lh_term_is_about_one_over_the_class_count_of_ours():
+    """On class-balanced batches, the release's term is the weight-sum term times
+    sum(w) / B, about 1 / C' (C' = classes at the level): 1/100 on the parity set."""
+    from dlsa.filter_training import FilterReport
+
+    counts = torch.round(200 * (5 / 200) ** (torch.arange(100) / 99)).long()
+    y = torch.repeat_interleave(torch.arange(100), counts)
+    x = torch.randn(len(y), 6, generator=torch.Generator().manual_seed(0)) + y[:, None] * 0.01
+    gen = torch.Generator().manual_seed(1)
+    cfg = _release_step_config(
+        epochs=1, batch_size=1024, mle_normalization="weight-sum", batch_sampler="class-balanced"
+    )
+    flt = FlowFilter(6, 100, dataclasses.replace(cfg, mixture=MixtureConfig(50, 0.05)), generator=gen)
+    report: FilterReport = flt.fit(x, y, generator=gen)
+    ratio = report.terms[0]["log_lh"] / (2.0 * report.losses[0]["mle"])
+    assert ratio == pytest.approx(1 / 100, rel=0.1)
+
+
+def test_batch_anchored_purity_pairs_the_batch_with_other_classes_drawn_uniformly():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 15 + [3] * 5)
+    sampler = PurityPairSampler(y)
+    anchors = torch.zeros(6000, dtype=torch.long)  # all of class 0
+    partners = sampler.partners(anchors, torch.Generator().manual_seed(0))
+    assert partners.shape == anchors.shape and bool((y[partners] != 0).all())
+    share = torch.bincount(y[partners], minlength=4)[1:] / 6000
+    torch.testing.assert_close(share, torch.full((3,), 1 / 3), atol=0.03, rtol=0)
+    mixed = torch.arange(100)
+    assert bool((y[sampler.partners(mixed, torch.Generator())] != y[mixed]).all())
+
+
+def test_release_step_uses_the_batch_as_purity_anchors(generator, monkeypatch):
+    from dlsa.filter_training import FilterReport, FilterTrainer
+    from dlsa.losses import purity_loss
+
+    x, y = _three_classes()
+    x = x.float()
+    cfg = _release_step_config(lambda_pure=1.0, lambda_mle=0.0, epochs=1)
+    flt = FlowFilter(4, 3, cfg, generator=generator)
+    trainer = FilterTrainer(flt, x, y, torch.Generator().manual_seed(5), FilterReport(600, 3))
+    order = trainer.epoch_order()
+    idx = order[: cfg.batch_size]
+    _, partners = trainer.epoch_pairs[-1]
+    assert partners.shape == idx.shape and bool((y[partners] != y[idx]).all())
+    loss = trainer.step_loss(idx)
+    flt.train()
+    expected = purity_loss(flt(x[idx])[2], flt(x[partners])[2])
+    torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_separate_flow_passes_differ_from_one_pass_only_through_batch_norm(batch_norm):
+    from dlsa.config import FlowConfig
+    from dlsa.filter_training import FilterReport, FilterTrainer
+
+    x, y = _three_classes()
+    x = x.float()
+    losses = []
+    for passes in ("joint", "separate"):
+        cfg = _release_step_config(
+            flow=FlowConfig(batch_norm=batch_norm), flow_passes=passes, lambda_pure=0.02
+        )
+        flt = FlowFilter(4, 3, cfg, generator=torch.Generator().manual_seed(0))
+        trainer = FilterTrainer(flt, x, y, torch.Generator().manual_seed(5), FilterReport(600, 3))
+        losses.append(trainer.step_loss(torch.arange(0, 600, 7)))
+    if batch_norm:
+        assert not torch.allclose(losses[0], losses[1])
+    else:
+        torch.testing.assert_close(losses[0], losses[1])
+
+
+def test_epochs_with_a_cluster_of_max_cluster_size_are_never_selected(generator):
+    x, y = _three_classes()
+    cfg = small_config(epochs=3, selection_start=0.0, max_cluster_share=1.0)
+    free = FlowFilter(4, 3, cfg, generator=torch.Generator().manual_seed(0))
+    report = free.fit(x.float(), y, generator=torch.Generator().manual_seed(0))
+    largest = max(round(s * 600) for s in report.largest_share)
+    bounded = dataclasses.replace(cfg, max_cluster_size=largest)  # the release's "< 5000"
+    flt = FlowFilter(4, 3, bounded, generator=torch.Generator().manual_seed(0))
+    kept = flt.fit(x.float(), y, generator=torch.Generator().manual_seed(0))
+    assert kept.largest_share == report.largest_share
+    eligible = [e + 1 for e, s in enumerate(kept.largest_share) if round(s * 600) < largest]
+    if eligible:
+        assert kept.selected_epoch in eligible
+    else:
+        assert kept.selected_epoch == 3 and "oversized" in kept.selection
+
+
+def test_imagenet_lt_preset_logs_the_release_loss_terms_on_the_parity_set():
+    """The release's ImgNet_PaCo_R50_bsm.yaml logged per step of epoch 1, on the parity
+    set of ../shared/parity (seed 20261202), ``log_lh 1.275, purity -0.127`` (its own run:
+    7.65 and -0.76 summed over 6 steps). The preset's epoch-1 terms are within 0.5-2x."""
+    from dlsa.config import get_preset
+
+    rng = np.random.default_rng(20261202)
+    counts = np.round(200 * (5 / 200) ** (np.arange(100) / 99)).astype(int)
+    means = 0.6 * rng.normal(size=(100, 64))
+    y = np.concatenate([np.full(n, c) for c, n in enumerate(counts)])
+    x = np.maximum(means[y] + rng.normal(size=(len(y), 64)), 0).astype(np.float32)
+    cfg = dataclasses.replace(get_preset("imagenet-lt").flow_filter, epochs=1)
+    gen = torch.Generator().manual_seed(0)
+    flt = FlowFilter(64, 100, cfg, generator=gen)
+    report = flt.fit(torch.from_numpy(x), torch.from_numpy(y), generator=gen)
+    terms = report.terms[0]
+    assert 0.5 * 1.275 <= terms["log_lh"] <= 2 * 1.275
+    assert 0.5 * 0.127 <= -terms["purity"] <= 2 * 0.127
+    assert abs(terms["balance"]) < 1e-3

@@ -99,6 +99,8 @@ class CosineHead(nn.Module):
         n_classes: C.
         scale: initial (or fixed) scale s.
         learn_scale: learn s; otherwise it is a buffer.
+        squash: scale the unit input by ``|x| / (1 + |x|)``, as the CosNorm classifier
+            of OLTR (Liu et al., CVPR 2019) that the original DLSA release uses.
 
     References:
         Gidaris & Komodakis, "Dynamic Few-Shot Visual Learning without Forgetting",
@@ -113,9 +115,16 @@ class CosineHead(nn.Module):
     scale: Tensor
 
     def __init__(
-        self, in_features: int, n_classes: int, *, scale: float = 16.0, learn_scale: bool = True
+        self,
+        in_features: int,
+        n_classes: int,
+        *,
+        scale: float = 16.0,
+        learn_scale: bool = True,
+        squash: bool = False,
     ) -> None:
         super().__init__()
+        self.squash = squash
         self.weight = nn.Parameter(torch.empty(n_classes, in_features))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if learn_scale:
@@ -124,8 +133,13 @@ class CosineHead(nn.Module):
             self.register_buffer("scale", torch.tensor(float(scale)))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map (N, D) to scaled cosine logits (N, C)."""
-        return self.scale * F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=-1).T
+        """Map (N, D) to scaled cosine logits (N, C); with ``squash`` each row is first
+        scaled by ``|x| / (1 + |x|)`` (OLTR's CosNorm classifier)."""
+        unit = F.normalize(x, dim=-1)
+        if self.squash:
+            norm = x.norm(dim=-1, keepdim=True)
+            unit = unit * norm / (1.0 + norm)
+        return self.scale * unit @ F.normalize(self.weight, dim=-1).T
 
     @torch.no_grad()
     def zero_output_(self) -> None:
@@ -165,6 +179,9 @@ class StageClassifier(nn.Module):
         n_inputs: D_in.
         n_classes: C.
         use_prior: add ``FC[prior]`` for a prior (N, C) (the Cluster-aided Classifier).
+        twin: a second head whose logits are added, as the original release builds its
+            classifiers: on ``[inputs, prior]`` (N, D_in + C) with ``use_prior``, else on
+            the inputs (N, D_in); it replaces the ``FC[prior]`` branch.
 
     Example:
         >>> clf = StageClassifier(LinearHead(6, 3), 6, 3, use_prior=True)
@@ -178,15 +195,26 @@ class StageClassifier(nn.Module):
     seen: Tensor
     offset_model: StageClassifier | None
 
-    def __init__(self, head: nn.Module, n_inputs: int, n_classes: int, *, use_prior: bool) -> None:
+    def __init__(
+        self,
+        head: nn.Module,
+        n_inputs: int,
+        n_classes: int,
+        *,
+        use_prior: bool,
+        twin: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.head = head
         self.n_inputs = n_inputs
         self.n_classes = n_classes
+        self._use_prior = use_prior
         self.register_buffer("input_mean", torch.zeros(n_inputs))
         self.register_buffer("input_std", torch.ones(n_inputs))
         self.register_buffer("seen", torch.ones(n_classes, dtype=torch.bool))
-        self.prior_fc = nn.Linear(n_classes, n_classes) if use_prior else None
+        self.twin = twin
+        use_fc = use_prior and twin is None
+        self.prior_fc = nn.Linear(n_classes, n_classes) if use_fc else None
         # A plain attribute, not a submodule: the offset model is saved and trained
         # elsewhere (it is the cascade's base classifier).
         self.__dict__["offset_model"] = None
@@ -222,6 +250,8 @@ class StageClassifier(nn.Module):
             )
         if zero:
             zero_output_(self.head)
+            if self.twin is not None:
+                zero_output_(self.twin)
             if self.prior_fc is not None:
                 self.prior_fc.weight.zero_()
                 self.prior_fc.bias.zero_()
@@ -229,8 +259,9 @@ class StageClassifier(nn.Module):
 
     @property
     def use_prior(self) -> bool:
-        """Whether the cluster-prior branch exists."""
-        return self.prior_fc is not None
+        """Whether the classifier takes the cluster prior (an ``FC[prior]`` branch, or
+        the twin head's ``[inputs, prior]``)."""
+        return self._use_prior
 
     @torch.no_grad()
     def fit_standardization(self, inputs: Rows) -> None:
@@ -258,13 +289,17 @@ class StageClassifier(nn.Module):
     def side_logits(self, s: Tensor, prior: Prior | None) -> Tensor | float:
         """What is added to the head's logits of standardised inputs s (N, D_in):
         ``FC[prior]`` (N, C) with the prior branch (``prior`` a tensor or a
-        :class:`ClusterPrior`), plus the offset model's logits (no gradient) for a
-        residual classifier; 0 when there is neither."""
+        :class:`ClusterPrior`), or the twin head's logits of ``[s, prior]`` (or of s),
+        plus the offset model's logits (no gradient) for a residual classifier; 0 when
+        there is none of them."""
         out: Tensor | float = 0.0
-        if self.prior_fc is not None:
-            if prior is None:
-                raise ValueError("this cluster-aided classifier needs the cluster prior (N, C)")
-            out = self.prior_fc(dense_prior(prior))
+        dense = dense_prior(prior) if self.use_prior else None
+        if self.use_prior and dense is None:
+            raise ValueError("this cluster-aided classifier needs the cluster prior (N, C)")
+        if self.twin is not None:
+            out = self.twin(torch.cat([s, dense], 1) if dense is not None else s)
+        elif self.prior_fc is not None:
+            out = self.prior_fc(dense)
         offset = self.offset_model
         if offset is not None:
             with torch.no_grad():

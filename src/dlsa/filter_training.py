@@ -47,7 +47,13 @@ class FilterReport:
     Attributes:
         n_samples: samples of the level.
         n_classes: classes present at the level.
-        losses: per epoch, the mean of each loss term.
+        losses: per epoch, the per-step mean of each loss term as optimised, before its
+            lambda (``mle``, ``bal``, ``pure``).
+        terms: per epoch, the per-step means of the lambda-weighted terms on the original
+            release's scale and under its names (``log_lh``: lambda_mle times minus the
+            batch mean of ``w(y) log p(x)`` with class weights summing to one over the
+            level's classes; ``purity``; ``balance``), to lay beside its logs (which
+            print the sums over an epoch's steps).
         good_clusters: per epoch, clusters with purity > min_purity and size > min_size.
         largest_share: per epoch, share of the samples in the largest cluster.
         selected_epoch: the epoch whose weights were kept (1-based).
@@ -59,6 +65,7 @@ class FilterReport:
     n_samples: int
     n_classes: int
     losses: list[dict[str, float]] = field(default_factory=list)
+    terms: list[dict[str, float]] = field(default_factory=list)
     good_clusters: list[int] = field(default_factory=list)
     largest_share: list[float] = field(default_factory=list)
     selected_epoch: int = 0
@@ -110,12 +117,15 @@ class FilterTrainer:
         cfg = flt.config
         self.flt, self.x, self.y, self.generator, self.report = flt, x, y, generator, report
         counts = torch.bincount(y, minlength=flt.n_classes).to(x.dtype)
-        weights = cap_class_weights(class_weights(counts, cfg.q), counts, cfg.max_class_share)
+        weights = class_weights(counts, cfg.q)
+        if cfg.max_class_share is not None:
+            weights = cap_class_weights(weights, counts, cfg.max_class_share)
         self.sample_weights = weights[y]
         self.momentum = MomentumEstimator(cfg.eta)
         self.n_pairs = max(1, int(round(cfg.purity_pairs * cfg.batch_size)))
         self.pairs = PurityPairSampler(y)  # per-class tables built once per level
-        self.epoch_pairs: list[tuple[Tensor, Tensor]] = []  # drawn once per epoch
+        # drawn once per epoch: (i, j) pairs, or (None, j) partners of the batch's samples
+        self.epoch_pairs: list[tuple[Tensor | None, Tensor]] = []
         # epoch snapshots are copied into buffers allocated once (no deep copy per epoch)
         self.best_state: dict[str, Tensor] | None = None
         self.best_score = -1
@@ -124,38 +134,61 @@ class FilterTrainer:
         self.steps = 0
 
     def step_loss(self, idx: Tensor) -> Tensor:
-        """Scalar loss of the batch idx (B,): weighted MLE on the batch (divided by D
-        with ``mle_per_dimension``), balancedness of its mean posterior, and purity of
-        freshly drawn class-uniform pairs."""
-        cfg, flt = self.flt.config, self.flt
-        if self.epoch_pairs:
-            pi, pj = self.epoch_pairs.pop()
-        else:  # a step outside an epoch of :meth:`epoch_order` (benchmarks)
-            pi, pj = self.pairs.draw(self.n_pairs, self.generator)
+        """Scalar loss of the batch idx (B,): weighted MLE on the batch (averaged as
+        ``mle_normalization`` says, divided by D with ``mle_per_dimension``),
+        balancedness of its mean posterior, and purity of class-uniform pairs (drawn
+        apart, or the batch's samples and their partners: ``purity_anchors``)."""
+        cfg = self.flt.config
+        pi, pj = self.epoch_pairs.pop() if self.epoch_pairs else self._pairs_of(idx)
         b = idx.numel()
-        _, log_prob, log_post = flt(gather(self.x, torch.cat([idx, pi, pj])))
-        mle = weighted_nll(log_prob[:b], self.sample_weights[idx])
+        groups = [idx, pj] if pi is None else [idx, pi, pj]
+        (log_prob, log_post_b), *rest = self._forward(groups)
+        log_post_i = log_post_b if pi is None else rest[0][1]
+        weighted = -(self.sample_weights[idx] * log_prob).sum()
+        if cfg.mle_normalization == "batch":
+            mle = weighted / b
+        else:
+            mle = weighted_nll(log_prob, self.sample_weights[idx])
         if cfg.mle_per_dimension:
             mle = mle / self.x.shape[1]
-        p_batch = log_post[:b].exp().mean(dim=0)
-        bal = balancedness_loss(self.momentum.update(p_batch))
-        pure = purity_loss(
-            log_post[b : b + self.n_pairs],
-            log_post[b + self.n_pairs :],
-            detach_i=cfg.detach_purity_target,
-        )
-        terms = {"mle": mle, "bal": bal, "pure": pure}
+        bal = balancedness_loss(self.momentum.update(log_post_b.exp().mean(dim=0)))
+        pure = purity_loss(log_post_i, rest[-1][1], detach_i=cfg.detach_purity_target)
+        terms = {
+            "mle": mle,
+            "bal": bal,
+            "pure": pure,
+            "log_lh": cfg.lambda_mle * weighted / b,
+            "purity": cfg.lambda_pure * pure,
+            "balance": cfg.lambda_bal * bal,
+        }
         for name, value in terms.items():
             old = self.terms.get(name)
             self.terms[name] = value.detach() if old is None else old + value.detach()
         self.steps += 1
         return cfg.lambda_mle * mle + cfg.lambda_bal * bal + cfg.lambda_pure * pure
 
+    def _pairs_of(self, idx: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Purity pairs of a step outside an epoch of :meth:`epoch_order` (benchmarks)."""
+        if self.flt.config.purity_anchors == "batch":
+            return None, self.pairs.partners(idx, self.generator)
+        return self.pairs.draw(self.n_pairs, self.generator)
+
+    def _forward(self, groups: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """``(log p(x), log P(k | x))`` of each group of indices, all in one pass through
+        the flow (``flow_passes="joint"``) or one pass per group ("separate")."""
+        if self.flt.config.flow_passes == "separate":
+            return [self.flt(gather(self.x, g))[1:] for g in groups]
+        _, log_prob, log_post = self.flt(gather(self.x, torch.cat(groups)))
+        sizes = [g.numel() for g in groups]
+        return list(zip(log_prob.split(sizes), log_post.split(sizes), strict=True))
+
     def epoch_end(self, epoch: int, loss: float) -> None:
         """Log the epoch's terms and cluster statistics; keep its weights if it is the
         best eligible epoch so far."""
         cfg, report = self.flt.config, self.report
-        report.losses.append({k: float(v) / max(self.steps, 1) for k, v in self.terms.items()})
+        means = {k: float(v) / max(self.steps, 1) for k, v in self.terms.items()}
+        report.losses.append({k: means[k] for k in ("mle", "bal", "pure") if k in means})
+        report.terms.append({k: means[k] for k in ("log_lh", "purity", "balance") if k in means})
         self.terms, self.steps = {}, 0
         out = self.flt.transform(self.x)
         hist = cluster_class_histogram(
@@ -170,7 +203,9 @@ class FilterTrainer:
         self.last_state = _snapshot(self.flt, self.last_state)
         finite = bool(torch.isfinite(out.log_prob).all())
         warm = epoch >= max(1, round(cfg.selection_start * cfg.epochs))
-        if warm and finite and share <= cfg.max_cluster_share and self._improves(good):
+        small = cfg.max_cluster_size is None or float(sizes.max()) < cfg.max_cluster_size
+        fits = share <= cfg.max_cluster_share and small
+        if warm and finite and fits and self._improves(good):
             self.best_score = good
             self.best_state = _snapshot(self.flt, self.best_state)
             report.selected_epoch = epoch
@@ -199,8 +234,13 @@ class FilterTrainer:
         else:
             order = randperm(n, self.generator, self.x.device)
         steps = n_batches(n, cfg.batch_size, MIN_BATCH)
-        i, j = self.pairs.draw_steps(steps, self.n_pairs, self.generator)
-        self.epoch_pairs = [(i[s], j[s]) for s in reversed(range(steps))]  # pop() = next
+        if cfg.purity_anchors == "batch":
+            partners = self.pairs.partners(order, self.generator).split(cfg.batch_size)
+            pairs: list[tuple[Tensor | None, Tensor]] = [(None, p) for p in partners[:steps]]
+        else:
+            i, j = self.pairs.draw_steps(steps, self.n_pairs, self.generator)
+            pairs = [(i[s], j[s]) for s in range(steps)]
+        self.epoch_pairs = pairs[::-1]  # pop() = next step's
         return order
 
     def run(self, progress: bool) -> None:

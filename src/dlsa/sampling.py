@@ -80,6 +80,7 @@ class PurityPairSampler:
 
     def __init__(self, labels: Tensor) -> None:
         self.index = ClassIndex(labels)
+        self.labels = labels
         if self.index.n_classes < 2:
             raise ValueError("purity pairs need samples of at least two classes")
 
@@ -106,6 +107,18 @@ class PurityPairSampler:
         u = torch.stack(uniforms).to(index.device)
         picked = index.pick(cls.flatten(), u.flatten()).view(n_steps, 2, n_pairs)
         return picked[:, 0], picked[:, 1]
+
+    def partners(self, anchors: Tensor, generator: torch.Generator) -> Tensor:
+        """One partner (P,) for each anchor sample (P,) (indices into the labels): a
+        class drawn uniformly among the classes other than the anchor's, then one of its
+        samples uniformly (the original release's negatives: the anchor is the batch's
+        own sample)."""
+        index, here = self.index, generator.device
+        own = torch.searchsorted(index.classes, self.labels[anchors]).to(here)
+        b = rng.randint(index.n_classes - 1, anchors.numel(), generator, here)
+        cls = b + (b >= own).long()
+        u = rng.rand(anchors.numel(), generator, here)
+        return index.pick(cls.to(index.device), u.to(index.device))
 
 
 def sample_purity_pairs(

@@ -155,16 +155,31 @@ class BaseMethod:
         """The head mapping standardised inputs (N, D_in) to logits (N, C)."""
         return LinearHead(n_inputs, n_classes)
 
+    def build_twin(self, n_inputs: int, n_classes: int) -> nn.Module:
+        """The second head of a classifier built the original release's way
+        (``classifier_layout="release"``): a linear map (N, D_in) -> (N, C)."""
+        return LinearHead(n_inputs, n_classes)
+
     def build(
-        self, n_inputs: int, n_classes: int, *, use_prior: bool, generator: torch.Generator
+        self,
+        n_inputs: int,
+        n_classes: int,
+        *,
+        use_prior: bool,
+        generator: torch.Generator,
+        twin: bool = False,
     ) -> StageClassifier:
-        """A freshly initialised stage classifier (weights drawn from ``generator``)."""
-        return seeded(
-            lambda: StageClassifier(
-                self.build_head(n_inputs, n_classes), n_inputs, n_classes, use_prior=use_prior
-            ),
-            generator,
-        )
+        """A freshly initialised stage classifier (weights drawn from ``generator``);
+        with ``twin``, the release's two summed maps (:class:`StageClassifier`)."""
+
+        def make() -> StageClassifier:
+            head = self.build_head(n_inputs, n_classes)
+            second = None
+            if twin:
+                second = self.build_twin(n_inputs + n_classes * use_prior, n_classes)
+            return StageClassifier(head, n_inputs, n_classes, use_prior=use_prior, twin=second)
+
+        return seeded(make, generator)
 
     def loss(self, logits: Tensor, target: Tensor, counts: Tensor) -> Tensor:
         """Training loss of logits (B, C) for targets (B,); ``counts`` (C,) of the stage."""

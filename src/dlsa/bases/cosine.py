@@ -38,6 +38,9 @@ class Cosine(BaseMethod):
     common start)."""
     learn_scale: bool = True
     """Learn s jointly with the weights (Gidaris & Komodakis 2018); False keeps it fixed."""
+    squash: bool = False
+    """Scale each unit input by ``|x| / (1 + |x|)`` (OLTR's CosNorm classifier, which the
+    original DLSA release uses with a fixed s = 16)."""
 
     def __post_init__(self) -> None:
         if not self.scale > 0:
@@ -45,4 +48,10 @@ class Cosine(BaseMethod):
 
     def build_head(self, n_inputs: int, n_classes: int) -> nn.Module:
         """A :class:`CosineHead` (N, D_in) -> (N, C)."""
-        return CosineHead(n_inputs, n_classes, scale=self.scale, learn_scale=self.learn_scale)
+        return CosineHead(
+            n_inputs, n_classes, scale=self.scale, learn_scale=self.learn_scale, squash=self.squash
+        )
+
+    def build_twin(self, n_inputs: int, n_classes: int) -> nn.Module:
+        """A second :class:`CosineHead` (the release's cosine classifiers are two)."""
+        return self.build_head(n_inputs, n_classes)

@@ -39,6 +39,7 @@ class ClusterAided:
     fallback_: StageClassifier
     base_: BaseMethod
     stack_base: bool
+    classifier_layout: str
 
     def _last_filter_inputs(
         self, x: Rows, out: FilterOutput | None = None
@@ -50,10 +51,11 @@ class ClusterAided:
         return self._cluster_inputs(x, out.z), flt.cluster_prior(out.cluster)
 
     def _cluster_inputs(self, x: Rows, z: Rows) -> Rows:
-        """Inputs of a cluster-aided classifier: ``[x, z]`` (N, 2D), plus the base
-        method's logits (N, C) when ``stack_base`` is set (unseen classes at -1e4);
-        in host memory when x and z are (:class:`~dlsa.rows.HostRows`)."""
-        parts = [x, z]
+        """Inputs of a cluster-aided classifier: ``[x, z]`` (N, 2D), or x alone (N, D)
+        with ``classifier_layout="release"``, plus the base method's logits (N, C) when
+        ``stack_base`` is set (unseen classes at -1e4); in host memory when x and z are
+        (:class:`~dlsa.rows.HostRows`)."""
+        parts = [x] if self.classifier_layout == "release" else [x, z]
         if self.stack_base:
             with torch.no_grad():
                 parts.append(map_rows(self._base_scores, x, SCORE_CHUNK))

@@ -77,7 +77,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         selection: the out-of-fold selection (:class:`SelectionConfig`); "default" is
             the default configuration's, None fits the configuration as given.
         regular_data, regular_prior, regular_cluster_aided, cluster_prior_data,
-            stack_base, cover_classes, residual, stage_prior, validation_fraction,
+            classifier_layout, mask_unseen, stack_base, cover_classes, residual, stage_prior, validation_fraction,
             validation_folds: see :class:`dlsa.config.DLSAConfig`.
         random_state: seed; each stage gets a child seed of it.
         device: torch device.
@@ -118,6 +118,8 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         regular_prior: str = DEFAULT.regular_prior,
         regular_cluster_aided: bool = DEFAULT.regular_cluster_aided,
         cluster_prior_data: str = DEFAULT.cluster_prior_data,
+        classifier_layout: str = DEFAULT.classifier_layout,
+        mask_unseen: bool = DEFAULT.mask_unseen,
         stack_base: bool = DEFAULT.stack_base,
         cover_classes: bool = DEFAULT.cover_classes,
         residual: bool = DEFAULT.residual,
@@ -140,6 +142,8 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         self.regular_prior = regular_prior
         self.regular_cluster_aided = regular_cluster_aided
         self.cluster_prior_data = cluster_prior_data
+        self.classifier_layout = classifier_layout
+        self.mask_unseen = mask_unseen
         self.stack_base = stack_base
         self.cover_classes = cover_classes
         self.residual = residual
@@ -192,6 +196,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         _check_choice("regular_data", self.regular_data, ("remaining", "all"))
         _check_choice("regular_prior", self.regular_prior, ("reaching", "global"))
         _check_choice("cluster_prior_data", self.cluster_prior_data, ("level", "all"))
+        _check_choice("classifier_layout", self.classifier_layout, ("paper", "release"))
         if not 0.0 <= self.validation_fraction < 0.5:
             raise DLSAInputError(
                 f"validation_fraction must be in [0, 0.5), got {self.validation_fraction!r}"

@@ -47,6 +47,8 @@ class CascadeFitting(ClusterAided):
     regular_prior: str
     regular_cluster_aided: bool
     cluster_prior_data: str
+    classifier_layout: str
+    mask_unseen: bool
     cover_classes: bool
     residual: bool
     stage_prior: str
@@ -112,7 +114,15 @@ class CascadeFitting(ClusterAided):
             inputs, prior = self._last_filter_inputs(x)
         counts = all_counts if self.regular_prior == "global" else None
         return self._fit_stage(
-            self.base_, inputs, prior, y, head_cfg, gen, "regular", prior_counts=counts
+            self.base_,
+            inputs,
+            prior,
+            y,
+            head_cfg,
+            gen,
+            "regular",
+            prior_counts=counts,
+            twin=self.classifier_layout == "release",
         )
 
     def _regular_is_cluster_aided(self) -> bool:
@@ -170,6 +180,7 @@ class CascadeFitting(ClusterAided):
             f"cluster-aided {level + 1}",
             offset=self.fallback_ if self.residual else None,
             prior_counts=full.counts if self.stage_prior == "global" else None,
+            twin=self.classifier_layout == "release",
         )
         self.filters_.append(flt)
         self.heads_.append(head)
@@ -205,21 +216,28 @@ class CascadeFitting(ClusterAided):
         desc: str,
         offset: StageClassifier | None = None,
         prior_counts: Tensor | None = None,
+        twin: bool = False,
     ) -> StageClassifier:
         """Build and train one stage classifier; with ``offset``, a residual one that
-        starts as ``offset`` (see :meth:`StageClassifier.make_residual`). The base
-        method's losses and post-hoc corrections use ``prior_counts`` (C,) as the class
-        counts if given, else the counts of ``y``."""
+        starts as ``offset`` (see :meth:`StageClassifier.make_residual`); with ``twin``,
+        the release's two summed maps. The base method's losses and post-hoc
+        corrections use ``prior_counts`` (C,) as the class counts if given, else the
+        counts of ``y``."""
         n_classes = len(self.classes_)
         model = base.build(
-            inputs.shape[1], n_classes, use_prior=prior is not None, generator=generator
+            inputs.shape[1],
+            n_classes,
+            use_prior=prior is not None,
+            generator=generator,
+            twin=twin,
         ).to(inputs.device)
         if offset is not None:
             model.make_residual(offset)
         counts = torch.bincount(y, minlength=n_classes).to(inputs.dtype)
         data = StageData(inputs, y, counts if prior_counts is None else prior_counts, prior)
         base.fit(model, data, head_cfg, generator, progress=self.verbose, desc=desc)
-        model.set_seen_classes(counts)
+        if self.mask_unseen:
+            model.set_seen_classes(counts)
         return model
 
 

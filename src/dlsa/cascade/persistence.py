@@ -137,18 +137,21 @@ def _restore(
     clf.validation_ = meta.get("validation")
     clf.stage_enabled_ = [bool(v) for v in meta["stage_enabled"]]
     d, c, n_levels = clf.n_features_in_, len(clf.classes_), int(meta["n_levels"])
-    cluster_inputs = 2 * d + c * clf.stack_base
+    twin = clf.classifier_layout == "release"
+    cluster_inputs = (d if twin else 2 * d) + c * clf.stack_base
     dummy = torch.Generator().manual_seed(0)
     clf.filters_ = nn.ModuleList(
         FlowFilter(d, c, flt_cfg, generator=dummy) for _ in range(n_levels)
     )
     clf.heads_ = nn.ModuleList(
-        base.build(cluster_inputs, c, use_prior=True, generator=dummy) for _ in range(n_levels)
+        base.build(cluster_inputs, c, use_prior=True, generator=dummy, twin=twin)
+        for _ in range(n_levels)
     )
+    separate_regular = not meta["fallback_is_regular"]
     clf.regular_ = (
-        base.build(cluster_inputs, c, use_prior=True, generator=dummy)
+        base.build(cluster_inputs, c, use_prior=True, generator=dummy, twin=twin)
         if clf._regular_is_cluster_aided()
-        else base.build(d, c, use_prior=False, generator=dummy)
+        else base.build(d, c, use_prior=False, generator=dummy, twin=twin and separate_regular)
     )
     clf.fallback_ = (
         clf.regular_

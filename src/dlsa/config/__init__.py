@@ -10,14 +10,14 @@ and never receive values derived during a run (those are fitted attributes).
 
 from dlsa.config.io import dataclass_in, from_dict, set_path, to_dict
 from dlsa.config.presets import (
+    PAPER_ALIASES,
     PRESETS,
+    RELEASE_CONFIGS,
     get_preset,
-    imagenet_lt,
-    inat18,
     many_classes,
-    paper,
-    places_lt,
+    release_config,
     release_filter,
+    release_preset,
     small,
 )
 from dlsa.config.schema import (
@@ -37,7 +37,9 @@ from dlsa.config.schema import (
 
 __all__ = [
     "BASE_NAMES",
+    "PAPER_ALIASES",
     "PRESETS",
+    "RELEASE_CONFIGS",
     "BaseName",
     "DLSAConfig",
     "FilterConfig",
@@ -51,12 +53,10 @@ __all__ = [
     "dataclass_in",
     "from_dict",
     "get_preset",
-    "imagenet_lt",
-    "inat18",
     "many_classes",
-    "paper",
-    "places_lt",
+    "release_config",
     "release_filter",
+    "release_preset",
     "safe_filter",
     "set_path",
     "small",

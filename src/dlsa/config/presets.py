@@ -1,9 +1,11 @@
-"""Named configurations: the paper presets (the supplement's settings, trained as the
-original release trains them), the default, and the fixed presets of earlier releases."""
+"""Named configurations: one preset per config file of the original release (its
+values and its procedure; ``imagenet-lt``, ``places-lt`` and ``inat18`` name its PaCo +
+Balanced Softmax configs), the default, and the fixed presets of earlier releases."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,34 +20,71 @@ from dlsa.config.schema import (
 from dlsa.errors import DLSAInputError
 
 
-def paper(flow_filter: FilterConfig) -> DLSAConfig:
-    """The paper's cascade as the original release trains it, with the given flow-filter
-    settings (:func:`release_filter` gives the release's): three filters routing 30% each,
-    Balanced Softmax, classifiers trained from scratch on their routed samples with the
-    release's optimiser (SGD without momentum or weight decay, constant lr 0.01, batch
-    128, 150 epochs, raw inputs), a cluster-aided regular classifier on the samples no
-    filter took with the global class prior, no selection.
+def release_filter(**changes: Any) -> FilterConfig:
+    """Flow filter trained as the original release trains it (its ``finetune_representations``
+    and ``config/BaseConfig.yaml``), with the per-config ``changes`` (fields of
+    :class:`FilterConfig`): K = 500 means of std 0.05; two MADE blocks with two hidden
+    layers of width D, PyTorch's default initialisation and unbiased batch-norm variance;
+    SGD without momentum at a constant lr; class-balanced batches whose samples are also
+    the first of the purity pairs, each paired with a sample of another class, the two
+    groups in separate flow passes; the log-likelihood term as a batch mean of class
+    weights that sum to one (lambda_lh = 2); no weight cap, no gradient clipping (the
+    release's clip call runs before ``backward()``); every epoch eligible, the earliest
+    of equally good ones, none whose largest cluster holds 5,000 samples or more.
 
-    Departures from the original release, kept on purpose:
+    Example:
+        >>> release_filter(lr=0.1).flow.hidden_layers, release_filter(lr=0.1).lr
+        (2, 0.1)
+    """
+    base = FilterConfig(
+        flow=FlowConfig(hidden_layers=2, zero_init=False, bn_unbiased=True),
+        mixture=MixtureConfig(n_components=500, sigma=0.05),
+        max_class_share=None,
+        mle_normalization="batch",
+        lambda_mle=2.0,
+        mle_per_dimension=False,
+        purity_anchors="batch",
+        flow_passes="separate",
+        batch_sampler="class-balanced",
+        grad_clip=None,
+        epoch_ties="earliest",
+        selection_start=0.0,
+        max_cluster_share=1.0,
+        max_cluster_size=5000,
+    )
+    return dataclasses.replace(base, **changes)
 
-    * a level's cluster prior P(y | k) counts the level's own training samples
-      (``cluster_prior_data="level"``, the paper's definition); the release counts all
-      training samples, which leaks the samples earlier levels took into later levels'
-      priors;
-    * classifiers start from random weights: for PaCo and iNaturalist features the
-      release copies the backbone's classifier into them, which a feature file cannot
-      reproduce (it holds no classifier weights);
-    * the head lr is the release's value on CE / CBS features (0.01); on PaCo features
-      the release uses 1e-4 (set ``head.lr``).
+
+def release_config(
+    *,
+    depth: int,
+    base: str,
+    head_lr: float,
+    flow_filter: FilterConfig,
+    base_params: Mapping[str, Any] | None = None,
+) -> DLSAConfig:
+    """The cascade of one released config file (``train_dlsa.py``'s
+    ``divide_and_conquer``): ``depth`` filters routing 30% each, classifiers built as
+    two summed maps (``classifier_layout="release"``) trained from scratch on raw inputs
+    with SGD without momentum or weight decay at the constant ``head_lr``, batch 128, 150
+    epochs, keeping the last epoch (the release picks it on the test set); the regular
+    classifier on the samples no filter took with the class counts of all training
+    samples; each level's cluster prior counted over all training samples; the raw
+    argmax over all classes; no selection.
+
+    The one part of the release a feature file cannot carry: its PaCo and iNaturalist
+    configs name a backbone checkpoint to initialise the ``FC(x)`` map from (its loader
+    looks for ``linear.weight`` only); here every classifier starts from random weights.
     """
     return DLSAConfig(
-        depth=3,
-        base="balsoftmax",
+        depth=depth,
+        base=base,  # type: ignore[arg-type]
+        base_params=dict(base_params or {}),
         flow_filter=flow_filter,
         head=HeadConfig(
             epochs=150,
             batch_size=128,
-            lr=0.01,
+            lr=head_lr,
             momentum=0.0,
             weight_decay=0.0,
             standardize=False,
@@ -54,59 +93,90 @@ def paper(flow_filter: FilterConfig) -> DLSAConfig:
         selection=None,
         regular_data="remaining",
         regular_prior="global",
-        regular_cluster_aided=True,
+        regular_cluster_aided=False,
+        cluster_prior_data="all",
+        classifier_layout="release",
+        mask_unseen=False,
         cover_classes=False,
         residual=False,
         stage_prior="routed",
     )
 
 
-def release_filter(**changes: Any) -> FilterConfig:
-    """Flow filter trained as the original release trains it, with the per-data-set
-    ``changes`` (fields of :class:`FilterConfig`): two-hidden-layer MADEs with PyTorch's
-    default initialisation, unbiased batch-norm variance, class-balanced batches, the
-    class-weighted mean log-likelihood (not divided by D) weighted by lambda_lh = 2, B
-    purity pairs per step, and the earliest of equally good epochs.
+_IMAGENET = {}  # ImgNet_*.yaml: batch 1024, lr 0.2, 50 epochs, lambda_lh 2, bal 1, pure 0.02
+_INAT = {"epochs": 30, "lambda_mle": 1.0}  # Inat_PaCo_R50_bsm.yaml
+_PLACES = {  # Places_*.yaml
+    "batch_size": 512,
+    "epochs": 60,
+    "lambda_mle": 1.0,
+    "lambda_bal": 2.0,
+    "lambda_pure": 0.03,
+}
+_RELEASE_COSINE = {"learn_scale": False, "squash": True}  # CosNorm_Classifier, scale 16
 
-    lambda_lh = 2 is the release's ImageNet-LT value; its Places-LT and iNaturalist
-    values are not published, and 2 is assumed for them too.
+RELEASE_CONFIGS: Mapping[str, dict[str, Any]] = types.MappingProxyType(
+    {
+        "ImgNet_CE_R50_bsm": {"depth": 1, "base": "balsoftmax", "lr": 1e-2, "flow": _IMAGENET},
+        "ImgNet_CBS_R50_bsm": {"depth": 1, "base": "balsoftmax", "lr": 1e-2, "flow": _IMAGENET},
+        "ImgNet_PaCo_R50_bsm": {"depth": 3, "base": "balsoftmax", "lr": 1e-4, "flow": _IMAGENET},
+        "ImgNet_PaCo_R50_cbs": {"depth": 3, "base": "cbs", "lr": 1e-4, "flow": _IMAGENET},
+        "ImgNet_PaCo_R50_cos": {
+            "depth": 1,
+            "base": "cosine",
+            "lr": 1e-4,
+            "flow": _IMAGENET,
+            "params": _RELEASE_COSINE,
+        },
+        "ImgNet_PaCo_R50_m2m": {"depth": 3, "base": "m2m", "lr": 1e-4, "flow": _IMAGENET},
+        "ImgNet_PaCo_R50_ride": {"depth": 3, "base": "ride", "lr": 1e-4, "flow": _IMAGENET},
+        "Inat_PaCo_R50_bsm": {"depth": 3, "base": "balsoftmax", "lr": 1e-4, "flow": _INAT},
+        "Places_CE_R152_bsm": {"depth": 1, "base": "balsoftmax", "lr": 1e-2, "flow": _PLACES},
+        "Places_CE_R152_cos": {
+            "depth": 1,
+            "base": "cosine",
+            "lr": 1e-2,
+            "flow": _PLACES,
+            "params": _RELEASE_COSINE,
+        },
+        "Places_CE_R152_ride": {"depth": 1, "base": "ride", "lr": 1e-2, "flow": _PLACES},
+        "Places_PaCo_R152_bsm": {"depth": 1, "base": "balsoftmax", "lr": 1e-4, "flow": _PLACES},
+    }
+)
+"""The released config files (``config/<name>.yaml`` of github.com/silicx/DLSA), each
+by what differs between them: depth (``max_depth``), base method (loss, sampler and
+classifier type of ``cacls`` / ``regcls``), classifier lr, and the flow filter's
+settings beside :func:`release_filter`'s. In the release, the ``m2m`` config's sampler
+name "M2M" is not implemented (its loader silently trains plain Balanced Softmax) and
+the ``ride`` classifier type raises ``NotImplementedError``; those presets run dlsa's
+M2M and RIDE in the release's procedure instead."""
+
+PAPER_ALIASES: Mapping[str, str] = types.MappingProxyType(
+    {
+        "imagenet-lt": "ImgNet_PaCo_R50_bsm",
+        "places-lt": "Places_PaCo_R152_bsm",
+        "inat18": "Inat_PaCo_R50_bsm",
+    }
+)
+"""The paper's headline rows (PaCo features + Balanced Softmax) by data set."""
+
+
+def release_preset(name: str) -> DLSAConfig:
+    """The preset of the released config file ``name`` (a key of
+    :data:`RELEASE_CONFIGS`).
 
     Example:
-        >>> release_filter(lr=0.1).flow.hidden_layers, release_filter(lr=0.1).lr
-        (2, 0.1)
+        >>> cfg = release_preset("Places_CE_R152_bsm")
+        >>> cfg.depth, cfg.head.lr, cfg.flow_filter.batch_size, cfg.flow_filter.lambda_bal
+        (1, 0.01, 512, 2.0)
     """
-    base = FilterConfig(
-        flow=FlowConfig(hidden_layers=2, zero_init=False, bn_unbiased=True),
-        lambda_mle=2.0,
-        mle_per_dimension=False,
-        purity_pairs=1.0,
-        batch_sampler="class-balanced",
-        epoch_ties="earliest",
+    spec = RELEASE_CONFIGS[name]
+    return release_config(
+        depth=spec["depth"],
+        base=spec["base"],
+        head_lr=spec["lr"],
+        flow_filter=release_filter(**spec["flow"]),
+        base_params=spec.get("params"),
     )
-    return dataclasses.replace(base, **changes)
-
-
-def imagenet_lt() -> DLSAConfig:
-    """ImageNet-LT preset (supplement, Sec. 5): K=500, lr 0.2, batch 1024, 50 epochs,
-    lambda_bal 1, lambda_pure 0.02; the release's training choices (:func:`paper`,
-    :func:`release_filter`)."""
-    return paper(release_filter())
-
-
-def places_lt() -> DLSAConfig:
-    """Places-LT preset (supplement, Sec. 5): K=500, lr 0.1, batch 512, 60 epochs,
-    lambda_bal 2, lambda_pure 0.03; the release's training choices (:func:`paper`,
-    :func:`release_filter`)."""
-    return paper(
-        release_filter(lr=0.1, batch_size=512, epochs=60, lambda_bal=2.0, lambda_pure=0.03)
-    )
-
-
-def inat18() -> DLSAConfig:
-    """iNaturalist 2018 preset (supplement, Sec. 5): K=500, lr 0.2, batch 1024, 30 epochs,
-    lambda_bal 1, lambda_pure 0.05; the release's training choices (:func:`paper`,
-    :func:`release_filter`)."""
-    return paper(release_filter(lr=0.2, batch_size=1024, epochs=30, lambda_pure=0.05))
 
 
 def small() -> DLSAConfig:
@@ -164,11 +234,10 @@ def _small_filter(*, n_components: int, proportion: float) -> FilterConfig:
 PRESETS: Mapping[str, Callable[[], DLSAConfig]] = types.MappingProxyType(
     {
         "default": DLSAConfig,
-        "imagenet-lt": imagenet_lt,
-        "places-lt": places_lt,
-        "inat18": inat18,
+        **{alias: functools.partial(release_preset, name) for alias, name in PAPER_ALIASES.items()},
         "small": small,
         "many-classes": many_classes,
+        **{name: functools.partial(release_preset, name) for name in RELEASE_CONFIGS},
     }
 )
 """Read-only mapping from preset name to the function that builds it."""
@@ -181,8 +250,8 @@ def get_preset(name: str) -> DLSAConfig:
         DLSAInputError: (a ``ValueError``) if no preset has that name.
 
     Example:
-        >>> get_preset("places-lt").flow_filter.lr
-        0.1
+        >>> get_preset("places-lt").flow_filter.batch_size
+        512
     """
     if name not in PRESETS:
         raise DLSAInputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")

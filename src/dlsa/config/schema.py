@@ -77,9 +77,16 @@ class FilterConfig:
     """The latent mixture."""
     q: float = 2.0
     """Exponent of the class weights w(i) ~ n_i^-q of the weighted MLE (paper, Eq. 6)."""
-    max_class_share: float = 5.0
+    max_class_share: float | None = 5.0
     """Cap on one class's share of the MLE weight, in multiples of the uniform share 1/C
-    (not in the paper; guards against one tiny class taking all the weight)."""
+    (not in the paper; guards against one tiny class taking all the weight); None: no
+    cap (original release: none, its cap is commented out)."""
+    mle_normalization: Literal["weight-sum", "batch"] = "weight-sum"
+    """How the weighted log-likelihood of a batch is averaged: "weight-sum" (divided by
+    the batch's total class weight, so the term's scale does not depend on the number
+    of classes) or "batch" (divided by the batch size; the class weights sum to one over
+    the level's classes, so with class-balanced batches the term is about 1/C' of
+    "weight-sum"'s) (original release: "batch")."""
     lambda_mle: float = 1.0
     """Weight of the weighted MLE term (original release: lambda_lh = 2 on ImageNet-LT;
     1 with ``mle_per_dimension``, which already rescales the term)."""
@@ -97,6 +104,16 @@ class FilterConfig:
     """Purity pairs per step, as a fraction of the batch size (original release: 1.0, B
     pairs; ours passes half as many samples through the flow per step, not in the
     paper)."""
+    purity_anchors: Literal["drawn", "batch"] = "drawn"
+    """First samples of the purity pairs: "drawn" (``purity_pairs`` x B pairs drawn
+    apart from the batch, both classes uniform) or "batch" (the batch's own B samples,
+    each paired with a sample of another class drawn uniformly; ``purity_pairs`` is
+    then unused) (original release: "batch")."""
+    flow_passes: Literal["joint", "separate"] = "joint"
+    """"joint": the batch and the purity samples go through the flow in one pass (one
+    set of batch-norm statistics); "separate": one pass per group, each with its own
+    batch-norm statistics and running-statistics update (original release: separate,
+    two passes of B rows per step)."""
     detach_purity_target: bool = True
     """Stop the gradient through P(k | x_i) of the purity loss (original release)."""
     lr: float = 0.2
@@ -142,7 +159,10 @@ class FilterConfig:
     that a barely trained flow is never kept (not in the paper)."""
     max_cluster_share: float = 0.5
     """An epoch whose largest cluster holds more than this share of the level's train
-    samples is never selected (not in the paper; the original used an absolute 5000)."""
+    samples is never selected (not in the paper)."""
+    max_cluster_size: int | None = None
+    """An epoch whose largest cluster holds this many train samples or more is never
+    selected (original release: 5000); None: no absolute bound."""
     eval_batch_size: int = 4096
     """Batch size for scoring (no effect on results)."""
 
@@ -291,6 +311,16 @@ class DLSAConfig:
     training sample of the cascade, also those earlier levels took) (original release:
     all, which leaks earlier levels' samples into later levels' priors; kept for the
     ablation)."""
+    classifier_layout: Literal["paper", "release"] = "paper"
+    """How the cascade's classifiers are built: "paper" (a cluster-aided classifier is
+    ``FC[x, z] + FC[P(y | k)]``, Sec. 3.4; the regular one a single map of x) or
+    "release" (the original release's two summed maps: ``FC(x) + FC([x, P(y | k)])``
+    for a cluster-aided classifier, without the flow's z, and ``FC(x) + FC(x)`` for the
+    regular one, so the x-weights start from two summed initialisations and train at
+    twice the lr)."""
+    mask_unseen: bool = True
+    """A stage never predicts a class it had no training sample of (its logit is -inf;
+    not in the paper; original release: False, the raw argmax over all classes)."""
     stack_base: bool = False
     """Give each cluster-aided classifier the base method's logits (trained on all data)
     as extra inputs beside ``[x, z]`` (not in the paper)."""
