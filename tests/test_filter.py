@@ -323,7 +323,9 @@ def test_release_log_lh_term_is_about_one_over_the_class_count_of_ours():
     cfg = _release_step_config(
         epochs=1, batch_size=1024, mle_normalization="weight-sum", batch_sampler="class-balanced"
     )
-    flt = FlowFilter(6, 100, dataclasses.replace(cfg, mixture=MixtureConfig(50, 0.05)), generator=gen)
+    flt = FlowFilter(
+        6, 100, dataclasses.replace(cfg, mixture=MixtureConfig(50, 0.05)), generator=gen
+    )
     report: FilterReport = flt.fit(x, y, generator=gen)
     ratio = report.terms[0]["log_lh"] / (2.0 * report.losses[0]["mle"])
     assert ratio == pytest.approx(1 / 100, rel=0.1)

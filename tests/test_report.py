@@ -21,3 +21,20 @@ def test_metrics_table_shows_gains_against_the_reference():
 def test_markdown_table_shape():
     text = markdown_table(["a", "b", "c"], [[1, 2, 3], [4, 5, 6]])
     assert len(text.splitlines()) == 4 and text.splitlines()[1] == "|---|--:|--:|"
+
+
+def test_levels_table_gives_the_epoch_1_terms_on_the_release_scale():
+    from dlsa.report import levels_table
+
+    flt = {
+        "good_clusters": [0, 3],
+        "selected_epoch": 2,
+        "losses": [{}, {}],
+        "terms": [{"log_lh": 1.2751, "purity": -0.127, "balance": 0.00001}, {}],
+    }
+    level = {"filter": flt, "n_input": 100, "n_routed": 30}
+    level |= {"tail_share_input": 0.2, "tail_share_routed": 0.5}
+    row = levels_table([level], []).splitlines()[-1]
+    assert row.endswith("| 2/2 | 3 | 1.275 / -0.127 / 0.0000 |")
+    old = {**level, "filter": {k: v for k, v in flt.items() if k != "terms"}}
+    assert levels_table([old], []).splitlines()[-1].endswith("| 3 | - |")

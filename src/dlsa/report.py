@@ -78,6 +78,7 @@ def levels_table(
                 pct(sep.get("accuracy")),
                 f"{flt['selected_epoch']}/{len(flt['losses'])}",
                 good,
+                _release_terms(flt.get("terms") or []),
             ]
         )
     header = [
@@ -90,8 +91,18 @@ def levels_table(
         "test separation acc",
         "epoch kept",
         "good clusters",
+        "epoch 1: log_lh / purity / balance",
     ]
     return markdown_table(header, rows)
+
+
+def _release_terms(terms: Sequence[Mapping[str, float]]) -> str:
+    """Epoch 1's lambda-weighted per-step loss terms, as the original release logs them
+    (it prints their sums over the epoch's steps); "-" for models saved without them."""
+    if not terms:
+        return "-"
+    first = terms[0]
+    return f"{first['log_lh']:.3f} / {first['purity']:.3f} / {first['balance']:.4f}"
 
 
 def stages_table(rows: Sequence[Mapping[str, Any]], n_levels: int) -> str:

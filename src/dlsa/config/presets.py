@@ -234,7 +234,9 @@ def _small_filter(*, n_components: int, proportion: float) -> FilterConfig:
 PRESETS: Mapping[str, Callable[[], DLSAConfig]] = types.MappingProxyType(
     {
         "default": DLSAConfig,
-        **{alias: functools.partial(release_preset, name) for alias, name in PAPER_ALIASES.items()},
+        **{
+            alias: functools.partial(release_preset, name) for alias, name in PAPER_ALIASES.items()
+        },
         "small": small,
         "many-classes": many_classes,
         **{name: functools.partial(release_preset, name) for name in RELEASE_CONFIGS},
