@@ -78,7 +78,8 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
             the default configuration's, None fits the configuration as given.
         regular_data, regular_prior, regular_cluster_aided, cluster_prior_data,
             classifier_layout, mask_unseen, stack_base, cover_classes, residual,
-            stage_prior, validation_fraction, validation_folds: see :class:`dlsa.config.DLSAConfig`.
+            stage_prior, validation_fraction, validation_folds: see
+            :class:`dlsa.config.DLSAConfig`.
         random_state: seed; each stage gets a child seed of it.
         device: torch device.
         verbose: progress bars and per-epoch logs.
