@@ -1,18 +1,17 @@
-"""Issue 14: the paper preset before and after matching the original release, one
-difference at a time (an ablation in the layout of the paper's Table 4).
+"""The release's procedure with one of dlsa's choices at a time (issues 14 and 20): an
+ablation in the layout of the paper's Table 4.
 
-"before" is the paper preset of the release before issue 14 (our training choices
-everywhere); each following row switches ONE difference to the original release's
-behaviour; "after" is the ``ImgNet_CE_R50_bsm`` preset (the release's procedure since
-issue 20) at depth 3, with the classifier lr 0.01 of its CE / CBS configs. Every model
-is compared with Balanced Softmax alone trained with the same classifier settings, on the same test
-samples, stage by stage; classifier epochs are the last one (the original picks them by
-test accuracy; we never do).
+"release" is a release preset (``--preset``, default ``ImgNet_CE_R50_bsm``: the
+release's procedure, side by side with the release in docs/presets.md); each following
+row switches ONE part of it to dlsa's own choice (the option named in docs/presets.md).
+Every model is compared with the base method alone trained with the same classifier
+settings (depth 0), on the same test samples, stage by stage; classifier epochs are the
+last one (the release picks them by test accuracy; we never do).
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/release_ablation.py --panel runs/panel \\
-        --sets fm-ce-r100,fm-ce-r500 --components 30 --seeds 0 --out runs/release-ablation
+    OMP_NUM_THREADS=1 python benchmarks/release_ablation.py --panel runs/panel \
+        --sets fm-digits,fm-ce-r100 --seeds 0 --out runs/release-ablation
 """
 
 from __future__ import annotations
@@ -27,71 +26,52 @@ from pathlib import Path
 import numpy as np
 
 from dlsa import DLSAClassifier
-from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, get_preset
+from dlsa.config import DLSAConfig, FlowConfig, get_preset
 from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.features import load_features
-
-AFTER = dataclasses.replace(get_preset("ImgNet_CE_R50_bsm"), depth=3)
-RELEASE_HEAD = AFTER.head
-
-
-def before() -> DLSAConfig:
-    """The paper preset of the previous release."""
-    return DLSAConfig(
-        depth=3,
-        base="balsoftmax",
-        flow_filter=FilterConfig(),
-        head=HeadConfig(),
-        selection=None,
-        regular_data="remaining",
-        cover_classes=False,
-        residual=False,
-        stage_prior="routed",
-    )
 
 
 def _flt(**kw: object) -> Callable[[DLSAConfig], DLSAConfig]:
     return lambda c: dataclasses.replace(c, flow_filter=dataclasses.replace(c.flow_filter, **kw))
 
 
-def _flow(**kw: object) -> Callable[[DLSAConfig], DLSAConfig]:
-    def apply(c: DLSAConfig) -> DLSAConfig:
-        flow = dataclasses.replace(c.flow_filter.flow, **kw)
-        return dataclasses.replace(c, flow_filter=dataclasses.replace(c.flow_filter, flow=flow))
-
-    return apply
+def _cfg(**kw: object) -> Callable[[DLSAConfig], DLSAConfig]:
+    return lambda c: dataclasses.replace(c, **kw)
 
 
-def _head(**kw: object) -> Callable[[DLSAConfig], DLSAConfig]:
-    return lambda c: dataclasses.replace(c, head=dataclasses.replace(c.head, **kw))
+def _ours_head(c: DLSAConfig) -> DLSAConfig:
+    return dataclasses.replace(c, head=DLSAConfig().head)
+
+
+def _ours_made(c: DLSAConfig) -> DLSAConfig:
+    return _flt(flow=FlowConfig(hidden_layers=1, zero_init=True, bn_unbiased=False))(c)
 
 
 CHANGES: dict[str, Callable[[DLSAConfig], DLSAConfig]] = {
-    "1 regular prior: global counts": lambda c: dataclasses.replace(c, regular_prior="global"),
-    "2 class-balanced flow batches": _flt(batch_sampler="class-balanced"),
-    "3 MLE x2, not per dimension": _flt(lambda_mle=2.0, mle_per_dimension=False),
-    "4 MADE: 2 hidden layers, default init": _flow(hidden_layers=2, zero_init=False),
-    "5 raw classifier inputs": _head(standardize=False),
-    "6 release classifier optimiser": _head(
-        epochs=150, batch_size=128, lr=0.01, momentum=0.0, weight_decay=0.0, schedule="constant"
+    "likelihood: weighted mean per dimension, lambda 1": _flt(
+        mle_normalization="weight-sum", mle_per_dimension=True, lambda_mle=1.0
     ),
-    "9 cluster-aided regular classifier": lambda c: dataclasses.replace(
-        c, regular_cluster_aided=True
+    "shuffled flow batches": _flt(batch_sampler="shuffle"),
+    "purity: B/4 pairs drawn apart, one flow pass": _flt(
+        purity_anchors="drawn", purity_pairs=0.25, flow_passes="joint"
     ),
-    "10 purity pairs = B": _flt(purity_pairs=1.0),
-    "11 unbiased BN variance": _flow(bn_unbiased=True),
-    "12 earliest epoch on ties": _flt(epoch_ties="earliest"),
+    "MADE: 1 hidden layer, zero init, biased BN": _ours_made,
+    "weight cap 5, clip 10": _flt(max_class_share=5.0, grad_clip=10.0),
+    "epoch rule: 2nd half, latest, share <= 0.5": _flt(
+        selection_start=0.5, epoch_ties="latest", max_cluster_share=0.5, max_cluster_size=None
+    ),
+    "classifiers: FC[x, z] + FC[P]; regular FC(x)": _cfg(classifier_layout="paper"),
+    "unseen classes masked": _cfg(mask_unseen=True),
+    "cluster prior of the level's samples": _cfg(cluster_prior_data="level"),
+    "classifier optimiser: momentum, wd, cosine, standardised": _ours_head,
 }
 
 
-def variants() -> dict[str, DLSAConfig]:
-    out = {"before (previous preset)": before()}
+def variants(preset: str) -> dict[str, DLSAConfig]:
+    release = get_preset(preset)
+    out = {f"release ({preset})": release}
     for name, change in CHANGES.items():
-        out[f"before + {name}"] = change(before())
-    out["after (ImgNet_CE_R50_bsm, depth 3)"] = AFTER
-    out["after + 8 cluster prior of the level's own samples"] = dataclasses.replace(
-        AFTER, cluster_prior_data="level"
-    )
+        out[f"+ {name}"] = change(release)
     return out
 
 
@@ -119,8 +99,9 @@ def run(cfg: DLSAConfig, train, test, seed: int, components: int | None) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--panel", default="runs/panel")
-    parser.add_argument("--sets", default="fm-ce-r100,fm-ce-r500")
-    parser.add_argument("--components", type=int, default=30, help="K (0: the preset's)")
+    parser.add_argument("--sets", default="fm-digits,fm-ce-r100")
+    parser.add_argument("--preset", default="ImgNet_CE_R50_bsm")
+    parser.add_argument("--components", type=int, default=0, help="K (0: the preset's)")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--out", default="runs/release-ablation")
     parser.add_argument("--only", default=None, help="comma-separated variant name prefixes")
@@ -131,7 +112,7 @@ def main() -> None:
         train = load_features(Path(args.panel) / set_name / "train.h5")
         test = load_features(Path(args.panel) / set_name / "test.h5")
         rows = []
-        for name, cfg in variants().items():
+        for name, cfg in variants(args.preset).items():
             if args.only and not name.startswith(tuple(args.only.split(","))):
                 continue
             recs = []
@@ -147,7 +128,7 @@ def main() -> None:
                 print(f"{set_name} {name} s{seed}: {rec['seconds']:.0f}s", flush=True)
             gain = [r["dlsa"]["overall"] - r["base"]["overall"] for r in recs]
             stages = []
-            for s in range(4):
+            for s in range(cfg.depth + 1):
                 g = [
                     next((x["dlsa_accuracy"] - x["base_accuracy"] for x in r["stages"]
                           if x["stage"] == s), np.nan)
@@ -157,9 +138,11 @@ def main() -> None:
             base = np.mean([r["base"]["overall"] for r in recs])
             rows.append(f"| {name} | {100 * base:.1f} | {100 * np.mean(gain):+.2f} | "
                         + " | ".join(stages) + " |")  # fmt: skip
+        depth = get_preset(args.preset).depth
+        levels = [f"level {d + 1}" for d in range(depth)]
         print(f"\n{set_name} (seeds {args.seeds}, K = {args.components or 'preset'}):\n")
-        print("| variant | base alone | DLSA gain | level 1 | level 2 | level 3 | regular |")
-        print("|---|--:|--:|--:|--:|--:|--:|")
+        print("| variant | base alone | DLSA gain | " + " | ".join(levels) + " | regular |")
+        print("|---|--:|--:|" + "--:|" * (depth + 1))
         print("\n".join(rows), flush=True)
 
 
