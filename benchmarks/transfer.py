@@ -12,6 +12,8 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/transfer.py --half tune --panel runs/panel \\
         --out runs/transfer [--seeds 0,1,2] [--paper-seeds 0]
+    OMP_NUM_THREADS=1 python benchmarks/transfer.py --half report --seeds 0 \\
+        --release-presets ImgNet_CE_R50_bsm,imagenet-lt --out runs/transfer-release
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ def model_config(name: str, seed: int, default_record: dict | None = None) -> DL
         cfg = DLSAConfig(depth=0, base="balsoftmax", selection=None)
     elif name == "default":
         cfg = DLSAConfig()
-    elif name == "paper":
+    elif name == "paper":  # the headline preset (the release's PaCo + Balanced Softmax)
         cfg = get_preset("imagenet-lt")
+    elif name.startswith("paper:"):  # a release preset by name
+        cfg = get_preset(name.split(":", 1)[1])
     elif name == "default-std":  # a candidate change: the flow's input standardized
         cfg = DLSAConfig()
         cfg = dataclasses.replace(
@@ -187,6 +191,31 @@ def table(
     return "\n".join(lines)
 
 
+def paper_table(
+    out: Path, sets: list[str], seeds: list[int], panel: Path, presets: list[str]
+) -> str:
+    """Release presets against Balanced Softmax alone (paired by seed): overall accuracy,
+    the gain overall and on the few-shot classes, and the fit time."""
+    head = ["Balanced Softmax"]
+    for p in presets:
+        head += [f"`{p}`", f"`{p}` - Balanced Softmax", "few-shot", "fit s"]
+    lines = ["| set | " + " | ".join(head) + " |", "|---|" + "--:|" * len(head)]
+    for s in sets:
+        ref = [cached(out, s, "balsoftmax", seed, panel) for seed in seeds]
+        cells = [_ms([r["metrics"]["overall"] for r in ref])]
+        for p in presets:
+            runs = [cached(out, s, f"paper:{p}", seed, panel) for seed in seeds]
+            gain, few = _paired_gains(runs, ref)
+            cells += [
+                _ms([r["metrics"]["overall"] for r in runs]),
+                f"**{_ms(gain, True)}**",
+                _ms(few, True),
+                f"{np.mean([r['seconds'] for r in runs]):.0f}",
+            ]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def variant_table(out: Path, sets: list[str], seeds: list[int], panel: Path, name: str) -> str:
     """A candidate change of the default against the default, same sets and seeds: test
     accuracy (paired difference), few-shot difference, and what each chose."""
@@ -221,12 +250,21 @@ def main() -> None:
     parser.add_argument(
         "--variant", default=None, help="compare a candidate change (default-std) to the default"
     )
+    parser.add_argument(
+        "--release-presets",
+        default=None,
+        help="comma-separated release presets: only these and Balanced Softmax, per seed",
+    )
     args = parser.parse_args()
     sets = list(TUNE if args.half == "tune" else REPORT)
     if args.sets:
         sets = [s for s in sets if s in args.sets.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     paper = None if args.paper_seeds is None else [int(v) for v in args.paper_seeds.split(",")]
+    if args.release_presets:
+        presets = args.release_presets.split(",")
+        print(paper_table(Path(args.out), sets, seeds, Path(args.panel), presets))
+        return
     if args.variant:
         print(variant_table(Path(args.out), sets, seeds, Path(args.panel), args.variant))
         return

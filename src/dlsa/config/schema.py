@@ -257,6 +257,13 @@ class SelectionConfig:
     errors of that gain."""
     min_gain: float = 0.002
     """... and above this absolute gain in balanced accuracy (0.002 = 0.2 points)."""
+    multiplicity: Literal["per-candidate", "max-t"] = "per-candidate"
+    """How the bar for a departure from the reference accounts for the number of
+    candidates: "per-candidate" (``margin`` standard errors for each) or "max-t" (at
+    least the 95% quantile of the largest of the candidates' standardised gains when
+    none is better in truth, from their joint normal distribution: the chance that any
+    candidate departs by luck is about 5% however many there are;
+    :mod:`dlsa.selection.multiplicity`)."""
     bases: tuple[MethodName, ...] = BASE_NAMES
     """Candidate base methods of ``base="auto"``, simplest first; the first one is the
     reference that every departure must beat."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlsa.config import to_dict
+from dlsa.selection.multiplicity import gain_covariance, max_t_threshold
 
 if TYPE_CHECKING:
     from dlsa.cascade import DLSAClassifier
@@ -120,6 +121,7 @@ def choose(
     *,
     margin: float,
     min_gain: float,
+    multiplicity: str = "per-candidate",
 ) -> tuple[int, str, list[dict[str, Any]]]:
     """Apply the rule of this module to candidates listed simplest first.
 
@@ -128,6 +130,10 @@ def choose(
     does not lose accuracy on the rarer half of the classes. The chosen candidate is the
     reference if no candidate is eligible; otherwise the simplest eligible candidate
     that the best eligible one does not clearly beat.
+
+    With ``multiplicity="max-t"`` the bar against the reference is at least the max-t
+    threshold of all the departures (:func:`~dlsa.selection.multiplicity.max_t_threshold`),
+    so that the chance of a departure by luck does not grow with their number.
 
     The tail condition guards against a bias of out-of-fold estimates on training
     features: a backbone fitted the training images of rare classes more closely than it
@@ -150,11 +156,12 @@ def choose(
     scores = [balanced_accuracy(c.pred, y, n_classes) for c in candidates]
     tail = rarer_half(y, n_classes)
     ref = candidates[0].pred
+    bar = family_margin(candidates, y, n_classes, margin, multiplicity)
     rows = []
     for i, cand in enumerate(candidates):
         gain, se = paired_gain(cand.pred, ref, y, n_classes)
         tail_gain, tail_se = paired_gain(cand.pred[tail], ref[tail], y[tail], n_classes)
-        clear = gain > max(margin * se, min_gain)
+        clear = gain > max(bar * se, min_gain)
         rows.append(
             {
                 "name": cand.name,
@@ -166,6 +173,7 @@ def choose(
                 "tail_se": tail_se,
                 "eligible": i == 0 or (clear and tail_gain >= 0.0),
                 "chosen": False,
+                "margin": bar,
             }
         )
     eligible = [i for i, row in enumerate(rows) if row["eligible"]]
@@ -178,10 +186,10 @@ def choose(
         else:
             t = rows[top]
             reason = (
-                f"no departure beats the reference clearly without losing on the rarer half "
-                f"of the classes (best: {t['name']}, {100 * t['gain']:+.2f} ± "
-                f"{100 * t['se']:.2f} points, rarer half {100 * t['tail_gain']:+.2f}); "
-                "the reference is kept"
+                f"no departure beats the reference by {bar:.2f} standard errors without "
+                f"losing on the rarer half of the classes (best: {t['name']}, "
+                f"{100 * t['gain']:+.2f} ± {100 * t['se']:.2f} points, rarer half "
+                f"{100 * t['tail_gain']:+.2f}); the reference is kept"
             )
     else:
         chosen, reason = best, "best eligible out-of-fold balanced accuracy"
@@ -199,6 +207,21 @@ def choose(
                 break
     rows[chosen]["chosen"] = True
     return chosen, reason, rows
+
+
+def family_margin(
+    candidates: Sequence[Candidate], y: np.ndarray, n_classes: int, margin: float, rule: str
+) -> float:
+    """Standard errors a departure from the reference (the first candidate) must clear:
+    ``margin``, or with ``rule="max-t"`` at least the max-t threshold of all the
+    departures' gains."""
+    if rule == "per-candidate" or len(candidates) < 2:
+        return margin
+    if rule != "max-t":
+        raise ValueError(f"multiplicity must be 'per-candidate' or 'max-t', got {rule!r}")
+    preds = np.stack([c.pred for c in candidates[1:]])
+    _, cov = gain_covariance(preds, candidates[0].pred, y, n_classes)
+    return max(margin, max_t_threshold(cov))
 
 
 def jsonable(params: dict[str, Any]) -> dict[str, Any]:

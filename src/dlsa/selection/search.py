@@ -83,7 +83,14 @@ def _round(
     cfg: SelectionConfig,
     start: float,
 ) -> tuple[Candidate, dict[str, Any]]:
-    idx, reason, rows = choose(candidates, y, n_classes, margin=cfg.margin, min_gain=cfg.min_gain)
+    idx, reason, rows = choose(
+        candidates,
+        y,
+        n_classes,
+        margin=cfg.margin,
+        min_gain=cfg.min_gain,
+        multiplicity=cfg.multiplicity,
+    )
     record = {
         "what": what,
         "reference": candidates[0].name,
