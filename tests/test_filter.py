@@ -416,6 +416,8 @@ def test_imagenet_lt_preset_logs_the_release_loss_terms_on_the_parity_set():
     flt = FlowFilter(64, 100, cfg, generator=gen)
     report = flt.fit(torch.from_numpy(x), torch.from_numpy(y), generator=gen)
     terms = report.terms[0]
+    assert set(report.purity_counts[0]) == {">0.9", ">0.7", ">0.5"}
+    assert report.purity_counts[0][">0.7"] >= report.good_clusters[0]
     assert 0.5 * 1.275 <= terms["log_lh"] <= 2 * 1.275
     assert 0.5 * 0.127 <= -terms["purity"] <= 2 * 0.127
     assert abs(terms["balance"]) < 1e-3

@@ -55,6 +55,8 @@ class FilterReport:
             level's classes; ``purity``; ``balance``), to lay beside its logs (which
             print the sums over an epoch's steps).
         good_clusters: per epoch, clusters with purity > min_purity and size > min_size.
+        purity_counts: per epoch, the clusters of purity above 0.9, 0.7 and 0.5 (keys
+            ``">0.9"``, ``">0.7"``, ``">0.5"``; the release's "Purity:" log line).
         largest_share: per epoch, share of the samples in the largest cluster.
         selected_epoch: the epoch whose weights were kept (1-based).
         selection: how it was chosen ("most good clusters" or a fallback reason).
@@ -67,6 +69,7 @@ class FilterReport:
     losses: list[dict[str, float]] = field(default_factory=list)
     terms: list[dict[str, float]] = field(default_factory=list)
     good_clusters: list[int] = field(default_factory=list)
+    purity_counts: list[dict[str, int]] = field(default_factory=list)
     largest_share: list[float] = field(default_factory=list)
     selected_epoch: int = 0
     selection: str = ""
@@ -199,6 +202,7 @@ class FilterTrainer:
         good = int(((purity > cfg.min_purity) & (sizes > cfg.min_cluster_size)).sum())
         share = float(sizes.max() / self.x.shape[0])
         report.good_clusters.append(good)
+        report.purity_counts.append({f">{t}": int((purity > t).sum()) for t in (0.9, 0.7, 0.5)})
         report.largest_share.append(share)
         self.last_state = _snapshot(self.flt, self.last_state)
         finite = bool(torch.isfinite(out.log_prob).all())
