@@ -487,3 +487,40 @@ def test_a_bad_value_in_the_last_row_is_one_line_and_nothing_is_written(
     assert main([*argv, "--out", str(out)]) == 2
     _one_line_error(capsys, command, "late.h5", f"row {len(X) - 1}", "inf")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["late.h5"]
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_an_existing_out_file_is_kept_unless_overwrite(run, files, tmp_path, capsys, command):
+    out = tmp_path / {"predict": "p.csv", "evaluate": "m.json"}[command]
+    out.write_text("mine")
+    argv = [command, "--model", str(run / "model"), "--features", str(files / "test.npz")]
+    assert main([*argv, "--out", str(out)]) == 2
+    _one_line_error(capsys, command, str(out), "exists", "--overwrite")
+    assert out.read_text() == "mine"
+    assert main(["-q", *argv, "--out", str(out), "--overwrite"]) == 0
+    assert out.read_text() != "mine"
+
+
+def test_sigterm_leaves_no_temporary_behind(files, tmp_path):
+    """SIGTERM (Slurm, Kubernetes) ends a command like Ctrl-C: exit 143, one line, and
+    the hidden temporary folder of --out removed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "o"
+    argv = ["fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz"),
+            "--out", str(out), "--config", "small", "--head.epochs", "100000"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlsa", *argv], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".o.") for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines()[-1] == "dlsa fit: terminated"
+    assert list(tmp_path.iterdir()) == []

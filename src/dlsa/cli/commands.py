@@ -16,6 +16,7 @@ from dlsa.atomic import atomic_dir, write_atomic
 from dlsa.cli.common import (
     CLIError,
     check_out,
+    check_out_file,
     git_commit,
     load_arg,
     load_model_arg,
@@ -229,6 +230,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows at a time (:func:`dlsa.streaming.evaluate_file`)."""
     from dlsa.streaming import evaluate_file
 
+    if args.out:
+        check_out_file(Path(args.out), overwrite=args.overwrite)
     model = load_model_arg(args.model)
     try:
         result = evaluate_file(model, args.features, source=str(args.features))
@@ -252,6 +255,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in OUTPUT_SUFFIXES:
         raise CLIError(f"--out {out}: use a .npz or .csv file")
+    check_out_file(out, overwrite=args.overwrite)
     model = load_model_arg(args.model)
     try:
         n_rows = predict_file(model, args.features, out)

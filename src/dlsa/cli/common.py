@@ -71,6 +71,16 @@ def check_out(dest: Path, *, overwrite: bool) -> Path:
     return dest
 
 
+def check_out_file(dest: Path, *, overwrite: bool) -> Path:
+    """Refuse an existing ``--out`` file unless ``--overwrite`` (the file itself is then
+    written with :func:`dlsa.atomic.write_atomic`)."""
+    if dest.is_dir():
+        raise CLIError(f"--out {dest} is a folder; give a file name")
+    if dest.exists() and not overwrite:
+        raise CLIError(f"--out {dest} exists; pass --overwrite to replace it")
+    return dest
+
+
 def load_arg(path: str, *, require_labels: bool, what: str) -> Any:
     try:
         return load_features(path, require_labels=require_labels)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="model folder written by fit")
     ev.add_argument("--features", required=True, help="labelled features")
     ev.add_argument("--out", default=None, help="optional JSON file for the metrics")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     ev.set_defaults(func=cmd_evaluate)
 
     cmp = command("compare", help="every base alone and with DLSA, Table-1 layout")
@@ -127,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True, help="model folder written by fit")
     pr.add_argument("--features", required=True, help="features (labels optional)")
     pr.add_argument("--out", required=True, help="predictions file (.npz or .csv)")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     pr.set_defaults(func=cmd_predict)
 
     from dlsa.train_cli import add_train_command  # stage 1 on image files; flags live there
@@ -178,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a bad flag (already reported)
         return done.code if isinstance(done.code, int) else 2
     setup_logging(args)
+    previous = _terminate_as_exception()
     try:
         return int(args.func(args))
     except (CLIError, DLSAInputError, FloatingPointError, OSError) as err:
@@ -185,6 +190,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"dlsa {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"dlsa {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"dlsa {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM (what Slurm and Kubernetes send to stop a job), raised where the command
+    runs, so that the files it was building are removed as on Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _terminate_as_exception() -> Any:
+    """Turn SIGTERM into :class:`Terminated` in the main thread; returns the previous
+    handler (None where no handler can be set: outside the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
