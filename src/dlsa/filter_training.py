@@ -24,7 +24,6 @@ from dlsa.losses import (
     cap_class_weights,
     class_weights,
     purity_loss,
-    weighted_nll,
 )
 from dlsa.rng import randperm
 from dlsa.rows import Rows, gather
@@ -147,11 +146,9 @@ class FilterTrainer:
         groups = [idx, pj] if pi is None else [idx, pi, pj]
         (log_prob, log_post_b), *rest = self._forward(groups)
         log_post_i = log_post_b if pi is None else rest[0][1]
-        weighted = -(self.sample_weights[idx] * log_prob).sum()
-        if cfg.mle_normalization == "batch":
-            mle = weighted / b
-        else:
-            mle = weighted_nll(log_prob, self.sample_weights[idx])
+        w = self.sample_weights[idx]
+        weighted = -(w * log_prob).sum()  # weighted_nll's numerator
+        mle = weighted / (b if cfg.mle_normalization == "batch" else w.sum().clamp_min(1e-12))
         if cfg.mle_per_dimension:
             mle = mle / self.x.shape[1]
         bal = balancedness_loss(self.momentum.update(log_post_b.exp().mean(dim=0)))
