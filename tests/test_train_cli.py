@@ -100,6 +100,24 @@ def test_cli_train_class_folders_then_extract(data: Path, tmp_path: Path, capsys
     assert main(extract) == 0
     loaded = load_features(feats)
     assert loaded.X.shape == (len(COUNTS) * N_VAL, model.feature_dim)
+    # the same class folders, read as dlsa train reads them: the same features and labels
+    folders = tmp_path / "val-folders.h5"
+    argv = ["extract", "--backbone", str(out), "--images", str(data / "val"), "-q"]
+    assert main([*argv, "--out", str(folders)]) == 0
+    by_folder = load_features(folders)
+    np.testing.assert_array_equal(by_folder.y, loaded.y)
+    np.testing.assert_allclose(by_folder.X, loaded.X, rtol=1e-5, atol=1e-6)
+    # a subset of the classes keeps the backbone's class order; an unknown class is refused
+    part = tmp_path / "part"
+    for name in ("c2", "zz"):
+        (part / name).mkdir(parents=True)
+        Image.open(data / "val" / "c2" / f"{COUNTS[2]}.png").save(part / name / "a.png")
+    assert main([*argv[:4], str(part), "--out", str(tmp_path / "p.h5"), "-q"]) == 2
+    assert "zz" in capsys.readouterr().err and not (tmp_path / "p.h5").exists()
+    (part / "zz" / "a.png").unlink()
+    (part / "zz").rmdir()
+    assert main([*argv[:4], str(part), "--out", str(tmp_path / "p.h5"), "-q"]) == 0
+    assert load_features(tmp_path / "p.h5").y.tolist() == [2]
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     feature file and its ``.files.txt`` (:mod:`dlsa.backbones.shard_extract`)."""
     from dlsa.backbones import distributed, load_checkpoint
     from dlsa.backbones.shard_extract import device_for_rank, extract_to_file_sharded
-    from dlsa.datasets import IMAGE_EXTENSIONS, DataFileError, ImageListDataset, read_split_list
+    from dlsa.datasets import DataFileError, ImageListDataset, read_split_list
 
     try:
         model, meta = load_checkpoint(args.backbone)
@@ -151,11 +151,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as err:
             raise CLIError(f"--split-list: {err}") from err
     else:
-        folder = Path(args.images)
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not paths:
-            raise CLIError(f"--images {folder}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
-        labels = None
+        paths, labels = _images_to_extract(Path(args.images), meta.get("class_names"))
     dataset = ImageListDataset(
         paths,
         np.zeros(len(paths), dtype=np.int64),
@@ -185,6 +181,37 @@ def cmd_extract(args: argparse.Namespace) -> int:
     )
     print(f"wrote {len(paths)} feature rows to {out} (file order in {out.name}.files.txt)")
     return 0
+
+
+def _images_to_extract(
+    folder: Path, class_names: list[str] | None
+) -> tuple[list[Path], np.ndarray | None]:
+    """The images of ``--images``: a flat folder (no labels), or class folders read as
+    ``dlsa train`` reads them, labelled in the backbone's class order when it recorded
+    one (so that train, validation and test features agree), else by sorted name."""
+    from dlsa.datasets import IMAGE_EXTENSIONS, DataFileError, read_class_folders
+
+    if not folder.is_dir():
+        raise CLIError(f"--images {folder}: no such folder")
+    flat = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if flat or not any(p.is_dir() for p in folder.iterdir()):
+        if not flat:
+            raise CLIError(f"--images {folder}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        return flat, None
+    try:
+        paths, labels, names = read_class_folders(folder)
+    except DataFileError as err:
+        raise CLIError(f"--images {err}") from err
+    if class_names is None:
+        return paths, labels
+    order = {name: i for i, name in enumerate(class_names)}
+    unknown = [name for name in names if name not in order]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise CLIError(
+            f"--images {folder}: class folders the backbone was not trained on: {shown}"
+        )
+    return paths, np.array([order[n] for n in names], dtype=np.int64)[labels]
 
 
 def cmd_figures(args: argparse.Namespace) -> int:

@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     ext = command("extract", help="embed image files with a saved stage-1 backbone")
     ext.add_argument("--backbone", required=True, help="backbone folder (e.g. dlsa-demo/backbone)")
     ext.add_argument(
-        "--images", required=True, help="folder of image files, or the root of --split-list"
+        "--images",
+        required=True,
+        help="folder of image files (unlabelled), class folders (labelled in the "
+        "backbone's class order, as dlsa train reads them), or the root of --split-list",
     )
     ext.add_argument("--split-list", default=None, help="'relative/path label' lines (labelled)")
     ext.add_argument("--size", type=int, default=None, help="image side (default: recorded)")
