@@ -167,7 +167,8 @@ def test_figures_are_written_as_png(run, files, tmp_path):
     assert main(argv) == 0
     names = sorted(p.name for p in out.iterdir())
     expected = ["confusion.png", "confusion_difference.png", "cluster_sizes.png",
-                "cluster_purity.png", "separation.png", "cascade_tsne.png"]  # fmt: skip
+                "cluster_purity.png", "separation.png", "cascade_tsne.png",
+                "per_class_accuracy.png"]  # fmt: skip
     assert names == sorted(expected)
     assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
 
@@ -524,3 +525,27 @@ def test_sigterm_leaves_no_temporary_behind(files, tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM
     assert err.strip().splitlines()[-1] == "dlsa fit: terminated"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_and_evaluate_write_the_same_per_class_results(run, files, tmp_path):
+    import csv
+
+    with open(run / "per_class.csv") as f:
+        fitted = list(csv.DictReader(f))
+    header = ["class", "train_count", "test_count", "recall", "precision"]
+    assert list(fitted[0])[:5] == header and "reference_recall" in fitted[0]
+    assert [r["class"] for r in fitted] == [str(c) for c in range(8)]
+    out = tmp_path / "pc.csv"
+    argv = ["-q", "evaluate", "--model", str(run / "model"), "--features", str(files / "test.npz")]
+    assert main([*argv, "--per-class", str(out)]) == 0
+    with open(out) as f:
+        evaluated = list(csv.DictReader(f))
+    for a, b in zip(fitted, evaluated, strict=True):
+        assert {k: v for k, v in a.items() if k != "reference_recall"} == b
+    stages = [k for k in evaluated[0] if k.startswith("routed_")]
+    assert stages[-1] == "routed_regular"
+    for row in evaluated:
+        assert sum(float(row[k]) for k in stages) == pytest.approx(1.0)
+    saved = json.loads((run / "results.json").read_text())["dlsa"]["metrics"]["overall"]
+    recalls = [float(r["recall"]) for r in evaluated]
+    assert np.mean(recalls) == pytest.approx(saved)

@@ -337,3 +337,28 @@ def test_tail_half_is_the_accuracy_of_the_rarer_half_of_the_classes() -> None:
     preds = np.array([0, 1, 1, 2, 3, 4, 0, 4])
     assert tail_half_accuracy(preds, target, counts) == pytest.approx(3 / 5)
     assert tail_half_accuracy(preds[2:5], target[2:5], counts) is None
+
+
+def test_per_class_rows_from_counts_match_a_direct_count():
+    from dlsa.metrics.confusion import confusion_counts
+    from dlsa.metrics.per_class import class_stage_counts, per_class_rows
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 4, 200)
+    target[target == 3] = 2  # class 3 has no test sample
+    pred = np.where(rng.random(200) < 0.6, target, rng.integers(0, 4, 200))
+    stage = rng.integers(0, 3, 200)
+    rows = per_class_rows(
+        confusion_counts(pred, target, 4),
+        class_stage_counts(target, stage, 4, 3),
+        np.array([50, 20, 5, 1]),
+        ["a", "b", "c", "d"],
+    )
+    for c, row in enumerate(rows[:3]):
+        mine = target == c
+        assert row["test_count"] == mine.sum()
+        assert row["recall"] == pytest.approx((pred[mine] == c).mean())
+        assert row["precision"] == pytest.approx((target[pred == c] == c).mean())
+        shares = [row[f"routed_{s}"] for s in ("cluster_aided_1", "cluster_aided_2", "regular")]
+        assert shares == pytest.approx([(stage[mine] == s).mean() for s in range(3)])
+    assert rows[3]["recall"] is None and rows[3]["train_count"] == 1

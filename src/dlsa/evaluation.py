@@ -13,6 +13,8 @@ import numpy as np
 from dlsa.cascade import DLSAClassifier
 from dlsa.errors import DLSAInputError
 from dlsa.metrics import HEAD_THRESHOLD, classification_report, head_tail_separation
+from dlsa.metrics.confusion import confusion_counts
+from dlsa.metrics.per_class import class_stage_counts, per_class_rows
 
 
 def encode_labels(clf: DLSAClassifier, y: np.ndarray, *, source: str = "y") -> np.ndarray:
@@ -62,8 +64,10 @@ def evaluate(
         :func:`dlsa.metrics.classification_report`), ``stages`` (per stage: samples,
         accuracy, tail share), ``separation`` (per filter: head-tail separation of the
         samples that reached it, see :func:`dlsa.metrics.head_tail_separation`; accuracy
-        None when no class has ``head_threshold`` train samples or fewer), and the
-        predictions ``pred`` (N,) and stages ``stage`` (N,) as lists-ready arrays.
+        None when no class has ``head_threshold`` train samples or fewer), the
+        predictions ``pred`` (N,) and stages ``stage`` (N,) as lists-ready arrays, and
+        the counts behind the per-class results (:func:`per_class`): ``confusion``
+        (C, C) and ``class_stage`` (C, S), as :func:`dlsa.streaming.evaluate_file`.
     """
     target = encode_labels(clf, np.asarray(y), source=source)
     labels, stage = clf.predict_and_route(X)
@@ -75,8 +79,18 @@ def evaluate(
         "separation": _separation(target, stage, counts, len(clf.filters_), head_threshold),
         "pred": pred,
         "stage": stage,
+        "confusion": confusion_counts(pred, target, len(counts)),
+        "class_stage": class_stage_counts(target, stage, len(counts), len(clf.filters_) + 1),
     }
     return report
+
+
+def per_class(clf: DLSAClassifier, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-class rows (:func:`dlsa.metrics.per_class.per_class_rows`) of an evaluation
+    of ``clf`` (:func:`evaluate` or :func:`dlsa.streaming.evaluate_file`)."""
+    return per_class_rows(
+        result["confusion"], result["class_stage"], clf.class_counts_, clf.classes_
+    )
 
 
 def compare_on_stages(

@@ -3,7 +3,8 @@
 Glue between fitted models, :mod:`dlsa.metrics` (which computes) and :mod:`dlsa.plots`
 (which draws): binned confusion matrices (Fig. 1; supplement Fig. 1-3 with a base
 model), cluster sizes and purity of each filter on its training samples (Fig. 5-6),
-head-tail separation per filter (Fig. 7) and the t-SNE of the cascade (Fig. 8).
+head-tail separation per filter (Fig. 7), the t-SNE of the cascade (Fig. 8) and each
+class's test accuracy against its training count.
 :func:`write_figures` scores features held in memory, :func:`write_figures_file` a
 feature file of any size, chunk by chunk; both draw the same figures.
 """
@@ -21,13 +22,14 @@ from dlsa.cascade import DLSAClassifier
 from dlsa.evaluation import encode_labels, evaluate
 from dlsa.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
 from dlsa.metrics import HEAD_THRESHOLD, confusion_matrix_binned, histogram_purity, tsne_embedding
-from dlsa.metrics.confusion import binned_from_confusion
+from dlsa.metrics.confusion import binned_from_confusion, confusion_counts
 from dlsa.plots import (
     plot_cascade_tsne,
     plot_cluster_purity,
     plot_cluster_sizes,
     plot_confusion,
     plot_confusion_difference,
+    plot_per_class_accuracy,
     plot_separation,
     save_figure,
 )
@@ -51,6 +53,7 @@ class _FigureData:
         embedding: t-SNE embedding (M, 2) of the sampled rows.
         is_tail: whether each sampled row (M,) is of a tail class.
         stage: stage (M,) of each sampled row.
+        recall: per model name, (C,) test accuracy of each class (NaN without samples).
     """
 
     matrix: np.ndarray
@@ -59,6 +62,7 @@ class _FigureData:
     embedding: np.ndarray
     is_tail: np.ndarray
     stage: np.ndarray
+    recall: dict[str, np.ndarray]
 
 
 def write_figures(
@@ -81,9 +85,11 @@ def write_figures(
     result = evaluate(model, X, y)
     counts = model.class_counts_
     before = None
+    recall = {"base + DLSA": class_recall(result["confusion"])}
     if base is not None:
         base_pred = np.searchsorted(base.classes_, base.predict(X))
         before = confusion_matrix_binned(base_pred, target, counts, n_bins)
+        recall = {"base": class_recall(confusion_counts(base_pred, target, len(counts)))} | recall
     emb, idx = tsne_embedding(X, random_state=random_state, max_samples=tsne_samples, n_threads=1)
     data = _FigureData(
         matrix=confusion_matrix_binned(result["pred"], target, counts, n_bins),
@@ -92,6 +98,7 @@ def write_figures(
         embedding=emb,
         is_tail=counts[target[idx]] <= HEAD_THRESHOLD,
         stage=result["stage"][idx],
+        recall=recall,
     )
     return _draw(model, data, folder)
 
@@ -119,9 +126,11 @@ def write_figures_file(
     counts = model.class_counts_
     result = evaluate_file(model, path, chunk_rows=chunk_rows)
     before = None
+    recall = {"base + DLSA": class_recall(result["confusion"])}
     if base is not None:
         base_matrix = evaluate_file(base, path, chunk_rows=chunk_rows)["confusion"]
         before = binned_from_confusion(base_matrix, counts, n_bins)
+        recall = {"base": class_recall(base_matrix)} | recall
     X, y = _rows(
         path, _tsne_rows(feature_file_info(path).n_rows, tsne_samples, random_state), chunk_rows
     )
@@ -133,6 +142,7 @@ def write_figures_file(
         embedding=emb,
         is_tail=counts[encode_labels(model, y)] <= HEAD_THRESHOLD,
         stage=model.route(X),
+        recall=recall,
     )
     return _draw(model, data, folder)
 
@@ -175,4 +185,14 @@ def _draw(model: DLSAClassifier, data: _FigureData, folder: Path) -> list[Path]:
         written.append(save_figure(plot_separation({"test": acc}), folder / "separation.png"))
     fig = plot_cascade_tsne(data.embedding, data.is_tail, data.stage, len(model.filters_))
     written.append(save_figure(fig, folder / "cascade_tsne.png"))
+    fig = plot_per_class_accuracy(model.class_counts_, data.recall)
+    written.append(save_figure(fig, folder / "per_class_accuracy.png"))
     return written
+
+
+def class_recall(confusion: np.ndarray) -> np.ndarray:
+    """Test accuracy (C,) of each class from confusion counts (C, C); NaN for a class
+    without test samples."""
+    tests = confusion.sum(axis=1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tests > 0, np.diag(confusion) / tests, np.nan)

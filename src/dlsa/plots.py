@@ -241,6 +241,42 @@ def plot_separation(
     return fig
 
 
+def plot_per_class_accuracy(
+    train_counts: np.ndarray,
+    recall_by_model: Mapping[str, np.ndarray],
+    *,
+    ax: Axes | None = None,
+) -> Figure:
+    """Test accuracy (recall) of every class against its number of training samples
+    (log scale), one series per model: where on the tail each model fails.
+
+    Args:
+        train_counts: (C,) training samples per class.
+        recall_by_model: model name to (C,) recalls (NaN for classes without test
+            samples, not drawn).
+        ax: axes to draw on; a new figure when ``None``.
+
+    Example:
+        >>> fig = plot_per_class_accuracy(np.array([100, 10, 1]),
+        ...                               {"base": np.array([0.9, 0.5, np.nan])})
+        >>> fig.axes[0].collections[0].get_offsets().shape
+        (2, 2)
+    """
+    fig, ax = _figure_and_axes(ax, (5.0, 3.5))
+    counts = np.asarray(train_counts, dtype=np.float64)
+    for label, recall in recall_by_model.items():
+        keep = ~np.isnan(recall)
+        ax.scatter(counts[keep], recall[keep], s=12, alpha=0.7, label=label)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("training samples of the class")
+    ax.set_ylabel("test accuracy of the class")
+    ax.set_title("Per-class accuracy")
+    if recall_by_model:
+        ax.legend()
+    return fig
+
+
 def _stage_names(n_levels: int) -> list[str]:
     names = [f"cluster-aided classifier {k + 1}" for k in range(n_levels)]
     return [*names, "regular classifier"]

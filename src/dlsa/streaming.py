@@ -37,6 +37,7 @@ from dlsa.evaluation import encode_labels
 from dlsa.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
 from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.metrics.confusion import confusion_counts, report_from_confusion
+from dlsa.metrics.per_class import class_stage_counts
 
 OUTPUT_SUFFIXES = (".csv", ".npz")
 """Output formats of :func:`predict_file`, as ``dlsa predict --out`` accepts."""
@@ -205,7 +206,8 @@ def evaluate_file(
     Returns:
         ``metrics``, ``stages`` and ``separation`` equal to those of ``evaluate``, and
         ``confusion``, the (C, C) counts (rows true class, columns prediction, in the
-        order of ``classes_``), in place of ``evaluate``'s per-sample ``pred``/``stage``.
+        order of ``classes_``) and ``class_stage`` (C, S), the samples of each class per
+        stage, as ``evaluate``'s, without its per-sample ``pred``/``stage``.
 
     Raises:
         DLSAInputError: as :func:`iter_predictions` (labels required), or on labels the
@@ -217,17 +219,20 @@ def evaluate_file(
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     # per stage: samples, correct predictions, samples of tail classes
     per_stage = np.zeros((3, n_levels + 1), dtype=np.int64)
+    class_stage = np.zeros((n_classes, n_levels + 1), dtype=np.int64)
     for part in iter_predictions(model, path, chunk_rows=chunk_rows, require_labels=True):
         assert part.y is not None  # require_labels
         target = encode_labels(model, part.y, source=source or str(path))
         pred = part.proba.argmax(axis=1)
         matrix += confusion_counts(pred, target, n_classes)
         per_stage += _stage_counts(pred, target, part.stage, is_tail, n_levels)
+        class_stage += class_stage_counts(target, part.stage, n_classes, n_levels + 1)
     return {
         "metrics": report_from_confusion(matrix, counts, many=many, few=few),
         "stages": _stage_table(per_stage, n_levels),
         "separation": _separation(per_stage, n_levels, bool(is_tail.any())),
         "confusion": matrix,
+        "class_stage": class_stage,
     }
 
 

@@ -26,6 +26,8 @@ from dlsa.cli.common import (
 )
 from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.config import DLSAConfig, to_dict
+from dlsa.evaluation import per_class
+from dlsa.metrics.per_class import write_per_class_csv
 from dlsa.pair import evaluate_pair, fit_pair
 from dlsa.report import demo_report, fit_report, metrics_table
 
@@ -41,10 +43,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         results = _fit_and_evaluate(config, train, test, tmp, args.reference)
         results["train"], results["test"] = str(args.train), str(args.test)
         write_json(tmp / "results.json", results)
+        write_per_class_csv(tmp / "per_class.csv", results.pop("per_class"))
         text = fit_report(results)
         (tmp / "report.md").write_text(text + "\n")
     print(text)
-    print(f"\nwrote {dest}/ (model/, base_model/, results.json, report.md)")
+    print(f"\nwrote {dest}/ (model/, base_model/, results.json, report.md, per_class.csv)")
     return 0
 
 
@@ -60,7 +63,12 @@ def _fit_and_evaluate(
     models["base"].save(folder / "base_model")
     pair = evaluate_pair(models, test.X, test.y, source="--test")
     evals = pair["evals"]
+    rows = per_class(models["dlsa"], evals["dlsa"])
+    base_rows = per_class(models["base"], evals["base"])
+    for row, base_row in zip(rows, base_rows, strict=True):
+        row["reference_recall"] = base_row["recall"]
     return {
+        "per_class": rows,
         "dlsa_version": __version__,
         "git_commit": git_commit(),
         "seed": config.random_state,
@@ -257,8 +265,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows at a time (:func:`dlsa.streaming.evaluate_file`)."""
     from dlsa.streaming import evaluate_file
 
-    if args.out:
-        check_out_file(Path(args.out), overwrite=args.overwrite)
+    for dest in (args.out, args.per_class):
+        if dest:
+            check_out_file(Path(dest), overwrite=args.overwrite)
     model = load_model_arg(args.model)
     try:
         result = evaluate_file(model, args.features, source=str(args.features))
@@ -271,6 +280,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         payload |= {"model": str(args.model), "features": str(args.features)}
         payload["classes"] = model.classes_.tolist()
         write_atomic(Path(args.out), lambda p: write_json(p, payload))
+    if args.per_class:
+        rows = per_class(model, result)
+        write_atomic(Path(args.per_class), lambda p: write_per_class_csv(p, rows))
     return 0
 
 

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="model folder written by fit")
     ev.add_argument("--features", required=True, help="labelled features")
     ev.add_argument("--out", default=None, help="optional JSON file for the metrics")
-    ev.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    ev.add_argument("--per-class", default=None, help="optional CSV file of per-class results")
+    ev.add_argument("--overwrite", action="store_true", help="replace existing output files")
     ev.set_defaults(func=cmd_evaluate)
 
     cmp = command("compare", help="every base alone and with DLSA, Table-1 layout")
