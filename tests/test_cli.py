@@ -43,6 +43,7 @@ def test_fit_writes_models_results_and_report(run, capsys):
     assert sorted(p.name for p in run.iterdir()) == [
         "base_model",
         "model",
+        "per_class.csv",
         "report.md",
         "results.json",
     ]

@@ -143,6 +143,10 @@ class BaseMethod:
     """
 
     name: ClassVar[str] = "ce"
+    balanced: ClassVar[bool] = True
+    """Whether the logits are trained for a balanced test set (they estimate the
+    posterior under the uniform prior); plain cross-entropy's carry the training prior
+    (:mod:`dlsa.cascade.test_prior`)."""
     posthoc_params: ClassVar[tuple[str, ...]] = ()
     """Hyper-parameters that act only after training: a model trained with one value
     serves every value (:meth:`posthoc` applies it), which model selection exploits."""

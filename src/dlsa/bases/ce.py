@@ -13,3 +13,4 @@ class CrossEntropy(BaseMethod):
     """Linear classifier trained with softmax cross-entropy on uniformly drawn batches."""
 
     name: ClassVar[str] = "ce"
+    balanced: ClassVar[bool] = False  # cross-entropy on uniform batches: the training prior

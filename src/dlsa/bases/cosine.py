@@ -32,6 +32,7 @@ class Cosine(BaseMethod):
     """
 
     name: ClassVar[str] = "cosine"
+    balanced: ClassVar[bool] = False  # cross-entropy on uniform batches: the training prior
 
     scale: float = 16.0
     """Initial scale s (not fixed by Gidaris & Komodakis 2018, who learn it; 16 is a

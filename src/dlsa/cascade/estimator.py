@@ -281,6 +281,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         self.classes_, y_enc = np.unique(y_raw, return_inverse=True)
         counts = np.bincount(y_enc, minlength=len(self.classes_))
         _check_class_counts(self.classes_, counts, min_class_samples)
+        self.test_prior_: np.ndarray | None = None  # uniform until set_test_prior
         if flt_cfg.mixture.n_components is None:
             k = auto_components(len(self.classes_), len(y_enc))
             flt_cfg = dataclasses.replace(

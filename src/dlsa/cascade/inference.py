@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
 from dlsa.cascade.cluster_aided import ClusterAided
+from dlsa.cascade.test_prior import PriorSpec, logit_shift, resolve_test_prior
 from dlsa.classifiers import StageClassifier
 from dlsa.errors import DLSAInputError
 from dlsa.features import check_features
@@ -34,6 +35,7 @@ class CascadeInference(ClusterAided):
     heads_: nn.ModuleList
     regular_: StageClassifier
     stage_enabled_: list[bool]
+    class_counts_: np.ndarray
 
     def _check_X(self, X: np.ndarray) -> Tensor:
         """Validated features (N, D) as a CPU tensor."""
@@ -56,10 +58,30 @@ class CascadeInference(ClusterAided):
 
     def _chunks(self, X: np.ndarray) -> Iterator[tuple[Tensor, Tensor]]:
         """Logits (B, C) and stages (B,) on the device, for consecutive chunks of at most
-        :data:`~dlsa.rows.SCORE_CHUNK` rows of X (N, D)."""
+        :data:`~dlsa.rows.SCORE_CHUNK` rows of X (N, D), adjusted to the deployment prior
+        when one is set (:meth:`set_test_prior`)."""
         x = self._check_X(X)
+        shift = logit_shift(
+            getattr(self, "test_prior_", None), self.class_counts_, self.base_.balanced
+        )
+        offset = None if shift is None else torch.from_numpy(shift).to(self._device())
         for i in range(0, x.shape[0], SCORE_CHUNK):
-            yield self._logits_and_stage(x[i : i + SCORE_CHUNK].to(self._device()))
+            logits, stage = self._logits_and_stage(x[i : i + SCORE_CHUNK].to(self._device()))
+            yield (logits if offset is None else logits + offset.to(logits.dtype)), stage
+
+    def set_test_prior(self, prior: PriorSpec) -> CascadeInference:
+        """Set the class frequencies of the data this model will predict on: "uniform"
+        (or None; the default), "train" (the training frequencies), a mapping from class
+        label to frequency, or an array (C,) in the order of ``classes_``. Scores are then
+        adjusted by Bayes' rule (:mod:`dlsa.cascade.test_prior`); routing is unchanged.
+        Saved with the model. Returns self.
+
+        Raises:
+            DLSAInputError: see :func:`dlsa.cascade.test_prior.resolve_test_prior`.
+        """
+        check_is_fitted(self, "regular_")
+        self.test_prior_ = resolve_test_prior(prior, self.classes_, self.class_counts_)
+        return self
 
     def _device(self) -> torch.device:
         return self.regular_.input_mean.device

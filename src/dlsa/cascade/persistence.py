@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from dlsa._version import __version__
 from dlsa.atomic import atomic_dir
+from dlsa.cascade.test_prior import resolve_test_prior
 from dlsa.config import DLSAConfig, from_dict, to_dict
 from dlsa.devices import resolve_device
 from dlsa.errors import ModelFileError
@@ -120,6 +121,7 @@ def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
         "reports": clf.reports_,
         "validation": clf.validation_,
         "selection": clf.selection_,
+        "test_prior": None if clf.test_prior_ is None else clf.test_prior_.tolist(),
     }
 
 
@@ -136,6 +138,14 @@ def _restore(
     clf.reports_ = meta.get("reports", [])
     clf.validation_ = meta.get("validation")
     clf.stage_enabled_ = [bool(v) for v in meta["stage_enabled"]]
+    prior = meta.get("test_prior")
+    clf.test_prior_ = (
+        None
+        if prior is None
+        else resolve_test_prior(
+            np.asarray(prior, dtype=np.float64), clf.classes_, clf.class_counts_
+        )
+    )
     d, c, n_levels = clf.n_features_in_, len(clf.classes_), int(meta["n_levels"])
     twin = clf.classifier_layout == "release"
     cluster_inputs = (d if twin else 2 * d) + c * clf.stack_base

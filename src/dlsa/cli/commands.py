@@ -15,6 +15,7 @@ from dlsa._version import __version__
 from dlsa.atomic import atomic_dir, write_atomic
 from dlsa.cli.common import (
     CLIError,
+    apply_test_prior,
     check_out,
     check_out_file,
     git_commit,
@@ -40,7 +41,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     seed_everything(config.random_state)
     dest = check_out(Path(args.out), overwrite=args.overwrite)
     with atomic_dir(dest) as tmp:
-        results = _fit_and_evaluate(config, train, test, tmp, args.reference)
+        results = _fit_and_evaluate(config, train, test, tmp, args.reference, args.test_prior)
         results["train"], results["test"] = str(args.train), str(args.test)
         write_json(tmp / "results.json", results)
         write_per_class_csv(tmp / "per_class.csv", results.pop("per_class"))
@@ -52,13 +53,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _fit_and_evaluate(
-    config: DLSAConfig, train: Any, test: Any, folder: Path, reference: str | None = None
+    config: DLSAConfig,
+    train: Any,
+    test: Any,
+    folder: Path,
+    reference: str | None = None,
+    test_prior: str | None = None,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     try:
         models = fit_pair(config, train.X, train.y, reference=reference, timings=timings)
     except (ValueError, FloatingPointError) as err:
         raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
+    for model in models.values():
+        apply_test_prior(model, test_prior)
     models["dlsa"].save(folder / "model")
     models["base"].save(folder / "base_model")
     pair = evaluate_pair(models, test.X, test.y, source="--test")
@@ -67,8 +75,12 @@ def _fit_and_evaluate(
     base_rows = per_class(models["base"], evals["base"])
     for row, base_row in zip(rows, base_rows, strict=True):
         row["reference_recall"] = base_row["recall"]
+    prior = models["dlsa"].test_prior_
     return {
         "per_class": rows,
+        "test_prior": "uniform"
+        if prior is None
+        else dict(zip(map(str, models["dlsa"].classes_.tolist()), prior.tolist(), strict=True)),
         "dlsa_version": __version__,
         "git_commit": git_commit(),
         "seed": config.random_state,
@@ -269,6 +281,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if dest:
             check_out_file(Path(dest), overwrite=args.overwrite)
     model = load_model_arg(args.model)
+    apply_test_prior(model, args.test_prior)
     try:
         result = evaluate_file(model, args.features, source=str(args.features))
     except ValueError as err:
@@ -296,6 +309,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {out}: use a .npz or .csv file")
     check_out_file(out, overwrite=args.overwrite)
     model = load_model_arg(args.model)
+    apply_test_prior(model, args.test_prior)
     try:
         n_rows = predict_file(model, args.features, out)
     except ValueError as err:

@@ -81,6 +81,57 @@ def check_out_file(dest: Path, *, overwrite: bool) -> Path:
     return dest
 
 
+def read_test_prior(arg: str | None) -> Any:
+    """``--test-prior``: "uniform", "train", or a file of class frequencies by class name
+    (.json: an object; .csv: ``class,frequency`` lines, an optional header first); None
+    when the flag is absent."""
+    if arg is None or arg in ("uniform", "train"):
+        return arg
+    path = Path(arg)
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("expected an object of class name -> frequency")
+            return {str(k): _frequency(v) for k, v in data.items()}
+        if path.suffix.lower() == ".csv":
+            rows = [r for r in csv.reader(path.read_text().splitlines()) if r]
+            if rows and not _is_number(rows[0][-1]):
+                rows = rows[1:]  # a header
+            if any(len(r) != 2 for r in rows):
+                raise ValueError("expected 'class,frequency' lines")
+            return {r[0]: _frequency(r[1]) for r in rows}
+    except (OSError, ValueError) as err:
+        raise CLIError(f"--test-prior {path}: {err}") from err
+    raise CLIError(f"--test-prior {arg}: use uniform, train, or a .json or .csv file")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _frequency(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"frequency {value!r} is not a number") from err
+
+
+def apply_test_prior(model: DLSAClassifier, arg: str | None) -> None:
+    """Set ``--test-prior`` on a fitted model (nothing when the flag is absent)."""
+    spec = read_test_prior(arg)
+    if spec is None:
+        return
+    try:
+        model.set_test_prior(spec)
+    except DLSAInputError as err:
+        raise CLIError(f"--test-prior {arg}: {err}") from err
+
+
 def load_arg(path: str, *, require_labels: bool, what: str) -> Any:
     try:
         return load_features(path, require_labels=require_labels)

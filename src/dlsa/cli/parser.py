@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="base method fitted alone beside the chosen model, to show what the choice "
         "bought (default: --base, or balsoftmax when the base is chosen by selection)",
     )
+    add_test_prior(fit, "saved with both models; --test is scored with it")
     add_config_arguments(fit)
     fit.set_defaults(func=cmd_fit)
 
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="optional JSON file for the metrics")
     ev.add_argument("--per-class", default=None, help="optional CSV file of per-class results")
     ev.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_test_prior(ev, "replaces the model's own")
     ev.set_defaults(func=cmd_evaluate)
 
     cmp = command("compare", help="every base alone and with DLSA, Table-1 layout")
@@ -135,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--features", required=True, help="features (labels optional)")
     pr.add_argument("--out", required=True, help="predictions file (.npz or .csv)")
     pr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_test_prior(pr, "replaces the model's own")
     pr.set_defaults(func=cmd_predict)
 
     from dlsa.train_cli import add_train_command  # stage 1 on image files; flags live there
@@ -166,6 +169,16 @@ def _add_output_flags(parser: argparse.ArgumentParser, default: Any) -> None:
         "--debug", action="store_true", default=dflt(False),
         help="show the traceback of a user error too (bugs always show one)",
     )  # fmt: skip
+
+
+def add_test_prior(parser: argparse.ArgumentParser, note: str) -> None:
+    """The ``--test-prior`` flag (:meth:`dlsa.DLSAClassifier.set_test_prior`)."""
+    parser.add_argument(
+        "--test-prior",
+        default=None,
+        help="class frequencies of the data to predict on: uniform, train, or a .json / "
+        f".csv file of frequencies by class name (Bayes' rule on the scores; {note})",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
