@@ -36,6 +36,7 @@ class CascadeInference(ClusterAided):
     regular_: StageClassifier
     stage_enabled_: list[bool]
     class_counts_: np.ndarray
+    test_prior_: np.ndarray | None
 
     def _check_X(self, X: np.ndarray) -> Tensor:
         """Validated features (N, D) as a CPU tensor."""
@@ -61,9 +62,7 @@ class CascadeInference(ClusterAided):
         :data:`~dlsa.rows.SCORE_CHUNK` rows of X (N, D), adjusted to the deployment prior
         when one is set (:meth:`set_test_prior`)."""
         x = self._check_X(X)
-        shift = logit_shift(
-            getattr(self, "test_prior_", None), self.class_counts_, self.base_.balanced
-        )
+        shift = logit_shift(self.test_prior_, self.class_counts_, self.base_.balanced)
         offset = None if shift is None else torch.from_numpy(shift).to(self._device())
         for i in range(0, x.shape[0], SCORE_CHUNK):
             logits, stage = self._logits_and_stage(x[i : i + SCORE_CHUNK].to(self._device()))
