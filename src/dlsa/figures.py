@@ -23,6 +23,7 @@ from dlsa.evaluation import encode_labels, evaluate
 from dlsa.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
 from dlsa.metrics import HEAD_THRESHOLD, confusion_matrix_binned, histogram_purity, tsne_embedding
 from dlsa.metrics.confusion import binned_from_confusion, confusion_counts
+from dlsa.metrics.per_class import class_recall
 from dlsa.plots import (
     plot_cascade_tsne,
     plot_cluster_purity,
@@ -188,11 +189,3 @@ def _draw(model: DLSAClassifier, data: _FigureData, folder: Path) -> list[Path]:
     fig = plot_per_class_accuracy(model.class_counts_, data.recall)
     written.append(save_figure(fig, folder / "per_class_accuracy.png"))
     return written
-
-
-def class_recall(confusion: np.ndarray) -> np.ndarray:
-    """Test accuracy (C,) of each class from confusion counts (C, C); NaN for a class
-    without test samples."""
-    tests = confusion.sum(axis=1).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(tests > 0, np.diag(confusion) / tests, np.nan)

@@ -41,6 +41,12 @@ class ClusterAided:
     stack_base: bool
     classifier_layout: str
 
+    @property
+    def _twin_heads(self) -> bool:
+        """Whether the cascade's classifiers are the release's two summed maps
+        (``classifier_layout="release"``): cluster-aided ones then take x, not [x, z]."""
+        return self.classifier_layout == "release"
+
     def _last_filter_inputs(
         self, x: Rows, out: FilterOutput | None = None
     ) -> tuple[Rows, ClusterPrior]:
@@ -55,7 +61,7 @@ class ClusterAided:
         with ``classifier_layout="release"``, plus the base method's logits (N, C) when
         ``stack_base`` is set (unseen classes at -1e4); in host memory when x and z are
         (:class:`~dlsa.rows.HostRows`)."""
-        parts = [x] if self.classifier_layout == "release" else [x, z]
+        parts = [x] if self._twin_heads else [x, z]
         if self.stack_base:
             with torch.no_grad():
                 parts.append(map_rows(self._base_scores, x, SCORE_CHUNK))

@@ -122,7 +122,7 @@ class CascadeFitting(ClusterAided):
             gen,
             "regular",
             prior_counts=counts,
-            twin=self.classifier_layout == "release",
+            twin=self._twin_heads,
         )
 
     def _regular_is_cluster_aided(self) -> bool:
@@ -180,7 +180,7 @@ class CascadeFitting(ClusterAided):
             f"cluster-aided {level + 1}",
             offset=self.fallback_ if self.residual else None,
             prior_counts=full.counts if self.stage_prior == "global" else None,
-            twin=self.classifier_layout == "release",
+            twin=self._twin_heads,
         )
         self.filters_.append(flt)
         self.heads_.append(head)

@@ -147,7 +147,7 @@ def _restore(
         )
     )
     d, c, n_levels = clf.n_features_in_, len(clf.classes_), int(meta["n_levels"])
-    twin = clf.classifier_layout == "release"
+    twin = clf._twin_heads
     cluster_inputs = (d if twin else 2 * d) + c * clf.stack_base
     dummy = torch.Generator().manual_seed(0)
     clf.filters_ = nn.ModuleList(

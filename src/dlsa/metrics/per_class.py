@@ -39,6 +39,19 @@ def stage_names(n_stages: int) -> list[str]:
     return [f"cluster_aided_{i + 1}" for i in range(n_stages - 1)] + ["regular"]
 
 
+def class_recall(confusion: np.ndarray) -> np.ndarray:
+    """Test accuracy (C,) of each class from confusion counts (C, C) (rows true class);
+    NaN for a class without test samples.
+
+    Example:
+        >>> class_recall(np.array([[3, 1], [0, 0]])).tolist()
+        [0.75, nan]
+    """
+    tests = confusion.sum(axis=1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tests > 0, np.diag(confusion) / tests, np.nan)
+
+
 def per_class_rows(
     confusion: np.ndarray,
     class_stage: np.ndarray,
@@ -64,6 +77,7 @@ def per_class_rows(
     tests = confusion.sum(axis=1)
     predicted = confusion.sum(axis=0)
     hits = np.diag(confusion)
+    recall = class_recall(confusion)
     names = stage_names(class_stage.shape[1])
     rows = []
     for c, name in enumerate(class_names):
@@ -71,7 +85,7 @@ def per_class_rows(
             "class": name.item() if isinstance(name, np.generic) else name,
             "train_count": int(train_counts[c]),
             "test_count": int(tests[c]),
-            "recall": float(hits[c] / tests[c]) if tests[c] else None,
+            "recall": None if np.isnan(recall[c]) else float(recall[c]),
             "precision": float(hits[c] / predicted[c]) if predicted[c] else None,
         }
         for s, stage in enumerate(names):
