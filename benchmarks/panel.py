@@ -14,6 +14,12 @@ Kinds of sets:
 * Fashion-MNIST-LT (rho 100, 3,000 ... 30 images) plus the ten classes of scikit-learn's
   digits (8 x 8 scans, upscaled to 28 x 28) as a true few-shot tail of 20 ... 5 train
   images each; one CE backbone on all 20 classes; balanced test set of 150 per class.
+* ``fmd-tail-s<k>``: 20 real classes: Fashion-MNIST (2,000 ... 40 train images) and
+  the ten digits as a tail of 20 ... 10 train images each, one image split; the CE
+  backbone is trained on exactly the train images (last epoch, no validation images
+  seen) with stage-1 seed k, so the tail's train features are memorised the way a real
+  pipeline memorises them. A validation split of 20 images per class that the backbone
+  never saw is written as ``val.h5`` (for ``--val``); test 130 per class.
 * Synthetic embedding-like sets (:func:`dlsa.synthetic.make_embedding_like_features`:
   low-rank class means, anisotropic within-class noise, sub-clusters, ReLU-like
   non-negative features) with 100 and 1,000 classes at D = 512 and 2048.
@@ -47,8 +53,12 @@ REPORT = (
     "fm-digits",
     "emb-c1000-d512",
     "emb-c100-d2048",
+    "fmd-tail-s0",
+    "fmd-tail-s1",
+    "fmd-tail-s2",
 )
-"""Sets only reported on, once per release."""
+"""Sets only reported on, once per release. The ``fmd-tail-s*`` sets (issue 21, fixed
+before any result on them was seen) are one image split with three stage-1 runs."""
 
 BACKBONE_EPOCHS = 20
 
@@ -100,7 +110,62 @@ def _fashion_digits(folder: Path, seed: int = 0) -> dict:
     return _train_and_extract(splits, "ce", folder, seed=seed, flip=False)
 
 
-def _train_and_extract(splits, recipe: str, folder: Path, *, seed: int, flip: bool) -> dict:
+def _tail_splits(split_seed: int = 0):
+    """The image split of the ``fmd-tail`` sets: Fashion-MNIST 2,000 ... 40 train
+    images per class plus digits 20 ... 10, 20 validation and 130 test images per class."""
+    from sklearn.datasets import load_digits
+
+    from dlsa.data import long_tailed_counts
+    from dlsa.datasets.base import ImageSplits
+    from dlsa.datasets.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
+
+    rng = np.random.default_rng(split_seed)
+    fx, fy, tx, ty = load_fashion_mnist()
+    digits = load_digits()
+    big = np.kron(digits.images, np.ones((3, 3))) * (255.0 / 16.0)
+    dimg = np.zeros((len(big), 28, 28), dtype=np.uint8)
+    dimg[:, 2:26, 2:26] = np.clip(big, 0, 255).astype(np.uint8)
+    counts = np.concatenate([long_tailed_counts(2000, 10, 50.0), long_tailed_counts(20, 10, 2.0)])
+    parts: dict[str, tuple[list, list]] = {k: ([], []) for k in ("train", "val", "test")}
+    for c in range(20):
+        if c < 10:
+            pool = rng.permutation(np.flatnonzero(fy == c))
+            test = rng.permutation(np.flatnonzero(ty == c))[:130]
+            src, test_imgs = fx, tx[test]
+        else:
+            pool = rng.permutation(np.flatnonzero(digits.target == c - 10))
+            src, test_imgs = dimg, dimg[pool[counts[c] + 20 : counts[c] + 150]]
+        for key, imgs in (
+            ("train", src[pool[: counts[c]]]),
+            ("val", src[pool[counts[c] : counts[c] + 20]]),
+            ("test", test_imgs),
+        ):
+            parts[key][0].append(imgs)
+            parts[key][1].append(np.full(len(imgs), c, dtype=np.int64))
+    cat = {k: (np.concatenate(v[0]), np.concatenate(v[1])) for k, v in parts.items()}
+    return ImageSplits(
+        name="fashion-mnist-2000..40+digits-20..10",
+        train_images=cat["train"][0], train_labels=cat["train"][1],
+        val_images=cat["val"][0], val_labels=cat["val"][1],
+        test_images=cat["test"][0], test_labels=cat["test"][1],
+        class_names=tuple(FASHION_MNIST_CLASSES) + tuple(f"digit {d}" for d in range(10)),
+    )  # fmt: skip
+
+
+def _tail(stage1_seed: int) -> Callable[[Path], dict]:
+    def build(folder: Path) -> dict:
+        splits = _tail_splits()
+        info = _train_and_extract(
+            splits, "ce", folder, seed=stage1_seed, flip=False, backbone_val=False
+        )
+        return info | {"stage1_seed": stage1_seed, "validation": "val.h5, never seen"}
+
+    return build
+
+
+def _train_and_extract(
+    splits, recipe: str, folder: Path, *, seed: int, flip: bool, backbone_val: bool = True
+) -> dict:
     from dlsa.backbones import extract_to_file, train_backbone
     from dlsa.backbones.paco import train_paco
 
@@ -109,8 +174,8 @@ def _train_and_extract(splits, recipe: str, folder: Path, *, seed: int, flip: bo
     model, history = train(
         splits.train_images,
         splits.train_labels,
-        val_images=splits.val_images,
-        val_labels=splits.val_labels,
+        val_images=splits.val_images if backbone_val else None,
+        val_labels=splits.val_labels if backbone_val else None,
         sampler=sampler,
         epochs=BACKBONE_EPOCHS,
         seed=seed,
@@ -120,6 +185,7 @@ def _train_and_extract(splits, recipe: str, folder: Path, *, seed: int, flip: bo
     for split, images, labels in (
         ("train", splits.train_images, splits.train_labels),
         ("test", splits.test_images, splits.test_labels),
+        *([] if backbone_val else [("val", splits.val_images, splits.val_labels)]),
     ):
         extract_to_file(
             model, images, labels, folder / f"{split}.h5", split, f"resnet8-{recipe}",
@@ -156,6 +222,7 @@ BUILDERS: dict[str, Callable[[Path], dict]] = {
     "emb-c100-d512": _embedding(100, 512, 300),
     "emb-c1000-d512": _embedding(1000, 512, 100, rho=50.0),
     "emb-c100-d2048": _embedding(100, 2048, 200),
+    **{f"fmd-tail-s{k}": _tail(k) for k in range(3)},
 }
 assert set(TUNE) | set(REPORT) <= set(BUILDERS) and not set(TUNE) & set(REPORT)
 
