@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dlsa import DLSAClassifier
-from dlsa.config import DLSAConfig, get_preset
+from dlsa.config import DLSAConfig, SelectionConfig, get_preset
 from dlsa.evaluation import evaluate
 from dlsa.features import load_features
 
@@ -52,12 +52,17 @@ def model_config(name: str, seed: int, default_record: dict | None = None) -> DL
         cfg = _chosen_base(default_record)
     elif name == "balsoftmax":
         cfg = DLSAConfig(depth=0, base="balsoftmax", selection=None)
-    elif name == "default":
+    elif name in ("default", "default-val"):  # default-val: decided on the set's val.h5
         cfg = DLSAConfig()
     elif name == "paper":  # the headline preset (the release's PaCo + Balanced Softmax)
         cfg = get_preset("imagenet-lt")
     elif name.startswith("paper:"):  # a release preset by name
         cfg = get_preset(name.split(":", 1)[1])
+    elif name == "default-v1":  # the default before issue 21: per-candidate bar, crt too
+        from dlsa.config import BASE_NAMES
+
+        sel = SelectionConfig(multiplicity="per-candidate", bases=BASE_NAMES)
+        cfg = dataclasses.replace(DLSAConfig(), selection=sel)
     elif name == "default-std":  # a candidate change: the flow's input standardized
         cfg = DLSAConfig()
         cfg = dataclasses.replace(
@@ -71,8 +76,12 @@ def model_config(name: str, seed: int, default_record: dict | None = None) -> DL
 def run_one(folder: Path, name: str, seed: int, default_record: dict | None = None) -> dict:
     train, test = load_features(folder / "train.h5"), load_features(folder / "test.h5")
     cfg = model_config(name, seed, default_record)
+    val = {}
+    if name == "default-val":
+        v = load_features(folder / "val.h5")
+        val = {"X_val": v.X, "y_val": v.y}
     start = time.perf_counter()
-    clf = DLSAClassifier(**cfg.estimator_params()).fit(train.X, train.y)
+    clf = DLSAClassifier(**cfg.estimator_params()).fit(train.X, train.y, **val)
     seconds = time.perf_counter() - start
     ev = evaluate(clf, test.X, test.y)
     record = {

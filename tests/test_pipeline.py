@@ -25,7 +25,8 @@ def test_demo_runs_end_to_end_and_reports_every_step(tmp_path, capsys):
     text = capsys.readouterr().out
     record = json.loads((out / "results.json").read_text())
     assert record["reference"] == "balsoftmax" and record["chosen"] in text
-    assert "stage 1: backbone" in text and "selection: 2 stratified folds" in text
+    assert "stage 1: backbone" in text and "scored on the validation set" in text
+    assert "chosen: " in text and (out / "val.h5").is_file()
     assert record["counts"][0] > record["counts"][-1]
     for name in ("base", "dlsa"):
         assert 0.2 < record["metrics"][name]["overall"] <= 1.0  # well above 10% chance

@@ -24,8 +24,15 @@ from dlsa.metrics import cluster_statistics
 from dlsa.report import markdown_table, pct, selection_table
 
 
-def diagnose(X: np.ndarray, y: np.ndarray, config: DLSAConfig, reference: str) -> dict[str, Any]:
-    """Filters fitted once, DLSA's out-of-fold gain over ``reference``, and a verdict.
+def diagnose(
+    X: np.ndarray,
+    y: np.ndarray,
+    config: DLSAConfig,
+    reference: str,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Filters fitted once, DLSA's out-of-fold gain over ``reference`` (or its gain on
+    the validation set ``val``), and a verdict.
 
     Args:
         X: (N, D) training features.
@@ -33,6 +40,8 @@ def diagnose(X: np.ndarray, y: np.ndarray, config: DLSAConfig, reference: str) -
         config: filter, head and selection settings (``config.depth`` filters; the
             selection's folds, margin and routed shares; its base list is ignored).
         reference: the base method DLSA is measured against.
+        val: optional (X_val (M, D), y_val (M,)) labelled features the backbone did not
+            train on; the gains are measured on them.
 
     Returns:
         JSON-ready ``filters`` (per level), ``selection`` (the DLSA round's evidence),
@@ -48,10 +57,11 @@ def diagnose(X: np.ndarray, y: np.ndarray, config: DLSAConfig, reference: str) -
     full = DLSAClassifier(**(params | {"selection": None})).fit(X, y)
     filters = _filter_rows(full, X, y)
     oof = DLSAClassifier(**(params | {"selection": sel, "depth": depth}))
-    oof.fit(X, y)
+    oof.fit(X, y, **({} if val is None else {"X_val": val[0], "y_val": val[1]}))
     evidence = oof.selection_
     assert evidence is not None
-    verdict, helps = _verdict(evidence["rounds"][-1], sel)
+    where = "on the validation set" if val is not None else "out of fold"
+    verdict, helps = _verdict(evidence["rounds"][-1], sel, where)
     return {"filters": filters, "selection": evidence, "verdict": verdict, "helps": helps}
 
 
@@ -95,13 +105,17 @@ def _filter_rows(model: DLSAClassifier, X: np.ndarray, y: np.ndarray) -> list[di
     return rows
 
 
-def _verdict(rnd: Mapping[str, Any], sel: SelectionConfig) -> tuple[str, bool]:
-    """One line from the DLSA round: the out-of-fold gain decides; filter 1's
-    separation (of the variant routing the fewest samples) says why."""
+def _verdict(
+    rnd: Mapping[str, Any], sel: SelectionConfig, where: str = "out of fold"
+) -> tuple[str, bool]:
+    """One line from the DLSA round: the gain ``where`` it was measured decides (above
+    the round's bar, max-t included); filter 1's separation (of the variant routing the
+    fewest samples) says why."""
     dlsa = rnd["candidates"][1:]
     best = max(dlsa, key=lambda r: r["gain"])
     gain = f"{100 * best['gain']:+.2f} ± {100 * best['se']:.2f} points"
-    clear = best["gain"] > max(sel.margin * best["se"], sel.min_gain)
+    bar = best.get("margin", sel.margin)
+    clear = best["gain"] > max(bar * best["se"], sel.min_gain)
     probe = next((r for r in dlsa if r.get("tail_share_routed") is not None), None)
     at_chance = False
     if probe is not None:
@@ -115,16 +129,16 @@ def _verdict(rnd: Mapping[str, Any], sel: SelectionConfig) -> tuple[str, bool]:
             if at_chance
             else ""
         )
-        return f"DLSA is likely to help: {best['name']} gains {gain} out of fold{why}", True
+        return f"DLSA is likely to help: {best['name']} gains {gain} {where}{why}", True
     if at_chance:
         return (
-            f"DLSA is unlikely to help here: separation at chance ({sep}, out of fold); "
+            f"DLSA is unlikely to help here: separation at chance ({sep}, {where}); "
             f"best DLSA variant {gain}",
             False,
         )
     return (
-        f"DLSA is unlikely to help here: its best out-of-fold gain ({best['name']}, {gain}) "
-        f"is within {sel.margin:g} standard errors",
+        f"DLSA is unlikely to help here: its best gain {where} ({best['name']}, {gain}) "
+        f"is within {bar:.2f} standard errors",
         False,
     )
 
@@ -165,7 +179,7 @@ def diagnose_report(result: Mapping[str, Any]) -> str:
             "## Flow filters on the training data",
             markdown_table(header, rows),
             "",
-            "## DLSA over the base, out of fold",
+            "## DLSA over the base",
             selection_table(result["selection"]),
             "",
             f"**Verdict:** {result['verdict']}",

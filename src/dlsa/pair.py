@@ -28,16 +28,20 @@ def fit_pair(
     *,
     reference: str | None = None,
     timings: dict[str, float] | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, DLSAClassifier]:
     """Fit the reference (``reference``, else the config's base or Balanced Softmax, with
     depth 0) and the configured model on features X (N, D) and labels y (N,); record
-    seconds of each fit in ``timings`` as ``fit_base`` / ``fit_dlsa``."""
+    seconds of each fit in ``timings`` as ``fit_base`` / ``fit_dlsa``. ``val`` =
+    (X_val (M, D), y_val (M,)) is what the configured model's selection and safeguard
+    decide on (:meth:`DLSAClassifier.fit`)."""
     runs = [("base", reference_params(config, reference)), ("dlsa", config.estimator_params())]
     models: dict[str, DLSAClassifier] = {}
     for name, params in runs:
         start = time.perf_counter()
         logger.info("fitting %s (%s, depth %d)", name, params["base"], params["depth"])
-        models[name] = DLSAClassifier(**params).fit(X, y)
+        fit_val = {} if val is None or name == "base" else {"X_val": val[0], "y_val": val[1]}
+        models[name] = DLSAClassifier(**params).fit(X, y, **fit_val)
         if timings is not None:
             timings[f"fit_{name}"] = time.perf_counter() - start
     return models

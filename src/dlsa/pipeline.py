@@ -2,8 +2,9 @@
 features -> the reference base method and the default's chosen model -> one table.
 
 This is what ``dlsa demo`` runs. Model selection uses the validation split carved from
-the long-tailed train set (backbone epoch) or the train features (DLSA's safeguard); the
-balanced test set is used once, at the end.
+the long-tailed train set, images no model trains on: it picks the backbone's epoch, and
+its features are what the stage-2 selection and safeguard decide on (``--val`` of
+``dlsa fit``); the balanced test set is used once, at the end.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def run_demo(
         backbone_id = f"resnet8-{settings.backbone_sampler}-{splits.name}-seed{settings.seed}"
         for split, images, labels in (
             ("train", splits.train_images, splits.train_labels),
+            ("val", splits.val_images, splits.val_labels),
             ("test", splits.test_images, splits.test_labels),
         ):
             extract_to_file(
@@ -114,10 +116,11 @@ def run_demo(
                 device=settings.device, progress=progress,
             )  # fmt: skip
     train = load_features(folder / "train.h5")
+    val = load_features(folder / "val.h5")
     test = load_features(folder / "test.h5")
     config = dataclasses.replace(config, random_state=settings.seed, verbose=progress)
     fit_times: dict[str, float] = {}
-    models = fit_pair(config, train.X, train.y, timings=fit_times)
+    models = fit_pair(config, train.X, train.y, timings=fit_times, val=(val.X, val.y))
     timings["stage 2: reference"] = fit_times["fit_base"]
     timings["stage 2: chosen model"] = fit_times["fit_dlsa"]
     with _timed(timings, "evaluation"):

@@ -142,6 +142,8 @@ def safeguard_table(validation: Mapping[str, Any] | None, n_levels: int) -> str:
             f"{validation['n_folds']} folds, every one of {validation['n_val']} training "
             "samples held out once"
         )
+    elif validation.get("source") == "validation set":
+        how = f"fit on all {validation['n_fit']} training samples, decided on the validation set"
     else:
         how = f"fit on {validation['n_fit']}, validated on {validation['n_val']} samples"
     rows = []
@@ -177,10 +179,12 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
     """
     if not selection:
         return "selection: off (the configuration was fitted as given)"
+    bar = f"> {selection['margin']:g} standard errors"
+    if selection.get("multiplicity") == "max-t":
+        bar += " (or the max-t bar of the round's departures, whichever is higher)"
     parts = [
-        f"selection: {selection['folds']} stratified folds of the training data; a "
-        f"departure from a simpler option needs a paired gain > {selection['margin']:g} "
-        f"standard errors and > {100 * selection['min_gain']:.2f} points; "
+        f"selection: {evidence_source(selection)}; a departure from a simpler option "
+        f"needs a paired gain {bar} and > {100 * selection['min_gain']:.2f} points; "
         f"{selection['seconds']:.1f} s. Chosen: **{selection['chosen']}**."
     ]
     if selection.get("final_fit_diverged"):
@@ -221,7 +225,9 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
             )  # fmt: skip
         header = [
             "candidate",
-            "out-of-fold balanced acc",
+            "validation balanced acc"
+            if selection.get("source") == "validation"
+            else "out-of-fold balanced acc",
             f"gain over {rnd['reference']}",
             "rarer half gain",
         ]
@@ -238,6 +244,45 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
                 "`--flow-filter.standardize true` makes the filter scale-free."
             )
     return "\n".join(parts)
+
+
+def evidence_source(selection: Mapping[str, Any]) -> str:
+    """Where the selection's evidence came from, in words.
+
+    Example:
+        >>> evidence_source({"source": "out-of-fold", "folds": 3})
+        'out-of-fold predictions of 3 stratified folds of the training data'
+    """
+    if selection.get("source") == "validation":
+        return (
+            "every candidate fitted on all the training data, scored on the validation set "
+            f"({selection['n_scored']} samples)"
+        )
+    return f"out-of-fold predictions of {selection['folds']} stratified folds of the training data"
+
+
+def choice_line(selection: Mapping[str, Any] | None) -> str:
+    """One line: what the selection chose, why (the deciding round's reason) and on what
+    evidence; "configured" when there was no selection.
+
+    Example:
+        >>> choice_line({"chosen": "balsoftmax", "source": "validation", "n_scored": 9,
+        ...     "rounds": [{"chosen": "balsoftmax", "reason": "nothing beats it"}]})
+        'chosen: balsoftmax (nothing beats it; validation set, 9 samples)'
+    """
+    if not selection:
+        return "chosen: the configuration as given (no selection)"
+    rounds = selection.get("rounds") or []
+    reason = rounds[-1]["reason"] if rounds else "the configuration as given"
+    for rnd in rounds:  # the round that departed says why
+        if rnd["chosen"] != rnd.get("reference", rnd["chosen"]):
+            reason = rnd["reason"]
+    where = (
+        f"validation set, {selection['n_scored']} samples"
+        if selection.get("source") == "validation"
+        else "out of fold on the training data"
+    )
+    return f"chosen: {selection['chosen']} ({reason}; {where})"
 
 
 def classes_line(classes: Sequence[Any], counts: Sequence[int], limit: int = 20) -> str:
@@ -266,8 +311,9 @@ def fit_report(results: dict[str, Any]) -> str:
     parts = [
         "## Test metrics (%)",
         table,
+        choice_line(results["selection"]),
         "",
-        "## Selection (out-of-fold predictions of the training data)",
+        "## Selection",
         selection_table(results["selection"]),
         "",
         "## Flow filters (train routing, test separation)",
@@ -276,7 +322,7 @@ def fit_report(results: dict[str, Any]) -> str:
         "## Stages on the test set",
         stages_table(results["stage_comparison"], results["n_levels"]),
         "",
-        "## Safeguard (decided on training data only)",
+        "## Safeguard (decided without the test set)",
         safeguard_table(results["validation"], results["n_levels"]),
         "",
         "## Classes (training samples)",
@@ -294,9 +340,12 @@ def demo_report(record: dict[str, Any]) -> str:
         chosen += " (chosen)"
     m = record["metrics"]
     table = metrics_table({ref: m["base"], chosen: m["dlsa"]}, reference=ref)
-    sep = ", ".join(
-        f"filter {i + 1}: {'- (no tail class)' if a is None else f'{100 * a:.1f}%'}"
-        for i, a in enumerate(record["separation"])
+    sep = (
+        ", ".join(
+            f"filter {i + 1}: {'- (no tail class)' if a is None else f'{100 * a:.1f}%'}"
+            for i, a in enumerate(record["separation"])
+        )
+        or "- (the chosen model has no flow filter)"
     )
     settings = record["settings"]
     parts = [
@@ -304,6 +353,7 @@ def demo_report(record: dict[str, Any]) -> str:
         f"train counts {record['counts']}",
         "",
         table,
+        choice_line(record["selection"]),
         "",
         f"head-tail separation accuracy on test (share of tail among filtered): {sep}",
         "",

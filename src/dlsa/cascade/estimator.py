@@ -223,6 +223,8 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         X: np.ndarray,
         y: np.ndarray,
         *,
+        X_val: np.ndarray | None = None,
+        y_val: np.ndarray | None = None,
         reuse_filters: DLSAClassifier | None = None,
         min_class_samples: int = 1,
     ) -> DLSAClassifier:
@@ -239,9 +241,16 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         benchmarks test on balanced sets. The cascade is then refitted on all the data
         with those decisions.
 
+        With a validation set (``X_val``, ``y_val``: features of images the backbone
+        did not train on, labels among y's) the selection and the safeguard decide on
+        it instead of on held-out training samples: each candidate is fitted once on all
+        of X and scored on the validation set. The model itself is fitted on X only.
+
         Args:
             X: features (N, D).
             y: labels (N,).
+            X_val: optional validation features (M, D).
+            y_val: optional validation labels (M,), each one of y's classes.
             reuse_filters: a model fitted on the same X, y with the same ``flow_filter``
                 config and ``random_state``, whose flow filters are reused instead of
                 trained again (the paper trains the filters once and shares them across
@@ -281,6 +290,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         self.classes_, y_enc = np.unique(y_raw, return_inverse=True)
         counts = np.bincount(y_enc, minlength=len(self.classes_))
         _check_class_counts(self.classes_, counts, min_class_samples)
+        val = _encoded_validation(X_val, y_val, self.classes_, X.shape[1])
         self.test_prior_: np.ndarray | None = None  # uniform until set_test_prior
         if flt_cfg.mixture.n_components is None:
             k = auto_components(len(self.classes_), len(y_enc))
@@ -291,7 +301,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         if X.shape[1] < 2:  # a flow needs 2 features: the selection only picks the base
             params["depth"] = 0
         if self._selection() is not None:
-            return self._fit_selected(X, y_enc, params, min_class_samples)
+            return self._fit_selected(X, y_enc, params, min_class_samples, val)
         self.fitted_params_ = params | {"base_params": base_params(base)}
         self.selection_: dict[str, Any] | None = None
         self.n_features_in_ = X.shape[1]
@@ -303,7 +313,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         enabled = [True] * (self.depth + 1)
         if (self.validation_fraction > 0 or self.validation_folds >= 2) and self.depth > 0:
             enabled, self.validation_ = validate(
-                self, X, y_enc, split_seed, cascade_seed, flt_cfg, head_cfg
+                self, X, y_enc, split_seed, cascade_seed, flt_cfg, head_cfg, val
             )
         donor = check_donor(reuse_filters, self, X.shape[1], flt_cfg)
         self._fit_cascade(X, y_enc, cascade_seed, flt_cfg, head_cfg, donor)
@@ -311,9 +321,14 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         return self
 
     def _fit_selected(
-        self, X: np.ndarray, y_enc: np.ndarray, params: dict[str, Any], min_class_samples: int
+        self,
+        X: np.ndarray,
+        y_enc: np.ndarray,
+        params: dict[str, Any],
+        min_class_samples: int,
+        val: tuple[np.ndarray, np.ndarray] | None,
     ) -> DLSAClassifier:
-        """Choose the concrete configuration on out-of-fold predictions
+        """Choose the concrete configuration on out-of-fold predictions or on ``val``
         (:func:`dlsa.selection.select`), then fit it on all the data."""
         from dlsa.selection import describe, select
 
@@ -323,11 +338,13 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
             X,
             y_enc,
             len(self.classes_),
+            val,
         )
         classes = self.classes_
         fitted = DLSAClassifier(**(chosen | {"verbose": self.verbose}))
+        X_val, y_val = (None, None) if val is None else val
         try:
-            fitted.fit(X, y_enc, min_class_samples=min_class_samples)
+            fitted.fit(X, y_enc, X_val=X_val, y_val=y_val, min_class_samples=min_class_samples)
         except TrainingDivergedError as err:
             if chosen["depth"] == 0:
                 raise
@@ -338,7 +355,7 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
             chosen = chosen | {"depth": 0}
             evidence["chosen"] = describe(chosen)
             fitted = DLSAClassifier(**(chosen | {"verbose": self.verbose}))
-            fitted.fit(X, y_enc, min_class_samples=min_class_samples)
+            fitted.fit(X, y_enc, X_val=X_val, y_val=y_val, min_class_samples=min_class_samples)
         for key, value in vars(fitted).items():
             if key.endswith("_") and not key.startswith("_"):
                 setattr(self, key, value)
@@ -374,6 +391,34 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         allowed = " or ".join(repr(c) for c in choices)
         raise DLSAInputError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _encoded_validation(
+    X_val: np.ndarray | None, y_val: np.ndarray | None, classes: np.ndarray, n_features: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The validation set as (features (M, D) float32, class indices (M,)), or None.
+
+    Raises:
+        DLSAInputError: if only one of the two is given, the width differs from the
+            training features, or a label is not a training class.
+    """
+    if X_val is None and y_val is None:
+        return None
+    if X_val is None or y_val is None:
+        raise DLSAInputError("X_val and y_val must be given together")
+    X_v, y_v = check_features(X_val, np.asarray(y_val), source="X_val")
+    assert y_v is not None
+    if X_v.shape[1] != n_features:
+        raise DLSAInputError(
+            f"X_val has {X_v.shape[1]} features, the training features have {n_features}"
+        )
+    idx = np.searchsorted(classes, y_v)
+    unknown = (idx >= len(classes)) | (classes[np.minimum(idx, len(classes) - 1)] != y_v)
+    if unknown.any():
+        raise DLSAInputError(
+            f"y_val has label {y_v[unknown][0].tolist()!r}, which is not a training class"
+        )
+    return X_v, idx.astype(np.int64)
 
 
 def _check_class_counts(classes: np.ndarray, counts: np.ndarray, minimum: int = 1) -> None:

@@ -86,18 +86,25 @@ def validate(
     cascade_seed: np.random.SeedSequence,
     flt_cfg: FilterConfig,
     head_cfg: HeadConfig,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[bool], dict[str, Any]]:
     """Fit fold cascades on the fit parts of X (N, D), y (N,) and decide on the held-out
     samples which stages to keep.
 
     With folds, every training sample is held out once: its stage and logits come from
-    the cascade fitted without its fold, and the decision pools all folds.
+    the cascade fitted without its fold, and the decision pools all folds. With ``val``
+    = (X_val (M, D), y_val (M,) class indices), one cascade is fitted on all of X and
+    the decision is made on the validation set.
 
     Returns:
         Per stage whether it is kept (filters + 1 entries), and the evidence
         (``n_fit``, ``n_val``, ``n_folds``, per-stage accuracies).
     """
-    splits = validation_splits(clf, y, split_seed)
+    if val is None:
+        splits = validation_splits(clf, y, split_seed)
+    else:
+        splits = [(np.arange(len(y)), np.arange(len(y), len(y) + len(val[1])))]
+        X, y = np.concatenate([X, val[0]]), np.concatenate([y, val[1]])
     jobs = [(clf, X, y, fit, val, cascade_seed, flt_cfg, head_cfg) for fit, val in splits]
     scored = run_jobs(_scored_fold, jobs, clf.n_jobs)  # the fold cascades are independent
     pred, stage, base_pred = (
@@ -111,6 +118,7 @@ def validate(
         "n_fit": int(np.mean([len(f) for f, _ in splits])),
         "n_val": int(sum(len(v) for _, v in splits)),
         "n_folds": len(splits) if len(splits) > 1 else None,
+        "source": "held-out training samples" if val is None else "validation set",
         "stages": rows,
     }
     return [bool(r["kept"]) for r in rows], evidence

@@ -22,6 +22,7 @@ from dlsa.cli.common import (
     load_arg,
     load_model_arg,
     load_train_test,
+    load_val,
     seed_everything,
     write_json,
 )
@@ -38,11 +39,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     config = dataclasses.replace(config, verbose=not args.quiet)
     train, test = load_train_test(args)
+    val = load_val(args, train.X.shape[1])
     seed_everything(config.random_state)
     dest = check_out(Path(args.out), overwrite=args.overwrite)
     with atomic_dir(dest) as tmp:
-        results = _fit_and_evaluate(config, train, test, tmp, args.reference, args.test_prior)
+        results = _fit_and_evaluate(
+            config, train, test, tmp, args.reference, args.test_prior, val=val
+        )
         results["train"], results["test"] = str(args.train), str(args.test)
+        results["val"] = None if val is None else str(args.val)
         write_json(tmp / "results.json", results)
         write_per_class_csv(tmp / "per_class.csv", results.pop("per_class"))
         text = fit_report(results)
@@ -59,10 +64,15 @@ def _fit_and_evaluate(
     folder: Path,
     reference: str | None = None,
     test_prior: str | None = None,
+    *,
+    val: Any = None,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     try:
-        models = fit_pair(config, train.X, train.y, reference=reference, timings=timings)
+        models = fit_pair(
+            config, train.X, train.y, reference=reference, timings=timings,
+            val=None if val is None else (val.X, val.y),
+        )  # fmt: skip
     except (ValueError, FloatingPointError) as err:
         raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
     for model in models.values():
@@ -106,10 +116,13 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
     config = dataclasses.replace(resolve_config(args), verbose=False)
     train = load_arg(args.train, require_labels=True, what="--train")
+    val = load_val(args, train.X.shape[1])
     reference = args.reference or (config.base if config.base != "auto" else "balsoftmax")
     seed_everything(config.random_state)
     try:
-        result = diagnose(train.X, train.y, config, reference)
+        result = diagnose(
+            train.X, train.y, config, reference, val=None if val is None else (val.X, val.y)
+        )
     except (ValueError, FloatingPointError) as err:
         raise CLIError(f"--train {args.train}: {err}") from err
     text = diagnose_report(result)
@@ -268,7 +281,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         raise CLIError(str(err)) from err
     print(text)
-    print(f"\nwrote {dest}/ (backbone, train.h5, test.h5, model/, base_model/, results.json)")
+    files = "backbone, train.h5, val.h5, test.h5, model/, base_model/, results.json"
+    print(f"\nwrote {dest}/ ({files})")
     return 0
 
 

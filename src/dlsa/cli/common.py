@@ -150,6 +150,18 @@ def load_train_test(args: argparse.Namespace) -> tuple[Any, Any]:
     return train, test
 
 
+def load_val(args: argparse.Namespace, n_features: int) -> Any:
+    """The labelled --val file (None without it), checked to have ``n_features``."""
+    if getattr(args, "val", None) is None:
+        return None
+    val = load_arg(args.val, require_labels=True, what="--val")
+    if val.X.shape[1] != n_features:
+        raise CLIError(
+            f"--val {args.val} has {val.X.shape[1]} features but --train has {n_features}"
+        )
+    return val
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()

@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--train", required=True, help="train features (.h5/.hdf5/.npz)")
     fit.add_argument("--test", required=True, help="test features, used once at the end")
     fit.add_argument("--out", required=True, help="results folder")
+    fit.add_argument(
+        "--val",
+        default=None,
+        help="labelled features of images the backbone did not train on (e.g. the data "
+        "set's validation split): the selection and the safeguard decide on them instead "
+        "of out of fold on the training features",
+    )
     fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     fit.add_argument(
         "--reference",
@@ -68,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="base method DLSA is measured against (default: --base, or balsoftmax)",
     )  # fmt: skip
     dg.add_argument("--out", default=None, help="optional JSON file for the diagnosis")
+    dg.add_argument(
+        "--val",
+        default=None,
+        help="labelled features of images the backbone did not train on (e.g. the data "
+        "set's validation split): the selection and the safeguard decide on them instead "
+        "of out of fold on the training features",
+    )
     add_config_arguments(dg)
     dg.set_defaults(func=cmd_diagnose)
 

@@ -22,6 +22,7 @@ from dlsa.config.presets import (
 )
 from dlsa.config.schema import (
     BASE_NAMES,
+    SELECTION_BASES,
     BaseName,
     DLSAConfig,
     FilterConfig,
@@ -37,6 +38,7 @@ from dlsa.config.schema import (
 
 __all__ = [
     "BASE_NAMES",
+    "SELECTION_BASES",
     "PAPER_ALIASES",
     "PRESETS",
     "RELEASE_CONFIGS",

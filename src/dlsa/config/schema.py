@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Precision = Literal["fp32", "tf32", "bf16"]
 """Matmul precision of training steps (:func:`dlsa.precision.step_precision`)."""
@@ -197,19 +197,6 @@ class HeadConfig:
     in the paper)."""
 
 
-BASE_NAMES = (
-    "balsoftmax",
-    "logit-adjust",
-    "tau-norm",
-    "ce",
-    "cbs",
-    "crt",
-    "lws",
-    "cosine",
-    "m2m",
-    "ride",
-)
-"""The ten stage-2 base methods, simplest first (the order ties are broken in)."""
 MethodName = Literal[
     "balsoftmax",
     "logit-adjust",
@@ -222,20 +209,15 @@ MethodName = Literal[
     "m2m",
     "ride",
 ]
-"""A base method of :data:`BASE_NAMES` (a candidate of ``selection.bases``)."""
-BaseName = Literal[
-    "auto",
-    "balsoftmax",
-    "logit-adjust",
-    "tau-norm",
-    "ce",
-    "cbs",
-    "crt",
-    "lws",
-    "cosine",
-    "m2m",
-    "ride",
-]
+"""A stage-2 base method (a candidate of ``selection.bases``); the one declaration of
+the names."""
+BASE_NAMES: tuple[str, ...] = get_args(MethodName)
+"""The ten stage-2 base methods, simplest first (the order ties are broken in)."""
+SELECTION_BASES: tuple[str, ...] = tuple(n for n in BASE_NAMES if n != "crt")
+"""The default's base candidates: every base but ``crt``, which on frozen features is
+the same training as ``cbs`` (a fresh linear head on class-balanced draws) and would
+count one candidate twice."""
+BaseName = Literal["auto", MethodName]
 """A base method of :data:`BASE_NAMES`, or "auto" (chosen by selection)."""
 
 
@@ -257,14 +239,14 @@ class SelectionConfig:
     errors of that gain."""
     min_gain: float = 0.002
     """... and above this absolute gain in balanced accuracy (0.002 = 0.2 points)."""
-    multiplicity: Literal["per-candidate", "max-t"] = "per-candidate"
+    multiplicity: Literal["per-candidate", "max-t"] = "max-t"
     """How the bar for a departure from the reference accounts for the number of
     candidates: "per-candidate" (``margin`` standard errors for each) or "max-t" (at
     least the 95% quantile of the largest of the candidates' standardised gains when
     none is better in truth, from their joint normal distribution: the chance that any
     candidate departs by luck is about 5% however many there are;
     :mod:`dlsa.selection.multiplicity`)."""
-    bases: tuple[MethodName, ...] = BASE_NAMES
+    bases: tuple[MethodName, ...] = SELECTION_BASES  # type: ignore[assignment]
     """Candidate base methods of ``base="auto"``, simplest first; the first one is the
     reference that every departure must beat."""
     tau_grid: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)

@@ -100,16 +100,20 @@ def paired_gain(
     return float(mean.sum() / c), float(np.sqrt(np.sum(np.maximum(var, 0.0) / n)) / c)
 
 
-def rarer_half(y: np.ndarray, n_classes: int) -> np.ndarray:
+def rarer_half(y: np.ndarray, n_classes: int, counts: np.ndarray | None = None) -> np.ndarray:
     """Mask (N,) of the samples whose class is in the rarer half of the classes present
-    in ``y`` (N,) (by count; ``ceil(C / 2)`` classes, ties by class index).
+    in ``y`` (N,) (``ceil(C' / 2)`` classes, ties by class index), rarer by ``counts``
+    (C,) (the training counts, when ``y`` is a validation set), else by their count in
+    ``y``.
 
     Example:
         >>> rarer_half(np.array([0, 0, 0, 1, 2, 2]), 3).tolist()
         [False, False, False, True, True, True]
+        >>> rarer_half(np.array([0, 1, 2]), 3, counts=np.array([5, 90, 1])).tolist()
+        [True, False, True]
     """
-    counts = np.bincount(y, minlength=n_classes)
-    present = np.flatnonzero(counts)
+    present = np.flatnonzero(np.bincount(y, minlength=n_classes))
+    counts = np.bincount(y, minlength=n_classes) if counts is None else np.asarray(counts)
     order = present[np.argsort(counts[present], kind="stable")]
     return np.isin(y, order[: (len(order) + 1) // 2])
 
@@ -122,6 +126,7 @@ def choose(
     margin: float,
     min_gain: float,
     multiplicity: str = "per-candidate",
+    counts: np.ndarray | None = None,
 ) -> tuple[int, str, list[dict[str, Any]]]:
     """Apply the rule of this module to candidates listed simplest first.
 
@@ -134,6 +139,8 @@ def choose(
     With ``multiplicity="max-t"`` the bar against the reference is at least the max-t
     threshold of all the departures (:func:`~dlsa.selection.multiplicity.max_t_threshold`),
     so that the chance of a departure by luck does not grow with their number.
+    ``counts`` (C,): training counts that define the rarer half when ``y`` is a
+    validation set (see :func:`rarer_half`).
 
     The tail condition guards against a bias of out-of-fold estimates on training
     features: a backbone fitted the training images of rare classes more closely than it
@@ -154,7 +161,7 @@ def choose(
         0
     """
     scores = [balanced_accuracy(c.pred, y, n_classes) for c in candidates]
-    tail = rarer_half(y, n_classes)
+    tail = rarer_half(y, n_classes, counts)
     ref = candidates[0].pred
     bar = family_margin(candidates, y, n_classes, margin, multiplicity)
     rows = []
@@ -182,7 +189,7 @@ def choose(
     if best == 0:
         chosen = 0
         if top == 0:
-            reason = "the reference has the best out-of-fold balanced accuracy"
+            reason = "the reference has the best balanced accuracy"
         else:
             t = rows[top]
             reason = (
@@ -192,7 +199,7 @@ def choose(
                 f"{100 * t['tail_gain']:+.2f}); the reference is kept"
             )
     else:
-        chosen, reason = best, "best eligible out-of-fold balanced accuracy"
+        chosen, reason = best, "the best balanced accuracy of the eligible departures"
         for i in eligible:
             if i >= best:
                 break

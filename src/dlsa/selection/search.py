@@ -1,9 +1,12 @@
-"""Model selection on out-of-fold predictions of the training data.
+"""Model selection on out-of-fold predictions of the training data, or on a validation
+set.
 
 Every data-driven choice of the default configuration (which base method and which tau,
-DLSA on top or not, how deep, which share routed, "no routing") is made here, on the
-pooled out-of-fold predictions of ``F`` stratified folds of the training data, with the
-rule of :mod:`dlsa.selection.rule`. The test set is never seen.
+DLSA on top or not, how deep, which share routed, "no routing") is made here, with the
+rule of :mod:`dlsa.selection.rule`, on the pooled out-of-fold predictions of ``F``
+stratified folds of the training data, or, when the user has one, on a validation set
+of images the backbone never trained on (every candidate fitted once on all the training
+data). The test set is never seen.
 
 Cost. Every base candidate is trained once per fold; ``tau-norm`` and ``logit-adjust``
 are trained once per fold and re-scored for every tau (their tau is post hoc). DLSA
@@ -18,6 +21,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +40,61 @@ if TYPE_CHECKING:
     from dlsa.cascade import DLSAClassifier
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where candidates are fitted and scored.
+
+    Attributes:
+        X: (N', D) the rows the folds index: the training features, then the validation
+            features if any.
+        y: (N',) their classes.
+        folds: held-out index arrays (one per fit of a candidate).
+        scored: (S,) the rows candidates are scored on (all training rows out of fold,
+            or the validation rows).
+        counts: (C,) training samples per class (the rarer half of the rule).
+        source: ``"out-of-fold"`` or ``"validation"``.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    folds: list[np.ndarray]
+    scored: np.ndarray
+    counts: np.ndarray
+    source: str
+
+    @property
+    def y_scored(self) -> np.ndarray:
+        """(S,) classes of the scored rows."""
+        return self.y[self.scored]
+
+    @classmethod
+    def build(
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        n_folds: int,
+        seed: int,
+        val: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Evidence:
+        """Out-of-fold evidence of ``n_folds`` stratified folds of X (N, D), y (N,), or
+        with ``val`` = (X_val (M, D), y_val (M,)) one fit on all of X scored on it."""
+        counts = np.bincount(y, minlength=n_classes)
+        if val is None:
+            folds = stratified_folds(y, n_folds, seed=seed)
+            return cls(X, y, folds, np.arange(len(y)), counts, "out-of-fold")
+        rows = np.arange(len(y), len(y) + len(val[1]))
+        X_all, y_all = np.concatenate([X, val[0]]), np.concatenate([y, val[1]])
+        return cls(X_all, y_all, [rows], rows, counts, "validation")
+
+    def scored_candidates(self, found: list[Candidate]) -> list[Candidate]:
+        """The candidates' predictions and stages on the scored rows only."""
+        for cand in found:
+            cand.pred = cand.pred[self.scored]
+            cand.stage = None if cand.stage is None else cand.stage[self.scored]
+        return found
 
 
 def describe(params: dict[str, Any]) -> str:
@@ -78,18 +137,19 @@ def _tau(over: dict[str, Any]) -> bool:
 def _round(
     what: str,
     candidates: list[Candidate],
-    y: np.ndarray,
+    ev: Evidence,
     n_classes: int,
     cfg: SelectionConfig,
     start: float,
 ) -> tuple[Candidate, dict[str, Any]]:
     idx, reason, rows = choose(
         candidates,
-        y,
+        ev.y_scored,
         n_classes,
         margin=cfg.margin,
         min_gain=cfg.min_gain,
         multiplicity=cfg.multiplicity,
+        counts=ev.counts,
     )
     record = {
         "what": what,
@@ -103,11 +163,7 @@ def _round(
 
 
 def select_base(
-    params: dict[str, Any],
-    X: np.ndarray,
-    y: np.ndarray,
-    folds: Sequence[np.ndarray],
-    n_classes: int,
+    params: dict[str, Any], ev: Evidence, n_classes: int
 ) -> tuple[Candidate, dict[str, Any]]:
     """Round 1: the base method and its tau, each alone (depth 0), simplest first."""
     cfg: SelectionConfig = params["selection"]
@@ -120,19 +176,19 @@ def select_base(
     ]
     candidates: list[Candidate] = []
     skipped: list[dict[str, str]] = []
-    results = fold_candidates(specs, X, y, folds, params.get("n_jobs"))
+    results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"))
     for over, spec, result in zip(overs, specs, results, strict=True):
         if isinstance(result, TrainingDivergedError):
             if not candidates:  # the reference must train
                 raise result
             skipped.append(_skip(describe(fixed | over), result))
             continue
-        found = result[0]
+        found = ev.scored_candidates(result[0])
         if spec.variants is None:
             found[0].params = over
         candidates.extend(found)
         logger.info("selection: base %s scored", over["base"])
-    chosen, record = _round("base method", candidates, y, n_classes, cfg, start)
+    chosen, record = _round("base method", candidates, ev, n_classes, cfg, start)
     record["skipped"] = skipped
     return chosen, record
 
@@ -140,9 +196,7 @@ def select_base(
 def select_dlsa(
     params: dict[str, Any],
     base: Candidate,
-    X: np.ndarray,
-    y: np.ndarray,
-    folds: Sequence[np.ndarray],
+    ev: Evidence,
     n_classes: int,
     tail: np.ndarray,
     base_models: list[DLSAClassifier] | None = None,
@@ -173,19 +227,19 @@ def select_dlsa(
             else:  # the first share's fold models, once trained (else the base's)
                 reuse = [(donors.get(shares[0]) if k else None) or base_models] * len(batch)
             specs = [FoldSpec(fixed | o, donors=r) for o, r in zip(overs, reuse, strict=True)]
-            results = fold_candidates(specs, X, y, folds, params.get("n_jobs"))
+            results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"))
             for over, share, result in zip(overs, batch, results, strict=True):
                 if isinstance(result, TrainingDivergedError):
                     skipped.append(_skip(describe(fixed | over), result))
                     continue
-                found, models = result
+                found, models = ev.scored_candidates(result[0]), result[1]
                 found[0].params = over
                 candidates.extend(found)
                 donors[share] = models
                 logger.info("selection: %s scored", found[0].name)
-    chosen, record = _round("DLSA on the chosen base", candidates, y, n_classes, cfg, start)
+    chosen, record = _round("DLSA on the chosen base", candidates, ev, n_classes, cfg, start)
     for row, cand in zip(record["candidates"], candidates, strict=True):
-        row |= separation(cand.stage, y, tail)
+        row |= separation(cand.stage, ev.y_scored, tail)
     record["skipped"] = skipped
     return chosen, record
 
@@ -218,7 +272,11 @@ def separation(stage: np.ndarray | None, y: np.ndarray, tail: np.ndarray) -> dic
 
 
 def select(
-    params: dict[str, Any], X: np.ndarray, y: np.ndarray, n_classes: int
+    params: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Choose the base method (if ``params["base"] == "auto"``) and DLSA on top (if
     ``params["depth"] >= 1``) by the rule of this module.
@@ -229,6 +287,8 @@ def select(
         X: (N, D) features.
         y: (N,) class indices ``0 .. C-1``.
         n_classes: C.
+        val: optional (X_val (M, D), y_val (M,) class indices): candidates are fitted
+            once on all of X and scored on it instead of out of fold.
 
     Returns:
         The concrete parameters to fit on all the data (``selection`` None), and the
@@ -240,29 +300,34 @@ def select(
     if cfg.folds < 2:
         raise ValueError(f"selection.folds must be >= 2, got {cfg.folds}")
     start = time.perf_counter()
+    source = "out-of-fold" if val is None else "validation"
     if params["base"] != "auto" and params["depth"] == 0:
         chosen = params | {"selection": None}
         return chosen, {"folds": cfg.folds, "margin": cfg.margin, "min_gain": cfg.min_gain,
-                        "rounds": [], "chosen": describe(chosen), "seconds": 0.0}  # fmt: skip
-    folds = stratified_folds(y, cfg.folds, seed=_fold_seed(params["random_state"]))
+                        "source": source, "rounds": [], "chosen": describe(chosen),
+                        "seconds": 0.0}  # fmt: skip
+    seed = _fold_seed(params["random_state"])
+    ev = Evidence.build(X, y, n_classes, cfg.folds, seed, val)
     rounds = []
     if params["base"] == "auto":
-        base, record = select_base(params, X, y, folds, n_classes)
+        base, record = select_base(params, ev, n_classes)
         rounds.append(record)
     else:
         fixed = params | {"selection": None, "depth": 0}
-        found, _ = out_of_fold(fixed, X, y, folds, n_jobs=params.get("n_jobs"))
-        base = found[0]
+        found, _ = out_of_fold(fixed, ev.X, ev.y, ev.folds, n_jobs=params.get("n_jobs"))
+        base = ev.scored_candidates(found)[0]
         base.params = {"base": params["base"], "base_params": dict(params["base_params"] or {})}
     chosen = params | {"selection": None} | base.params | {"depth": 0}
     if params["depth"] >= 1:
-        counts = np.bincount(y, minlength=n_classes)
-        tail = counts <= HEAD_THRESHOLD
-        dlsa, record = select_dlsa(params, base, X, y, folds, n_classes, tail, base.models)
+        tail = ev.counts <= HEAD_THRESHOLD
+        dlsa, record = select_dlsa(params, base, ev, n_classes, tail, base.models)
         rounds.append(record)
         chosen |= dlsa.params
     evidence = {
-        "folds": cfg.folds,
+        "folds": cfg.folds if val is None else None,
+        "source": source,
+        "n_scored": int(len(ev.scored)),
+        "multiplicity": cfg.multiplicity,
         "margin": cfg.margin,
         "min_gain": cfg.min_gain,
         "rounds": rounds,
