@@ -180,3 +180,19 @@ def test_from_dict_errors(data, match):
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("cifar")
+
+
+def test_every_checked_domain_is_the_configs_literal():
+    """The estimator refuses exactly the values its config field's Literal does not list."""
+    from dlsa import DLSAClassifier
+    from dlsa.cascade.estimator import _CHOICES
+    from dlsa.config import DLSAConfig, choices
+
+    for name in _CHOICES:
+        allowed = choices(DLSAConfig, name)
+        for value in allowed:
+            DLSAClassifier(**{name: value}).check_params()
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            DLSAClassifier(**{name: "nonsense"}).check_params()
+    with pytest.raises(TypeError, match="not a Literal"):
+        choices(DLSAConfig, "depth")

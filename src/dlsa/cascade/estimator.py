@@ -36,7 +36,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -51,15 +51,24 @@ from dlsa.config import (
     DLSAConfig,
     FilterConfig,
     HeadConfig,
-    Precision,
     SelectionConfig,
     auto_components,
+    choices,
 )
 from dlsa.devices import resolve_device
 from dlsa.errors import DLSAInputError, TrainingDivergedError
 from dlsa.features import check_features
 
 DEFAULT = DLSAConfig()
+_CHOICES = (
+    "features_on",
+    "stage_prior",
+    "regular_data",
+    "regular_prior",
+    "cluster_prior_data",
+    "classifier_layout",
+)
+"""Parameters whose allowed values are the ``Literal`` of their DLSAConfig field."""
 """The default configuration; the estimator's defaults are its fields."""
 
 logger = logging.getLogger(__name__)
@@ -188,16 +197,12 @@ class DLSAClassifier(CascadeFitting, CascadeInference, ClassifierMixin, BaseEsti
         if not 0.0 < flt.proportion < 1.0:
             raise DLSAInputError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
         resolve_device(self.device)  # a device that is not here: one line, before training
-        _check_choice("flow_filter.precision", flt.precision, get_args(Precision))
-        _check_choice("head.precision", head.precision, get_args(Precision))
-        _check_choice("features_on", self.features_on, ("auto", "device", "host"))
+        _check_choice("flow_filter.precision", flt.precision, choices(FilterConfig, "precision"))
+        _check_choice("head.precision", head.precision, choices(HeadConfig, "precision"))
         if self.n_jobs is not None and (not isinstance(self.n_jobs, int) or self.n_jobs == 0):
             raise DLSAInputError(f"n_jobs must be None or a non-zero int, got {self.n_jobs!r}")
-        _check_choice("stage_prior", self.stage_prior, ("routed", "global"))
-        _check_choice("regular_data", self.regular_data, ("remaining", "all"))
-        _check_choice("regular_prior", self.regular_prior, ("reaching", "global"))
-        _check_choice("cluster_prior_data", self.cluster_prior_data, ("level", "all"))
-        _check_choice("classifier_layout", self.classifier_layout, ("paper", "release"))
+        for name in _CHOICES:  # the domains declared once, by the config's Literal fields
+            _check_choice(name, getattr(self, name), choices(DLSAConfig, name))
         if not 0.0 <= self.validation_fraction < 0.5:
             raise DLSAInputError(
                 f"validation_fraction must be in [0, 0.5), got {self.validation_fraction!r}"

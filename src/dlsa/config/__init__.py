@@ -8,7 +8,7 @@ chose it. Variants are made with :func:`dataclasses.replace`; configs are never 
 and never receive values derived during a run (those are fitted attributes).
 """
 
-from dlsa.config.io import dataclass_in, from_dict, set_path, to_dict
+from dlsa.config.io import choices, dataclass_in, from_dict, set_path, to_dict
 from dlsa.config.presets import (
     PAPER_ALIASES,
     PRESETS,
@@ -37,6 +37,7 @@ from dlsa.config.schema import (
 )
 
 __all__ = [
+    "choices",
     "BASE_NAMES",
     "SELECTION_BASES",
     "PAPER_ALIASES",

@@ -84,6 +84,21 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config")
     return cls(**kwargs)
 
 
+def choices(cls: type[Any], name: str) -> tuple[Any, ...]:
+    """The allowed values of the ``Literal`` field ``name`` of the config dataclass
+    ``cls``: the one declaration every check of that parameter reads.
+
+    Example:
+        >>> from dlsa.config import DLSAConfig
+        >>> choices(DLSAConfig, "stage_prior")
+        ('routed', 'global')
+    """
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is not Literal:
+        raise TypeError(f"{cls.__name__}.{name} is not a Literal field")
+    return typing.get_args(hint)
+
+
 def dataclass_in(hint: Any) -> type[Any] | None:
     """The dataclass type named by ``hint`` (also inside ``X | None``), if any."""
     for kind in (hint, *typing.get_args(hint)):
