@@ -369,8 +369,9 @@ def test_cluster_aided_regular_classifier_uses_the_last_filter_and_round_trips(
     stage = clf.route(lt_data.X_test)
     rest = torch.as_tensor(lt_data.X_test[stage == 2])
     out = clf.filters_[-1].transform(rest)
-    inputs = clf._cluster_inputs(rest, out.z)
-    expected = clf._stage_logits(clf.regular_, inputs, clf.filters_[-1].cluster_prior(out.cluster))
+    inputs = clf.cascade_.cluster_inputs(rest, out.z)
+    prior = clf.filters_[-1].cluster_prior(out.cluster)
+    expected = clf.cascade_.stage_logits(clf.regular_, inputs, prior)
     torch.testing.assert_close(
         torch.as_tensor(clf.decision_function(lt_data.X_test)[stage == 2]), expected
     )
@@ -528,10 +529,10 @@ def test_fuzzed_inputs_fit_and_predict_or_raise_the_documented_error(
 
 
 def test_scoring_in_chunks_gives_the_same_result(fitted, lt_data, monkeypatch):
-    import dlsa.cascade.inference
+    import dlsa.cascade.model
 
     proba, stage = fitted.predict_proba_and_route(lt_data.X_test)
-    monkeypatch.setattr(dlsa.cascade.inference, "SCORE_CHUNK", 7)
+    monkeypatch.setattr(dlsa.cascade.model, "SCORE_CHUNK", 7)
     chunked, chunked_stage = fitted.predict_proba_and_route(lt_data.X_test)
     np.testing.assert_allclose(chunked, proba, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(chunked_stage, stage)

@@ -272,7 +272,7 @@ def _one_line_error(capsys, command: str, *needles: str) -> str:
 
 
 def test_a_class_of_one_sample_is_learned(files, tmp_path):
-    from dlsa.cascade import DLSAClassifier
+    from dlsa.estimator import DLSAClassifier
 
     d = load_features(files / "train.h5")
     x_new = d.X[:1] + 5.0  # a class of one sample, far from the others
@@ -456,7 +456,7 @@ def test_features_of_huge_magnitude_are_one_line(files, tmp_path, capsys):
 
 # ------------------------------------------- predict / evaluate read files in chunks
 def test_streamed_evaluate_and_predict_equal_the_in_memory_results(run, files, tmp_path):
-    from dlsa.cascade import DLSAClassifier
+    from dlsa.estimator import DLSAClassifier
     from dlsa.evaluation import evaluate
 
     model = DLSAClassifier.load(run / "model")

@@ -185,7 +185,7 @@ def test_unknown_preset():
 def test_every_checked_domain_is_the_configs_literal():
     """The estimator refuses exactly the values its config field's Literal does not list."""
     from dlsa import DLSAClassifier
-    from dlsa.cascade.estimator import _CHOICES
+    from dlsa.cascade.spec import CHOICES as _CHOICES
     from dlsa.config import DLSAConfig, choices
 
     for name in _CHOICES:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dlsa import DLSAClassifier
+from dlsa.cascade import resolve, selection_of
 from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, MixtureConfig, SelectionConfig
 from dlsa.data import stratified_folds
 from dlsa.selection import (
@@ -195,9 +196,10 @@ def test_estimator_defaults_are_the_default_config():
             assert default == "default"
             continue
         assert default == value, name
-    assert DLSAClassifier()._selection() == cfg.selection
-    assert DLSAClassifier()._resolved()[0] == cfg.flow_filter
-    assert DLSAClassifier()._resolved()[1] == cfg.head
+    params = DLSAClassifier().get_params()
+    assert selection_of(params) == cfg.selection
+    assert resolve(params).flow_filter == cfg.flow_filter
+    assert resolve(params).head == cfg.head
 
 
 def test_auto_base_without_selection_is_refused(data):

@@ -136,8 +136,18 @@ def test_fit_and_diagnose_take_val_from_the_command_line(data, tmp_path, capsys)
              "--flow-filter.mixture.n-components", "8",
              "--selection.bases", "balsoftmax,ce", "--selection.proportions", "0.3"]  # fmt: skip
     out = tmp_path / "fit"
-    argv = ["-q", "fit", "--train", str(tmp_path / "train.h5"), "--test",
-            str(tmp_path / "test.h5"), "--val", str(tmp_path / "val.h5"), "--out", str(out)]
+    argv = [
+        "-q",
+        "fit",
+        "--train",
+        str(tmp_path / "train.h5"),
+        "--test",
+        str(tmp_path / "test.h5"),
+        "--val",
+        str(tmp_path / "val.h5"),
+        "--out",
+        str(out),
+    ]
     assert main(argv + small) == 0
     text = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())

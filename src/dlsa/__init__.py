@@ -7,8 +7,8 @@ presets in :mod:`dlsa.config`.
 """
 
 from dlsa._version import __version__
-from dlsa.cascade import DLSAClassifier
 from dlsa.config import DLSAConfig, FilterConfig, FlowConfig, HeadConfig, MixtureConfig
+from dlsa.estimator import DLSAClassifier
 from dlsa.filter import FlowFilter
 from dlsa.flows import MAF
 from dlsa.mixture import GaussianMixtureLatent

@@ -23,8 +23,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlsa.bases import BASES
-from dlsa.cascade import DLSAClassifier
 from dlsa.config import DLSAConfig, to_dict
+from dlsa.estimator import DLSAClassifier
 from dlsa.evaluation import evaluate
 from dlsa.parallel import run_jobs, worker_count
 from dlsa.report import COLUMNS, markdown_table

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.cascade import DLSAClassifier
 from dlsa.config import DLSAConfig, SelectionConfig
+from dlsa.estimator import DLSAClassifier
 from dlsa.metrics import HEAD_THRESHOLD as TAIL_THRESHOLD
 from dlsa.metrics import cluster_statistics
 from dlsa.report import markdown_table, pct, selection_table

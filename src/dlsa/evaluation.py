@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.cascade import DLSAClassifier
 from dlsa.errors import DLSAInputError
+from dlsa.estimator import DLSAClassifier
 from dlsa.metrics import HEAD_THRESHOLD, classification_report, head_tail_separation
 from dlsa.metrics.confusion import confusion_counts
 from dlsa.metrics.per_class import class_stage_counts, per_class_rows

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.cascade import DLSAClassifier
+from dlsa.estimator import DLSAClassifier
 from dlsa.evaluation import encode_labels, evaluate
 from dlsa.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
 from dlsa.metrics import HEAD_THRESHOLD, confusion_matrix_binned, histogram_purity, tsne_embedding

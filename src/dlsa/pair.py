@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.cascade import DLSAClassifier
 from dlsa.config import DLSAConfig
+from dlsa.estimator import DLSAClassifier
 from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.selection import describe, reference_params
 

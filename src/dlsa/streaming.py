@@ -31,8 +31,8 @@ from typing import IO, Any
 import numpy as np
 
 from dlsa.atomic import write_atomic
-from dlsa.cascade import DLSAClassifier
 from dlsa.errors import DLSAInputError
+from dlsa.estimator import DLSAClassifier
 from dlsa.evaluation import encode_labels
 from dlsa.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
 from dlsa.metrics import HEAD_THRESHOLD

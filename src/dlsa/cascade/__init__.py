@@ -1,8 +1,11 @@
-"""The DLSA cascade as an estimator: :class:`DLSAClassifier` and the modules of its jobs
-(fitting, the cluster-aided classifier, inference, the safeguard, persistence)."""
+"""The DLSA cascade of one configuration: its resolved configuration
+(:class:`CascadeSpec`), the fitted :class:`Cascade` (levels, regular classifier,
+fallback; routing and scoring), fitting (:func:`fit_cascade`: the safeguard, then the
+levels) and the deployment prior. The estimator and the selection above use these."""
 
-from dlsa.cascade.estimator import DEFAULT, DLSAClassifier
-from dlsa.cascade.inference import SCORE_CHUNK
-from dlsa.cascade.persistence import FORMAT, FORMAT_VERSION, TENSOR_FILE
+from dlsa.cascade.fit import fit_cascade
+from dlsa.cascade.model import Cascade
+from dlsa.cascade.spec import CascadeSpec, resolve, selection_of
+from dlsa.rows import SCORE_CHUNK
 
-__all__ = ["DEFAULT", "DLSAClassifier", "FORMAT", "FORMAT_VERSION", "SCORE_CHUNK", "TENSOR_FILE"]
+__all__ = ["SCORE_CHUNK", "Cascade", "CascadeSpec", "fit_cascade", "resolve", "selection_of"]

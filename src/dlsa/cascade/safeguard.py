@@ -5,87 +5,63 @@ or on each of ``validation_folds`` stratified folds' complements; every stage wh
 classifier is less accurate on the held-out samples it handles than the base method
 trained on the same data is switched off (its samples go to the base method trained on
 all data). Accuracies are class-balanced. The fold cascades are fitted on fresh
-estimators with the same parameters, never on the estimator being fitted.
+cascades of the same configuration, never on the one being fitted.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from dlsa.config import FilterConfig, HeadConfig
+from dlsa.cascade.fitting import fit_levels
+from dlsa.cascade.spec import CascadeSpec
 from dlsa.data import stratified_folds, stratified_split
-from dlsa.devices import resolve_device
 from dlsa.parallel import run_jobs
-from dlsa.rows import SCORE_CHUNK
-
-if TYPE_CHECKING:
-    from dlsa.cascade.estimator import DLSAClassifier
 
 logger = logging.getLogger(__name__)
 
 
 def validation_splits(
-    clf: DLSAClassifier, y: np.ndarray, split_seed: np.random.SeedSequence
+    spec: CascadeSpec, y: np.ndarray, split_seed: np.random.SeedSequence
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fit, validation) index pairs of the safeguard: one stratified split of
     ``validation_fraction``, or the folds of ``validation_folds``."""
     seed = int(split_seed.generate_state(1)[0])
-    if clf.validation_folds >= 2:
-        folds = stratified_folds(y, clf.validation_folds, seed=seed)
+    if spec.validation_folds >= 2:
+        folds = stratified_folds(y, spec.validation_folds, seed=seed)
         every = np.arange(len(y))
         return [(np.setdiff1d(every, f, assume_unique=True), f) for f in folds]
-    return [stratified_split(y, clf.validation_fraction, seed=seed, min_per_class=2)]
-
-
-def _fold_model(clf: DLSAClassifier) -> DLSAClassifier:
-    """A fresh estimator with ``clf``'s parameters and its class bookkeeping (classes,
-    counts, resolved base), ready for ``_fit_cascade`` on a part of the data."""
-    fold = type(clf)(**clf.get_params())
-    fold.classes_, fold.class_counts_, fold.base_ = clf.classes_, clf.class_counts_, clf.base_
-    return fold
+    return [stratified_split(y, spec.validation_fraction, seed=seed, min_per_class=2)]
 
 
 def _scored_fold(
-    clf: DLSAClassifier,
+    spec: CascadeSpec,
     X: np.ndarray,
     y: np.ndarray,
+    class_counts: np.ndarray,
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
     cascade_seed: np.random.SeedSequence,
-    flt_cfg: FilterConfig,
-    head_cfg: HeadConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit a cascade with ``clf``'s parameters on ``fit_idx``; return, for ``val_idx``,
-    its predicted classes, stages and the base method's predicted classes (each (V,))."""
+    """Fit a cascade of ``spec`` on ``fit_idx``; return, for ``val_idx``, its predicted
+    classes, stages and the base method's predicted classes (each (V,))."""
     logger.info("safeguard: fitting on %d samples, validating on %d", len(fit_idx), len(val_idx))
-    device = resolve_device(clf.device)
-    fold = _fold_model(clf)
-    fold._fit_cascade(X[fit_idx], y[fit_idx], cascade_seed, flt_cfg, head_cfg, None)
-    fold.stage_enabled_ = [True] * (len(fold.filters_) + 1)
-    parts = []
-    for chunk in np.array_split(val_idx, max(1, -(-len(val_idx) // SCORE_CHUNK))):
-        x_val = torch.from_numpy(X[chunk]).to(device)  # one chunk's logits at a time
-        with torch.no_grad():
-            logits, stage = fold._logits_and_stage(x_val)
-            base_logits = fold._stage_logits(fold.fallback_, x_val, None)
-        parts.append((logits.argmax(dim=1), stage, base_logits.argmax(dim=1)))
-    pred, stage, base_pred = (torch.cat(col).cpu().numpy() for col in zip(*parts, strict=True))
-    return pred, stage, base_pred
+    fold = fit_levels(spec, X[fit_idx], y[fit_idx], class_counts, cascade_seed)
+    pred, stage = fold.predict_and_route(X[val_idx])
+    return pred, stage, fold.base_predictions(X[val_idx])
 
 
 def validate(
-    clf: DLSAClassifier,
+    spec: CascadeSpec,
     X: np.ndarray,
     y: np.ndarray,
+    class_counts: np.ndarray,
     split_seed: np.random.SeedSequence,
     cascade_seed: np.random.SeedSequence,
-    flt_cfg: FilterConfig,
-    head_cfg: HeadConfig,
     val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[bool], dict[str, Any]]:
     """Fit fold cascades on the fit parts of X (N, D), y (N,) and decide on the held-out
@@ -98,21 +74,21 @@ def validate(
 
     Returns:
         Per stage whether it is kept (filters + 1 entries), and the evidence
-        (``n_fit``, ``n_val``, ``n_folds``, per-stage accuracies).
+        (``n_fit``, ``n_val``, ``n_folds``, ``source``, per-stage accuracies).
     """
     if val is None:
-        splits = validation_splits(clf, y, split_seed)
+        splits = validation_splits(spec, y, split_seed)
     else:
         splits = [(np.arange(len(y)), np.arange(len(y), len(y) + len(val[1])))]
         X, y = np.concatenate([X, val[0]]), np.concatenate([y, val[1]])
-    jobs = [(clf, X, y, fit, val, cascade_seed, flt_cfg, head_cfg) for fit, val in splits]
-    scored = run_jobs(_scored_fold, jobs, clf.n_jobs)  # the fold cascades are independent
+    jobs = [(spec, X, y, class_counts, fit, val_idx, cascade_seed) for fit, val_idx in splits]
+    scored = run_jobs(_scored_fold, jobs, spec.n_jobs)  # the fold cascades are independent
     pred, stage, base_pred = (
         torch.from_numpy(np.concatenate(c)) for c in zip(*scored, strict=True)
     )
-    target = torch.from_numpy(np.concatenate([y[val] for _, val in splits]))
+    target = torch.from_numpy(np.concatenate([y[v] for _, v in splits]))
     rows = stage_decisions(
-        pred, stage, base_pred, target, n_classes=len(clf.classes_), n_stages=clf.depth + 1
+        pred, stage, base_pred, target, n_classes=len(class_counts), n_stages=spec.depth + 1
     )
     evidence = {
         "n_fit": int(np.mean([len(f) for f, _ in splits])),

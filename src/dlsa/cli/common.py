@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.cascade import DLSAClassifier
 from dlsa.errors import DLSAInputError
+from dlsa.estimator import DLSAClassifier
 from dlsa.features import load_features
 
 logger = logging.getLogger("dlsa")

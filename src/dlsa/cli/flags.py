@@ -218,7 +218,7 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
     except ValueError as err:
         raise CLIError(str(err)) from err
     resolve_device(config.device, what="--device")
-    from dlsa.cascade import DLSAClassifier
+    from dlsa.estimator import DLSAClassifier
 
     try:  # values of the right type that the estimator refuses, before any file is read
         DLSAClassifier(**config.estimator_params()).check_params()

@@ -8,12 +8,12 @@ from dlsa.selection.rule import (
     balanced_accuracy,
     choose,
     class_hits,
+    describe,
     jsonable,
     paired_gain,
     rarer_half,
 )
 from dlsa.selection.search import (
-    describe,
     reference_params,
     select,
     select_base,

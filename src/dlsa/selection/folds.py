@@ -12,22 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from dlsa.cascade import Cascade, fit_cascade, resolve
 from dlsa.errors import TrainingDivergedError
 from dlsa.parallel import run_jobs
-from dlsa.selection.rule import Candidate
-
-if TYPE_CHECKING:
-    from dlsa.cascade import DLSAClassifier
+from dlsa.selection.rule import Candidate, describe
 
 __all__ = ["FoldSpec", "Variants", "fold_candidates", "out_of_fold"]
 
-Variants = Callable[["DLSAClassifier"], Iterator[tuple[str, dict[str, Any]]]]
-"""Puts a fitted fold model in the state of each post-hoc variant in turn and yields the
-variant's ``(name, params)``."""
+Variants = Callable[[Cascade], Iterator[tuple[str, dict[str, Any], Cascade]]]
+"""Yields each post-hoc variant of a fitted fold cascade: ``(name, params, cascade)``
+(:meth:`Cascade.with_base`)."""
 
 
 @dataclass(frozen=True)
@@ -37,20 +35,20 @@ class FoldSpec:
     Attributes:
         params: estimator parameters (``selection`` None, a concrete base).
         variants: post-hoc variants of each fitted fold model; None scores it as is.
-        donors: per fold, a model whose flow filters (and base) the fold model reuses.
+        donors: per fold, a cascade whose flow filters (and base) the fold cascade reuses.
     """
 
     params: dict[str, Any]
     variants: Variants | None = None
-    donors: Sequence[DLSAClassifier] | None = None
+    donors: Sequence[Cascade] | None = None
 
 
 @dataclass
 class _FoldResult:
-    """A fitted fold model and the held-out (labels, stages) of each of its variants, or
-    the error that stopped its training."""
+    """A fitted fold cascade and the held-out (labels, stages) of each of its variants,
+    or the error that stopped its training."""
 
-    model: DLSAClassifier | None
+    model: Cascade | None
     scored: list[tuple[str, dict[str, Any], np.ndarray, np.ndarray]]
     error: TrainingDivergedError | None = None
 
@@ -58,32 +56,36 @@ class _FoldResult:
 def _fit_fold(
     params: dict[str, Any],
     variants: Variants | None,
-    donor: DLSAClassifier | None,
+    donor: Cascade | None,
     X: np.ndarray,
     y: np.ndarray,
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
 ) -> _FoldResult:
-    """Fit ``params`` on ``fit_idx`` (reusing ``donor``'s filters) and score each variant
-    on ``val_idx``. A job gets only its own fold's donor, not the whole list."""
-    from dlsa.cascade import DLSAClassifier
-
-    clf = DLSAClassifier(**params)
+    """Fit the configuration ``params`` on ``fit_idx`` (reusing ``donor``'s filters) and
+    score each variant on ``val_idx``. The fold cascade knows the classes of its fit
+    part only (a class of one sample is missing from the fold that holds it out, for
+    every candidate alike); its predictions are mapped back to the classes of y. A job
+    gets only its own fold's donor, not the whole list."""
+    classes, y_fit = np.unique(y[fit_idx], return_inverse=True)
     try:
-        clf.fit(X[fit_idx], y[fit_idx], reuse_filters=donor, min_class_samples=1)
+        cascade = fit_cascade(resolve(params), X[fit_idx], y_fit, donor=donor)
     except TrainingDivergedError as err:
         return _FoldResult(None, [], err)
     scored = []
-    for name, cand_params in (variants or _as_fitted)(clf):
-        labels, stage = clf.predict_and_route(X[val_idx])
-        scored.append((name, cand_params, labels, stage))
-    return _FoldResult(clf, scored)
+    for name, cand_params, variant in (variants or _as_fitted(params))(cascade):
+        pred, stage = variant.predict_and_route(X[val_idx])
+        scored.append((name, cand_params, classes[pred], stage))
+    return _FoldResult(cascade, scored)
 
 
-def _as_fitted(clf: DLSAClassifier) -> Iterator[tuple[str, dict[str, Any]]]:
-    from dlsa.selection.search import describe
+def _as_fitted(params: dict[str, Any]) -> Variants:
+    """The fitted cascade itself as the one variant."""
 
-    yield describe(clf.get_params()), {}
+    def one(cascade: Cascade) -> Iterator[tuple[str, dict[str, Any], Cascade]]:
+        yield describe(params), {}, cascade
+
+    return one
 
 
 def fold_candidates(
@@ -92,7 +94,7 @@ def fold_candidates(
     y: np.ndarray,
     folds: Sequence[np.ndarray],
     n_jobs: int | None = None,
-) -> list[tuple[list[Candidate], list[DLSAClassifier]] | TrainingDivergedError]:
+) -> list[tuple[list[Candidate], list[Cascade]] | TrainingDivergedError]:
     """Fit every configuration once per fold and pool its held-out predictions.
 
     Args:
@@ -105,7 +107,7 @@ def fold_candidates(
             the other.
 
     Returns:
-        Per configuration, its candidates (one per variant) and fitted fold models, or
+        Per configuration, its candidates (one per variant) and fitted fold cascades, or
         the :class:`TrainingDivergedError` of its first fold whose training diverged.
     """
     every = np.arange(len(y))
@@ -130,7 +132,7 @@ def fold_candidates(
 
 def _pool(
     results: list[_FoldResult], folds: Sequence[np.ndarray], spec: FoldSpec, n: int
-) -> tuple[list[Candidate], list[DLSAClassifier]] | TrainingDivergedError:
+) -> tuple[list[Candidate], list[Cascade]] | TrainingDivergedError:
     """One configuration's candidates from its fold results, in variant order."""
     for result in results:
         if result.error is not None:
@@ -156,9 +158,9 @@ def out_of_fold(
     folds: Sequence[np.ndarray],
     *,
     variants: Variants | None = None,
-    donors: Sequence[DLSAClassifier] | None = None,
+    donors: Sequence[Cascade] | None = None,
     n_jobs: int | None = None,
-) -> tuple[list[Candidate], list[DLSAClassifier]]:
+) -> tuple[list[Candidate], list[Cascade]]:
     """Fit the fixed configuration ``params`` once per fold and pool the held-out
     predictions (of every post-hoc variant, if given); see :func:`fold_candidates`.
 

@@ -27,7 +27,7 @@ from dlsa.config import to_dict
 from dlsa.selection.multiplicity import gain_covariance, max_t_threshold
 
 if TYPE_CHECKING:
-    from dlsa.cascade import DLSAClassifier
+    from dlsa.cascade import Cascade
 
 
 @dataclass
@@ -39,14 +39,27 @@ class Candidate:
         params: estimator parameters that differ from the configuration.
         pred: (N,) out-of-fold predicted class index of every training sample.
         stage: (N,) out-of-fold stage of every sample (DLSA candidates), else None.
-        models: the fitted fold models (shared by the variants of one training).
+        models: the fitted fold cascades (shared by the variants of one training).
     """
 
     name: str
     params: dict[str, Any]
     pred: np.ndarray
     stage: np.ndarray | None = None
-    models: list[DLSAClassifier] | None = None
+    models: list[Cascade] | None = None
+
+
+def describe(params: dict[str, Any]) -> str:
+    """Readable name of a candidate, e.g. ``"tau-norm (tau=1.25) + DLSA (depth 1, 30%)"``."""
+    extra = params.get("base_params") or {}
+    text = params["base"]
+    if extra:
+        text += " (" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in extra.items()) + ")"  # fmt: skip
+    if params.get("depth", 0):
+        share = params["flow_filter"].proportion
+        text += f" + DLSA (depth {params['depth']}, {100 * share:.0f}% routed)"
+    return text
 
 
 def class_hits(pred: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,22 +22,18 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from dlsa.bases import BASES, make_base
+from dlsa.cascade import Cascade
 from dlsa.config import DLSAConfig, SelectionConfig
 from dlsa.data import stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.selection.folds import FoldSpec, Variants, fold_candidates, out_of_fold
-from dlsa.selection.rule import (
-    Candidate,
-    choose,
-)
-
-if TYPE_CHECKING:
-    from dlsa.cascade import DLSAClassifier
+from dlsa.selection.rule import Candidate, choose, describe
 
 logger = logging.getLogger(__name__)
 
@@ -97,40 +93,21 @@ class Evidence:
         return found
 
 
-def describe(params: dict[str, Any]) -> str:
-    """Readable name of a candidate, e.g. ``"tau-norm (tau=1.25) + DLSA (depth 1, 30%)"``."""
-    extra = params.get("base_params") or {}
-    text = params["base"]
-    if extra:
-        text += " (" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in extra.items()) + ")"  # fmt: skip
-    if params.get("depth", 0):
-        share = params["flow_filter"].proportion
-        text += f" + DLSA (depth {params['depth']}, {100 * share:.0f}% routed)"
-    return text
-
-
 def tau_variants(name: str, grid: Sequence[float]) -> Variants:
     """Variants of a base whose ``tau`` acts after training (``tau-norm``,
-    ``logit-adjust``): the fold model is trained once and re-scored for every tau."""
-    from dlsa.bases import make_base
+    ``logit-adjust``): the fold cascade is trained once and re-scored for every tau
+    (:meth:`Cascade.with_base`)."""
 
-    def apply(clf: DLSAClassifier) -> Iterator[tuple[str, dict[str, Any]]]:
+    def apply(cascade: Cascade) -> Iterator[tuple[str, dict[str, Any], Cascade]]:
         for tau in grid:
-            method = make_base(name, {"tau": float(tau)})
-            clf.base_ = method
-            for module in (clf.regular_, clf.fallback_, *clf.heads_):
-                method.posthoc(module)
             params = {"base": name, "base_params": {"tau": float(tau)}}
-            yield describe(params), params
+            yield describe(params), params, cascade.with_base(make_base(name, {"tau": tau}))
 
     return apply
 
 
 def _tau(over: dict[str, Any]) -> bool:
     """Whether the base of ``over`` has a post-hoc tau (trained once, re-scored per tau)."""
-    from dlsa.bases import BASES
-
     return BASES[over["base"]].posthoc_params == ("tau",)
 
 
@@ -199,7 +176,7 @@ def select_dlsa(
     ev: Evidence,
     n_classes: int,
     tail: np.ndarray,
-    base_models: list[DLSAClassifier] | None = None,
+    base_models: list[Cascade] | None = None,
 ) -> tuple[Candidate, dict[str, Any]]:
     """Round 2: DLSA on top of the chosen base (depth 1 ... ``params["depth"]``, every
     routed share of the selection), against the base alone. ``base_models`` are the
@@ -210,7 +187,7 @@ def select_dlsa(
     alone = Candidate(describe(fixed | {"depth": 0}), {"depth": 0}, base.pred)
     candidates = [alone]
     flt = params["flow_filter"]
-    donors: dict[float, list[DLSAClassifier]] = {}
+    donors: dict[float, list[Cascade]] = {}
     skipped: list[dict[str, str]] = []
     for depth in range(1, params["depth"] + 1):
         shares = [p for p in cfg.proportions if depth == 1 or p < 0.9]  # 0.9+: nothing left

@@ -1,4 +1,4 @@
-"""Saving and loading a fitted :class:`~dlsa.cascade.DLSAClassifier`: tensors in
+"""Saving and loading a fitted :class:`~dlsa.estimator.DLSAClassifier`: tensors in
 ``model.safetensors``, everything else in ``model.json`` (with the SHA-256 of the tensor
 file). Nothing executes code on load.
 
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from dlsa._version import __version__
 from dlsa.atomic import atomic_dir
+from dlsa.cascade import Cascade, resolve
 from dlsa.cascade.test_prior import resolve_test_prior
 from dlsa.config import DLSAConfig, from_dict, to_dict
 from dlsa.devices import resolve_device
@@ -33,7 +34,7 @@ from dlsa.filter import FlowFilter
 from dlsa.integrity import checksums, read_tensors, verify_checksums
 
 if TYPE_CHECKING:
-    from dlsa.cascade.estimator import DLSAClassifier
+    from dlsa.estimator.classifier import DLSAClassifier
 
 FORMAT = "dlsa-model"
 FORMAT_VERSION = 1
@@ -44,7 +45,7 @@ TENSOR_FILE = "model.safetensors"
 def save_model(clf: DLSAClassifier, path: str | os.PathLike[str]) -> Path:
     """Write the fitted model to the folder ``path``; it is written beside its
     destination and renamed into place, so a failure leaves nothing half-written."""
-    check_is_fitted(clf, "regular_")
+    check_is_fitted(clf, "cascade_")
     dest = Path(path)
     _check_replaceable(dest)
     with atomic_dir(dest) as tmp:
@@ -86,21 +87,22 @@ def load_model(
     return clf
 
 
-def _modules(clf: DLSAClassifier) -> list[tuple[str, nn.Module]]:
+def _modules(cascade: Cascade) -> list[tuple[str, nn.Module]]:
     """The fitted modules by prefix; the fallback is listed only if distinct."""
+    assert cascade.regular is not None and cascade.fallback is not None
     modules: list[tuple[str, nn.Module]] = [
-        ("filters", clf.filters_),
-        ("heads", clf.heads_),
-        ("regular", clf.regular_),
+        ("filters", cascade.filters),
+        ("heads", cascade.heads),
+        ("regular", cascade.regular),
     ]
-    if clf.fallback_ is not clf.regular_:
-        modules.append(("fallback", clf.fallback_))
+    if cascade.fallback is not cascade.regular:
+        modules.append(("fallback", cascade.fallback))
     return modules
 
 
 def _state_tensors(clf: DLSAClassifier) -> dict[str, Tensor]:
     tensors: dict[str, Tensor] = {}
-    for prefix, module in _modules(clf):
+    for prefix, module in _modules(clf.cascade_):
         for key, value in module.state_dict().items():
             tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
     return tensors
@@ -115,11 +117,11 @@ def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
         "classes": clf.classes_.tolist(),
         "class_counts": clf.class_counts_.tolist(),
         "n_features_in": int(clf.n_features_in_),
-        "n_levels": len(clf.filters_),
-        "stage_enabled": clf.stage_enabled_,
-        "fallback_is_regular": clf.fallback_ is clf.regular_,
-        "reports": clf.reports_,
-        "validation": clf.validation_,
+        "n_levels": len(clf.cascade_.filters),
+        "stage_enabled": clf.cascade_.stage_enabled,
+        "fallback_is_regular": clf.cascade_.fallback is clf.cascade_.regular,
+        "reports": clf.cascade_.reports,
+        "validation": clf.cascade_.validation,
         "selection": clf.selection_,
         "test_prior": None if clf.test_prior_ is None else clf.test_prior_.tolist(),
     }
@@ -129,15 +131,11 @@ def _restore(
     clf: DLSAClassifier, meta: dict[str, Any], tensors: dict[str, Tensor], device: torch.device
 ) -> None:
     """Set the fitted attributes of ``clf`` (built with the saved params) from the saved
-    metadata and tensors: modules of the saved shapes, then their states."""
-    flt_cfg, _, base = clf._resolved()
+    metadata and tensors: a cascade with modules of the saved shapes, then their states."""
+    spec = resolve(clf.get_params())
     clf.classes_ = np.asarray(meta["classes"])
     clf.class_counts_ = np.asarray(meta["class_counts"], dtype=np.int64)
     clf.n_features_in_ = int(meta["n_features_in"])
-    clf.base_ = base
-    clf.reports_ = meta.get("reports", [])
-    clf.validation_ = meta.get("validation")
-    clf.stage_enabled_ = [bool(v) for v in meta["stage_enabled"]]
     prior = meta.get("test_prior")
     clf.test_prior_ = (
         None
@@ -147,34 +145,39 @@ def _restore(
         )
     )
     d, c, n_levels = clf.n_features_in_, len(clf.classes_), int(meta["n_levels"])
-    twin = clf._twin_heads
-    cluster_inputs = (d if twin else 2 * d) + c * clf.stack_base
+    base, twin = spec.base, spec.twin
+    cluster_inputs = (d if twin else 2 * d) + c * spec.stack_base
     dummy = torch.Generator().manual_seed(0)
-    clf.filters_ = nn.ModuleList(
-        FlowFilter(d, c, flt_cfg, generator=dummy) for _ in range(n_levels)
+    cascade = Cascade(spec, d, clf.class_counts_)
+    cascade.reports = meta.get("reports", [])
+    cascade.validation = meta.get("validation")
+    cascade.stage_enabled = [bool(v) for v in meta["stage_enabled"]]
+    cascade.filters = nn.ModuleList(
+        FlowFilter(d, c, spec.flow_filter, generator=dummy) for _ in range(n_levels)
     )
-    clf.heads_ = nn.ModuleList(
+    cascade.heads = nn.ModuleList(
         base.build(cluster_inputs, c, use_prior=True, generator=dummy, twin=twin)
         for _ in range(n_levels)
     )
     separate_regular = not meta["fallback_is_regular"]
-    clf.regular_ = (
+    cascade.regular = (
         base.build(cluster_inputs, c, use_prior=True, generator=dummy, twin=twin)
-        if clf._regular_is_cluster_aided()
+        if dataclasses.replace(spec, depth=n_levels).regular_is_cluster_aided
         else base.build(d, c, use_prior=False, generator=dummy, twin=twin and separate_regular)
     )
-    clf.fallback_ = (
-        clf.regular_
+    cascade.fallback = (
+        cascade.regular
         if meta["fallback_is_regular"]
         else base.build(d, c, use_prior=False, generator=dummy)
     )
-    for prefix, module in _modules(clf):
+    for prefix, module in _modules(cascade):
         state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         module.load_state_dict(state, strict=True)
         module.to(device).eval()
-    if clf.residual:
-        for head in clf.heads_:
-            head.make_residual(clf.fallback_, zero=False)
+    if spec.residual:
+        for head in cascade.heads:
+            head.make_residual(cascade.fallback, zero=False)
+    clf.cascade_ = cascade
 
 
 MACHINE_PARAMS = ("device", "features_on", "n_jobs", "verbose")
