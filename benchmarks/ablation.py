@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.evaluation import evaluate
+from dlsa.analysis.report import COLUMNS, markdown_table
 from dlsa.config import DLSAConfig, get_preset
-from dlsa.evaluation import evaluate
-from dlsa.features import load_features
-from dlsa.report import COLUMNS, markdown_table
-from dlsa.synthetic import make_long_tailed_features
+from dlsa.datasets.synthetic import make_long_tailed_features
+from dlsa.io.features import load_features
 
 
 def variants(cfg: DLSAConfig) -> dict[str, DLSAConfig]:

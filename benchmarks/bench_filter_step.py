@@ -4,7 +4,7 @@ original release's (B, K, D) head, measured in the same run on one device.
 Per shape (D, K, B) the table gives milliseconds per SGD step (forward, backward, update)
 of:
 
-* ``bare``: our MAF + :class:`~dlsa.mixture.GaussianMixtureLatent`, loss = mean negative
+* ``bare``: our MAF + :class:`~dlsa.stage2.mixture.GaussianMixtureLatent`, loss = mean negative
   log-likelihood, over the same number of rows as the real step (the batch plus the
   purity pairs, ``B + 2P``). The reference of the ratios.
 * ``real``: ``FilterTrainer.step_loss`` (weighted likelihood, balancedness with the
@@ -43,12 +43,12 @@ import torch
 from torch import Tensor
 
 from dlsa.config import FilterConfig, MixtureConfig
-from dlsa.filter import FlowFilter
-from dlsa.filter_training import FilterReport, FilterTrainer
-from dlsa.mixture import GaussianMixtureLatent
-from dlsa.precision import step_precision
-from dlsa.rows import HostRows
-from dlsa.sampling import PurityPairSampler
+from dlsa.engine.precision import step_precision
+from dlsa.engine.rows import HostRows
+from dlsa.engine.sampling import PurityPairSampler
+from dlsa.stage2.filter import FlowFilter
+from dlsa.stage2.filter_training import FilterReport, FilterTrainer
+from dlsa.stage2.mixture import GaussianMixtureLatent
 
 
 class OriginalHeadLatent(GaussianMixtureLatent):

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from dlsa.config import FilterConfig, MixtureConfig
-from dlsa.filter import FlowFilter
-from dlsa.mixture import GaussianMixtureLatent
+from dlsa.stage2.filter import FlowFilter
+from dlsa.stage2.mixture import GaussianMixtureLatent
 
 
 class BroadcastMixtureLatent(GaussianMixtureLatent):

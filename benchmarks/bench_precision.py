@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.evaluation import evaluate
 from dlsa.config import DLSAConfig
-from dlsa.evaluation import evaluate
-from dlsa.features import load_features
+from dlsa.io.features import load_features
 
 SETS = ("fm-ce-r500", "fm-digits", "emb-c100-d512", "emb-c100-d2048")
 """Two Fashion-MNIST sets and two synthetic embedding sets (D = 512 and 2048), from both

@@ -8,7 +8,7 @@ subprocess and reads its peak resident memory (``VmHWM`` of ``/proc/self/status`
 * ``baseline``: imports and model loading only (the fixed part of both);
 * ``in-memory``: ``load_features`` + ``predict_proba_and_route`` + the CSV writer, what
   ``dlsa predict`` does today;
-* ``streamed``: :func:`dlsa.streaming.predict_file` with ``--chunk-rows`` rows a chunk.
+* ``streamed``: :func:`dlsa.analysis.streaming.predict_file` with ``--chunk-rows`` rows a chunk.
 
 Smoke run (200k x 512, ~400 MB file, about a minute)::
 
@@ -47,7 +47,7 @@ def write_features(path: Path, n_rows: int, dim: int, n_classes: int, seed: int)
     block by block (never all in memory)."""
     import h5py
 
-    from dlsa.atomic import write_atomic
+    from dlsa.io.atomic import write_atomic
 
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(n_classes, dim)).astype(np.float32)
@@ -94,16 +94,16 @@ def child(mode: str, model_dir: str, features: str, out: str, chunk_rows: int) -
     model = DLSAClassifier.load(model_dir)
     start = time.perf_counter()
     if mode == "in-memory":
-        from dlsa.atomic import write_atomic
         from dlsa.cli.common import write_csv
-        from dlsa.features import load_features
+        from dlsa.io.atomic import write_atomic
+        from dlsa.io.features import load_features
 
         data = load_features(features, require_labels=False)
         proba, stage = model.predict_proba_and_route(data.X)
         pred = model.classes_[proba.argmax(1)]
         write_atomic(Path(out), lambda p: write_csv(p, pred, proba, stage))
     elif mode == "streamed":
-        from dlsa.streaming import predict_file
+        from dlsa.analysis.streaming import predict_file
 
         predict_file(model, features, out, chunk_rows=chunk_rows)
     seconds = time.perf_counter() - start

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dlsa import DLSAClassifier
-from dlsa.features import load_features
+from dlsa.io.features import load_features
 
 
 def timed_fit(train, n_jobs: int | None) -> tuple[DLSAClassifier, float]:

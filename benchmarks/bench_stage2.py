@@ -29,7 +29,7 @@ import torch
 
 from dlsa import DLSAClassifier
 from dlsa.config import get_preset
-from dlsa.synthetic import make_embedding_like_features
+from dlsa.datasets.synthetic import make_embedding_like_features
 
 SHAPES = {
     "imagenet-lt": {"n_classes": 1000, "n_max": 640, "imbalance": 128.0, "preset": "imagenet-lt"},

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlsa.report import COLUMNS, markdown_table
+from dlsa.analysis.report import COLUMNS, markdown_table
 
 
 def mean_std(values: list[float | None], signed: bool = False) -> str:

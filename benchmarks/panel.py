@@ -20,7 +20,7 @@ Kinds of sets:
   seen) with stage-1 seed k, so the tail's train features are memorised the way a real
   pipeline memorises them. A validation split of 20 images per class that the backbone
   never saw is written as ``val.h5`` (for ``--val``); test 130 per class.
-* Synthetic embedding-like sets (:func:`dlsa.synthetic.make_embedding_like_features`:
+* Synthetic embedding-like sets (:func:`dlsa.datasets.synthetic.make_embedding_like_features`:
   low-rank class means, anisotropic within-class noise, sub-clusters, ReLU-like
   non-negative features) with 100 and 1,000 classes at D = 512 and 2048.
 
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlsa.features import save_features
+from dlsa.io.features import save_features
 
 TUNE = ("fm-ce-r100", "fm-ce-r500", "fm-cbs-r100", "emb-c100-d512")
 """Sets on which settings of the default may be chosen."""
@@ -77,9 +77,9 @@ def _fashion_digits(folder: Path, seed: int = 0) -> dict:
     """Fashion-MNIST-LT rho 100 (n_max 3000) plus digits as a 20 ... 5 image tail."""
     from sklearn.datasets import load_digits
 
-    from dlsa.data import long_tailed_counts
     from dlsa.datasets.base import ImageSplits
     from dlsa.datasets.fashion_mnist import fashion_mnist_lt
+    from dlsa.engine.splits import long_tailed_counts
 
     rng = np.random.default_rng(seed)
     fm = fashion_mnist_lt(imbalance=100, seed=seed, n_max=3000)
@@ -115,9 +115,9 @@ def _tail_splits(split_seed: int = 0):
     images per class plus digits 20 ... 10, 20 validation and 130 test images per class."""
     from sklearn.datasets import load_digits
 
-    from dlsa.data import long_tailed_counts
     from dlsa.datasets.base import ImageSplits
     from dlsa.datasets.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
+    from dlsa.engine.splits import long_tailed_counts
 
     rng = np.random.default_rng(split_seed)
     fx, fy, tx, ty = load_fashion_mnist()
@@ -198,7 +198,7 @@ def _embedding(
     n_classes: int, dim: int, n_max: int, rho: float = 100.0, seed: int = 0
 ) -> Callable[[Path], dict]:
     def build(folder: Path) -> dict:
-        from dlsa.synthetic import make_embedding_like_features
+        from dlsa.datasets.synthetic import make_embedding_like_features
 
         d = make_embedding_like_features(
             n_classes=n_classes, n_features=dim, n_max=n_max, imbalance=rho, seed=seed

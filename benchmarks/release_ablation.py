@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.config import DLSAConfig, FlowConfig, get_preset
-from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
-from dlsa.features import load_features
+from dlsa.io.features import load_features
 
 
 def _flt(**kw: object) -> Callable[[DLSAConfig], DLSAConfig]:

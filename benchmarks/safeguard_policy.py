@@ -19,10 +19,10 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.report import markdown_table
 from dlsa.config import get_preset
-from dlsa.data import stratified_split
-from dlsa.features import load_features
-from dlsa.report import markdown_table
+from dlsa.engine.splits import stratified_split
+from dlsa.io.features import load_features
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.evaluation import evaluate
 from dlsa.config import DLSAConfig, SelectionConfig, get_preset
-from dlsa.evaluation import evaluate
-from dlsa.features import load_features
+from dlsa.io.features import load_features
 
 sys.path.insert(0, str(Path(__file__).parent))
 from panel import REPORT, TUNE  # noqa: E402

@@ -31,10 +31,10 @@ import yaml
 from sklearn.metrics import balanced_accuracy_score
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.report import markdown_table
 from dlsa.config import DLSAConfig, from_dict, get_preset, set_path, to_dict
-from dlsa.data import stratified_split
-from dlsa.features import load_features
-from dlsa.report import markdown_table
+from dlsa.engine.splits import stratified_split
+from dlsa.io.features import load_features
 
 
 def candidates(cfg: DLSAConfig, args: argparse.Namespace) -> list[tuple[str, DLSAConfig]]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlsa.synthetic import SyntheticSplit, make_long_tailed_features
+from dlsa.datasets.synthetic import SyntheticSplit, make_long_tailed_features
 
 # The tests use small tensors; one intra-op thread avoids OpenMP spin-waits that slow
 # torch by 100x when another process shares the machine's two cores.

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dlsa.atomic import atomic_dir, remove_stale_temporaries, temporary_name, write_atomic
+from dlsa.io.atomic import atomic_dir, remove_stale_temporaries, temporary_name, write_atomic
 
 
 def _dead_pid() -> int:

@@ -24,7 +24,7 @@ from dlsa.backbones import (
 )
 from dlsa.backbones.pretrained import PretrainedEncoder, load_pretrained
 from dlsa.backbones.train import Augment
-from dlsa.features import load_features
+from dlsa.io.features import load_features
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -12,17 +12,17 @@ import torch.nn.functional as F
 from scipy.stats import chisquare
 
 from dlsa import DLSAClassifier
-from dlsa.bases import BASES, StageData, class_balanced_order, make_base
-from dlsa.bases.balsoftmax import BalancedSoftmax
-from dlsa.bases.cbs import ClassBalancedSampling
-from dlsa.bases.logit_adjust import PriorLinearHead
-from dlsa.bases.lws import ScaledLinearHead
-from dlsa.bases.m2m import MajorToMinor, acceptance_probability, translate
-from dlsa.bases.ride import Ride, RideHead, diversity_temperature
-from dlsa.bases.taunorm import TAU_GRID, TauNormHead, mean_class_accuracy
-from dlsa.classifiers import CosineHead
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
-from dlsa.synthetic import make_long_tailed_features
+from dlsa.datasets.synthetic import make_long_tailed_features
+from dlsa.stage2.bases import BASES, StageData, class_balanced_order, make_base
+from dlsa.stage2.bases.balsoftmax import BalancedSoftmax
+from dlsa.stage2.bases.cbs import ClassBalancedSampling
+from dlsa.stage2.bases.logit_adjust import PriorLinearHead
+from dlsa.stage2.bases.lws import ScaledLinearHead
+from dlsa.stage2.bases.m2m import MajorToMinor, acceptance_probability, translate
+from dlsa.stage2.bases.ride import Ride, RideHead, diversity_temperature
+from dlsa.stage2.bases.taunorm import TAU_GRID, TauNormHead, mean_class_accuracy
+from dlsa.stage2.classifiers import CosineHead
 
 FLT = FilterConfig(
     mixture=MixtureConfig(n_components=10, sigma=0.5), epochs=4, batch_size=128, lr=0.2
@@ -143,8 +143,8 @@ def test_class_balanced_sampler_draws_classes_and_samples_uniformly():
 
 
 def test_class_balanced_sampler_lives_below_the_bases_and_is_re_exported():
-    from dlsa import sampling
-    from dlsa.bases import _base
+    from dlsa.engine import sampling
+    from dlsa.stage2.bases import _base
 
     assert class_balanced_order is sampling.class_balanced_order
     assert _base.class_balanced_order is sampling.class_balanced_order

@@ -300,7 +300,7 @@ def test_cover_classes_lets_every_cluster_aided_classifier_see_every_class(lt_da
 def test_stage_prior_sets_the_counts_the_cluster_aided_loss_corrects_for(
     lt_data, monkeypatch, tmp_path, stage_prior
 ):
-    from dlsa.bases.balsoftmax import BalancedSoftmax
+    from dlsa.stage2.bases.balsoftmax import BalancedSoftmax
 
     seen: list[tuple[int, torch.Tensor]] = []
     original = BalancedSoftmax.loss
@@ -338,7 +338,7 @@ def test_predict_proba_and_route_is_one_pass_of_both(fitted, lt_data):
 def test_regular_prior_sets_the_counts_of_the_regular_balanced_softmax(
     lt_data, monkeypatch, regular_prior
 ):
-    from dlsa.bases.balsoftmax import BalancedSoftmax
+    from dlsa.stage2.bases.balsoftmax import BalancedSoftmax
 
     seen: list[torch.Tensor] = []
     original = BalancedSoftmax.loss
@@ -540,9 +540,9 @@ def test_scoring_in_chunks_gives_the_same_result(fitted, lt_data, monkeypatch):
 
 
 def test_safeguard_folds_in_worker_processes_decide_the_same(lt_data, monkeypatch):
-    import dlsa.parallel
+    import dlsa.engine.parallel
 
-    monkeypatch.setattr(dlsa.parallel.os, "cpu_count", lambda: 2)  # 1 torch thread each
+    monkeypatch.setattr(dlsa.engine.parallel.os, "cpu_count", lambda: 2)  # 1 torch thread each
     here = make(validation_folds=2).fit(lt_data.X_train, lt_data.y_train)
     pool = make(validation_folds=2, n_jobs=2).fit(lt_data.X_train, lt_data.y_train)
     assert pool.validation_ == here.validation_
@@ -554,8 +554,8 @@ def test_safeguard_folds_in_worker_processes_decide_the_same(lt_data, monkeypatc
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=80), st.integers(0, 2**31 - 1))
 def test_coverage_samples_are_the_lowest_scored_non_routed_of_each_class(labels, seed):
-    from dlsa import rng
     from dlsa.cascade.fitting import _coverage_samples
+    from dlsa.engine import rng
 
     y = torch.tensor(labels)
     mask = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < 0.4

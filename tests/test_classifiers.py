@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlsa.bases.ride import RideHead
-from dlsa.classifiers import CosineHead, LinearHead, StageClassifier, zero_output_
+from dlsa.stage2.bases.ride import RideHead
+from dlsa.stage2.classifiers import CosineHead, LinearHead, StageClassifier, zero_output_
 
 
 def test_cosine_head_is_scaled_cosine_similarity():
@@ -72,7 +72,7 @@ def test_make_residual_rejects_an_offset_of_another_shape():
 def test_release_layout_sums_two_maps_of_x_and_of_x_with_the_prior():
     """The original release's classifiers: ``FC(x) + FC([x, P])`` (cluster-aided) and
     ``FC(x) + FC(x)`` (regular), each map with its own bias and initialisation."""
-    from dlsa.bases import make_base
+    from dlsa.stage2.bases import make_base
 
     g = torch.Generator().manual_seed(0)
     x, prior = torch.randn(5, 4), torch.softmax(torch.randn(5, 3), 1)

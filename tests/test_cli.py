@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from dlsa.cli import build_parser, config_fields, main, resolve_config
-from dlsa.features import load_features, save_features
-from dlsa.synthetic import make_long_tailed_features
+from dlsa.datasets.synthetic import make_long_tailed_features
+from dlsa.io.features import load_features, save_features
 
 TINY = [
     "--config", "small",
@@ -436,7 +436,7 @@ def test_killed_fit_leaves_debris_that_the_next_run_removes(files, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed", "log"]
     text = (tmp_path / "log").read_text()
     assert "\r" not in text
-    assert "dlsa.pair INFO fitting base" in text and "DEBUG" in text
+    assert "dlsa.analysis.pair INFO fitting base" in text and "DEBUG" in text
 
 
 def test_quiet_is_silent_on_stderr(run, files, tmp_path, capsys):
@@ -456,8 +456,8 @@ def test_features_of_huge_magnitude_are_one_line(files, tmp_path, capsys):
 
 # ------------------------------------------- predict / evaluate read files in chunks
 def test_streamed_evaluate_and_predict_equal_the_in_memory_results(run, files, tmp_path):
+    from dlsa.analysis.evaluation import evaluate
     from dlsa.estimator import DLSAClassifier
-    from dlsa.evaluation import evaluate
 
     model = DLSAClassifier.load(run / "model")
     test = load_features(files / "test.npz")

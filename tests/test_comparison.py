@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from dlsa.comparison import compare_bases, comparison_table, format_mean_std
+from dlsa.analysis.comparison import compare_bases, comparison_table, format_mean_std
+from dlsa.analysis.report import COLUMNS
 from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, MixtureConfig
-from dlsa.filter import FlowFilter
-from dlsa.report import COLUMNS
-from dlsa.synthetic import make_long_tailed_features
+from dlsa.datasets.synthetic import make_long_tailed_features
+from dlsa.stage2.filter import FlowFilter
 
 CONFIG = DLSAConfig(
     depth=1,
@@ -148,9 +148,9 @@ def test_bad_arguments_are_rejected_before_any_fit(data, kwargs, match):
 
 
 def test_seeds_in_worker_processes_give_the_same_table(compared, data, monkeypatch):
-    import dlsa.parallel
+    import dlsa.engine.parallel
 
-    monkeypatch.setattr(dlsa.parallel.os, "cpu_count", lambda: 2)  # 1 torch thread each
+    monkeypatch.setattr(dlsa.engine.parallel.os, "cpu_count", lambda: 2)  # 1 torch thread each
     result, _ = compared
     pooled = compare_bases(
         data.X_train, data.y_train, data.X_test, data.y_test, bases=["balsoftmax", "cbs"],

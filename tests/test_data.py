@@ -1,9 +1,9 @@
-"""Tests of dlsa.data: long-tailed profiles, class counts, splits and the CBS sampler."""
+"""Tests of dlsa.engine.splits: long-tailed profiles, class counts, splits and the CBS sampler."""
 
 import numpy as np
 import pytest
 
-from dlsa.data import (
+from dlsa.engine.splits import (
     class_balanced_indices,
     class_counts,
     long_tailed_counts,

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dlsa.data import long_tailed_counts
 from dlsa.datasets import (
     FASHION_MNIST_FILES,
     FASHION_MNIST_ROOT,
@@ -29,6 +28,7 @@ from dlsa.datasets import (
     resize_center_crop,
     split_long_tailed,
 )
+from dlsa.engine.splits import long_tailed_counts
 
 Image = pytest.importorskip("PIL.Image")
 

@@ -17,9 +17,9 @@ import torch
 from dlsa import DLSAClassifier
 from dlsa.backbones import train_backbone
 from dlsa.backbones.paco import train_paco
-from dlsa.bases import BASES
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig, SelectionConfig
-from dlsa.rows import fits_on_device
+from dlsa.engine.rows import fits_on_device
+from dlsa.stage2.bases import BASES
 
 CUDA = pytest.param(
     "cuda",
@@ -120,7 +120,7 @@ def test_a_stage_one_epoch_runs_on_the_device(device, trainer):
 
 
 def test_device_names_are_checked_in_one_line(lt_data):
-    from dlsa.devices import resolve_device
+    from dlsa.engine.devices import resolve_device
     from dlsa.errors import DLSAInputError
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

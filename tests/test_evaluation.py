@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
-from dlsa.evaluation import compare_on_stages, encode_labels, evaluate
 
 FLT = FilterConfig(mixture=MixtureConfig(8, sigma=0.5), epochs=2, batch_size=128)
 

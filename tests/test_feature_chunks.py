@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from dlsa.errors import DLSAInputError
-from dlsa.feature_chunks import feature_file_info, iter_feature_chunks
-from dlsa.features import FeatureFileError, load_features, save_features
+from dlsa.io.feature_chunks import feature_file_info, iter_feature_chunks
+from dlsa.io.features import FeatureFileError, load_features, save_features
 
 LABELS = {
     "integer": np.arange(23) % 4,

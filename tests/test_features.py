@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dlsa.errors import DLSAInputError
-from dlsa.features import (
+from dlsa.io.features import (
     FeatureFileError,
     check_features,
     check_labels,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.figures import write_figures, write_figures_file
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
-from dlsa.features import save_features
-from dlsa.figures import write_figures, write_figures_file
+from dlsa.io.features import save_features
 
 
 def test_figures_of_a_file_read_by_chunks_equal_those_in_memory(lt_data, tmp_path):

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from dlsa.config import FilterConfig, MixtureConfig
-from dlsa.filter import (
+from dlsa.engine.sampling import PurityPairSampler
+from dlsa.stage2.filter import (
     FlowFilter,
     cluster_class_histogram,
     top_fraction_threshold,
 )
-from dlsa.sampling import PurityPairSampler
 
 
 def small_config(**changes) -> FilterConfig:
@@ -145,7 +145,7 @@ def _three_classes(n: tuple[int, ...] = (500, 80, 20)) -> tuple[torch.Tensor, to
 def test_flow_batches_are_class_uniform_with_the_class_balanced_sampler(
     sampler, generator, monkeypatch
 ):
-    from dlsa.filter_training import FilterTrainer
+    from dlsa.stage2.filter_training import FilterTrainer
 
     drawn: list[torch.Tensor] = []
     original = FilterTrainer.epoch_order
@@ -172,7 +172,7 @@ def test_flow_batches_are_class_uniform_with_the_class_balanced_sampler(
 
 
 def test_mle_term_is_divided_by_d_only_per_dimension(generator):
-    from dlsa.filter_training import FilterReport, FilterTrainer
+    from dlsa.stage2.filter_training import FilterReport, FilterTrainer
 
     x, y = _three_classes()
     x = x.float()
@@ -204,7 +204,7 @@ def test_epoch_ties_pick_the_latest_or_earliest_equally_good_epoch(ties, epoch, 
 
 def test_filter_builds_the_configured_flow(generator):
     from dlsa.config import FlowConfig
-    from dlsa.flows import BatchNormTransform, MaskedAutoregressiveTransform
+    from dlsa.stage2.flows import BatchNormTransform, MaskedAutoregressiveTransform
 
     flow = FlowConfig(hidden_layers=2, zero_init=False, bn_unbiased=True)
     flt = FlowFilter(4, 3, small_config(flow=flow), generator=generator)
@@ -289,8 +289,8 @@ def _release_step_config(**changes) -> FilterConfig:
 def test_batch_normalised_mle_is_the_release_batch_mean_of_weighted_log_likelihoods(generator):
     """The release's ``-(log_lh * w).mean() * lambda_lh`` with class weights summing to
     one: the weight-sum form divided by the batch size and multiplied by the weight sum."""
-    from dlsa.filter_training import FilterReport, FilterTrainer
-    from dlsa.losses import class_weights
+    from dlsa.stage2.filter_training import FilterReport, FilterTrainer
+    from dlsa.stage2.losses import class_weights
 
     x, y = _three_classes()
     x = x.float()
@@ -314,7 +314,7 @@ def test_batch_normalised_mle_is_the_release_batch_mean_of_weighted_log_likeliho
 def test_release_log_lh_term_is_about_one_over_the_class_count_of_ours():
     """On class-balanced batches, the release's term is the weight-sum term times
     sum(w) / B, about 1 / C' (C' = classes at the level): 1/100 on the parity set."""
-    from dlsa.filter_training import FilterReport
+    from dlsa.stage2.filter_training import FilterReport
 
     counts = torch.round(200 * (5 / 200) ** (torch.arange(100) / 99)).long()
     y = torch.repeat_interleave(torch.arange(100), counts)
@@ -344,8 +344,8 @@ def test_batch_anchored_purity_pairs_the_batch_with_other_classes_drawn_uniforml
 
 
 def test_release_step_uses_the_batch_as_purity_anchors(generator, monkeypatch):
-    from dlsa.filter_training import FilterReport, FilterTrainer
-    from dlsa.losses import purity_loss
+    from dlsa.stage2.filter_training import FilterReport, FilterTrainer
+    from dlsa.stage2.losses import purity_loss
 
     x, y = _three_classes()
     x = x.float()
@@ -365,7 +365,7 @@ def test_release_step_uses_the_batch_as_purity_anchors(generator, monkeypatch):
 @pytest.mark.parametrize("batch_norm", [True, False])
 def test_separate_flow_passes_differ_from_one_pass_only_through_batch_norm(batch_norm):
     from dlsa.config import FlowConfig
-    from dlsa.filter_training import FilterReport, FilterTrainer
+    from dlsa.stage2.filter_training import FilterReport, FilterTrainer
 
     x, y = _three_classes()
     x = x.float()

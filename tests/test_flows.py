@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from dlsa.flows import MAF, BatchNormTransform, MaskedAutoregressiveTransform, made_masks
+from dlsa.stage2.flows import MAF, BatchNormTransform, MaskedAutoregressiveTransform, made_masks
 
 
 def _randomize(module: torch.nn.Module, generator: torch.Generator, scale: float = 0.3) -> None:

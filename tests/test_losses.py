@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dlsa.losses import (
+from dlsa.engine.sampling import sample_purity_pairs
+from dlsa.stage2.losses import (
     MomentumEstimator,
     balanced_softmax_loss,
     balancedness_loss,
@@ -17,7 +18,6 @@ from dlsa.losses import (
     purity_loss,
     weighted_nll,
 )
-from dlsa.sampling import sample_purity_pairs
 
 
 def test_class_weights_sum_to_one_and_favour_the_tail():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import distributions as D
 
-from dlsa.mixture import GaussianMixtureLatent, default_sigma, squared_distances
+from dlsa.stage2.mixture import GaussianMixtureLatent, default_sigma, squared_distances
 
 
 @pytest.fixture

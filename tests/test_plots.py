@@ -1,4 +1,4 @@
-"""Tests of dlsa.plots: each function returns a Figure with the expected artists.
+"""Tests of dlsa.analysis.plots: each function returns a Figure with the expected artists.
 
 plots.py uses only the Figure object API, which needs no backend, so no ``matplotlib.use``.
 """
@@ -10,7 +10,7 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from dlsa.plots import (
+from dlsa.analysis.plots import (
     HEAD_COLOR,
     TAIL_COLOR,
     plot_cascade_tsne,

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from dlsa import DLSAClassifier
-from dlsa.classifiers import LinearHead, StageClassifier
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
-from dlsa.flows import MAF
-from dlsa.mixture import GaussianMixtureLatent, squared_distances
-from dlsa.precision import float32_region, step_precision
-from dlsa.synthetic import make_long_tailed_features
+from dlsa.datasets.synthetic import make_long_tailed_features
+from dlsa.engine.precision import float32_region, step_precision
+from dlsa.stage2.classifiers import LinearHead, StageClassifier
+from dlsa.stage2.flows import MAF
+from dlsa.stage2.mixture import GaussianMixtureLatent, squared_distances
 
 CPU = torch.device("cpu")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dlsa.report import markdown_table, metrics_table, pct
+from dlsa.analysis.report import markdown_table, metrics_table, pct
 
 
 def test_pct_and_absent_values():
@@ -24,7 +24,7 @@ def test_markdown_table_shape():
 
 
 def test_levels_table_gives_the_epoch_1_terms_on_the_release_scale():
-    from dlsa.report import levels_table
+    from dlsa.analysis.report import levels_table
 
     flt = {
         "good_clusters": [0, 3],

@@ -1,4 +1,4 @@
-"""The device rule of :mod:`dlsa.rng`: draws are made where the generator lives, then
+"""The device rule of :mod:`dlsa.engine.rng`: draws are made where the generator lives, then
 moved to the data's device.
 
 A CPU-only machine has no second real device, but the ``meta`` device behaves like one for
@@ -18,8 +18,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dlsa import rng
-from dlsa.sampling import ClassIndex, PurityPairSampler
+from dlsa.engine import rng
+from dlsa.engine.sampling import ClassIndex, PurityPairSampler
 
 META = torch.device("meta")
 
@@ -112,7 +112,7 @@ DRAW = re.compile(r"torch\.(rand|randn|randint|randperm|multinomial|bernoulli|no
 
 
 def test_every_seeded_draw_goes_through_rng():
-    """Outside dlsa/rng.py no code draws from a generator directly (docstring examples,
+    """Outside dlsa/engine/rng.py no code draws from a generator directly (docstring examples,
     which use the global RNG, excepted)."""
     root = Path(__file__).resolve().parents[1] / "src" / "dlsa"
     offenders = []

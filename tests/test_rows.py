@@ -1,4 +1,4 @@
-"""Training features kept in host memory (``features_on="host"``, :mod:`dlsa.rows`): the
+"""Training features kept in host memory (``features_on="host"``, :mod:`dlsa.engine.rows`): the
 helpers agree with plain tensors, and a cascade fitted with its features in host memory
 is the one fitted with them on the device (bit for bit on the CPU; on CUDA, where the
 rows cross from host to device, see the ``gpu`` case).
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from dlsa import DLSAClassifier, rows
-from dlsa.classifiers import ClusterPrior
+from dlsa import DLSAClassifier
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
+from dlsa.engine import rows
+from dlsa.engine.rows import HostRows, cat_columns, column_moments, gather, map_rows
 from dlsa.errors import DLSAInputError
-from dlsa.rows import HostRows, cat_columns, column_moments, gather, map_rows
+from dlsa.stage2.classifiers import ClusterPrior
 
 CPU = torch.device("cpu")
 FLT = FilterConfig(mixture=MixtureConfig(12), epochs=3, batch_size=64, standardize=True)

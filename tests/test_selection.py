@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from dlsa import DLSAClassifier
 from dlsa.cascade import resolve, selection_of
 from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, MixtureConfig, SelectionConfig
-from dlsa.data import stratified_folds
+from dlsa.datasets.synthetic import make_long_tailed_features
+from dlsa.engine.splits import stratified_folds
 from dlsa.selection import (
     Candidate,
     balanced_accuracy,
@@ -23,7 +24,6 @@ from dlsa.selection import (
     paired_gain,
     tau_variants,
 )
-from dlsa.synthetic import make_long_tailed_features
 
 FLT = FilterConfig(
     mixture=MixtureConfig(n_components=10, sigma=0.5), epochs=3, batch_size=128, lr=0.2
@@ -234,8 +234,8 @@ def test_classes_of_two_samples_survive_three_folds():
 def test_base_names_are_the_registered_methods():
     import typing
 
-    from dlsa.bases import BASES
     from dlsa.config import BASE_NAMES, BaseName
+    from dlsa.stage2.bases import BASES
 
     assert set(BASE_NAMES) == set(BASES)
     assert set(typing.get_args(BaseName)) == {"auto", *BASES}
@@ -261,7 +261,7 @@ def test_a_dlsa_candidate_that_diverges_is_skipped_and_the_standardized_one_trai
 
 def test_a_chosen_dlsa_that_diverges_on_all_the_data_falls_back_to_its_base(data, monkeypatch):
     from dlsa.errors import TrainingDivergedError
-    from dlsa.filter import FlowFilter
+    from dlsa.stage2.filter import FlowFilter
 
     n_all, fit = len(data.y_train), FlowFilter.fit
 
@@ -293,9 +293,11 @@ def test_one_feature_selects_the_base_alone(data):
 def test_fold_fits_in_worker_processes_choose_the_same(data, monkeypatch):
     """n_jobs=2 runs the fold fits in two loky workers (one torch thread each, as here):
     the evidence, the choice and the final model are those of fitting them here."""
-    import dlsa.parallel
+    import dlsa.engine.parallel
 
-    monkeypatch.setattr(dlsa.parallel.os, "cpu_count", lambda: 2)  # 1 torch thread per worker
+    monkeypatch.setattr(
+        dlsa.engine.parallel.os, "cpu_count", lambda: 2
+    )  # 1 torch thread per worker
     sel = SelectionConfig(bases=("balsoftmax", "tau-norm", "cbs"), tau_grid=(0.5, 1.0))
     params = fixed(depth=1, base="auto", selection=sel, random_state=5)
     here = DLSAClassifier(**params).fit(data.X_train, data.y_train)

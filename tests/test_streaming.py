@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.evaluation import encode_labels, evaluate
+from dlsa.analysis.streaming import evaluate_file, iter_predictions, predict_file
 from dlsa.cli.common import write_csv, write_npz
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
 from dlsa.errors import DLSAInputError
-from dlsa.evaluation import encode_labels, evaluate
-from dlsa.features import FeatureFileError, save_features
+from dlsa.io.features import FeatureFileError, save_features
 from dlsa.metrics.confusion import confusion_counts
-from dlsa.streaming import evaluate_file, iter_predictions, predict_file
 
 FLT = FilterConfig(mixture=MixtureConfig(8, sigma=0.5), epochs=2, batch_size=128)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlsa.data import long_tailed_counts
-from dlsa.synthetic import make_long_tailed_features
+from dlsa.datasets.synthetic import make_long_tailed_features
+from dlsa.engine.splits import long_tailed_counts
 
 
 def test_profile_balanced_test_and_seed():

@@ -10,8 +10,8 @@ import pytest
 from dlsa import DLSAClassifier
 from dlsa.cascade.test_prior import logit_shift, resolve_test_prior
 from dlsa.config import HeadConfig
+from dlsa.datasets.synthetic import make_long_tailed_features
 from dlsa.errors import DLSAInputError
-from dlsa.synthetic import make_long_tailed_features
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_the_prior_is_saved_with_the_model(model, data, tmp_path):
 
 def test_cli_test_prior_for_fit_evaluate_and_predict(data, tmp_path, capsys):
     from dlsa.cli import main
-    from dlsa.features import save_features
+    from dlsa.io.features import save_features
 
     train = save_features(tmp_path / "train.h5", data.X_train, data.y_train)
     test = save_features(tmp_path / "test.h5", data.X_test, data.y_test)

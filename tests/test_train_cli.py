@@ -25,7 +25,7 @@ from dlsa.backbones.stream import ImageReadError, random_resized_box
 from dlsa.backbones.train_config import ImageTrainConfig
 from dlsa.cli import main
 from dlsa.errors import DLSAInputError
-from dlsa.features import load_features
+from dlsa.io.features import load_features
 
 COUNTS = (10, 6, 4)  # 20 train images; batch 6 -> 3 steps per epoch
 N_VAL = 2

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dlsa.training import OptimSettings, minibatches, train_epochs
+from dlsa.engine.training import OptimSettings, minibatches, train_epochs
 
 
 def test_minibatches_cover_the_order_and_skip_small_tail():

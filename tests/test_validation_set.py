@@ -12,10 +12,10 @@ import pytest
 from dlsa import DLSAClassifier
 from dlsa.cli import main
 from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, MixtureConfig, SelectionConfig
+from dlsa.datasets.synthetic import make_long_tailed_features
 from dlsa.errors import DLSAInputError
-from dlsa.features import save_features
+from dlsa.io.features import save_features
 from dlsa.selection import Candidate, balanced_accuracy, choose, paired_gain, rarer_half
-from dlsa.synthetic import make_long_tailed_features
 
 FLT = FilterConfig(
     mixture=MixtureConfig(n_components=10, sigma=0.5), epochs=3, batch_size=128, lr=0.2

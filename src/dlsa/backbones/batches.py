@@ -20,8 +20,8 @@ from typing import Literal
 
 import numpy as np
 
-from dlsa import rng
-from dlsa.data import class_balanced_indices
+from dlsa.engine import rng
+from dlsa.engine.splits import class_balanced_indices
 
 Order = Literal["shuffle", "balanced"]
 Item = tuple[int, int, int]

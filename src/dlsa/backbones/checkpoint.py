@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from dlsa.atomic import write_atomic
 from dlsa.backbones.bottleneck import BottleneckResNet
 from dlsa.backbones.resnet import ResNet
+from dlsa.io.atomic import write_atomic
 
 Backbone = ResNet | BottleneckResNet
 _ARCHITECTURES: dict[str, type[Backbone]] = {

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from dlsa.backbones.images import as_image_tensor, to_float
-from dlsa.features import save_features
+from dlsa.io.features import save_features
 
 Images = np.ndarray | torch.Tensor | Dataset
 """Images as an array (see :func:`~dlsa.backbones.images.as_image_tensor`) or a data set
@@ -94,7 +94,7 @@ def extract_to_file(
     progress: bool = True,
     num_workers: int = 0,
 ) -> Path:
-    """Embed images and write the features with :func:`dlsa.features.save_features`.
+    """Embed images and write the features with :func:`dlsa.io.features.save_features`.
 
     Args:
         model: a module with ``embed``.

@@ -50,8 +50,8 @@ from dlsa.backbones.stream import (
 )
 from dlsa.backbones.train import seed_generator
 from dlsa.backbones.train_config import ImageTrainConfig, build_backbone
-from dlsa.data import class_counts
-from dlsa.devices import resolve_device
+from dlsa.engine.devices import resolve_device
+from dlsa.engine.splits import class_counts
 from dlsa.errors import DLSAInputError
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlsa import rng
+from dlsa.engine import rng
 
 
 def as_image_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:

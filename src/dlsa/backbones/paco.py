@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlsa import rng
 from dlsa.backbones.bottleneck import BottleneckResNet
 from dlsa.backbones.history import TrainHistory
 from dlsa.backbones.resnet import ResNet
@@ -48,7 +47,8 @@ from dlsa.backbones.train import (
     prepare_data,
     seed_generator,
 )
-from dlsa.data import class_counts
+from dlsa.engine import rng
+from dlsa.engine.splits import class_counts
 
 Gather = Callable[[torch.Tensor, bool], torch.Tensor]
 """``gather(t, grad)``: the rows of ``t`` from all ranks in rank order."""

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from dlsa.atomic import atomic_dir
 from dlsa.errors import DLSAInputError
+from dlsa.io.atomic import atomic_dir
 
 STATE_DIR = "state"
 _EPOCH = re.compile(r"^epoch-(\d{4,})$")

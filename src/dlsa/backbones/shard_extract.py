@@ -3,7 +3,7 @@
 Each rank embeds a contiguous share of the N images (rows ``N * r // W`` to
 ``N * (r + 1) // W``) and writes it as a ``.npy`` shard into one temporary folder beside
 the destination; rank 0 then reads the shards in rank order, which is the original order,
-writes the one feature file atomically with :func:`dlsa.features.save_features`, and
+writes the one feature file atomically with :func:`dlsa.io.features.save_features`, and
 removes the folder. A rank holds only its own share in memory until rank 0 merges (rank 0
 then holds the N rows once, as a single process does). The shard folder must therefore be
 visible to every rank: under ``torchrun`` on several machines, the destination has to be
@@ -13,7 +13,7 @@ one-line error).
 The ranks agree after each step (one all-reduce of an "ok" flag): when any rank fails
 (an unreadable image, a full disk), every rank raises, the rank that failed with its own
 error, and nothing but stale temporaries of dead processes is left (removed by the next
-atomic write, see :mod:`dlsa.atomic`). Coordination messages are tiny CPU tensors, so the
+atomic write, see :mod:`dlsa.io.atomic`). Coordination messages are tiny CPU tensors, so the
 gloo backend is enough even when the images are embedded on GPUs.
 
 One process (``world_size == 1``) is :func:`~dlsa.backbones.extract.extract_to_file`.
@@ -33,12 +33,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from dlsa.atomic import temporary_dir_beside, write_atomic
 from dlsa.backbones.distributed import DistInfo
 from dlsa.backbones.extract import Images, extract_features, extract_to_file
-from dlsa.devices import resolve_device
+from dlsa.engine.devices import resolve_device
 from dlsa.errors import DLSAInputError
-from dlsa.features import SUFFIXES, save_features
+from dlsa.io.atomic import temporary_dir_beside, write_atomic
+from dlsa.io.features import SUFFIXES, save_features
 
 _NAME_BYTES = 1024
 """Room for the shard folder's name (UTF-8) in the broadcast from rank 0 (names of at

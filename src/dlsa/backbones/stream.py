@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlsa import rng
 from dlsa.backbones.augment import paco_view
 from dlsa.datasets import DataFileError, load_image, read_class_folders, resize_center_crop
 from dlsa.datasets.image_list import read_split_entries
+from dlsa.engine import rng
 from dlsa.errors import DLSAInputError
 
 Mode = Literal["RGB", "L"]

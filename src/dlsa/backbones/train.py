@@ -38,13 +38,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from dlsa import rng
 from dlsa.backbones.checkpoint import save_checkpoint
 from dlsa.backbones.history import EpochRecord, TrainHistory, fmt_score, update_history
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
 from dlsa.backbones.resnet import ResNet
-from dlsa.data import class_balanced_indices
-from dlsa.training import torch_generator
+from dlsa.engine import rng
+from dlsa.engine.splits import class_balanced_indices
+from dlsa.engine.training import torch_generator
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,6 @@ levels) and the deployment prior. The estimator and the selection above use thes
 from dlsa.cascade.fit import fit_cascade
 from dlsa.cascade.model import Cascade
 from dlsa.cascade.spec import CascadeSpec, resolve, selection_of
-from dlsa.rows import SCORE_CHUNK
+from dlsa.engine.rows import SCORE_CHUNK
 
 __all__ = ["SCORE_CHUNK", "Cascade", "CascadeSpec", "fit_cascade", "resolve", "selection_of"]

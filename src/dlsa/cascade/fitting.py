@@ -17,17 +17,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlsa import rng
-from dlsa.bases import BaseMethod, StageData
 from dlsa.cascade.model import Cascade
 from dlsa.cascade.spec import CascadeSpec
-from dlsa.classifiers import Prior, StageClassifier
-from dlsa.devices import resolve_device
+from dlsa.engine import rng
+from dlsa.engine.devices import resolve_device
+from dlsa.engine.rows import HostRows, Rows, fits_on_device
+from dlsa.engine.training import torch_generator
 from dlsa.errors import DLSAInputError
-from dlsa.filter import FilterReport, FlowFilter
 from dlsa.metrics import HEAD_THRESHOLD
-from dlsa.rows import HostRows, Rows, fits_on_device
-from dlsa.training import torch_generator
+from dlsa.stage2.bases import BaseMethod, StageData
+from dlsa.stage2.classifiers import Prior, StageClassifier
+from dlsa.stage2.filter import FilterReport, FlowFilter
 
 logger = logging.getLogger(__name__)
 

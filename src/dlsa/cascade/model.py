@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dlsa.bases import BaseMethod
 from dlsa.cascade.spec import CascadeSpec
-from dlsa.classifiers import ClusterPrior, Prior, StageClassifier
-from dlsa.filter import FilterOutput
-from dlsa.rows import SCORE_CHUNK, Rows, cat_columns, map_rows
+from dlsa.engine.rows import SCORE_CHUNK, Rows, cat_columns, map_rows
+from dlsa.stage2.bases import BaseMethod
+from dlsa.stage2.classifiers import ClusterPrior, Prior, StageClassifier
+from dlsa.stage2.filter import FilterOutput
 
 
 @dataclass(eq=False)
@@ -49,7 +49,7 @@ class Cascade:
         spec: the configuration it was fitted with.
         n_features: D.
         class_counts: (C,) training samples per class it was fitted with.
-        filters: the :class:`~dlsa.filter.FlowFilter` of each level.
+        filters: the :class:`~dlsa.stage2.filter.FlowFilter` of each level.
         heads: the cluster-aided :class:`StageClassifier` of each level.
         regular: the regular classifier (the fallback itself with
             ``regular_data="all"`` or no filter).
@@ -104,7 +104,7 @@ class Cascade:
         """Inputs of a cluster-aided classifier: ``[x, z]`` (N, 2D), or x alone (N, D)
         with ``classifier_layout="release"``, plus the base method's logits (N, C) when
         ``stack_base`` is set (unseen classes at -1e4); in host memory when x and z are
-        (:class:`~dlsa.rows.HostRows`)."""
+        (:class:`~dlsa.engine.rows.HostRows`)."""
         parts = [x] if self.spec.twin else [x, z]
         if self.spec.stack_base:
             with torch.no_grad():
@@ -179,7 +179,7 @@ class Cascade:
 
     def chunks(self, x: Tensor, offset: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
         """Logits (B, C) (plus ``offset`` (C,) if given) and stages (B,) on the device,
-        for consecutive chunks of at most :data:`~dlsa.rows.SCORE_CHUNK` rows of x
+        for consecutive chunks of at most :data:`~dlsa.engine.rows.SCORE_CHUNK` rows of x
         (N, D), so the device holds one chunk at a time."""
         for i in range(0, x.shape[0], SCORE_CHUNK):
             logits, stage = self.logits_and_stage(x[i : i + SCORE_CHUNK].to(self.device))

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from dlsa.cascade.fitting import fit_levels
 from dlsa.cascade.spec import CascadeSpec
-from dlsa.data import stratified_folds, stratified_split
-from dlsa.parallel import run_jobs
+from dlsa.engine.parallel import run_jobs
+from dlsa.engine.splits import stratified_folds, stratified_split
 
 logger = logging.getLogger(__name__)
 

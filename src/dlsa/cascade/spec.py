@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dlsa.bases import BaseMethod, make_base
 from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, SelectionConfig, choices
-from dlsa.devices import resolve_device
+from dlsa.engine.devices import resolve_device
 from dlsa.errors import DLSAInputError
+from dlsa.stage2.bases import BaseMethod, make_base
 
 DEFAULT = DLSAConfig()
 """The default configuration; the estimator's defaults are its fields."""

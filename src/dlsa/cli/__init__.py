@@ -2,7 +2,7 @@
 
 Configuration flags are generated from the dataclasses of :mod:`dlsa.config`
 (:mod:`dlsa.cli.flags`); the commands are in :mod:`dlsa.cli.commands`, the shared IO in
-:mod:`dlsa.cli.common`, reports are rendered by :mod:`dlsa.report`, and
+:mod:`dlsa.cli.common`, reports are rendered by :mod:`dlsa.analysis.report`, and
 :mod:`dlsa.cli.parser` builds the parser and runs a command, turning user errors into
 one line with exit status 2.
 """

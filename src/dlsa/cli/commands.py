@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from dlsa._version import __version__
-from dlsa.atomic import atomic_dir, write_atomic
+from dlsa.analysis.evaluation import per_class
+from dlsa.analysis.pair import evaluate_pair, fit_pair
+from dlsa.analysis.report import demo_report, fit_report, metrics_table
 from dlsa.cli.common import (
     CLIError,
     apply_test_prior,
@@ -28,10 +30,8 @@ from dlsa.cli.common import (
 )
 from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.config import DLSAConfig, to_dict
-from dlsa.evaluation import per_class
+from dlsa.io.atomic import atomic_dir, write_atomic
 from dlsa.metrics.per_class import write_per_class_csv
-from dlsa.pair import evaluate_pair, fit_pair
-from dlsa.report import demo_report, fit_report, metrics_table
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -112,7 +112,7 @@ def _fit_and_evaluate(
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Filters once, DLSA's out-of-fold gain over the reference, and a verdict."""
-    from dlsa.diagnose import diagnose, diagnose_report
+    from dlsa.analysis.diagnose import diagnose, diagnose_report
 
     config = dataclasses.replace(resolve_config(args), verbose=False)
     train = load_arg(args.train, require_labels=True, what="--train")
@@ -135,7 +135,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Every base alone and with DLSA over seeds; filters trained once per seed."""
-    from dlsa.comparison import compare_bases, comparison_table
+    from dlsa.analysis.comparison import compare_bases, comparison_table
 
     config = dataclasses.replace(resolve_config(args), verbose=False)
     train, test = load_train_test(args)
@@ -249,7 +249,7 @@ def _images_to_extract(
 
 def cmd_figures(args: argparse.Namespace) -> int:
     """The paper's figures for a saved model on labelled features."""
-    from dlsa.figures import write_figures_file
+    from dlsa.analysis.figures import write_figures_file
 
     model = load_model_arg(args.model)
     base = load_model_arg(args.base_model) if args.base_model else None
@@ -265,7 +265,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA."""
-    from dlsa.pipeline import DemoSettings, demo_record, run_demo
+    from dlsa.analysis.pipeline import DemoSettings, demo_record, run_demo
 
     config = resolve_config(args)
     settings = dataclass_from_args(DemoSettings, args, device=config.device)
@@ -288,8 +288,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a saved model on a labelled feature file of any size, read a chunk of
-    rows at a time (:func:`dlsa.streaming.evaluate_file`)."""
-    from dlsa.streaming import evaluate_file
+    rows at a time (:func:`dlsa.analysis.streaming.evaluate_file`)."""
+    from dlsa.analysis.streaming import evaluate_file
 
     for dest in (args.out, args.per_class):
         if dest:
@@ -315,8 +315,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict labels (and probabilities, stages) for a feature file of any size, read
-    and written a chunk of rows at a time (:func:`dlsa.streaming.predict_file`)."""
-    from dlsa.streaming import OUTPUT_SUFFIXES, predict_file
+    and written a chunk of rows at a time (:func:`dlsa.analysis.streaming.predict_file`)."""
+    from dlsa.analysis.streaming import OUTPUT_SUFFIXES, predict_file
 
     out = Path(args.out)
     if out.suffix not in OUTPUT_SUFFIXES:

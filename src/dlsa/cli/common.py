@@ -16,7 +16,7 @@ import numpy as np
 
 from dlsa.errors import DLSAInputError
 from dlsa.estimator import DLSAClassifier
-from dlsa.features import load_features
+from dlsa.io.features import load_features
 
 logger = logging.getLogger("dlsa")
 
@@ -65,7 +65,7 @@ def git_commit() -> str | None:
 
 def check_out(dest: Path, *, overwrite: bool) -> Path:
     """Refuse an existing, non-empty ``--out`` unless ``--overwrite``; the folder itself is
-    then built with :func:`dlsa.atomic.atomic_dir`."""
+    then built with :func:`dlsa.io.atomic.atomic_dir`."""
     if dest.exists() and not overwrite and (not dest.is_dir() or any(dest.iterdir())):
         raise CLIError(f"--out {dest} exists and is not empty; pass --overwrite to replace it")
     return dest
@@ -73,7 +73,7 @@ def check_out(dest: Path, *, overwrite: bool) -> Path:
 
 def check_out_file(dest: Path, *, overwrite: bool) -> Path:
     """Refuse an existing ``--out`` file unless ``--overwrite`` (the file itself is then
-    written with :func:`dlsa.atomic.write_atomic`)."""
+    written with :func:`dlsa.io.atomic.write_atomic`)."""
     if dest.is_dir():
         raise CLIError(f"--out {dest} is a folder; give a file name")
     if dest.exists() and not overwrite:

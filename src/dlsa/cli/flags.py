@@ -28,7 +28,7 @@ from dlsa.config import (
     set_path,
     to_dict,
 )
-from dlsa.devices import resolve_device
+from dlsa.engine.devices import resolve_device
 from dlsa.errors import DLSAInputError
 
 SKIPPED_FIELDS = {"base_params", "verbose"}

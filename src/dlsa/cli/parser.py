@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dlsa._version import __version__
-from dlsa.bases import BASES
+from dlsa.analysis.pipeline import DemoSettings
 from dlsa.cli.commands import (
     cmd_compare,
     cmd_demo,
@@ -25,7 +25,7 @@ from dlsa.cli.commands import (
 from dlsa.cli.common import CLIError, Parser, one_line, setup_logging
 from dlsa.cli.flags import add_config_arguments, add_dataclass_arguments
 from dlsa.errors import DLSAInputError
-from dlsa.pipeline import DemoSettings
+from dlsa.stage2.bases import BASES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_test_prior(pr, "replaces the model's own")
     pr.set_defaults(func=cmd_predict)
 
-    from dlsa.train_cli import add_train_command  # stage 1 on image files; flags live there
+    from dlsa.cli.train import add_train_command  # stage 1 on image files; flags live there
 
     add_train_command(command("train", help="stage 1: train a backbone on image files"))
     return parser

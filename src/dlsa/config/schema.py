@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 Precision = Literal["fp32", "tf32", "bf16"]
-"""Matmul precision of training steps (:func:`dlsa.precision.step_precision`)."""
+"""Matmul precision of training steps (:func:`dlsa.engine.precision.step_precision`)."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Image data sets of the long-tailed benchmarks, read from local files only.
 
 - Fashion-MNIST (idx files) and CIFAR-10/100 (the "python" pickle batches), made
-  long-tailed with the exponential profile of :func:`dlsa.data.long_tailed_counts`;
+  long-tailed with the exponential profile of :func:`dlsa.engine.splits.long_tailed_counts`;
   images come back as uint8 arrays, labels as int64 (:class:`ImageSplits`).
 - ImageNet-LT / Places-LT / iNaturalist 2018 through their split lists
   (``relative/path label`` per line) or plain class folders, read lazily by

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlsa.data import long_tailed_counts, stratified_split
+from dlsa.engine.splits import long_tailed_counts, stratified_split
 
 
 class DataFileError(ValueError):
@@ -97,7 +97,7 @@ def split_long_tailed(
     """Make a long-tailed train subset and carve a validation split from it.
 
     The validation split takes ``round(val_fraction * n_c)`` samples of each class of the
-    long-tailed subset (:func:`dlsa.data.stratified_split`, at least one sample of each
+    long-tailed subset (:func:`dlsa.engine.splits.stratified_split`, at least one sample of each
     class stays in train), so it has the same long-tailed profile as train. The test set
     is passed through unchanged.
 

@@ -27,7 +27,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
-from dlsa.bases import base_params
 from dlsa.cascade import Cascade, CascadeSpec, fit_cascade, resolve, selection_of
 from dlsa.cascade.spec import DEFAULT
 from dlsa.cascade.test_prior import PriorSpec, logit_shift, resolve_test_prior
@@ -35,8 +34,9 @@ from dlsa.config import FilterConfig, HeadConfig, SelectionConfig
 from dlsa.errors import DLSAInputError, TrainingDivergedError
 from dlsa.estimator.inputs import encode_training, encoded_validation, with_components
 from dlsa.estimator.persistence import load_model, save_model
-from dlsa.features import check_features
+from dlsa.io.features import check_features
 from dlsa.selection import describe, select
+from dlsa.stage2.bases import base_params
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
 
     Args:
         depth: number of flow filters (0: the base method alone).
-        base: stage-2 base method, a key of :data:`dlsa.bases.BASES`.
+        base: stage-2 base method, a key of :data:`dlsa.stage2.bases.BASES`.
         base_params: hyper-parameters of the base method.
         flow_filter: configuration of every flow filter (default :class:`FilterConfig`).
         head: training of every classifier (default :class:`HeadConfig`).
@@ -78,7 +78,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         validation_: the safeguard's evidence (None without the safeguard).
 
     Example:
-        >>> from dlsa.synthetic import make_long_tailed_features
+        >>> from dlsa.datasets.synthetic import make_long_tailed_features
         >>> from dlsa.config import FilterConfig, MixtureConfig, HeadConfig
         >>> d = make_long_tailed_features(
         ...     n_classes=6, n_features=4, n_max=100, imbalance=20, seed=0)

@@ -12,7 +12,7 @@ from sklearn.exceptions import DataConversionWarning
 
 from dlsa.config import FilterConfig, auto_components
 from dlsa.errors import DLSAInputError
-from dlsa.features import check_features
+from dlsa.io.features import check_features
 
 
 def encode_training(

@@ -24,14 +24,14 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
 from dlsa._version import __version__
-from dlsa.atomic import atomic_dir
 from dlsa.cascade import Cascade, resolve
 from dlsa.cascade.test_prior import resolve_test_prior
 from dlsa.config import DLSAConfig, from_dict, to_dict
-from dlsa.devices import resolve_device
+from dlsa.engine.devices import resolve_device
 from dlsa.errors import ModelFileError
-from dlsa.filter import FlowFilter
-from dlsa.integrity import checksums, read_tensors, verify_checksums
+from dlsa.io.atomic import atomic_dir
+from dlsa.io.integrity import checksums, read_tensors, verify_checksums
+from dlsa.stage2.filter import FlowFilter
 
 if TYPE_CHECKING:
     from dlsa.estimator.classifier import DLSAClassifier

@@ -3,7 +3,7 @@
 A selection round fits several configurations (a base method, a routed share of DLSA)
 once per fold and scores each on its held-out fold. Every (configuration, fold) fit is
 independent of the others of its round, so :func:`fold_candidates` can run them in a pool
-of ``n_jobs`` processes (:mod:`dlsa.parallel`): the results are bit-identical to fitting
+of ``n_jobs`` processes (:mod:`dlsa.engine.parallel`): the results are bit-identical to fitting
 in this process at the same number of torch threads per fit (tested), and can differ by
 float rounding only otherwise.
 """
@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from dlsa.cascade import Cascade, fit_cascade, resolve
+from dlsa.engine.parallel import run_jobs
 from dlsa.errors import TrainingDivergedError
-from dlsa.parallel import run_jobs
 from dlsa.selection.rule import Candidate, describe
 
 __all__ = ["FoldSpec", "Variants", "fold_candidates", "out_of_fold"]
@@ -103,7 +103,7 @@ def fold_candidates(
         y: (N,) class indices ``0 .. C-1``.
         folds: validation index arrays that cover ``0 .. N-1`` once.
         n_jobs: worker processes for the (configuration, fold) fits (see
-            :func:`dlsa.parallel.worker_count`); None or 1 fits them here, one after
+            :func:`dlsa.engine.parallel.worker_count`); None or 1 fits them here, one after
             the other.
 
     Returns:

@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.bases import BASES, make_base
 from dlsa.cascade import Cascade
 from dlsa.config import DLSAConfig, SelectionConfig
-from dlsa.data import stratified_folds
+from dlsa.engine.splits import stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.selection.folds import FoldSpec, Variants, fold_candidates, out_of_fold
 from dlsa.selection.rule import Candidate, choose, describe
+from dlsa.stage2.bases import BASES, make_base
 
 logger = logging.getLogger(__name__)
 

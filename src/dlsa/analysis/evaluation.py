@@ -1,0 +1,162 @@
+"""Evaluation of fitted classifiers: headline metrics, routing and per-stage diagnostics.
+
+Bridges fitted estimators and the pure functions of :mod:`dlsa.metrics`; it never fits
+anything and is where "base" and "base + DLSA" are compared on the same samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dlsa.errors import DLSAInputError
+from dlsa.estimator import DLSAClassifier
+from dlsa.metrics import HEAD_THRESHOLD, classification_report, head_tail_separation
+from dlsa.metrics.confusion import confusion_counts
+from dlsa.metrics.per_class import class_stage_counts, per_class_rows
+
+
+def encode_labels(clf: DLSAClassifier, y: np.ndarray, *, source: str = "y") -> np.ndarray:
+    """Indices (N,) of labels ``y`` (N,) in ``clf.classes_``.
+
+    Raises:
+        DLSAInputError: if the labels are of another kind (text, integer, boolean) than
+            the model's classes, or a label was never seen in training (names up to five
+            of them).
+    """
+    y = np.asarray(y)
+    kinds = _label_kind(y), _label_kind(clf.classes_)
+    if kinds[0] != kinds[1]:
+        raise DLSAInputError(
+            f"{source}: labels are {kinds[0]} but the model was trained on {kinds[1]} labels"
+        )
+    idx = np.searchsorted(clf.classes_, y)
+    idx = np.clip(idx, 0, len(clf.classes_) - 1)
+    unknown = clf.classes_[idx] != y
+    if unknown.any():
+        shown = np.unique(y[unknown])[:5].tolist()
+        raise DLSAInputError(f"{source}: labels not seen in training: {shown}")
+    return idx
+
+
+def _label_kind(labels: np.ndarray) -> str:
+    """ "text", "boolean" or "integer": the kinds of label :func:`dlsa.io.features.check_labels`
+    returns."""
+    kind = labels.dtype.kind
+    return "text" if kind in "USO" else "boolean" if kind == "b" else "integer"
+
+
+def evaluate(
+    clf: DLSAClassifier,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    many: int = 100,
+    few: int = 20,
+    head_threshold: int = HEAD_THRESHOLD,
+    source: str = "test",
+) -> dict[str, Any]:
+    """Metrics of ``clf`` on features X (N, D) with labels y (N,).
+
+    Returns:
+        ``metrics`` (overall/many/medium/few/mcc/nmi, see
+        :func:`dlsa.metrics.classification_report`), ``stages`` (per stage: samples,
+        accuracy, tail share), ``separation`` (per filter: head-tail separation of the
+        samples that reached it, see :func:`dlsa.metrics.head_tail_separation`; accuracy
+        None when no class has ``head_threshold`` train samples or fewer), the
+        predictions ``pred`` (N,) and stages ``stage`` (N,) as lists-ready arrays, and
+        the counts behind the per-class results (:func:`per_class`): ``confusion``
+        (C, C) and ``class_stage`` (C, S), as :func:`dlsa.analysis.streaming.evaluate_file`.
+    """
+    target = encode_labels(clf, np.asarray(y), source=source)
+    labels, stage = clf.predict_and_route(X)
+    pred = np.searchsorted(clf.classes_, labels)  # classes_ is sorted: the class indices
+    counts = clf.class_counts_
+    report: dict[str, Any] = {
+        "metrics": classification_report(pred, target, counts, many=many, few=few),
+        "stages": _stage_table(pred, target, stage, counts, len(clf.filters_), head_threshold),
+        "separation": _separation(target, stage, counts, len(clf.filters_), head_threshold),
+        "pred": pred,
+        "stage": stage,
+        "confusion": confusion_counts(pred, target, len(counts)),
+        "class_stage": class_stage_counts(target, stage, len(counts), len(clf.filters_) + 1),
+    }
+    return report
+
+
+def per_class(clf: DLSAClassifier, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-class rows (:func:`dlsa.metrics.per_class.per_class_rows`) of an evaluation
+    of ``clf`` (:func:`evaluate` or :func:`dlsa.analysis.streaming.evaluate_file`)."""
+    return per_class_rows(
+        result["confusion"], result["class_stage"], clf.class_counts_, clf.classes_
+    )
+
+
+def compare_on_stages(
+    dlsa_eval: dict[str, Any], base_eval: dict[str, Any], target: np.ndarray
+) -> list[dict[str, Any]]:
+    """Per DLSA stage: its accuracy and the base method's accuracy on the same samples.
+
+    Args:
+        dlsa_eval: :func:`evaluate` of the DLSA model.
+        base_eval: :func:`evaluate` of the base model on the same samples.
+        target: (N,) encoded labels of those samples.
+    """
+    rows = []
+    stage, pred_d, pred_b = dlsa_eval["stage"], dlsa_eval["pred"], base_eval["pred"]
+    for s in range(int(stage.max(initial=0)) + 1):
+        mask = stage == s
+        if not mask.any():
+            continue
+        rows.append(
+            {
+                "stage": int(s),
+                "n": int(mask.sum()),
+                "dlsa_accuracy": float((pred_d[mask] == target[mask]).mean()),
+                "base_accuracy": float((pred_b[mask] == target[mask]).mean()),
+            }
+        )
+    return rows
+
+
+def _stage_table(
+    pred: np.ndarray,
+    target: np.ndarray,
+    stage: np.ndarray,
+    counts: np.ndarray,
+    n_levels: int,
+    head_threshold: int,
+) -> list[dict[str, Any]]:
+    tail = counts[target] <= head_threshold
+    rows = []
+    for s in range(n_levels + 1):
+        mask = stage == s
+        n = int(mask.sum())
+        rows.append(
+            {
+                "stage": "regular" if s == n_levels else f"cluster-aided {s + 1}",
+                "n": n,
+                "accuracy": float((pred[mask] == target[mask]).mean()) if n else None,
+                "tail_share": float(tail[mask].mean()) if n else None,
+            }
+        )
+    return rows
+
+
+def _separation(
+    target: np.ndarray, stage: np.ndarray, counts: np.ndarray, n_levels: int, head_threshold: int
+) -> list[dict[str, Any]]:
+    out = []
+    has_tail = bool((counts <= head_threshold).any())
+    for level in range(n_levels):
+        reached = stage >= level
+        if not reached.any() or not has_tail:
+            out.append({"accuracy": None, "n_input": 0, "n_selected": 0})
+            continue
+        out.append(
+            head_tail_separation(
+                stage[reached] == level, target[reached], counts, head_threshold=head_threshold
+            )
+        )
+    return out

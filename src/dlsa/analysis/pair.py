@@ -1,0 +1,67 @@
+"""The reference base method alone and the configured model, fitted on the same features
+and seed, then evaluated once on the same test set: what ``dlsa fit`` and ``dlsa demo``
+report, so that what the configuration bought over the reference stays visible."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from dlsa.analysis.evaluation import compare_on_stages, encode_labels, evaluate
+from dlsa.config import DLSAConfig
+from dlsa.estimator import DLSAClassifier
+from dlsa.selection import describe, reference_params
+
+logger = logging.getLogger(__name__)
+
+NAMES = ("base", "dlsa")
+"""Keys of the two models: the reference base method alone, the configured model."""
+
+
+def fit_pair(
+    config: DLSAConfig,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    reference: str | None = None,
+    timings: dict[str, float] | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, DLSAClassifier]:
+    """Fit the reference (``reference``, else the config's base or Balanced Softmax, with
+    depth 0) and the configured model on features X (N, D) and labels y (N,); record
+    seconds of each fit in ``timings`` as ``fit_base`` / ``fit_dlsa``. ``val`` =
+    (X_val (M, D), y_val (M,)) is what the configured model's selection and safeguard
+    decide on (:meth:`DLSAClassifier.fit`)."""
+    runs = [("base", reference_params(config, reference)), ("dlsa", config.estimator_params())]
+    models: dict[str, DLSAClassifier] = {}
+    for name, params in runs:
+        start = time.perf_counter()
+        logger.info("fitting %s (%s, depth %d)", name, params["base"], params["depth"])
+        fit_val = {} if val is None or name == "base" else {"X_val": val[0], "y_val": val[1]}
+        models[name] = DLSAClassifier(**params).fit(X, y, **fit_val)
+        if timings is not None:
+            timings[f"fit_{name}"] = time.perf_counter() - start
+    return models
+
+
+def evaluate_pair(
+    models: dict[str, DLSAClassifier], X: np.ndarray, y: np.ndarray, *, source: str = "y"
+) -> dict[str, Any]:
+    """Evaluate both models once on test features X (M, D), labels y (M,).
+
+    Returns:
+        ``evals`` (per model, :func:`dlsa.analysis.evaluation.evaluate`'s result),
+        ``stage_comparison`` (the configured model against the reference on the samples
+        of each stage), ``reference`` and ``chosen`` (names of the two models).
+    """
+    target = encode_labels(models["dlsa"], y, source=source)
+    evals = {name: evaluate(m, X, y) for name, m in models.items()}
+    return {
+        "evals": evals,
+        "stage_comparison": compare_on_stages(evals["dlsa"], evals["base"], target),
+        "reference": models["base"].fitted_params_["base"],
+        "chosen": describe(models["dlsa"].fitted_params_),
+    }

@@ -1,0 +1,180 @@
+"""One generic minibatch loop shared by the flow filters and the classifiers.
+
+The loop does not know what it trains: it receives the parameters, a function that maps
+a batch of indices to a scalar loss, and a function that gives each epoch's index order.
+All randomness comes from the ``torch.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from dlsa.engine.precision import at_least_float32, step_precision
+from dlsa.engine.rng import torch_generator
+
+__all__ = [
+    "OptimSettings",
+    "TrainHistory",
+    "minibatches",
+    "n_batches",
+    "torch_generator",
+    "train_epochs",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """SGD settings of one training run.
+
+    Attributes:
+        epochs: passes over the index order.
+        batch_size: indices per step.
+        lr: initial learning rate.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        grad_clip: max gradient norm applied after ``backward``; None disables.
+        cosine: anneal the learning rate to 0 with a per-step cosine schedule.
+        min_batch: smaller trailing batches are skipped (batch norm needs >= 2).
+        precision: matmul precision of each step, see :func:`dlsa.engine.precision.step_precision`.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    cosine: bool = False
+    min_batch: int = 1
+    precision: str = "fp32"
+
+    @classmethod
+    def of(cls, config: Any, **overrides: Any) -> OptimSettings:
+        """The settings a config dataclass (``HeadConfig``, ``FilterConfig``) holds under
+        the same field names, with ``schedule == "cosine"`` as ``cosine``; ``overrides``
+        replace any of them. The one place where config fields become optimiser
+        settings."""
+        values = {f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)}
+        if hasattr(config, "schedule"):
+            values["cosine"] = config.schedule == "cosine"
+        return cls(**(values | overrides))
+
+
+@dataclass
+class TrainHistory:
+    """What happened in :func:`train_epochs`.
+
+    Attributes:
+        losses: mean loss of each completed epoch.
+        diverged_epoch: 1-based epoch in which a non-finite loss stopped training, if any.
+    """
+
+    losses: list[float] = field(default_factory=list)
+    diverged_epoch: int | None = None
+
+
+def n_batches(n: int, batch_size: int, min_batch: int = 1) -> int:
+    """How many batches :func:`minibatches` makes of an order of ``n`` indices.
+
+    Example:
+        >>> n_batches(5, 2, min_batch=2), n_batches(5, 2)
+        (2, 3)
+    """
+    return n // batch_size + (n % batch_size >= max(min_batch, 1))
+
+
+def minibatches(order: Tensor, batch_size: int, min_batch: int = 1) -> Iterator[Tensor]:
+    """Split an index order (N,) into consecutive batches, skipping a last batch smaller
+    than ``min_batch``.
+
+    Example:
+        >>> [b.tolist() for b in minibatches(torch.arange(5), 2, min_batch=2)]
+        [[0, 1], [2, 3]]
+    """
+    for start in range(0, order.numel(), batch_size):
+        batch = order[start : start + batch_size]
+        if batch.numel() >= min_batch:
+            yield batch
+
+
+def _cosine_lr(base: float, step: int, total: int) -> float:
+    return 0.5 * base * (1.0 + math.cos(math.pi * step / max(total, 1)))
+
+
+def train_epochs(
+    parameters: Iterable[nn.Parameter],
+    step_loss: Callable[[Tensor], Tensor],
+    epoch_order: Callable[[], Tensor],
+    settings: OptimSettings,
+    *,
+    on_epoch_end: Callable[[int, float], None] | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> TrainHistory:
+    """Run SGD over minibatches of indices.
+
+    Args:
+        parameters: the trainable parameters.
+        step_loss: maps a batch of indices (B,) to a scalar loss (with graph).
+        epoch_order: returns the index order (N,) of the next epoch; it draws from the
+            caller's generator.
+        settings: optimiser settings.
+        on_epoch_end: called with ``(epoch, mean_loss)`` after each finite epoch.
+        progress: show a tqdm bar over epochs (only when stderr is a terminal).
+        desc: label of the bar and of log lines.
+
+    Returns:
+        The :class:`TrainHistory`; training stops at the first non-finite loss, before
+        that step's update.
+    """
+    params = [p for p in parameters if p.requires_grad]
+    device = params[0].device if params else torch.device("cpu")
+    optimizer = torch.optim.SGD(
+        params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+    )
+    history = TrainHistory()
+    first_order = epoch_order()
+    per_epoch = max(1, math.ceil(first_order.numel() / settings.batch_size))
+    total, step = settings.epochs * per_epoch, 0
+    # disable=None: drawn only when stderr is a terminal (no frames in redirected logs)
+    bar = tqdm(
+        range(1, settings.epochs + 1), desc=desc, disable=None if progress else True, leave=False
+    )
+    for epoch in bar:
+        order = first_order if epoch == 1 else epoch_order()
+        total_loss, n_batches = None, 0  # summed on the loss's device, read once per epoch
+        for batch in minibatches(order, settings.batch_size, settings.min_batch):
+            if settings.cosine:
+                for group in optimizer.param_groups:
+                    group["lr"] = _cosine_lr(settings.lr, step, total)
+            with step_precision(settings.precision, device):
+                loss = at_least_float32(step_loss(batch))
+            if not torch.isfinite(loss):
+                history.diverged_epoch = epoch
+                logger.warning("%s: non-finite loss in epoch %d; training stopped", desc, epoch)
+                return history
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            optimizer.step()
+            total_loss = loss.detach() if total_loss is None else total_loss + loss.detach()
+            n_batches += 1
+            step += 1
+        mean = 0.0 if total_loss is None else float(total_loss) / n_batches
+        history.losses.append(mean)
+        bar.set_postfix(loss=f"{mean:.4g}")
+        logger.debug("%s: epoch %d loss %.5g", desc, epoch, mean)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, mean)
+    return history

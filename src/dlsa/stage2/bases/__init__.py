@@ -1,0 +1,98 @@
+"""Stage-2 base methods of the paper's tables, each usable alone and as DLSA's base.
+
+``BASES`` maps a method's name to its class; :func:`make_base` builds one from a name
+and a mapping of hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from dlsa.stage2.bases._base import (
+    BaseMethod,
+    StageData,
+    class_balanced_order,
+    frozen,
+    run_phase,
+    seeded,
+)
+from dlsa.stage2.bases.balsoftmax import BalancedSoftmax
+from dlsa.stage2.bases.cbs import ClassBalancedSampling
+from dlsa.stage2.bases.ce import CrossEntropy
+from dlsa.stage2.bases.cosine import Cosine
+from dlsa.stage2.bases.crt import ClassifierRetraining
+from dlsa.stage2.bases.logit_adjust import LogitAdjustment
+from dlsa.stage2.bases.lws import LearnableWeightScaling
+from dlsa.stage2.bases.m2m import MajorToMinor
+from dlsa.stage2.bases.ride import Ride
+from dlsa.stage2.bases.taunorm import TauNorm
+
+BASES: Mapping[str, type[BaseMethod]] = types.MappingProxyType(
+    {
+        "ce": CrossEntropy,
+        "balsoftmax": BalancedSoftmax,
+        "cbs": ClassBalancedSampling,
+        "cosine": Cosine,
+        "crt": ClassifierRetraining,
+        "tau-norm": TauNorm,
+        "lws": LearnableWeightScaling,
+        "logit-adjust": LogitAdjustment,
+        "m2m": MajorToMinor,
+        "ride": Ride,
+    }
+)
+"""Read-only mapping from base-method name to class."""
+
+
+def make_base(name: str, params: Mapping[str, Any] | None = None) -> BaseMethod:
+    """Build the base method ``name`` with hyper-parameters ``params``.
+
+    Raises:
+        ValueError: for an unknown name or an unknown hyper-parameter.
+
+    Example:
+        >>> make_base("balsoftmax").name
+        'balsoftmax'
+    """
+    if name not in BASES:
+        raise ValueError(f"unknown base method {name!r}; choose one of {sorted(BASES)}")
+    cls = BASES[name]
+    params = dict(params or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(
+            f"base method {name!r} has no hyper-parameter(s) {unknown}; known: {sorted(known)}"
+        )
+    return cls(**params)
+
+
+def base_params(method: BaseMethod) -> dict[str, Any]:
+    """The hyper-parameters of ``method`` as a JSON-ready dict."""
+    return dataclasses.asdict(method)
+
+
+__all__ = [
+    "BASES",
+    "BalancedSoftmax",
+    "BaseMethod",
+    "ClassBalancedSampling",
+    "ClassifierRetraining",
+    "Cosine",
+    "CrossEntropy",
+    "LearnableWeightScaling",
+    "LogitAdjustment",
+    "MajorToMinor",
+    "Ride",
+    "StageData",
+    "TauNorm",
+    "base_params",
+    "class_balanced_order",
+    "frozen",
+    "make_base",
+    "run_phase",
+    "seeded",
+]
