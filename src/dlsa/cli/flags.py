@@ -146,25 +146,47 @@ def _metavar(hint: Any) -> str:
 def add_dataclass_arguments(
     parser: argparse.ArgumentParser, cls: type[Any], *, skip: frozenset[str] = frozenset()
 ) -> None:
-    """One flag per field of a flat settings dataclass (e.g. ``DemoSettings``): its type
-    (``Literal`` fields offer ``choices``), default and docstring. Values land in
+    """One flag per field of a flat settings dataclass (``DemoSettings``,
+    ``ImageTrainConfig``): its type (``Literal`` fields offer ``choices``), default and
+    docstring. A field without a default is a required flag; a bool field is a switch
+    (``--name`` when it defaults to False, ``--no-name`` when to True). Values land in
     ``args.<field>``; :func:`dataclass_from_args` builds the dataclass back."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    default = cls()
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        hint, value = hints[f.name], getattr(default, f.name)
+        hint, doc, flag = hints[f.name], docs.get(f.name, ""), "--" + f.name.replace("_", "-")
+        value = _default(f)
+        if value is dataclasses.MISSING:
+            parser.add_argument(flag, dest=f.name, required=True, type=_parser_for(hint),
+                                metavar=_metavar(hint), help=doc.replace("%", "%%"))  # fmt: skip
+            continue
+        if hint is bool:
+            switch = flag if not value else "--no-" + f.name.replace("_", "-")
+            text = doc if not value else f"do not: {doc}"
+            action = "store_true" if not value else "store_false"
+            parser.add_argument(switch, dest=f.name, action=action, help=text.replace("%", "%%"))
+            continue
         choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        text = doc if "(default:" in doc else f"{doc} (default: {shown})"
         parser.add_argument(
-            "--" + f.name.replace("_", "-"),
+            flag,
+            dest=f.name,
             type=None if choices else _parser_for(hint),
             choices=choices,
             default=value,
             metavar=None if choices else _metavar(hint),
-            help=f"{docs.get(f.name, '')} (default: {value})".replace("%", "%%"),
+            help=text.replace("%", "%%"),
         )
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    """A field's default (``MISSING`` if it has none)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def dataclass_from_args(cls: type[Any], args: argparse.Namespace, **fixed: Any) -> Any:

@@ -24,6 +24,7 @@ from dlsa.cli.commands import (
 )
 from dlsa.cli.common import CLIError, Parser, one_line, setup_logging
 from dlsa.cli.flags import add_config_arguments, add_dataclass_arguments
+from dlsa.cli.train import add_train_command
 from dlsa.errors import DLSAInputError
 from dlsa.stage2.bases import BASES
 
@@ -153,8 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     add_test_prior(pr, "replaces the model's own")
     pr.set_defaults(func=cmd_predict)
-
-    from dlsa.cli.train import add_train_command  # stage 1 on image files; flags live there
 
     add_train_command(command("train", help="stage 1: train a backbone on image files"))
     return parser
