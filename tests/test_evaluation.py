@@ -61,3 +61,33 @@ def test_separation_is_absent_without_tail_classes(models, lt_data):
     result = evaluate(dlsa, lt_data.X_test, lt_data.y_test, head_threshold=0)
     assert all(s["accuracy"] is None for s in result["separation"])
     np.testing.assert_array_equal(result["stage"], dlsa.route(lt_data.X_test))
+
+
+def test_counts_accumulated_by_chunks_equal_one_update_and_the_array_formulas():
+    """The one path of evaluation: any split into chunks gives the same numbers, and the
+    stage table and separation equal their definitions on the arrays."""
+    from dlsa.analysis.accumulate import EvaluationCounts
+    from dlsa.metrics import classification_report, head_tail_separation
+
+    rng = np.random.default_rng(0)
+    counts = np.array([400, 120, 30, 8, 3])
+    target = rng.integers(0, 5, 500)
+    pred = np.where(rng.random(500) < 0.7, target, rng.integers(0, 5, 500))
+    stage = rng.integers(0, 3, 500)
+    whole = EvaluationCounts(counts, n_levels=2)
+    whole.update(pred, target, stage)
+    chunked = EvaluationCounts(counts, n_levels=2)
+    for idx in np.array_split(np.arange(500), [7, 8, 200, 433]):
+        chunked.update(pred[idx], target[idx], stage[idx])
+    a, b = whole.compute(), chunked.compute()
+    for key in ("metrics", "stages", "separation"):
+        assert a[key] == b[key]
+    np.testing.assert_array_equal(a["confusion"], b["confusion"])
+    want = classification_report(pred, target, counts)
+    assert a["metrics"] == pytest.approx(want, abs=1e-12)
+    for s, row in enumerate(a["stages"]):
+        assert row["accuracy"] == pytest.approx((pred == target)[stage == s].mean())
+    for level, row in enumerate(a["separation"]):
+        reached = stage >= level
+        ref = head_tail_separation(stage[reached] == level, target[reached], counts)
+        assert row == pytest.approx(ref)

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from dlsa.analysis.accumulate import EvaluationCounts
 from dlsa.errors import DLSAInputError
 from dlsa.estimator import DLSAClassifier
-from dlsa.metrics import HEAD_THRESHOLD, classification_report, head_tail_separation
-from dlsa.metrics.confusion import confusion_counts
-from dlsa.metrics.per_class import class_stage_counts, per_class_rows
+from dlsa.metrics import HEAD_THRESHOLD
+from dlsa.metrics.per_class import per_class_rows
 
 
 def encode_labels(clf: DLSAClassifier, y: np.ndarray, *, source: str = "y") -> np.ndarray:
@@ -59,6 +59,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of ``clf`` on features X (N, D) with labels y (N,).
 
+    The numbers come from :class:`~dlsa.analysis.accumulate.EvaluationCounts`, the one
+    path that :func:`dlsa.analysis.streaming.evaluate_file` takes chunk by chunk.
+
     Returns:
         ``metrics`` (overall/many/medium/few/mcc/nmi, see
         :func:`dlsa.metrics.classification_report`), ``stages`` (per stage: samples,
@@ -72,17 +75,9 @@ def evaluate(
     target = encode_labels(clf, np.asarray(y), source=source)
     labels, stage = clf.predict_and_route(X)
     pred = np.searchsorted(clf.classes_, labels)  # classes_ is sorted: the class indices
-    counts = clf.class_counts_
-    report: dict[str, Any] = {
-        "metrics": classification_report(pred, target, counts, many=many, few=few),
-        "stages": _stage_table(pred, target, stage, counts, len(clf.filters_), head_threshold),
-        "separation": _separation(target, stage, counts, len(clf.filters_), head_threshold),
-        "pred": pred,
-        "stage": stage,
-        "confusion": confusion_counts(pred, target, len(counts)),
-        "class_stage": class_stage_counts(target, stage, len(counts), len(clf.filters_) + 1),
-    }
-    return report
+    counts = EvaluationCounts(clf.class_counts_, len(clf.filters_), head_threshold)
+    counts.update(pred, target, stage)
+    return counts.compute(many=many, few=few) | {"pred": pred, "stage": stage}
 
 
 def per_class(clf: DLSAClassifier, result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,45 +113,3 @@ def compare_on_stages(
             }
         )
     return rows
-
-
-def _stage_table(
-    pred: np.ndarray,
-    target: np.ndarray,
-    stage: np.ndarray,
-    counts: np.ndarray,
-    n_levels: int,
-    head_threshold: int,
-) -> list[dict[str, Any]]:
-    tail = counts[target] <= head_threshold
-    rows = []
-    for s in range(n_levels + 1):
-        mask = stage == s
-        n = int(mask.sum())
-        rows.append(
-            {
-                "stage": "regular" if s == n_levels else f"cluster-aided {s + 1}",
-                "n": n,
-                "accuracy": float((pred[mask] == target[mask]).mean()) if n else None,
-                "tail_share": float(tail[mask].mean()) if n else None,
-            }
-        )
-    return rows
-
-
-def _separation(
-    target: np.ndarray, stage: np.ndarray, counts: np.ndarray, n_levels: int, head_threshold: int
-) -> list[dict[str, Any]]:
-    out = []
-    has_tail = bool((counts <= head_threshold).any())
-    for level in range(n_levels):
-        reached = stage >= level
-        if not reached.any() or not has_tail:
-            out.append({"accuracy": None, "n_input": 0, "n_selected": 0})
-            continue
-        out.append(
-            head_tail_separation(
-                stage[reached] == level, target[reached], counts, head_threshold=head_threshold
-            )
-        )
-    return out

@@ -30,14 +30,13 @@ from typing import IO, Any
 
 import numpy as np
 
+from dlsa.analysis.accumulate import EvaluationCounts
 from dlsa.analysis.evaluation import encode_labels
 from dlsa.errors import DLSAInputError
 from dlsa.estimator import DLSAClassifier
 from dlsa.io.atomic import write_atomic
 from dlsa.io.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
 from dlsa.metrics import HEAD_THRESHOLD
-from dlsa.metrics.confusion import confusion_counts, report_from_confusion
-from dlsa.metrics.per_class import class_stage_counts
 
 OUTPUT_SUFFIXES = (".csv", ".npz")
 """Output formats of :func:`predict_file`, as ``dlsa predict --out`` accepts."""
@@ -213,79 +212,9 @@ def evaluate_file(
         DLSAInputError: as :func:`iter_predictions` (labels required), or on labels the
             model does not know (:func:`dlsa.analysis.evaluation.encode_labels`).
     """
-    n_classes, n_levels = len(model.classes_), len(model.filters_)
-    counts = model.class_counts_
-    is_tail = counts <= head_threshold
-    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-    # per stage: samples, correct predictions, samples of tail classes
-    per_stage = np.zeros((3, n_levels + 1), dtype=np.int64)
-    class_stage = np.zeros((n_classes, n_levels + 1), dtype=np.int64)
+    counts = EvaluationCounts(model.class_counts_, len(model.filters_), head_threshold)
     for part in iter_predictions(model, path, chunk_rows=chunk_rows, require_labels=True):
         assert part.y is not None  # require_labels
         target = encode_labels(model, part.y, source=source or str(path))
-        pred = part.proba.argmax(axis=1)
-        matrix += confusion_counts(pred, target, n_classes)
-        per_stage += _stage_counts(pred, target, part.stage, is_tail, n_levels)
-        class_stage += class_stage_counts(target, part.stage, n_classes, n_levels + 1)
-    return {
-        "metrics": report_from_confusion(matrix, counts, many=many, few=few),
-        "stages": _stage_table(per_stage, n_levels),
-        "separation": _separation(per_stage, n_levels, bool(is_tail.any())),
-        "confusion": matrix,
-        "class_stage": class_stage,
-    }
-
-
-def _stage_counts(
-    pred: np.ndarray, target: np.ndarray, stage: np.ndarray, is_tail: np.ndarray, n_levels: int
-) -> np.ndarray:
-    """Counts (3, S) of one chunk: samples, correct and tail samples per stage
-    (S = n_levels + 1; the last is the regular classifier)."""
-    size = n_levels + 1
-    return np.stack(
-        [
-            np.bincount(stage, minlength=size),
-            np.bincount(stage[pred == target], minlength=size),
-            np.bincount(stage[is_tail[target]], minlength=size),
-        ]
-    )[:, :size]
-
-
-def _stage_table(per_stage: np.ndarray, n_levels: int) -> list[dict[str, Any]]:
-    """The ``stages`` rows of :func:`dlsa.analysis.evaluation.evaluate` from the (3, S) counts."""
-    rows = []
-    for s in range(n_levels + 1):
-        n, correct, tail = (int(v) for v in per_stage[:, s])
-        rows.append(
-            {
-                "stage": "regular" if s == n_levels else f"cluster-aided {s + 1}",
-                "n": n,
-                "accuracy": correct / n if n else None,
-                "tail_share": tail / n if n else None,
-            }
-        )
-    return rows
-
-
-def _separation(per_stage: np.ndarray, n_levels: int, has_tail: bool) -> list[dict[str, Any]]:
-    """The ``separation`` rows of :func:`dlsa.analysis.evaluation.evaluate` (one per filter, see
-    :func:`dlsa.metrics.head_tail_separation`) from the (3, S) counts: the samples that
-    reached filter ``l`` are those of stages ``>= l``, it selected those of stage ``l``."""
-    out: list[dict[str, Any]] = []
-    for level in range(n_levels):
-        n_input = int(per_stage[0, level:].sum())
-        if n_input == 0 or not has_tail:
-            out.append({"accuracy": None, "n_input": 0, "n_selected": 0})
-            continue
-        n_selected, tail_selected = int(per_stage[0, level]), int(per_stage[2, level])
-        share = tail_selected / n_selected if n_selected else None
-        out.append(
-            {
-                "accuracy": share,
-                "tail_share_selected": share,
-                "tail_share_input": int(per_stage[2, level:].sum()) / n_input,
-                "n_selected": n_selected,
-                "n_input": n_input,
-            }
-        )
-    return out
+        counts.update(part.proba.argmax(axis=1), target, part.stage)
+    return counts.compute(many=many, few=few)
