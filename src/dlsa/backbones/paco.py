@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,6 @@ from dlsa.backbones.history import TrainHistory
 from dlsa.backbones.resnet import ResNet
 from dlsa.backbones.train import (
     Augment,
-    Sampler,
     TrainSettings,
     fit,
     new_model,
@@ -262,26 +261,9 @@ def train_paco(
     *,
     val_images: np.ndarray | None = None,
     val_labels: np.ndarray | None = None,
-    sampler: Sampler = "ce",
-    epochs: int = 30,
-    batch_size: int = 128,
-    lr: float = 0.05,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    depth: int = 8,
-    widths: Sequence[int] = (16, 32, 64),
-    weight_decay: float = 5e-4,
-    momentum: float = 0.9,
-    crop_padding: int = 2,
-    flip: bool = True,
-    alpha: float = 0.01,
-    temperature: float = 0.05,
-    queue_size: int = 1024,
-    proj_dim: int = 32,
-    key_momentum: float = 0.999,
-    balanced: bool = True,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> tuple[ResNet, TrainHistory]:
     """Train a :class:`ResNet` with PaCo (+ Balanced Softmax), keeping the best val epoch.
 
@@ -294,39 +276,22 @@ def train_paco(
         labels: train labels of shape (N,).
         val_images: validation images, or None.
         val_labels: validation labels of shape (M,), or None.
-        sampler: ``"ce"`` or ``"cbs"``.
-        epochs: passes over the data.
-        batch_size: images per step.
-        lr: peak learning rate (CIFAR-LT release: 0.05).
-        seed: seed of every random choice.
-        device: where to train.
-        depth: ResNet depth 6n + 2.
-        widths: channels of the three stages.
-        weight_decay: L2 penalty.
-        momentum: SGD momentum.
-        crop_padding: zero padding of the random crop.
-        flip: random horizontal flips.
-        alpha: weight of same-class samples.
-        temperature: contrastive temperature.
-        queue_size: keys kept from past batches.
-        proj_dim: width of the projection output.
-        key_momentum: update rate of the key encoder.
-        balanced: Balanced Softmax on the centre logits.
         checkpoint_dir: where to write ``best.safetensors`` / ``best.json``, or None.
         progress: show tqdm progress bars.
+        **settings: fields of :class:`~dlsa.backbones.train.TrainSettings`, the PaCo
+            terms included (``alpha``, ``temperature``, ``queue_size``, ``proj_dim``,
+            ``key_momentum``, ``balanced``); ``lr`` defaults to 0.05 here.
 
     Returns:
         ``(model, history)``: the query encoder with the kept epoch's weights, eval mode.
     """
-    settings = TrainSettings(
-        sampler, epochs, batch_size, lr, seed, str(device), weight_decay, momentum,
-        crop_padding, flip,
-    )  # fmt: skip
+    config = TrainSettings(**({"lr": 0.05} | settings))
     x, y, val = prepare_data(images, labels, val_images, val_labels)
-    model = new_model(x, y, val, depth, widths, seed)
+    model = new_model(x, y, val, config.depth, config.widths, config.seed)
     objective = PaCoObjective(
-        model, class_counts(y.numpy(), model.n_classes), alpha=alpha, temperature=temperature,
-        queue_size=queue_size, proj_dim=proj_dim, key_momentum=key_momentum,
-        balanced=balanced, generator=seed_generator(seed, 4),
+        model, class_counts(y.numpy(), model.n_classes), alpha=config.alpha,
+        temperature=config.temperature, queue_size=config.queue_size, proj_dim=config.proj_dim,
+        key_momentum=config.key_momentum, balanced=config.balanced,
+        generator=seed_generator(config.seed, 4),
     )  # fmt: skip
-    return fit(model, objective, x, y, val, settings, checkpoint_dir, progress)
+    return fit(model, objective, x, y, val, config, checkpoint_dir, progress)

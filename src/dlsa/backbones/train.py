@@ -60,21 +60,10 @@ def train_backbone(
     *,
     val_images: np.ndarray | None = None,
     val_labels: np.ndarray | None = None,
-    sampler: Sampler = "ce",
-    epochs: int = 30,
-    batch_size: int = 128,
-    lr: float = 0.1,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    depth: int = 8,
-    widths: Sequence[int] = (16, 32, 64),
-    weight_decay: float = 5e-4,
-    momentum: float = 0.9,
-    crop_padding: int = 2,
-    flip: bool = True,
     model: ResNet | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    **settings: Any,
 ) -> tuple[ResNet, TrainHistory]:
     """Train a :class:`ResNet` with cross-entropy, keeping the best validation epoch.
 
@@ -83,56 +72,74 @@ def train_backbone(
         labels: train labels of shape (N,) in ``0 .. C-1``.
         val_images: validation images, same layout, or None.
         val_labels: validation labels of shape (M,), or None.
-        sampler: ``"ce"`` (shuffled epochs) or ``"cbs"`` (class-balanced draws, N per epoch).
-        epochs: passes over the data.
-        batch_size: images per SGD step.
-        lr: peak learning rate of the cosine schedule.
-        seed: seed of every random choice.
-        device: where to train (``"cpu"``, ``"cuda"`` ...).
-        depth: ResNet depth 6n + 2 (ignored when ``model`` is given).
-        widths: channels of the three stages (ignored when ``model`` is given).
-        weight_decay: L2 penalty of SGD.
-        momentum: SGD momentum.
-        crop_padding: zero padding of the random crop (0: no cropping).
-        flip: random horizontal flips (turn off for digits or text).
         model: a ResNet to train further; None builds one whose input statistics are set
-            from ``images`` and whose C = max label + 1.
+            from ``images`` and whose C = max label + 1 (``depth``, ``widths``).
         checkpoint_dir: if given, the best epoch is written there as ``best.safetensors``
             + ``best.json`` (with the history) each time it improves.
         progress: show tqdm progress bars (only when stderr is a terminal).
+        **settings: fields of :class:`TrainSettings` (``sampler``, ``epochs``, ``lr``,
+            ``seed``, ...), each declared and documented there once.
 
     Returns:
         ``(model, history)``: the model with the kept epoch's weights, in eval mode.
 
     Raises:
-        ValueError: on a bad argument (named in the message).
+        ValueError: on a bad setting (named in the message); TypeError on an unknown one.
     """
-    settings = TrainSettings(
-        sampler, epochs, batch_size, lr, seed, str(device), weight_decay, momentum,
-        crop_padding, flip,
-    )  # fmt: skip
+    config = TrainSettings(**settings)
     x, y, val = prepare_data(images, labels, val_images, val_labels)
     if model is None:
-        model = new_model(x, y, val, depth, widths, seed)
-    return fit(model, CrossEntropyObjective(), x, y, val, settings, checkpoint_dir, progress)
+        model = new_model(x, y, val, config.depth, config.widths, config.seed)
+    return fit(model, CrossEntropyObjective(), x, y, val, config, checkpoint_dir, progress)
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Hyper-parameters shared by every stage-1 objective (see :func:`train_backbone`)."""
+    """Every hyper-parameter of in-memory stage-1 training (:func:`train_backbone`,
+    :func:`dlsa.backbones.paco.train_paco`), declared once; streamed training on image
+    files has its own (:class:`dlsa.backbones.train_config.ImageTrainConfig`)."""
 
-    sampler: str
-    epochs: int
-    batch_size: int
-    lr: float
-    seed: int
-    device: str
-    weight_decay: float
-    momentum: float
-    crop_padding: int
-    flip: bool
+    sampler: Sampler = "ce"
+    """``"ce"`` (shuffled epochs) or ``"cbs"`` (class-balanced draws, N per epoch)."""
+    epochs: int = 30
+    """Passes over the data."""
+    batch_size: int = 128
+    """Images per SGD step."""
+    lr: float = 0.1
+    """Peak learning rate of the cosine schedule (``train_paco``'s default: 0.05, the
+    CIFAR-LT release's)."""
+    seed: int = 0
+    """Seed of every random choice."""
+    device: str = "cpu"
+    """Where to train (``"cpu"``, ``"cuda"`` ...)."""
+    depth: int = 8
+    """ResNet depth 6n + 2 (ignored when a model is given)."""
+    widths: tuple[int, ...] = (16, 32, 64)
+    """Channels of the three stages (ignored when a model is given)."""
+    weight_decay: float = 5e-4
+    """L2 penalty of SGD."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    crop_padding: int = 2
+    """Zero padding of the random crop (0: no cropping)."""
+    flip: bool = True
+    """Random horizontal flips (turn off for digits or text)."""
+    alpha: float = 0.01
+    """PaCo: weight of same-class samples."""
+    temperature: float = 0.05
+    """PaCo: contrastive temperature."""
+    queue_size: int = 1024
+    """PaCo: keys kept from past batches."""
+    proj_dim: int = 32
+    """PaCo: width of the projection output."""
+    key_momentum: float = 0.999
+    """PaCo: update rate of the key encoder."""
+    balanced: bool = True
+    """PaCo: Balanced Softmax on the centre logits."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "device", str(self.device))
+        object.__setattr__(self, "widths", tuple(self.widths))
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         for name in ("epochs", "batch_size"):
