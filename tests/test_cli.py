@@ -169,7 +169,7 @@ def test_figures_are_written_as_png(run, files, tmp_path):
     names = sorted(p.name for p in out.iterdir())
     expected = ["confusion.png", "confusion_difference.png", "cluster_sizes.png",
                 "cluster_purity.png", "separation.png", "cascade_tsne.png",
-                "per_class_accuracy.png"]  # fmt: skip
+                "per_class_accuracy.png", "reliability.png"]  # fmt: skip
     assert names == sorted(expected)
     assert all((out / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
 

@@ -18,6 +18,6 @@ def test_figures_of_a_file_read_by_chunks_equal_those_in_memory(lt_data, tmp_pat
     memory = write_figures(model, lt_data.X_test, lt_data.y_test, tmp_path / "memory", **kw)
     streamed = write_figures_file(model, path, tmp_path / "streamed", chunk_rows=7, **kw)
     assert [p.name for p in streamed] == [p.name for p in memory]
-    assert len(memory) == 7 and memory[-1].name == "per_class_accuracy.png"
+    assert len(memory) == 8 and memory[-1].name == "reliability.png"
     for a, b in zip(memory, streamed, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from dlsa.metrics import HEAD_THRESHOLD
+from dlsa.metrics.calibration import CalibrationCounts
 from dlsa.metrics.confusion import confusion_counts, report_from_confusion
 from dlsa.metrics.per_class import class_stage_counts
 
@@ -29,6 +30,7 @@ class EvaluationCounts:
         confusion: (C, C) rows true class, columns prediction.
         per_stage: (3, L + 1) per stage: samples, correct predictions, tail samples.
         class_stage: (C, L + 1) samples of each class per stage.
+        calibration: the sums behind ECE, NLL and Brier (when probabilities are given).
 
     Example:
         >>> acc = EvaluationCounts(np.array([300, 5]), n_levels=1)
@@ -48,9 +50,19 @@ class EvaluationCounts:
         self.confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
         self.per_stage = np.zeros((3, n_stages), dtype=np.int64)
         self.class_stage = np.zeros((n_classes, n_stages), dtype=np.int64)
+        self.calibration = CalibrationCounts()
 
-    def update(self, pred: np.ndarray, target: np.ndarray, stage: np.ndarray) -> None:
-        """Add predicted class indices (N,), true class indices (N,) and stages (N,)."""
+    def update(
+        self,
+        pred: np.ndarray,
+        target: np.ndarray,
+        stage: np.ndarray,
+        proba: np.ndarray | None = None,
+    ) -> None:
+        """Add predicted class indices (N,), true class indices (N,), stages (N,) and,
+        if given, the probabilities (N, C) (for calibration)."""
+        if proba is not None:
+            self.calibration.update(proba, target)
         n_classes, n_stages = len(self.class_counts), self.n_levels + 1
         self.confusion += confusion_counts(pred, target, n_classes)
         self.per_stage += np.stack(
@@ -67,12 +79,15 @@ class EvaluationCounts:
         (per stage: samples, accuracy, tail share), ``separation`` (per filter, see
         :func:`dlsa.metrics.head_tail_separation`: the samples that reached filter l are
         those of stages >= l, it selected those of stage l; accuracy None without a tail
-        class), ``confusion`` (C, C) and ``class_stage`` (C, L + 1)."""
+        class), ``calibration`` (ECE, NLL, Brier, reliability bins;
+        :mod:`dlsa.metrics.calibration`; None values without probabilities),
+        ``confusion`` (C, C) and ``class_stage`` (C, L + 1)."""
         metrics = report_from_confusion(self.confusion, self.class_counts, many=many, few=few)
         return {
             "metrics": metrics,
             "stages": self._stage_table(),
             "separation": self._separation(),
+            "calibration": self.calibration.compute(),
             "confusion": self.confusion,
             "class_stage": self.class_stage,
         }

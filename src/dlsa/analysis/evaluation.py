@@ -67,16 +67,17 @@ def evaluate(
         :func:`dlsa.metrics.classification_report`), ``stages`` (per stage: samples,
         accuracy, tail share), ``separation`` (per filter: head-tail separation of the
         samples that reached it, see :func:`dlsa.metrics.head_tail_separation`; accuracy
-        None when no class has ``head_threshold`` train samples or fewer), the
+        None when no class has ``head_threshold`` train samples or fewer),
+        ``calibration`` (ECE, NLL, Brier and reliability bins of ``predict_proba``), the
         predictions ``pred`` (N,) and stages ``stage`` (N,) as lists-ready arrays, and
         the counts behind the per-class results (:func:`per_class`): ``confusion``
         (C, C) and ``class_stage`` (C, S), as :func:`dlsa.analysis.streaming.evaluate_file`.
     """
     target = encode_labels(clf, np.asarray(y), source=source)
-    labels, stage = clf.predict_and_route(X)
-    pred = np.searchsorted(clf.classes_, labels)  # classes_ is sorted: the class indices
+    proba, stage = clf.predict_proba_and_route(X)
+    pred = proba.argmax(axis=1)
     counts = EvaluationCounts(clf.class_counts_, len(clf.filters_), head_threshold)
-    counts.update(pred, target, stage)
+    counts.update(pred, target, stage, proba)
     return counts.compute(many=many, few=few) | {"pred": pred, "stage": stage}
 
 

@@ -3,8 +3,8 @@
 Glue between fitted models, :mod:`dlsa.metrics` (which computes) and :mod:`dlsa.analysis.plots`
 (which draws): binned confusion matrices (Fig. 1; supplement Fig. 1-3 with a base
 model), cluster sizes and purity of each filter on its training samples (Fig. 5-6),
-head-tail separation per filter (Fig. 7), the t-SNE of the cascade (Fig. 8) and each
-class's test accuracy against its training count.
+head-tail separation per filter (Fig. 7), the t-SNE of the cascade (Fig. 8), each
+class's test accuracy against its training count and the reliability diagram.
 :func:`write_figures` scores features held in memory, :func:`write_figures_file` a
 feature file of any size, chunk by chunk; both draw the same figures.
 """
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dlsa.analysis.class_plots import plot_per_class_accuracy, plot_reliability
 from dlsa.analysis.evaluation import encode_labels, evaluate
 from dlsa.analysis.plots import (
     plot_cascade_tsne,
@@ -25,7 +26,6 @@ from dlsa.analysis.plots import (
     plot_cluster_sizes,
     plot_confusion,
     plot_confusion_difference,
-    plot_per_class_accuracy,
     plot_separation,
     save_figure,
 )
@@ -33,7 +33,7 @@ from dlsa.analysis.streaming import evaluate_file
 from dlsa.estimator import DLSAClassifier
 from dlsa.io.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
 from dlsa.metrics import HEAD_THRESHOLD, confusion_matrix_binned, histogram_purity, tsne_embedding
-from dlsa.metrics.confusion import binned_from_confusion, confusion_counts
+from dlsa.metrics.confusion import binned_from_confusion
 from dlsa.metrics.per_class import class_recall
 
 
@@ -55,6 +55,7 @@ class _FigureData:
         is_tail: whether each sampled row (M,) is of a tail class.
         stage: stage (M,) of each sampled row.
         recall: per model name, (C,) test accuracy of each class (NaN without samples).
+        reliability: per model name, its reliability bins (:mod:`dlsa.metrics.calibration`).
     """
 
     matrix: np.ndarray
@@ -64,6 +65,7 @@ class _FigureData:
     is_tail: np.ndarray
     stage: np.ndarray
     recall: dict[str, np.ndarray]
+    reliability: dict[str, list[dict[str, Any]]]
 
 
 def write_figures(
@@ -87,10 +89,12 @@ def write_figures(
     counts = model.class_counts_
     before = None
     recall = {"base + DLSA": class_recall(result["confusion"])}
+    reliability = {"base + DLSA": result["calibration"]["bins"]}
     if base is not None:
-        base_pred = np.searchsorted(base.classes_, base.predict(X))
-        before = confusion_matrix_binned(base_pred, target, counts, n_bins)
-        recall = {"base": class_recall(confusion_counts(base_pred, target, len(counts)))} | recall
+        base_eval = evaluate(base, X, y)
+        before = confusion_matrix_binned(base_eval["pred"], target, counts, n_bins)
+        recall = {"base": class_recall(base_eval["confusion"])} | recall
+        reliability = {"base": base_eval["calibration"]["bins"]} | reliability
     emb, idx = tsne_embedding(X, random_state=random_state, max_samples=tsne_samples, n_threads=1)
     data = _FigureData(
         matrix=confusion_matrix_binned(result["pred"], target, counts, n_bins),
@@ -100,6 +104,7 @@ def write_figures(
         is_tail=counts[target[idx]] <= HEAD_THRESHOLD,
         stage=result["stage"][idx],
         recall=recall,
+        reliability=reliability,
     )
     return _draw(model, data, folder)
 
@@ -128,10 +133,12 @@ def write_figures_file(
     result = evaluate_file(model, path, chunk_rows=chunk_rows)
     before = None
     recall = {"base + DLSA": class_recall(result["confusion"])}
+    reliability = {"base + DLSA": result["calibration"]["bins"]}
     if base is not None:
-        base_matrix = evaluate_file(base, path, chunk_rows=chunk_rows)["confusion"]
-        before = binned_from_confusion(base_matrix, counts, n_bins)
-        recall = {"base": class_recall(base_matrix)} | recall
+        base_eval = evaluate_file(base, path, chunk_rows=chunk_rows)
+        before = binned_from_confusion(base_eval["confusion"], counts, n_bins)
+        recall = {"base": class_recall(base_eval["confusion"])} | recall
+        reliability = {"base": base_eval["calibration"]["bins"]} | reliability
     X, y = _rows(
         path, _tsne_rows(feature_file_info(path).n_rows, tsne_samples, random_state), chunk_rows
     )
@@ -144,6 +151,7 @@ def write_figures_file(
         is_tail=counts[encode_labels(model, y)] <= HEAD_THRESHOLD,
         stage=model.route(X),
         recall=recall,
+        reliability=reliability,
     )
     return _draw(model, data, folder)
 
@@ -188,4 +196,6 @@ def _draw(model: DLSAClassifier, data: _FigureData, folder: Path) -> list[Path]:
     written.append(save_figure(fig, folder / "cascade_tsne.png"))
     fig = plot_per_class_accuracy(model.class_counts_, data.recall)
     written.append(save_figure(fig, folder / "per_class_accuracy.png"))
+    fig = plot_reliability(data.reliability)
+    written.append(save_figure(fig, folder / "reliability.png"))
     return written

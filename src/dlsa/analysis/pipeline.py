@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dlsa.analysis.pair import evaluate_pair, fit_pair
+from dlsa.analysis.pair import calibrate_pair, evaluate_pair, fit_pair
 from dlsa.backbones import extract_to_file, save_checkpoint, train_backbone
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.datasets.fashion_mnist import FASHION_MNIST_ROOT, fashion_mnist_lt
@@ -56,6 +56,7 @@ class DemoResult:
     """Everything the demo measured."""
 
     metrics: dict[str, dict[str, float | None]]
+    calibration: dict[str, dict[str, float | None]]
     separation: list[float | None]
     stages: list[dict[str, Any]]
     levels: list[dict[str, Any]]
@@ -123,6 +124,7 @@ def run_demo(
     models = fit_pair(config, train.X, train.y, timings=fit_times, val=(val.X, val.y))
     timings["stage 2: reference"] = fit_times["fit_base"]
     timings["stage 2: chosen model"] = fit_times["fit_dlsa"]
+    calibrate_pair(models, train, val, timings)  # temperature on the val split: one pass
     with _timed(timings, "evaluation"):
         pair = evaluate_pair(models, test.X, test.y)
     models["dlsa"].save(folder / "model")
@@ -130,6 +132,11 @@ def run_demo(
     evals = pair["evals"]
     return DemoResult(
         metrics={name: e["metrics"] for name, e in evals.items()},
+        calibration={
+            name: {k: e["calibration"][k] for k in ("ece", "nll", "brier")}
+            | {"temperature": models[name].temperature_}
+            for name, e in evals.items()
+        },
         separation=[s["accuracy"] for s in evals["dlsa"]["separation"]],
         stages=pair["stage_comparison"],
         levels=models["dlsa"].reports_,

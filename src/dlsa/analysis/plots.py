@@ -35,7 +35,7 @@ def _root_figure(ax: Axes) -> Figure:
     return fig.figure if isinstance(fig, SubFigure) else fig
 
 
-def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+def figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     """Return ``ax`` and its root figure, or a new figure with one axes."""
     if ax is None:
         fig = Figure(figsize=figsize, layout="constrained")
@@ -83,7 +83,7 @@ def plot_confusion(
         2
     """
     matrix = _square(matrix, "matrix")
-    fig, ax = _figure_and_axes(ax, (5.0, 4.2))
+    fig, ax = figure_and_axes(ax, (5.0, 4.2))
     image = ax.imshow(matrix, cmap="viridis", vmin=0.0, interpolation="nearest")
     fig.colorbar(image, ax=ax, label="rate")
     _bin_axes(ax, matrix.shape[0])
@@ -126,7 +126,7 @@ def plot_confusion_difference(
         )
     difference = after - before
     limit = float(np.nanmax(np.abs(difference), initial=0.0)) or 1.0
-    fig, ax = _figure_and_axes(ax, (5.0, 4.2))
+    fig, ax = figure_and_axes(ax, (5.0, 4.2))
     norm = Normalize(vmin=-limit, vmax=limit)
     image = ax.imshow(difference, cmap="RdBu_r", norm=norm, interpolation="nearest")
     fig.colorbar(image, ax=ax, label="rate difference")
@@ -172,7 +172,7 @@ def plot_cluster_sizes(
         >>> fig.axes[0].lines[0].get_ydata().tolist()
         [5.0, 4.0, 3.0]
     """
-    fig, ax = _figure_and_axes(ax, (5.0, 3.5))
+    fig, ax = figure_and_axes(ax, (5.0, 3.5))
     _sorted_curves(sizes_by_label, ax, "cluster size (samples)", "Cluster sizes")
     return fig
 
@@ -200,7 +200,7 @@ def plot_cluster_purity(
         >>> fig.axes[0].lines[0].get_ydata().tolist()
         [0.9, 0.5]
     """
-    fig, ax = _figure_and_axes(ax, (5.0, 3.5))
+    fig, ax = figure_and_axes(ax, (5.0, 3.5))
     _sorted_curves(purity_by_label, ax, "purity (share of largest class)", "Cluster purity")
     ax.set_ylim(0.0, 1.05)
     return fig
@@ -224,7 +224,7 @@ def plot_separation(
         >>> len(fig.axes[0].patches)
         5
     """
-    fig, ax = _figure_and_axes(ax, (5.0, 3.5))
+    fig, ax = figure_and_axes(ax, (5.0, 3.5))
     n_levels = max((len(values) for values in accuracy_by_run.values()), default=0)
     width = 0.8 / max(len(accuracy_by_run), 1)
     for i, (label, values) in enumerate(accuracy_by_run.items()):
@@ -237,42 +237,6 @@ def plot_separation(
     ax.set_ylabel("separation accuracy (tail share)")
     ax.set_title("Head-tail separation")
     if accuracy_by_run:
-        ax.legend()
-    return fig
-
-
-def plot_per_class_accuracy(
-    train_counts: np.ndarray,
-    recall_by_model: Mapping[str, np.ndarray],
-    *,
-    ax: Axes | None = None,
-) -> Figure:
-    """Test accuracy (recall) of every class against its number of training samples
-    (log scale), one series per model: where on the tail each model fails.
-
-    Args:
-        train_counts: (C,) training samples per class.
-        recall_by_model: model name to (C,) recalls (NaN for classes without test
-            samples, not drawn).
-        ax: axes to draw on; a new figure when ``None``.
-
-    Example:
-        >>> fig = plot_per_class_accuracy(np.array([100, 10, 1]),
-        ...                               {"base": np.array([0.9, 0.5, np.nan])})
-        >>> fig.axes[0].collections[0].get_offsets().shape
-        (2, 2)
-    """
-    fig, ax = _figure_and_axes(ax, (5.0, 3.5))
-    counts = np.asarray(train_counts, dtype=np.float64)
-    for label, recall in recall_by_model.items():
-        keep = ~np.isnan(recall)
-        ax.scatter(counts[keep], recall[keep], s=12, alpha=0.7, label=label)
-    ax.set_xscale("log")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("training samples of the class")
-    ax.set_ylabel("test accuracy of the class")
-    ax.set_title("Per-class accuracy")
-    if recall_by_model:
         ax.legend()
     return fig
 
@@ -388,7 +352,7 @@ def plot_separation_probe(
             f"{p.shape} and {accuracy.shape}"
         )
     order = np.argsort(p, kind="stable")
-    fig, ax = _figure_and_axes(ax, (4.5, 3.5))
+    fig, ax = figure_and_axes(ax, (4.5, 3.5))
     ax.plot(p[order], accuracy[order], marker="o", label=label)
     ax.set_xlabel("separation probability p")
     ax.set_ylabel("overall accuracy")

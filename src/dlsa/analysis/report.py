@@ -58,6 +58,31 @@ def metrics_table(
     return markdown_table(["model", "overall", "many", "medium", "few", "MCC", "NMI"], rows)
 
 
+def calibration_table(
+    results: Mapping[str, Mapping[str, Any]], temperatures: Mapping[str, float | None]
+) -> str:
+    """One row per model: ECE (%), NLL, Brier score of its test probabilities
+    (:mod:`dlsa.metrics.calibration`) and its temperature (1: not calibrated).
+
+    Example:
+        >>> print(calibration_table({"m": {"ece": 0.05, "nll": 0.4, "brier": 0.2}},
+        ...                         {"m": None}).splitlines()[-1])
+        | m | 5.00 | 0.400 | 0.200 | 1 (not calibrated) |
+    """
+    rows = []
+    for name, cal in results.items():
+        t = temperatures.get(name)
+        rows.append(
+            [name, pct(cal.get("ece"), 2), _num(cal.get("nll")), _num(cal.get("brier")),
+             "1 (not calibrated)" if t is None else f"{t:.3f}"]
+        )  # fmt: skip
+    return markdown_table(["model", "ECE (%)", "NLL", "Brier", "temperature"], rows)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def levels_table(
     levels: Sequence[Mapping[str, Any]], test_separation: Sequence[Mapping[str, Any]]
 ) -> str:
@@ -308,10 +333,17 @@ def fit_report(results: dict[str, Any]) -> str:
     table = metrics_table(
         {ref: results["base"]["metrics"], chosen: results["dlsa"]["metrics"]}, reference=ref
     )
+    names = {"base": results["reference"], "dlsa": chosen}
     parts = [
         "## Test metrics (%)",
         table,
         choice_line(results["selection"]),
+        "",
+        "## Calibration of the test probabilities",
+        calibration_table(
+            {names[k]: results[k]["calibration"] for k in names},
+            {names[k]: results[k].get("temperature") for k in names},
+        ),
         "",
         "## Selection",
         selection_table(results["selection"]),
@@ -358,6 +390,16 @@ def demo_report(record: dict[str, Any]) -> str:
         f"head-tail separation accuracy on test (share of tail among filtered): {sep}",
         "",
         stages_table(record["stages"], len(record["levels"])),
+        "",
+        "calibration of the test probabilities (temperature fitted on the val split):",
+        "",
+        calibration_table(
+            {ref: record["calibration"]["base"], chosen: record["calibration"]["dlsa"]},
+            {
+                ref: record["calibration"]["base"]["temperature"],
+                chosen: record["calibration"]["dlsa"]["temperature"],
+            },
+        ),  # fmt: skip
         "",
         safeguard_table(record["validation"], len(record["levels"])),
         "",

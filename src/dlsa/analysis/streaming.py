@@ -216,5 +216,5 @@ def evaluate_file(
     for part in iter_predictions(model, path, chunk_rows=chunk_rows, require_labels=True):
         assert part.y is not None  # require_labels
         target = encode_labels(model, part.y, source=source or str(path))
-        counts.update(part.proba.argmax(axis=1), target, part.stage)
+        counts.update(part.proba.argmax(axis=1), target, part.stage, part.proba)
     return counts.compute(many=many, few=few)

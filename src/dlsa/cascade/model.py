@@ -177,12 +177,17 @@ class Cascade:
             return self.stage_logits(self.regular, x, None)
         return self.stage_logits(self.regular, *self.last_filter_inputs(x, out))
 
-    def chunks(self, x: Tensor, offset: Tensor | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-        """Logits (B, C) (plus ``offset`` (C,) if given) and stages (B,) on the device,
-        for consecutive chunks of at most :data:`~dlsa.engine.rows.SCORE_CHUNK` rows of x
-        (N, D), so the device holds one chunk at a time."""
+    def chunks(
+        self, x: Tensor, offset: Tensor | None = None, temperature: float | None = None
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Logits (B, C) (divided by ``temperature``, then plus ``offset`` (C,), when
+        given) and stages (B,) on the device, for consecutive chunks of at most
+        :data:`~dlsa.engine.rows.SCORE_CHUNK` rows of x (N, D), so the device holds one
+        chunk at a time."""
         for i in range(0, x.shape[0], SCORE_CHUNK):
             logits, stage = self.logits_and_stage(x[i : i + SCORE_CHUNK].to(self.device))
+            if temperature is not None:
+                logits = logits / temperature
             yield (logits if offset is None else logits + offset.to(logits.dtype)), stage
 
     def predict_and_route(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

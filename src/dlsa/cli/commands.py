@@ -13,8 +13,8 @@ import numpy as np
 
 from dlsa._version import __version__
 from dlsa.analysis.evaluation import per_class
-from dlsa.analysis.pair import evaluate_pair, fit_pair
-from dlsa.analysis.report import demo_report, fit_report, metrics_table
+from dlsa.analysis.pair import calibrate_pair, evaluate_pair, fit_pair
+from dlsa.analysis.report import calibration_table, demo_report, fit_report, metrics_table
 from dlsa.cli.common import (
     CLIError,
     apply_test_prior,
@@ -44,8 +44,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     dest = check_out(Path(args.out), overwrite=args.overwrite)
     with atomic_dir(dest) as tmp:
         results = _fit_and_evaluate(
-            config, train, test, tmp, args.reference, args.test_prior, val=val
-        )
+            config, train, test, tmp, args.reference, args.test_prior, val=val,
+            calibrate=args.calibrate,
+        )  # fmt: skip
         results["train"], results["test"] = str(args.train), str(args.test)
         results["val"] = None if val is None else str(args.val)
         write_json(tmp / "results.json", results)
@@ -66,6 +67,7 @@ def _fit_and_evaluate(
     test_prior: str | None = None,
     *,
     val: Any = None,
+    calibrate: bool = False,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     try:
@@ -73,6 +75,8 @@ def _fit_and_evaluate(
             config, train.X, train.y, reference=reference, timings=timings,
             val=None if val is None else (val.X, val.y),
         )  # fmt: skip
+        if calibrate:
+            calibrate_pair(models, train, val, timings)
     except (ValueError, FloatingPointError) as err:
         raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
     for model in models.values():
@@ -96,8 +100,13 @@ def _fit_and_evaluate(
         "seed": config.random_state,
         "config": to_dict(config),
         "timings_s": timings,
-        "base": {k: evals["base"][k] for k in ("metrics",)},
-        "dlsa": {k: evals["dlsa"][k] for k in ("metrics", "stages", "separation")},
+        "base": {k: evals["base"][k] for k in ("metrics", "calibration")}
+        | {"temperature": models["base"].temperature_},
+        "dlsa": {k: evals["dlsa"][k] for k in ("metrics", "stages", "separation", "calibration")}
+        | {"temperature": models["dlsa"].temperature_},
+        "calibrated_on": None
+        if not calibrate
+        else ("--val" if val is not None else "out of fold"),
         "stage_comparison": pair["stage_comparison"],
         "levels": models["dlsa"].reports_,
         "validation": models["dlsa"].validation_,
@@ -302,8 +311,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"--features {_named(err, args.features)}") from err
     name = model.base + (" + DLSA" if model.filters_ else "")
     print(metrics_table({name: result["metrics"]}))
+    print(calibration_table({name: result["calibration"]}, {name: model.temperature_}))
     if args.out:
-        payload = {k: result[k] for k in ("metrics", "stages", "separation")}
+        payload = {k: result[k] for k in ("metrics", "stages", "separation", "calibration")}
         payload |= {"model": str(args.model), "features": str(args.features)}
         payload["classes"] = model.classes_.tolist()
         write_atomic(Path(args.out), lambda p: write_json(p, payload))

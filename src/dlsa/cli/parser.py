@@ -25,6 +25,7 @@ from dlsa.cli.commands import (
 from dlsa.cli.common import CLIError, Parser, one_line, setup_logging
 from dlsa.cli.flags import add_config_arguments, add_dataclass_arguments
 from dlsa.cli.train import add_train_command
+from dlsa.engine.parallel import BACKENDS, cluster
 from dlsa.errors import DLSAInputError
 from dlsa.stage2.bases import BASES
 
@@ -62,7 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="base method fitted alone beside the chosen model, to show what the choice "
         "bought (default: --base, or balsoftmax when the base is chosen by selection)",
     )
+    fit.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="temperature-scale both models' probabilities: on --val if given, else out of "
+        "fold on --train (3 more fits each); saved with the models",
+    )
     add_test_prior(fit, "saved with both models; --test is scored with it")
+    add_cluster_arguments(fit)
     add_config_arguments(fit)
     fit.set_defaults(func=cmd_fit)
 
@@ -83,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "set's validation split): the selection and the safeguard decide on them instead "
         "of out of fold on the training features",
     )
+    add_cluster_arguments(dg)
     add_config_arguments(dg)
     dg.set_defaults(func=cmd_diagnose)
 
@@ -108,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     cmp.add_argument("--out", required=True, help="results folder")
     cmp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_cluster_arguments(cmp)
     add_config_arguments(cmp)
     cmp.set_defaults(func=cmd_compare)
 
@@ -194,6 +204,25 @@ def add_test_prior(parser: argparse.ArgumentParser, note: str) -> None:
     )
 
 
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` / ``--scheduler``: where the independent fits run
+    (:func:`dlsa.engine.parallel.cluster`)."""
+    parser.add_argument(
+        "--backend",
+        default="loky",
+        choices=BACKENDS,
+        help="where the selection's fold fits, the safeguard's folds and compare's seeds "
+        "run: loky (local processes, --n-jobs), dask or ray (every fit at once on the "
+        "cluster's workers; same results as loky with one thread per fit)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="the cluster's address (dask: tcp://host:8786, e.g. a dask-jobqueue "
+        "SLURMCluster's; ray: ray://host:10001 or auto); default: a local cluster",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dlsa`` command.
 
@@ -214,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args)
     previous = _terminate_as_exception()
     try:
-        return int(args.func(args))
+        with cluster(getattr(args, "backend", "loky"), getattr(args, "scheduler", None)):
+            return int(args.func(args))
     except (CLIError, DLSAInputError, FloatingPointError, OSError) as err:
         if args.debug:
             traceback.print_exc()

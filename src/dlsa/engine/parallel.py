@@ -1,19 +1,29 @@
-"""Independent fits in worker processes (``n_jobs``), with joblib's loky backend.
+"""Independent fits in worker processes (``n_jobs``, joblib's loky backend), or on a Dask
+or Ray cluster (:func:`cluster`).
 
-The selection's fold fits and ``dlsa compare``'s seeds are independent of each other and
-draw only from their own seeds, so running them in other processes changes how fast,
-not what they learn: with the same number of torch threads per fit the results are
-bit-identical. Each worker gets ``cores // workers`` torch threads; the features are
-memory-mapped by joblib, not copied per job.
+The selection's fold fits, the safeguard's folds and ``dlsa compare``'s seeds are
+independent of each other and draw only from their own seeds, so running them in other
+processes or on other machines changes how fast, not what they learn: with the same
+number of torch threads per fit the results are bit-identical. Locally each worker gets
+``cores // workers`` torch threads and the features are memory-mapped by joblib; on a
+cluster every job runs with one torch thread (scale with the number of workers) and
+joblib's Dask / Ray backend ships the arrays.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
-__all__ = ["run_jobs", "worker_count"]
+from dlsa.errors import DLSAInputError
+
+__all__ = ["BACKENDS", "cluster", "run_jobs", "worker_count"]
+
+BACKENDS = ("loky", "dask", "ray")
+"""Where jobs run: local processes, a Dask cluster, a Ray cluster."""
+_active: list[str] = []  # the cluster backend in use, innermost last
 
 T = TypeVar("T")
 
@@ -33,19 +43,85 @@ def worker_count(n_jobs: int | None) -> int:
 
 
 def run_jobs(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]], n_jobs: int | None) -> list[T]:
-    """``[fn(*job) for job in jobs]``, in this process (one worker) or in a pool of
-    :func:`worker_count` processes, results in the order of ``jobs``."""
+    """``[fn(*job) for job in jobs]``, in this process (one worker), in a pool of
+    :func:`worker_count` processes, or, inside :func:`cluster`, on the cluster's workers
+    (every job at once, whatever ``n_jobs`` says); results in the order of ``jobs``."""
+    from joblib import Parallel, delayed, parallel_config
+
+    if _active and len(jobs) > 1:
+        tasks = (delayed(_in_worker)(fn, 1, job) for job in jobs)
+        with parallel_config(backend=_active[-1]):  # registers joblib's Dask / Ray backend
+            return list(Parallel(n_jobs=len(jobs))(tasks))
     workers = max(1, min(worker_count(n_jobs), len(jobs)))
     if workers == 1:
         return [fn(*job) for job in jobs]
-    from joblib import Parallel, delayed
-
     threads = max(1, (os.cpu_count() or 1) // workers)
     return list(
         Parallel(n_jobs=workers, backend="loky")(
             delayed(_in_worker)(fn, threads, job) for job in jobs
         )
     )
+
+
+@contextmanager
+def cluster(backend: str = "loky", address: str | None = None) -> Iterator[None]:
+    """Run the independent fits of the code inside on a cluster.
+
+    Args:
+        backend: "loky" (local processes, ``n_jobs``; nothing changes), "dask" (needs
+            ``distributed``) or "ray" (needs ``ray``).
+        address: the scheduler's address (Dask: ``tcp://host:8786``, e.g. of a
+            dask-jobqueue ``SLURMCluster``; Ray: ``ray://host:10001`` or ``auto``); None
+            starts a local cluster of 2 worker processes (Dask) or a local Ray.
+
+    Raises:
+        DLSAInputError: for an unknown backend, or one whose package is not installed.
+
+    Example:
+        >>> with cluster("loky"):
+        ...     run_jobs(divmod, [(7, 2), (9, 4)], n_jobs=None)
+        [(3, 1), (2, 1)]
+    """
+    if backend not in BACKENDS:
+        raise DLSAInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "loky":
+        yield
+        return
+    with _connected(backend, address):
+        _active.append(backend)
+        try:
+            yield
+        finally:
+            _active.pop()
+
+
+@contextmanager
+def _connected(backend: str, address: str | None) -> Iterator[None]:
+    """A client of the Dask scheduler / the Ray runtime, for the time of the block."""
+    try:
+        if backend == "dask":
+            from distributed import Client, LocalCluster
+        else:
+            import ray
+            from ray.util.joblib import register_ray
+    except ImportError as err:
+        extra = "distributed" if backend == "dask" else "ray"
+        raise DLSAInputError(
+            f"--backend {backend} needs the {extra} package (pip install 'dlsa[{extra}]')"
+        ) from err
+    if backend == "dask":
+        local = None if address else LocalCluster(n_workers=2, threads_per_worker=1)
+        with Client(address or local):
+            yield
+        if local is not None:
+            local.close()
+        return
+    register_ray()
+    ray.init(address=address, ignore_reinit_error=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def _in_worker(fn: Callable[..., T], threads: int, job: tuple[Any, ...]) -> T:

@@ -29,9 +29,11 @@ from torch import Tensor
 
 from dlsa.cascade import Cascade, CascadeSpec, fit_cascade, resolve, selection_of
 from dlsa.cascade.spec import DEFAULT
+from dlsa.cascade.temperature import fit_temperature
 from dlsa.cascade.test_prior import PriorSpec, logit_shift, resolve_test_prior
 from dlsa.config import FilterConfig, HeadConfig, SelectionConfig
 from dlsa.errors import DLSAInputError, TrainingDivergedError
+from dlsa.estimator.calibration import held_out_logits, out_of_fold_logits
 from dlsa.estimator.inputs import encode_training, encoded_validation, with_components
 from dlsa.estimator.persistence import load_model, save_model
 from dlsa.io.features import check_features
@@ -197,6 +199,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         if X.shape[1] < 2:  # a flow needs 2 features: the selection only picks the base
             params["depth"] = 0
         self.test_prior_: np.ndarray | None = None  # uniform until set_test_prior
+        self.temperature_: float | None = None  # 1 until calibrate
         self.selection_: dict[str, Any] | None = None
         if selection_of(params) is not None:
             params, self.selection_ = select(
@@ -299,7 +302,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         cascade = self.cascade_
         shift = logit_shift(self.test_prior_, self.class_counts_, cascade.base.balanced)
         offset = None if shift is None else torch.from_numpy(shift).to(cascade.device)
-        return cascade.chunks(x, offset)
+        return cascade.chunks(x, offset, self.temperature_)
 
     def set_test_prior(self, prior: PriorSpec) -> DLSAClassifier:
         """Set the class frequencies of the data this model will predict on: "uniform"
@@ -313,6 +316,26 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "cascade_")
         self.test_prior_ = resolve_test_prior(prior, self.classes_, self.class_counts_)
+        return self
+
+    def calibrate(self, X: np.ndarray, y: np.ndarray) -> DLSAClassifier:
+        """Fit the temperature (:mod:`dlsa.cascade.temperature`) on labelled features
+        X (M, D), y (M,) of images the model did not train on (a validation set; never
+        the test set). Probabilities become ``softmax(logits / T)`` (before the
+        deployment prior); predicted classes do not change. Saved with the model.
+        Returns self."""
+        check_is_fitted(self, "cascade_")
+        self.temperature_ = fit_temperature(*held_out_logits(self, X, y))
+        return self
+
+    def calibrate_out_of_fold(
+        self, X: np.ndarray, y: np.ndarray, *, folds: int = 3
+    ) -> DLSAClassifier:
+        """Fit the temperature on the training data X (N, D), y (N,) the model was fitted
+        on: on the held-out logits of ``folds`` cascades of the fitted configuration,
+        each fitted without one stratified fold (``folds`` more fits). Returns self."""
+        check_is_fitted(self, "cascade_")
+        self.temperature_ = fit_temperature(*out_of_fold_logits(self, X, y, folds))
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

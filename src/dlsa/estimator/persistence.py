@@ -124,6 +124,7 @@ def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
         "validation": clf.cascade_.validation,
         "selection": clf.selection_,
         "test_prior": None if clf.test_prior_ is None else clf.test_prior_.tolist(),
+        "temperature": clf.temperature_,
     }
 
 
@@ -144,6 +145,10 @@ def _restore(
             np.asarray(prior, dtype=np.float64), clf.classes_, clf.class_counts_
         )
     )
+    temperature = meta.get("temperature")
+    if temperature is not None and not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    clf.temperature_ = None if temperature is None else float(temperature)
     d, c, n_levels = clf.n_features_in_, len(clf.classes_), int(meta["n_levels"])
     base, twin = spec.base, spec.twin
     cluster_inputs = (d if twin else 2 * d) + c * spec.stack_base

@@ -1,0 +1,59 @@
+"""Held-out logits of a fitted model for temperature scaling
+(:mod:`dlsa.cascade.temperature`): on a validation set, or out of fold on the training
+data by refitting the model's configuration without each fold. Raw logits: temperature
+1 and the uniform prior."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from dlsa.cascade import Cascade, fit_cascade
+from dlsa.engine.splits import stratified_folds
+from dlsa.estimator.inputs import encoded_validation
+
+if TYPE_CHECKING:
+    from dlsa.estimator.classifier import DLSAClassifier
+
+
+def cascade_logits(cascade: Cascade, X: np.ndarray) -> np.ndarray:
+    """Raw logits (N, C) of checked float32 features X (N, D), scored in chunks."""
+    parts = [logits.cpu() for logits, _ in cascade.chunks(torch.from_numpy(X))]
+    return torch.cat(parts).numpy()
+
+
+def held_out_logits(
+    clf: DLSAClassifier, X: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits (M, C) of ``clf`` on labelled features X (M, D), y (M,), and the class
+    indices (M,) of y in ``clf.classes_``.
+
+    Raises:
+        DLSAInputError: on features of another width or a label not among the classes.
+    """
+    val = encoded_validation(X, y, clf.classes_, clf.n_features_in_)
+    assert val is not None
+    return cascade_logits(clf.cascade_, val[0]), val[1]
+
+
+def out_of_fold_logits(
+    clf: DLSAClassifier, X: np.ndarray, y: np.ndarray, folds: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out raw logits (N, C) of the training data X (N, D), y (N,): for each of
+    ``folds`` stratified folds, a cascade of ``clf``'s configuration fitted on the other
+    folds scores it (classes missing from a fit part get -inf), and the class indices
+    (N,)."""
+    data = encoded_validation(X, y, clf.classes_, clf.n_features_in_)
+    assert data is not None
+    X_enc, y_enc = data
+    seed = int(np.random.SeedSequence(clf.cascade_.spec.random_state).generate_state(1)[0])
+    logits = np.full((len(y_enc), len(clf.classes_)), -np.inf, dtype=np.float32)
+    every = np.arange(len(y_enc))
+    for held in stratified_folds(y_enc, folds, seed=seed):
+        fit = np.setdiff1d(every, held, assume_unique=True)
+        present, y_fit = np.unique(y_enc[fit], return_inverse=True)
+        cascade = fit_cascade(clf.cascade_.spec, X_enc[fit], y_fit)
+        logits[np.ix_(held, present)] = cascade_logits(cascade, X_enc[held])
+    return logits, y_enc
