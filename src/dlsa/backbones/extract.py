@@ -93,8 +93,10 @@ def extract_to_file(
     device: str | torch.device = "cpu",
     progress: bool = True,
     num_workers: int = 0,
+    float16: bool = False,
 ) -> Path:
-    """Embed images and write the features with :func:`dlsa.io.features.save_features`.
+    """Embed images and write the features with :func:`dlsa.io.features.save_features`
+    (as float16 with ``float16``).
 
     Args:
         model: a module with ``embed``.
@@ -112,4 +114,21 @@ def extract_to_file(
         The path written.
     """
     X = extract_features(model, images, batch_size, device, progress, num_workers)
-    return save_features(path, X, labels, split=split, backbone=backbone_id)
+    return save_features(path, X, labels, split=split, backbone=backbone_id, float16=float16)
+
+
+class FlipAveraged(nn.Module):
+    """``model`` whose ``embed`` averages the features of an image and of its horizontal
+    mirror (test-time augmentation): ``(f(x) + f(flip(x))) / 2``, (B, D)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (B, D) of images (B, C, H, W)."""
+        return 0.5 * (self.model.embed(x) + self.model.embed(x.flip(-1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`embed`."""
+        return self.embed(x)

@@ -14,6 +14,7 @@ with ``torch.load(weights_only=True)``, which refuses arbitrary pickled objects.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 Library = Literal["torchvision", "timm", "open_clip"]
+LIBRARIES: tuple[str, ...] = ("torchvision", "timm", "open_clip")
 
 _EXTRAS = {
     "torchvision": ("torchvision", "pip install dlsa[vision]"),
@@ -44,17 +46,26 @@ class PretrainedEncoder(nn.Module):
         mean: per-channel mean of the model's training preprocessing.
         std: per-channel std of the model's training preprocessing.
         name: id of the model (stored in feature files as the backbone id).
+        input_size: side of the square images the model takes (its center crop).
+        resize: shorter side an image is resized to before that crop.
     """
 
     input_mean: torch.Tensor
     input_std: torch.Tensor
 
     def __init__(
-        self, trunk: nn.Module, mean: Sequence[float], std: Sequence[float], name: str
+        self,
+        trunk: nn.Module,
+        mean: Sequence[float],
+        std: Sequence[float],
+        name: str,
+        input_size: int = 224,
+        resize: int = 256,
     ) -> None:
         super().__init__()
         self.trunk = trunk
         self.name = name
+        self.input_size, self.resize = int(input_size), int(resize)
         self.register_buffer("input_mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("input_std", torch.tensor(std, dtype=torch.float32))
 
@@ -143,7 +154,8 @@ def _torchvision(tv: ModuleType, name: str, path: Path) -> PretrainedEncoder:
         if hasattr(model, head):
             setattr(model, head, nn.Identity())
             break
-    return PretrainedEncoder(model, IMAGENET_MEAN, IMAGENET_STD, f"torchvision:{name}")
+    # torchvision's classification weights: resize 256, center crop 224
+    return PretrainedEncoder(model, IMAGENET_MEAN, IMAGENET_STD, f"torchvision:{name}", 224, 256)
 
 
 def _timm(timm: ModuleType, name: str, path: Path) -> PretrainedEncoder:
@@ -152,7 +164,9 @@ def _timm(timm: ModuleType, name: str, path: Path) -> PretrainedEncoder:
     )
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
-    return PretrainedEncoder(model, mean, std, f"timm:{name}")
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    resize = int(math.floor(size / float(cfg.get("crop_pct", 0.875))))
+    return PretrainedEncoder(model, mean, std, f"timm:{name}", size, resize)
 
 
 def _open_clip(open_clip: ModuleType, name: str, path: Path) -> PretrainedEncoder:
@@ -160,4 +174,6 @@ def _open_clip(open_clip: ModuleType, name: str, path: Path) -> PretrainedEncode
     visual = model.visual
     mean = getattr(visual, "image_mean", None) or CLIP_MEAN
     std = getattr(visual, "image_std", None) or CLIP_STD
-    return PretrainedEncoder(visual, mean, std, f"open_clip:{name}")
+    size = getattr(visual, "image_size", 224)
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    return PretrainedEncoder(visual, mean, std, f"open_clip:{name}", size, size)  # resize = crop

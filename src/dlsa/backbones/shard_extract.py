@@ -83,6 +83,7 @@ def extract_to_file_sharded(
     device: str | torch.device = "cpu",
     progress: bool = True,
     num_workers: int = 0,
+    float16: bool = False,
 ) -> Path | None:
     """Embed the N images over all ranks; rank 0 writes the feature file.
 
@@ -100,6 +101,7 @@ def extract_to_file_sharded(
         device: where this rank runs the model.
         progress: show rank 0's progress bar (only when stderr is a terminal).
         num_workers: loader processes for a data set.
+        float16: store the features as float16.
 
     Returns:
         The path written on rank 0; None on the other ranks.
@@ -111,7 +113,7 @@ def extract_to_file_sharded(
     if info.world_size == 1:
         return extract_to_file(
             model, images, labels, path, split, backbone_id, batch_size=batch_size,
-            device=device, progress=progress, num_workers=num_workers,
+            device=device, progress=progress, num_workers=num_workers, float16=float16,
         )  # fmt: skip
     dest = Path(path)
     if dest.suffix.lower() not in SUFFIXES:
@@ -124,7 +126,7 @@ def extract_to_file_sharded(
         _embed_share, model, images, n, folder, info, batch_size=batch_size, device=device,
         progress=progress, num_workers=num_workers,
     )  # fmt: skip
-    merge = partial(_merge, folder, n, info.world_size, dest, labels, split, backbone_id)
+    merge = partial(_merge, folder, n, info.world_size, dest, labels, split, backbone_id, float16)
     try:
         _agree(_attempt(embed), info)
         _agree(_attempt(merge) if info.is_main else None, info)
@@ -192,6 +194,7 @@ def _merge(
     labels: np.ndarray | None,
     split: str,
     backbone_id: str,
+    float16: bool = False,
 ) -> None:
     """Rank 0: concatenate the shards in rank order (N, D) and write the feature file."""
     parts = []
@@ -203,7 +206,8 @@ def _merge(
         if part.shape[0] != stop - start:
             raise RuntimeError(f"shard of rank {rank}: {part.shape[0]} rows, not {stop - start}")
         parts.append(part)
-    save_features(dest, np.concatenate(parts), labels, split=split, backbone=backbone_id)
+    X = np.concatenate(parts)
+    save_features(dest, X, labels, split=split, backbone=backbone_id, float16=float16)
 
 
 def _attempt(step: Callable[[], object]) -> BaseException | None:

@@ -25,6 +25,7 @@ from dlsa.cli.common import (
     load_model_arg,
     load_train_test,
     load_val,
+    one_line,
     seed_everything,
     write_json,
 )
@@ -171,14 +172,79 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    """Embed image files with a saved stage-1 backbone into a feature file.
+    """Embed image files with a saved stage-1 backbone or a pretrained encoder
+    (``LIBRARY:MODEL`` with ``--weights``) into a feature file; prints images/s.
 
     Under torchrun every rank embeds its share of the images and rank 0 alone writes the
     feature file and its ``.files.txt`` (:mod:`dlsa.backbones.shard_extract`)."""
-    from dlsa.backbones import distributed, load_checkpoint
+    import time
+
+    from dlsa.backbones import distributed
+    from dlsa.backbones.extract import FlipAveraged
     from dlsa.backbones.shard_extract import device_for_rank, extract_to_file_sharded
     from dlsa.datasets import DataFileError, ImageListDataset, read_split_list
 
+    model, size, resize, mode, class_names = _extract_backbone(args)
+    if args.split_list:
+        try:
+            paths, labels = read_split_list(args.split_list, args.images)
+        except (OSError, ValueError) as err:
+            raise CLIError(f"--split-list: {err}") from err
+    else:
+        paths, labels = _images_to_extract(Path(args.images), class_names)
+    dataset = ImageListDataset(
+        paths, np.zeros(len(paths), dtype=np.int64), size=size, resize=resize,
+        mode=mode,  # type: ignore[arg-type]
+    )  # fmt: skip
+    out = Path(args.out)
+    if args.batch_size < 1 or args.workers < 0:
+        raise CLIError("--batch-size must be at least 1 and --workers at least 0")
+    device = device_for_rank(args.device)
+    info = distributed.setup("cpu")  # gloo: the ranks exchange only tiny CPU messages
+    start = time.perf_counter()
+    try:
+        extract_to_file_sharded(
+            FlipAveraged(model) if args.flip_average else model, dataset, labels, out,
+            split="extract", backbone_id=str(args.backbone), info=info,
+            batch_size=args.batch_size, device=device, progress=not args.quiet,
+            num_workers=args.workers, float16=args.float16,
+        )  # fmt: skip
+    except DataFileError as err:  # an unreadable listed image
+        raise CLIError(str(err)) from err
+    finally:
+        distributed.teardown(info)
+    if not info.is_main:
+        return 0
+    seconds = time.perf_counter() - start
+    write_atomic(
+        out.with_name(out.name + ".files.txt"),
+        lambda p: p.write_text("".join(f"{path}\n" for path in paths)),
+    )
+    print(
+        f"wrote {len(paths)} feature rows to {out} (file order in {out.name}.files.txt); "
+        f"{len(paths) / max(seconds, 1e-9):.1f} images/s"
+    )
+    return 0
+
+
+def _extract_backbone(args: argparse.Namespace) -> tuple[Any, int, int | None, str, Any]:
+    """The model of ``--backbone``, its image side and resize, colour mode and class
+    order (a stage-1 run folder's, or None: class folders by sorted name)."""
+    from dlsa.backbones import load_checkpoint
+    from dlsa.backbones.pretrained import LIBRARIES, load_pretrained
+
+    library, _, name = str(args.backbone).partition(":")
+    if name and library in LIBRARIES:
+        if not args.weights:
+            raise CLIError(f"--backbone {args.backbone} needs --weights (a local file)")
+        try:
+            model = load_pretrained(library, name, args.weights)  # type: ignore[arg-type]
+        except (OSError, ImportError, ValueError, RuntimeError, KeyError) as err:
+            raise CLIError(f"--backbone {args.backbone}: {one_line(err)}") from err
+        size = args.size or model.input_size  # the model's crop, and its resize ratio
+        return model, int(size), round(size * model.resize / model.input_size), "RGB", None
+    if args.weights:
+        raise CLIError("--weights is for a LIBRARY:MODEL backbone; a folder has its own")
     try:
         model, meta = load_checkpoint(args.backbone)
     except (OSError, ValueError, KeyError) as err:
@@ -187,42 +253,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not size:
         raise CLIError("--size is required: the backbone does not record its image size")
     mode = "L" if model.config()["in_channels"] == 1 else "RGB"
-    if args.split_list:
-        try:
-            paths, labels = read_split_list(args.split_list, args.images)
-        except (OSError, ValueError) as err:
-            raise CLIError(f"--split-list: {err}") from err
-    else:
-        paths, labels = _images_to_extract(Path(args.images), meta.get("class_names"))
-    dataset = ImageListDataset(
-        paths,
-        np.zeros(len(paths), dtype=np.int64),
-        size=int(size),
-        mode=mode,  # type: ignore[arg-type]
-    )
-    out = Path(args.out)
-    if args.batch_size < 1 or args.workers < 0:
-        raise CLIError("--batch-size must be at least 1 and --workers at least 0")
-    device = device_for_rank(args.device)
-    info = distributed.setup("cpu")  # gloo: the ranks exchange only tiny CPU messages
-    try:
-        extract_to_file_sharded(
-            model, dataset, labels, out, split="extract", backbone_id=str(args.backbone),
-            info=info, batch_size=args.batch_size, device=device, progress=not args.quiet,
-            num_workers=args.workers,
-        )  # fmt: skip
-    except DataFileError as err:  # an unreadable listed image
-        raise CLIError(str(err)) from err
-    finally:
-        distributed.teardown(info)
-    if not info.is_main:
-        return 0
-    write_atomic(
-        out.with_name(out.name + ".files.txt"),
-        lambda p: p.write_text("".join(f"{path}\n" for path in paths)),
-    )
-    print(f"wrote {len(paths)} feature rows to {out} (file order in {out.name}.files.txt)")
-    return 0
+    return model, int(size), None, mode, meta.get("class_names")
 
 
 def _images_to_extract(

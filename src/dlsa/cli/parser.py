@@ -121,8 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(cmp)
     cmp.set_defaults(func=cmd_compare)
 
-    ext = command("extract", help="embed image files with a saved stage-1 backbone")
-    ext.add_argument("--backbone", required=True, help="backbone folder (e.g. dlsa-demo/backbone)")
+    ext = command("extract", help="embed image files with a stage-1 or pretrained backbone")
+    ext.add_argument(
+        "--backbone",
+        required=True,
+        help="a backbone folder (dlsa train, dlsa demo), or a pretrained encoder as "
+        "LIBRARY:MODEL (torchvision:resnet50, timm:vit_base_patch14_dinov2.lvd142m, "
+        "open_clip:ViT-B-16) with --weights",
+    )
+    ext.add_argument(
+        "--weights",
+        default=None,
+        help="local weights file of a LIBRARY:MODEL backbone (.safetensors, .pth; nothing "
+        "is downloaded)",
+    )
+    ext.add_argument(
+        "--float16", action="store_true", help="store the features as float16 (half the file)"
+    )
+    ext.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="average the features of each image and of its horizontal mirror",
+    )
     ext.add_argument(
         "--images",
         required=True,
@@ -130,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
         "backbone's class order, as dlsa train reads them), or the root of --split-list",
     )
     ext.add_argument("--split-list", default=None, help="'relative/path label' lines (labelled)")
-    ext.add_argument("--size", type=int, default=None, help="image side (default: recorded)")
+    ext.add_argument(
+        "--size", type=int, default=None,
+        help="image side (default: the backbone's recorded size, or the pretrained model's)",
+    )  # fmt: skip
     ext.add_argument("--out", required=True, help="feature file (.h5/.hdf5/.npz)")
     ext.add_argument(
         "--device", default="cpu",

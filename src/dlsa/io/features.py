@@ -259,6 +259,7 @@ def save_features(
     *,
     split: str | None = None,
     backbone: str | None = None,
+    float16: bool = False,
 ) -> Path:
     """Write features (and labels) atomically to ``path`` (.h5/.hdf5 or .npz).
 
@@ -268,6 +269,7 @@ def save_features(
         y: optional labels of shape (N,).
         split: optional split name stored as an attribute.
         backbone: optional backbone id stored as an attribute.
+        float16: store the features as float16 (half the file; read back as float32).
 
     Returns:
         The path written.
@@ -280,6 +282,13 @@ def save_features(
     if suffix not in SUFFIXES:
         raise FeatureFileError(f"{p}: unknown feature file suffix {suffix!r}; use {SUFFIXES}")
     X, y = check_features(X, y, source=str(p))
+    if float16:
+        big = float(np.abs(X).max(initial=0.0))
+        if big > np.finfo(np.float16).max:
+            raise FeatureFileError(
+                f"{p}: a feature of magnitude {big:.3g} does not fit float16 (max 65504)"
+            )
+        X = X.astype(np.float16)
     writer = _write_npz if suffix == ".npz" else _write_h5
     return write_atomic(p, lambda tmp: writer(tmp, X, y, split, backbone))
 
