@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.analysis.report import markdown_table, pct, selection_table
+from dlsa.analysis.selection_report import selection_table
+from dlsa.analysis.tables import markdown_table, pct
 from dlsa.config import DLSAConfig, SelectionConfig
 from dlsa.estimator import DLSAClassifier
 from dlsa.metrics import HEAD_THRESHOLD as TAIL_THRESHOLD

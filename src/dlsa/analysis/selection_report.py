@@ -1,0 +1,133 @@
+"""The selection's evidence in words and tables (``DLSAClassifier.selection_``): where it
+came from, every candidate's score and gain, what was chosen and why, in one line or in
+full. Used by ``report.md`` of ``dlsa fit`` and ``dlsa demo`` and by ``dlsa diagnose``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dlsa.analysis.tables import markdown_table, pct
+
+
+def selection_table(selection: Mapping[str, Any] | None) -> str:
+    """The out-of-fold model selection (``DLSAClassifier.selection_``): per round, every
+    candidate's balanced accuracy, paired gain ± standard error over the round's
+    reference and gain on the rarer half of the classes, what was chosen and why; a line
+    saying it was off when ``selection`` is None.
+
+    Example:
+        >>> sel = {"folds": 3, "margin": 2.0, "min_gain": 0.002, "seconds": 1.0,
+        ...        "chosen": "balsoftmax", "rounds": [{"what": "base method",
+        ...        "reference": "balsoftmax", "chosen": "balsoftmax", "reason": "r",
+        ...        "seconds": 1.0, "candidates": [{"name": "balsoftmax",
+        ...        "balanced_accuracy": 0.8, "gain": 0.0, "se": 0.0, "chosen": True}]}]}
+        >>> print(selection_table(sel).splitlines()[-3])
+        | balsoftmax | 80.00 | - | - | chosen |
+    """
+    if not selection:
+        return "selection: off (the configuration was fitted as given)"
+    bar = f"> {selection['margin']:g} standard errors"
+    if selection.get("multiplicity") == "max-t":
+        bar += " (or the max-t bar of the round's departures, whichever is higher)"
+    parts = [
+        f"selection: {evidence_source(selection)}; a departure from a simpler option "
+        f"needs a paired gain {bar} and > {100 * selection['min_gain']:.2f} points; "
+        f"{selection['seconds']:.1f} s. Chosen: **{selection['chosen']}**."
+    ]
+    if selection.get("final_fit_diverged"):
+        parts.append(
+            "The DLSA option the rounds below chose diverged when fitted on all the data "
+            f"({selection['final_fit_diverged']}); the chosen base is used alone."
+        )
+    for rnd in selection["rounds"]:
+        rows = []
+        for row in rnd["candidates"]:
+            gain = (
+                "-"
+                if row["name"] == rnd["reference"]
+                else (f"{100 * row['gain']:+.2f} ± {100 * row['se']:.2f}")
+            )
+            routed = row.get("tail_share_routed")
+            extra = (
+                []
+                if "tail_share_routed" not in row
+                else [
+                    "-"
+                    if routed is None
+                    else f"{100 * routed:.0f}% of routed vs {100 * row['tail_share_input']:.0f}%"
+                ]
+            )
+            tail = (
+                "-"
+                if row["name"] == rnd["reference"] or "tail_gain" not in row
+                else (f"{100 * row['tail_gain']:+.2f}")
+            )
+            decision = (
+                "chosen"
+                if row["chosen"]
+                else ("not eligible" if row.get("eligible") is False else "")
+            )
+            rows.append(
+                [row["name"], pct(row["balanced_accuracy"], 2), gain, tail, *extra, decision]
+            )  # fmt: skip
+        header = [
+            "candidate",
+            "validation balanced acc"
+            if selection.get("source") == "validation"
+            else "out-of-fold balanced acc",
+            f"gain over {rnd['reference']}",
+            "rarer half gain",
+        ]
+        if rows and len(rows[0]) == 6:
+            header.append("tail share (filter 1)")
+        table = markdown_table([*header, "decision"], rows)
+        parts += ["", f"{rnd['what']} ({rnd['seconds']:.1f} s):", "", table, ""]
+        parts.append(f"why: {rnd['reason']}")
+        for skip in rnd.get("skipped", []):
+            parts.append(f"skipped (its training diverged, not eligible): {skip['name']}")
+        if rnd.get("skipped"):
+            parts.append(
+                "A diverging flow filter usually means features of a large scale or offset: "
+                "`--flow-filter.standardize true` makes the filter scale-free."
+            )
+    return "\n".join(parts)
+
+
+def evidence_source(selection: Mapping[str, Any]) -> str:
+    """Where the selection's evidence came from, in words.
+
+    Example:
+        >>> evidence_source({"source": "out-of-fold", "folds": 3})
+        'out-of-fold predictions of 3 stratified folds of the training data'
+    """
+    if selection.get("source") == "validation":
+        return (
+            "every candidate fitted on all the training data, scored on the validation set "
+            f"({selection['n_scored']} samples)"
+        )
+    return f"out-of-fold predictions of {selection['folds']} stratified folds of the training data"
+
+
+def choice_line(selection: Mapping[str, Any] | None) -> str:
+    """One line: what the selection chose, why (the deciding round's reason) and on what
+    evidence; "configured" when there was no selection.
+
+    Example:
+        >>> choice_line({"chosen": "balsoftmax", "source": "validation", "n_scored": 9,
+        ...     "rounds": [{"chosen": "balsoftmax", "reason": "nothing beats it"}]})
+        'chosen: balsoftmax (nothing beats it; validation set, 9 samples)'
+    """
+    if not selection:
+        return "chosen: the configuration as given (no selection)"
+    rounds = selection.get("rounds") or []
+    reason = rounds[-1]["reason"] if rounds else "the configuration as given"
+    for rnd in rounds:  # the round that departed says why
+        if rnd["chosen"] != rnd.get("reference", rnd["chosen"]):
+            reason = rnd["reason"]
+    where = (
+        f"validation set, {selection['n_scored']} samples"
+        if selection.get("source") == "validation"
+        else "out of fold on the training data"
+    )
+    return f"chosen: {selection['chosen']} ({reason}; {where})"
