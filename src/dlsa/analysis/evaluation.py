@@ -11,40 +11,22 @@ from typing import Any
 import numpy as np
 
 from dlsa.analysis.accumulate import EvaluationCounts
-from dlsa.errors import DLSAInputError
 from dlsa.estimator import DLSAClassifier
+from dlsa.estimator.inputs import class_indices
 from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.metrics.per_class import per_class_rows
 
 
 def encode_labels(clf: DLSAClassifier, y: np.ndarray, *, source: str = "y") -> np.ndarray:
-    """Indices (N,) of labels ``y`` (N,) in ``clf.classes_``.
+    """Indices (N,) of labels ``y`` (N,) in ``clf.classes_``
+    (:func:`dlsa.estimator.inputs.class_indices`).
 
     Raises:
         DLSAInputError: if the labels are of another kind (text, integer, boolean) than
             the model's classes, or a label was never seen in training (names up to five
             of them).
     """
-    y = np.asarray(y)
-    kinds = _label_kind(y), _label_kind(clf.classes_)
-    if kinds[0] != kinds[1]:
-        raise DLSAInputError(
-            f"{source}: labels are {kinds[0]} but the model was trained on {kinds[1]} labels"
-        )
-    idx = np.searchsorted(clf.classes_, y)
-    idx = np.clip(idx, 0, len(clf.classes_) - 1)
-    unknown = clf.classes_[idx] != y
-    if unknown.any():
-        shown = np.unique(y[unknown])[:5].tolist()
-        raise DLSAInputError(f"{source}: labels not seen in training: {shown}")
-    return idx
-
-
-def _label_kind(labels: np.ndarray) -> str:
-    """ "text", "boolean" or "integer": the kinds of label :func:`dlsa.io.features.check_labels`
-    returns."""
-    kind = labels.dtype.kind
-    return "text" if kind in "USO" else "boolean" if kind == "b" else "integer"
+    return class_indices(clf.classes_, y, source=source)
 
 
 def evaluate(

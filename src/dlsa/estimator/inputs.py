@@ -76,13 +76,42 @@ def encoded_validation(
         raise DLSAInputError(
             f"X_val has {X_v.shape[1]} features, the training features have {n_features}"
         )
-    idx = np.searchsorted(classes, y_v)
-    unknown = (idx >= len(classes)) | (classes[np.minimum(idx, len(classes) - 1)] != y_v)
-    if unknown.any():
+    return X_v, class_indices(classes, y_v, source="y_val")
+
+
+def class_indices(classes: np.ndarray, y: np.ndarray, *, source: str = "y") -> np.ndarray:
+    """Indices (N,) int64 of labels ``y`` (N,) in the sorted training ``classes`` (C,).
+
+    Raises:
+        DLSAInputError: if the labels are of another kind (text, integer, boolean) than
+            the classes, or a label is not a training class (names up to five of them).
+
+    Example:
+        >>> class_indices(np.array(["a", "c"]), np.array(["c", "a", "c"])).tolist()
+        [1, 0, 1]
+    """
+    y = np.asarray(y)
+    kinds = _label_kind(y), _label_kind(classes)
+    if kinds[0] != kinds[1]:
         raise DLSAInputError(
-            f"y_val has label {y_v[unknown][0].tolist()!r}, which is not a training class"
+            f"{source}: labels are {kinds[0]} but the model was trained on {kinds[1]} labels"
         )
-    return X_v, idx.astype(np.int64)
+    idx = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+    unknown = classes[idx] != y
+    if unknown.any():
+        shown = np.unique(y[unknown])[:5].tolist()
+        raise DLSAInputError(
+            f"{source}: labels not seen in training: {shown} (a label that is not a "
+            "training class cannot be scored)"
+        )
+    return idx.astype(np.int64)
+
+
+def _label_kind(labels: np.ndarray) -> str:
+    """ "text", "boolean" or "integer": the kinds of label :func:`dlsa.io.features.check_labels`
+    returns."""
+    kind = labels.dtype.kind
+    return "text" if kind in "USO" else "boolean" if kind == "b" else "integer"
 
 
 def check_class_counts(classes: np.ndarray, counts: np.ndarray, minimum: int = 1) -> None:
