@@ -20,7 +20,7 @@ from torch import Tensor
 from dlsa.cascade.fitting import fit_levels
 from dlsa.cascade.spec import CascadeSpec
 from dlsa.engine.parallel import run_jobs
-from dlsa.engine.splits import stratified_folds, stratified_split
+from dlsa.engine.splits import append_validation, stratified_folds, stratified_split
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ def validate(
     if val is None:
         splits = validation_splits(spec, y, split_seed)
     else:
-        splits = [(np.arange(len(y)), np.arange(len(y), len(y) + len(val[1])))]
-        X, y = np.concatenate([X, val[0]]), np.concatenate([y, val[1]])
+        n = len(y)
+        X, y, rows = append_validation(X, y, val)
+        splits = [(np.arange(n), rows)]
     jobs = [(spec, X, y, class_counts, fit, val_idx, cascade_seed) for fit, val_idx in splits]
     scored = run_jobs(_scored_fold, jobs, spec.n_jobs)  # the fold cascades are independent
     pred, stage, base_pred = (

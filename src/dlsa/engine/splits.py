@@ -192,3 +192,20 @@ def class_balanced_indices(
     cls = rng.integers(len(sizes), size=n_samples)
     offset = np.floor(rng.random(n_samples) * sizes[cls]).astype(np.int64)
     return order[starts[cls] + offset].astype(np.int64)
+
+
+def append_validation(
+    X: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training rows X (N, D), y (N,) followed by the validation rows ``val`` =
+    (X_val (M, D), y_val (M,)), and the indices (M,) of the validation rows, so that one
+    (fit = ``0 .. N-1``, held out = those indices) split serves code written for folds.
+
+    Example:
+        >>> X_all, y_all, rows = append_validation(np.zeros((3, 2)), np.arange(3),
+        ...                                        (np.ones((2, 2)), np.array([0, 2])))
+        >>> X_all.shape, y_all.tolist(), rows.tolist()
+        ((5, 2), [0, 1, 2, 0, 2], [3, 4])
+    """
+    rows = np.arange(len(y), len(y) + len(val[1]))
+    return np.concatenate([X, val[0]]), np.concatenate([y, val[1]]), rows

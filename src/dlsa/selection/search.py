@@ -28,7 +28,7 @@ import numpy as np
 
 from dlsa.cascade import Cascade
 from dlsa.config import DLSAConfig, SelectionConfig
-from dlsa.engine.splits import stratified_folds
+from dlsa.engine.splits import append_validation, stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.selection.folds import FoldSpec, Variants, fold_candidates, out_of_fold
@@ -81,8 +81,7 @@ class Evidence:
         if val is None:
             folds = stratified_folds(y, n_folds, seed=seed)
             return cls(X, y, folds, np.arange(len(y)), counts, "out-of-fold")
-        rows = np.arange(len(y), len(y) + len(val[1]))
-        X_all, y_all = np.concatenate([X, val[0]]), np.concatenate([y, val[1]])
+        X_all, y_all, rows = append_validation(X, y, val)
         return cls(X_all, y_all, [rows], rows, counts, "validation")
 
     def scored_candidates(self, found: list[Candidate]) -> list[Candidate]:
