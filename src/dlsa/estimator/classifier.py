@@ -201,9 +201,10 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.test_prior_: np.ndarray | None = None  # uniform until set_test_prior
         self.temperature_: float | None = None  # 1 until calibrate
         self.selection_: dict[str, Any] | None = None
-        if selection_of(params) is not None:
+        sel = selection_of(params)
+        if sel is not None:
             params, self.selection_ = select(
-                params | {"selection": selection_of(params), "verbose": False},
+                params | {"selection": sel, "verbose": False},
                 X, y_enc, len(self.classes_), val,
             )  # fmt: skip
             params["verbose"] = self.verbose
