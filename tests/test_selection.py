@@ -367,3 +367,82 @@ def test_max_t_rule_departs_less_often_by_luck_than_the_per_candidate_rule():
             )
     assert moved["per-candidate"] >= 12  # 19 of 100 here
     assert moved["max-t"] <= 10  # 6 of 100 here
+
+
+# ------------------------------------------------------------ dropping between folds (issue 22)
+def test_dropping_behind_candidates_keeps_the_choice_and_the_model(data):
+    """Three folds, every base and DLSA candidate: with ``drop_behind`` the candidates
+    that are clearly behind after a fold are not fitted on the next; the rounds' other
+    evidence, the choice and the final model are those of fitting every candidate on
+    every fold."""
+    seen = []
+    kept = DLSAClassifier(**fixed(base="auto", depth=2, random_state=2,
+                                  selection=SelectionConfig(drop_behind=None)))  # fmt: skip
+    raced = DLSAClassifier(**fixed(base="auto", depth=2, random_state=2,
+                                   selection=SelectionConfig(drop_behind=2.0)))  # fmt: skip
+    for clf in (kept, raced):
+        clf.fit(data.X_train, data.y_train)
+        seen.append([row for rnd in clf.selection_["rounds"] for row in rnd["candidates"]])
+    full, part = seen
+    dropped = [b for b in part if b["dropped"]]
+    assert dropped and not any(a["dropped"] for a in full)
+    n = len(data.y_train)
+    for a, b in zip(full, part, strict=True):
+        assert a["name"] == b["name"]
+        if b["dropped"]:  # evidence of its first folds: behind, never eligible
+            assert b["n_scored"] < n and not b["eligible"]
+            assert min(b["gain"] / b["se"], b["tail_gain"] / max(b["tail_se"], 1e-12)) < -2
+        else:
+            assert (a["gain"], a["se"], a["tail_gain"]) == (b["gain"], b["se"], b["tail_gain"])
+    assert raced.selection_["chosen"] == kept.selection_["chosen"]
+    np.testing.assert_array_equal(
+        raced.decision_function(data.X_test), kept.decision_function(data.X_test)
+    )
+
+
+def test_a_dlsa_share_whose_parent_was_dropped_reuses_the_base_and_equals_its_own_fit(data):
+    """The 50% share reuses the 30% share's fold filters; dropping the 30% share after
+    fold 1 makes the 50% share train its own filter from fold 2 on: the same model."""
+    from dlsa.selection.folds import FoldSpec, fold_candidates
+
+    X, y = data.X_train, data.y_train
+    folds = stratified_folds(y, 3, seed=0)
+    base = out_of_fold(fixed(depth=0), X, y, folds)[1]
+    flt = {s: dataclasses.replace(FLT, proportion=s) for s in (0.3, 0.5)}
+    specs = [
+        FoldSpec(fixed(depth=1, flow_filter=flt[0.3]), donors=base),
+        FoldSpec(fixed(depth=1, flow_filter=flt[0.5]), donors=base, parent=0),
+    ]
+    dropped = fold_candidates(specs, X, y, folds, behind=lambda pooled: [0])
+    together = fold_candidates(specs, X, y, folds)
+    assert dropped[0][0][0].seen.sum() == len(folds[0])  # the 30% share saw fold 1
+    assert together[0][0][0].seen is None
+    np.testing.assert_array_equal(dropped[1][0][0].pred, together[1][0][0].pred)
+    assert dropped[1][0][0].seen is None
+
+
+def test_nested_correlation_is_the_full_correlation_when_every_candidate_saw_everything():
+    from dlsa.selection.multiplicity import gain_covariance, nested_gain_correlation
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    ref = np.where(rng.random(400) < 0.7, y, (y + 1) % 4)
+    preds = np.stack([np.where(rng.random(400) < 0.7, y, (y + 2) % 4) for _ in range(3)])
+    _, cov = gain_covariance(preds, ref, y, 4)
+    sd = np.sqrt(np.diag(cov))
+    everything = np.ones((3, 400), dtype=bool)
+    np.testing.assert_allclose(
+        nested_gain_correlation(preds, everything, ref, y, 4), cov / np.outer(sd, sd)
+    )
+    # the third candidate saw the first half only: its pairs come from that half
+    seen = everything.copy()
+    seen[2, 200:] = False
+    half = nested_gain_correlation(preds, seen, ref, y, 4)
+    _, cov_half = gain_covariance(preds[:, :200], ref[:200], y[:200], 4)
+    sd_half = np.sqrt(np.diag(cov_half))
+    assert half[0, 2] == pytest.approx(cov_half[0, 2] / (sd_half[0] * sd_half[2]))
+    assert half[0, 1] == pytest.approx(cov[0, 1] / (sd[0] * sd[1]))
+    np.testing.assert_allclose(np.diag(half), 1.0)
+    seen[1, :100] = False  # not nested with the third
+    with pytest.raises(ValueError, match="nested"):
+        nested_gain_correlation(preds, seen, ref, y, 4)

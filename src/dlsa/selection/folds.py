@@ -1,17 +1,27 @@
-"""Fold models of the selection: fitted in this process, or in parallel worker processes.
+"""Fold models of the selection, one fold at a time: fitted in this process or in
+parallel worker processes, with candidates that are clearly behind dropped between folds.
 
 A selection round fits several configurations (a base method, a routed share of DLSA)
-once per fold and scores each on its held-out fold. Every (configuration, fold) fit is
-independent of the others of its round, so :func:`fold_candidates` can run them in a pool
-of ``n_jobs`` processes (:mod:`dlsa.engine.parallel`): the results are bit-identical to fitting
-in this process at the same number of torch threads per fit (tested), and can differ by
-float rounding only otherwise.
+once per fold and scores each on its held-out fold. The folds are fitted in order; after
+every fold but the last, ``behind`` may drop a configuration whose candidates are all
+clearly behind the round's reference on the folds so far: it is not fitted on the next
+folds and keeps the predictions of the folds it saw (:attr:`Candidate.seen`). Within one
+fold the (configuration) fits are independent, so :func:`fold_candidates` can run them in
+a pool of ``n_jobs`` processes (:mod:`dlsa.engine.parallel`): the results are
+bit-identical to fitting in this process at the same number of torch threads per fit
+(tested), and can differ by float rounding only otherwise.
+
+A configuration can reuse the fold model of another one of the same call (its
+``parent``: same data, its filters and base); when the parent was not fitted on that fold
+(dropped, or its training diverged), the parent's own donor is used, up to the
+``donors`` given from outside. Reuse never changes a fit (tested against fits from
+scratch); it saves the filter and base training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,11 +31,16 @@ from dlsa.engine.parallel import run_jobs
 from dlsa.errors import TrainingDivergedError
 from dlsa.selection.rule import Candidate, describe
 
-__all__ = ["FoldSpec", "Variants", "fold_candidates", "out_of_fold"]
+__all__ = ["Behind", "FoldSpec", "Variants", "fold_candidates", "out_of_fold"]
 
 Variants = Callable[[Cascade], Iterator[tuple[str, dict[str, Any], Cascade]]]
 """Yields each post-hoc variant of a fitted fold cascade: ``(name, params, cascade)``
 (:meth:`Cascade.with_base`)."""
+
+Behind = Callable[[list[list[Candidate] | None]], list[int]]
+"""``behind(pooled)``: given each configuration's candidates with the predictions of the
+folds so far (``seen``; None for a configuration no longer fitted), the indices of the
+configurations that are clearly behind and are dropped."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +50,16 @@ class FoldSpec:
     Attributes:
         params: estimator parameters (``selection`` None, a concrete base).
         variants: post-hoc variants of each fitted fold model; None scores it as is.
-        donors: per fold, a cascade whose flow filters (and base) the fold cascade reuses.
+        donors: per fold, a cascade whose flow filters (and base) the fold cascade reuses
+            when it has no fitted ``parent`` on that fold.
+        parent: index of an earlier configuration of the same call whose fold cascade
+            it reuses.
     """
 
     params: dict[str, Any]
     variants: Variants | None = None
     donors: Sequence[Cascade] | None = None
+    parent: int | None = None
 
 
 @dataclass
@@ -51,6 +70,19 @@ class _FoldResult:
     model: Cascade | None
     scored: list[tuple[str, dict[str, Any], np.ndarray, np.ndarray]]
     error: TrainingDivergedError | None = None
+
+
+@dataclass
+class _Track:
+    """One configuration's fold results so far."""
+
+    results: list[_FoldResult] = field(default_factory=list)
+    error: TrainingDivergedError | None = None
+    dropped: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.error is None and not self.dropped
 
 
 def _fit_fold(
@@ -88,66 +120,103 @@ def _as_fitted(params: dict[str, Any]) -> Variants:
     return one
 
 
+def _donor(specs: Sequence[FoldSpec], tracks: list[_Track], i: int, f: int) -> Cascade | None:
+    """The cascade configuration ``i`` reuses on fold ``f``: its parent's fold model if
+    fitted, else the parent's donor, else its own ``donors[f]``."""
+    parent = specs[i].parent
+    while parent is not None:
+        done = tracks[parent].results
+        if len(done) > f and done[f].model is not None:
+            return done[f].model
+        i, parent = parent, specs[parent].parent
+    return None if specs[i].donors is None else specs[i].donors[f]
+
+
+def _waves(specs: Sequence[FoldSpec], alive: list[int]) -> list[list[int]]:
+    """The alive configurations in fitting order: a configuration comes in the wave
+    after its nearest alive ancestor (the one whose fold model it will reuse)."""
+    depth: dict[int, int] = {}
+    for i in alive:  # parents come before their children
+        parent = specs[i].parent
+        while parent is not None and parent not in depth:
+            parent = specs[parent].parent
+        depth[i] = 0 if parent is None else depth[parent] + 1
+    n_waves = max(depth.values(), default=-1) + 1
+    return [[i for i in alive if depth[i] == d] for d in range(n_waves)]
+
+
 def fold_candidates(
     specs: Sequence[FoldSpec],
     X: np.ndarray,
     y: np.ndarray,
     folds: Sequence[np.ndarray],
     n_jobs: int | None = None,
+    behind: Behind | None = None,
 ) -> list[tuple[list[Candidate], list[Cascade]] | TrainingDivergedError]:
-    """Fit every configuration once per fold and pool its held-out predictions.
+    """Fit every configuration on the folds in order and pool its held-out predictions.
 
     Args:
-        specs: the configurations.
+        specs: the configurations (a ``parent`` before its children).
         X: (N, D) features.
         y: (N,) class indices ``0 .. C-1``.
         folds: validation index arrays that cover ``0 .. N-1`` once.
-        n_jobs: worker processes for the (configuration, fold) fits (see
+        n_jobs: worker processes for the fits of one fold (see
             :func:`dlsa.engine.parallel.worker_count`); None or 1 fits them here, one after
             the other.
+        behind: after every fold but the last, drops the configurations it calls
+            clearly behind; None fits every configuration on every fold.
 
     Returns:
-        Per configuration, its candidates (one per variant) and fitted fold cascades, or
-        the :class:`TrainingDivergedError` of its first fold whose training diverged.
+        Per configuration, its candidates (one per variant; a dropped configuration's
+        hold the folds it saw in ``seen``) and fitted fold cascades, or the
+        :class:`TrainingDivergedError` of its first fold whose training diverged.
     """
     every = np.arange(len(y))
-    jobs = [
-        (
-            spec.params,
-            spec.variants,
-            None if spec.donors is None else spec.donors[f],
-            X,
-            y,
-            np.setdiff1d(every, val_idx, assume_unique=True),
-            val_idx,
-        )
-        for spec in specs
-        for f, val_idx in enumerate(folds)
+    tracks = [_Track() for _ in specs]
+    for f, val_idx in enumerate(folds):
+        fit_idx = np.setdiff1d(every, val_idx, assume_unique=True)
+        for wave in _waves(specs, [i for i, t in enumerate(tracks) if t.alive]):
+            jobs = [
+                (specs[i].params, specs[i].variants, _donor(specs, tracks, i, f), X, y,
+                 fit_idx, val_idx)
+                for i in wave
+            ]  # fmt: skip
+            for i, result in zip(wave, run_jobs(_fit_fold, jobs, n_jobs), strict=True):
+                tracks[i].results.append(result)
+                tracks[i].error = result.error
+        if behind is not None and f + 1 < len(folds):
+            pooled = [
+                _pool(t, folds, spec, len(y))[0] if t.alive else None
+                for t, spec in zip(tracks, specs, strict=True)
+            ]
+            for i in behind(pooled):
+                tracks[i].dropped = True
+    return [
+        t.error or _pool(t, folds, spec, len(y)) for t, spec in zip(tracks, specs, strict=True)
     ]
-    results = run_jobs(_fit_fold, jobs, n_jobs)
-    n = len(folds)
-    per_spec = [results[i * n : (i + 1) * n] for i in range(len(specs))]
-    return [_pool(r, folds, spec, len(y)) for r, spec in zip(per_spec, specs, strict=True)]
 
 
 def _pool(
-    results: list[_FoldResult], folds: Sequence[np.ndarray], spec: FoldSpec, n: int
-) -> tuple[list[Candidate], list[Cascade]] | TrainingDivergedError:
-    """One configuration's candidates from its fold results, in variant order."""
-    for result in results:
-        if result.error is not None:
-            return result.error
+    track: _Track, folds: Sequence[np.ndarray], spec: FoldSpec, n: int
+) -> tuple[list[Candidate], list[Cascade]]:
+    """One configuration's candidates from its fold results so far, in variant order."""
     preds: dict[str, np.ndarray] = {}
     stages: dict[str, np.ndarray] = {}
     named: dict[str, dict[str, Any]] = {}
-    for result, val_idx in zip(results, folds, strict=True):
+    for result, val_idx in zip(track.results, folds, strict=False):
         for name, cand_params, labels, stage in result.scored:
             preds.setdefault(name, np.zeros(n, dtype=np.int64))[val_idx] = labels
             stages.setdefault(name, np.zeros(n, dtype=np.int64))[val_idx] = stage
             named[name] = cand_params
-    models = [r.model for r in results if r.model is not None]
+    seen = None
+    if len(track.results) < len(folds):
+        seen = np.zeros(n, dtype=bool)
+        seen[np.concatenate(folds[: len(track.results)])] = True
+    models = [r.model for r in track.results if r.model is not None]
     deep = spec.params["depth"] > 0
-    out = [Candidate(k, named[k], preds[k], stages[k] if deep else None, models) for k in named]
+    out = [
+        Candidate(k, named[k], preds[k], stages[k] if deep else None, models, seen) for k in named
+    ]
     return out, models
 
 

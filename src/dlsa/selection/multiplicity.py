@@ -60,6 +60,43 @@ def gain_covariance(
     return means.sum(axis=1) / c, (cov_c / n).sum(axis=2) / c**2
 
 
+def nested_gain_correlation(
+    preds: np.ndarray, seen: np.ndarray, ref: np.ndarray, y: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Correlation (m, m) of the paired gains of m candidates that predicted nested sets
+    of samples (those dropped after a fold predicted that fold's samples only): each
+    pair's correlation is estimated on the samples both predicted. The diagonal is 1, or
+    0 for a candidate whose gain has no variance on its own samples (then
+    :func:`max_t_threshold`, which takes it as a covariance, leaves it out).
+
+    Args:
+        preds: (m, N) predictions (any value where not seen).
+        seen: (m, N) True where a candidate predicted; the rows are nested sets.
+        ref: (N,) predictions of the reference (every sample).
+        y: (N,) labels.
+        n_classes: C.
+
+    Raises:
+        ValueError: if the sets are not nested.
+    """
+    sizes = seen.sum(axis=1)
+    corr = np.zeros((len(preds), len(preds)))
+    for size in np.unique(sizes):
+        members = np.flatnonzero(sizes >= size)
+        rows = seen[np.flatnonzero(sizes == size)[0]]
+        if not seen[np.ix_(members, rows)].all():
+            raise ValueError("the candidates' predicted samples are not nested sets")
+        _, cov = gain_covariance(preds[np.ix_(members, rows)], ref[rows], y[rows], n_classes)
+        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        scale = np.outer(sd, sd)
+        level = np.divide(cov, scale, out=np.zeros_like(cov), where=scale > 0)
+        pair = np.minimum.outer(sizes[members], sizes[members]) == size
+        block = corr[np.ix_(members, members)]
+        block[pair] = level[pair]
+        corr[np.ix_(members, members)] = block
+    return corr
+
+
 def max_t_threshold(
     cov: np.ndarray, level: float = 0.95, n_draws: int = 20000, seed: int = 0
 ) -> float:

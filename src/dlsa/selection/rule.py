@@ -24,7 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlsa.config import to_dict
-from dlsa.selection.multiplicity import gain_covariance, max_t_threshold
+from dlsa.selection.multiplicity import (
+    gain_covariance,
+    max_t_threshold,
+    nested_gain_correlation,
+)
 
 if TYPE_CHECKING:
     from dlsa.cascade import Cascade
@@ -40,6 +44,8 @@ class Candidate:
         pred: (N,) out-of-fold predicted class index of every training sample.
         stage: (N,) out-of-fold stage of every sample (DLSA candidates), else None.
         models: the fitted fold cascades (shared by the variants of one training).
+        seen: (N,) True for the samples predicted so far, when the candidate was dropped
+            before its last fold (:mod:`dlsa.selection.folds`); None: every sample.
     """
 
     name: str
@@ -47,6 +53,11 @@ class Candidate:
     pred: np.ndarray
     stage: np.ndarray | None = None
     models: list[Cascade] | None = None
+    seen: np.ndarray | None = None
+
+    def rows(self, n: int) -> np.ndarray:
+        """(N,) mask of the samples this candidate predicted (of N)."""
+        return np.ones(n, dtype=bool) if self.seen is None else self.seen
 
 
 def describe(params: dict[str, Any]) -> str:
@@ -173,29 +184,34 @@ def choose(
         >>> choose([ref, Candidate("b", {}, noisy)], y, 2, margin=2.0, min_gain=0.0)[0]
         0
     """
-    scores = [balanced_accuracy(c.pred, y, n_classes) for c in candidates]
     tail = rarer_half(y, n_classes, counts)
     ref = candidates[0].pred
     bar = family_margin(candidates, y, n_classes, margin, multiplicity)
     rows = []
     for i, cand in enumerate(candidates):
-        gain, se = paired_gain(cand.pred, ref, y, n_classes)
-        tail_gain, tail_se = paired_gain(cand.pred[tail], ref[tail], y[tail], n_classes)
+        seen = cand.rows(len(y))
+        score = balanced_accuracy(cand.pred[seen], y[seen], n_classes)
+        gain, se = paired_gain(cand.pred[seen], ref[seen], y[seen], n_classes)
+        part = seen & tail
+        tail_gain, tail_se = paired_gain(cand.pred[part], ref[part], y[part], n_classes)
         clear = gain > max(bar * se, min_gain)
         rows.append(
             {
                 "name": cand.name,
                 "params": jsonable(cand.params),
-                "balanced_accuracy": scores[i],
+                "balanced_accuracy": score,
                 "gain": gain,
                 "se": se,
                 "tail_gain": tail_gain,
                 "tail_se": tail_se,
-                "eligible": i == 0 or (clear and tail_gain >= 0.0),
+                "eligible": i == 0 or (cand.seen is None and clear and tail_gain >= 0.0),
                 "chosen": False,
                 "margin": bar,
+                "n_scored": int(seen.sum()),
+                "dropped": cand.seen is not None,
             }
         )
+    scores = [row["balanced_accuracy"] if not row["dropped"] else -np.inf for row in rows]
     eligible = [i for i, row in enumerate(rows) if row["eligible"]]
     best = max(eligible, key=lambda i: (scores[i], -i))  # the simplest of equal scores
     top = int(np.argmax(scores))
@@ -234,14 +250,59 @@ def family_margin(
 ) -> float:
     """Standard errors a departure from the reference (the first candidate) must clear:
     ``margin``, or with ``rule="max-t"`` at least the max-t threshold of all the
-    departures' gains."""
+    departures' gains, dropped ones included (their correlations estimated on the
+    samples they predicted: :func:`~dlsa.selection.multiplicity.nested_gain_correlation`)."""
     if rule == "per-candidate" or len(candidates) < 2:
         return margin
     if rule != "max-t":
         raise ValueError(f"multiplicity must be 'per-candidate' or 'max-t', got {rule!r}")
     preds = np.stack([c.pred for c in candidates[1:]])
-    _, cov = gain_covariance(preds, candidates[0].pred, y, n_classes)
+    if all(c.seen is None for c in candidates):
+        _, cov = gain_covariance(preds, candidates[0].pred, y, n_classes)
+    else:
+        seen = np.stack([c.rows(len(y)) for c in candidates[1:]])
+        cov = nested_gain_correlation(preds, seen, candidates[0].pred, y, n_classes)
     return max(margin, max_t_threshold(cov))
+
+
+def clearly_behind(
+    cands: Sequence[Candidate],
+    ref: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    z: float,
+    counts: np.ndarray | None = None,
+) -> bool:
+    """Whether every candidate (of one training) is clearly behind the reference on the
+    samples it has predicted: its paired gain, or its gain on the rarer half of the
+    classes, below ``-z`` standard errors. Such a candidate cannot be eligible unless
+    its remaining folds reverse the sign of what it showed so far.
+
+    Args:
+        cands: candidates whose ``seen`` marks the samples predicted so far.
+        ref: (N,) the reference's predictions (every sample).
+        y: (N,) labels.
+        n_classes: C.
+        z: standard errors.
+        counts: (C,) training counts that define the rarer half (see :func:`rarer_half`).
+
+    Example:
+        >>> y = np.repeat([0, 1], 50)
+        >>> bad = y.copy(); bad[:20] = 1
+        >>> clearly_behind([Candidate("b", {}, bad)], y, y, 2, z=2.0)
+        True
+    """
+    tail = rarer_half(y, n_classes, counts)
+
+    def behind(cand: Candidate) -> bool:
+        seen = cand.rows(len(y))
+        for part in (seen, seen & tail):
+            gain, se = paired_gain(cand.pred[part], ref[part], y[part], n_classes)
+            if se > 0 and gain < -z * se:
+                return True
+        return False
+
+    return all(behind(c) for c in cands)
 
 
 def jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from dlsa.cascade import Cascade
-from dlsa.config import DLSAConfig, SelectionConfig
+from dlsa.config import DLSAConfig, FilterConfig, SelectionConfig
 from dlsa.engine.splits import append_validation, stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.selection.folds import FoldSpec, Variants, fold_candidates, out_of_fold
-from dlsa.selection.rule import Candidate, choose, describe
+from dlsa.selection.rule import Candidate, choose, clearly_behind, describe
 from dlsa.stage2.bases import BASES, make_base
 
 logger = logging.getLogger(__name__)
@@ -84,11 +84,25 @@ class Evidence:
         X_all, y_all, rows = append_validation(X, y, val)
         return cls(X_all, y_all, [rows], rows, counts, "validation")
 
+    def behind(self, pooled: list[list[Candidate] | None], ref: np.ndarray, z: float) -> list[int]:
+        """Indices of the configurations (but the first of the base round, the
+        reference) whose candidates are all clearly behind the reference predictions
+        ``ref`` (N',) on the folds so far (:func:`~dlsa.selection.rule.clearly_behind`)."""
+        n_classes = len(self.counts)
+        return [
+            i
+            for i, cands in enumerate(pooled)
+            if cands is not None
+            and cands[0].pred is not ref
+            and clearly_behind(cands, ref, self.y, n_classes, z, self.counts)
+        ]
+
     def scored_candidates(self, found: list[Candidate]) -> list[Candidate]:
         """The candidates' predictions and stages on the scored rows only."""
         for cand in found:
             cand.pred = cand.pred[self.scored]
             cand.stage = None if cand.stage is None else cand.stage[self.scored]
+            cand.seen = None if cand.seen is None else cand.seen[self.scored]
         return found
 
 
@@ -152,7 +166,13 @@ def select_base(
     ]
     candidates: list[Candidate] = []
     skipped: list[dict[str, str]] = []
-    results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"))
+
+    def behind(pooled: list[list[Candidate] | None]) -> list[int]:
+        ref = pooled[0]
+        return [] if ref is None else ev.behind(pooled, ref[0].pred, cfg.drop_behind)
+
+    judge = behind if cfg.drop_behind is not None else None
+    results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge)
     for over, spec, result in zip(overs, specs, results, strict=True):
         if isinstance(result, TrainingDivergedError):
             if not candidates:  # the reference must train
@@ -186,38 +206,53 @@ def select_dlsa(
     alone = Candidate(describe(fixed | {"depth": 0}), {"depth": 0}, base.pred)
     candidates = [alone]
     flt = params["flow_filter"]
-    donors: dict[float, list[Cascade]] = {}
+    overs, specs = dlsa_specs(fixed, flt, params["depth"], cfg.proportions, base_models)
     skipped: list[dict[str, str]] = []
-    for depth in range(1, params["depth"] + 1):
-        shares = [p for p in cfg.proportions if depth == 1 or p < 0.9]  # 0.9+: nothing left
-        # depth 1: the first share trains the filters (reusing the base's fold models),
-        # the other shares reuse them; depth d reuses the filters of depth d - 1
-        batches = [shares[:1], shares[1:]] if depth == 1 else [shares]
-        for k, batch in enumerate(batches):
-            overs = [
-                {"depth": depth, "flow_filter": dataclasses.replace(flt, proportion=share)}
-                for share in batch
-            ]
-            if depth > 1:
-                reuse = [donors.get(share) for share in batch]
-            else:  # the first share's fold models, once trained (else the base's)
-                reuse = [(donors.get(shares[0]) if k else None) or base_models] * len(batch)
-            specs = [FoldSpec(fixed | o, donors=r) for o, r in zip(overs, reuse, strict=True)]
-            results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"))
-            for over, share, result in zip(overs, batch, results, strict=True):
-                if isinstance(result, TrainingDivergedError):
-                    skipped.append(_skip(describe(fixed | over), result))
-                    continue
-                found, models = ev.scored_candidates(result[0]), result[1]
-                found[0].params = over
-                candidates.extend(found)
-                donors[share] = models
-                logger.info("selection: %s scored", found[0].name)
+
+    def behind(pooled: list[list[Candidate] | None]) -> list[int]:
+        return ev.behind(pooled, base.pred, cfg.drop_behind)
+
+    judge = behind if cfg.drop_behind is not None else None
+    results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge)
+    for over, spec, result in zip(overs, specs, results, strict=True):
+        if isinstance(result, TrainingDivergedError):
+            skipped.append(_skip(describe(spec.params), result))
+            continue
+        found = ev.scored_candidates(result[0])
+        found[0].params = over
+        candidates.extend(found)
+        logger.info("selection: %s scored", found[0].name)
     chosen, record = _round("DLSA on the chosen base", candidates, ev, n_classes, cfg, start)
     for row, cand in zip(record["candidates"], candidates, strict=True):
-        row |= separation(cand.stage, ev.y_scored, tail)
+        seen = cand.rows(len(ev.y_scored))
+        stage = None if cand.stage is None else cand.stage[seen]
+        row |= separation(stage, ev.y_scored[seen], tail)
     record["skipped"] = skipped
     return chosen, record
+
+
+def dlsa_specs(
+    fixed: dict[str, Any],
+    flt: FilterConfig,
+    depth: int,
+    proportions: Sequence[float],
+    base_models: Sequence[Cascade] | None,
+) -> tuple[list[dict[str, Any]], list[FoldSpec]]:
+    """The DLSA candidates of depth 1 ... ``depth`` (every routed share; 0.9+ only at
+    depth 1: nothing is left below it) as fold configurations that reuse: depth 1's
+    first share reuses the base's fold models (``base_models``), the other shares its
+    filters, depth d the filters of depth d - 1 of the same share."""
+    overs: list[dict[str, Any]] = []
+    specs: list[FoldSpec] = []
+    index: dict[tuple[int, float], int] = {}
+    for d in range(1, depth + 1):
+        for share in [p for p in proportions if d == 1 or p < 0.9]:
+            over = {"depth": d, "flow_filter": dataclasses.replace(flt, proportion=share)}
+            parent = index.get((d - 1, share)) if d > 1 else (index.get((1, proportions[0])))
+            index[(d, share)] = len(specs)
+            overs.append(over)
+            specs.append(FoldSpec(fixed | over, donors=base_models, parent=parent))
+    return overs, specs
 
 
 def _skip(name: str, err: Exception) -> dict[str, str]:
@@ -275,6 +310,8 @@ def select(
     cfg: SelectionConfig = params["selection"]
     if cfg.folds < 2:
         raise ValueError(f"selection.folds must be >= 2, got {cfg.folds}")
+    if cfg.drop_behind is not None and not cfg.drop_behind > 0:
+        raise ValueError(f"selection.drop_behind must be > 0 or None, got {cfg.drop_behind}")
     start = time.perf_counter()
     source = "out-of-fold" if val is None else "validation"
     if params["base"] != "auto" and params["depth"] == 0:
