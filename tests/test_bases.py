@@ -335,6 +335,30 @@ def test_m2m_translation_moves_seeds_towards_the_target_class(easy, m2m_models):
     assert float(after.mean()) > 5 * float(before.mean())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_m2m_closed_form_gradient_is_autograds_bit_for_bit(easy, m2m_models, dtype):
+    """The translation's gradient without autograd (linear heads) equals the autograd
+    gradient of ``CE(g(x), k) + lam * mean f_k0(x)`` exactly, on random points and
+    batch sizes."""
+    from dlsa.stage2.bases.m2m import _LinearGradient, _stage_logits
+
+    g, f = (m.to(dtype) for m in m2m_models)
+    gen = torch.Generator().manual_seed(0)
+    for n in (1, 7, 97, 256):
+        x = 3 * torch.randn(n, 16, generator=gen, dtype=dtype)
+        k = torch.randint(0, 6, (n,), generator=gen)
+        k0 = torch.randint(0, 6, (n,), generator=gen)
+        lam = float(torch.rand((), generator=gen))
+        xa = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(_stage_logits(g, xa, None), k)
+        loss = loss + lam * _stage_logits(f, xa, None).gather(1, k0[:, None]).mean()
+        (expected,) = torch.autograd.grad(loss, [xa])
+        closed = _LinearGradient.of(g, f, x, k0, k, lam)
+        assert closed is not None
+        assert torch.equal(closed(x, None), expected)
+    assert _LinearGradient.of(g, f, x.half(), k0, k, lam) is None  # autograd path
+
+
 @pytest.mark.parametrize(("gamma", "beta"), [(0.0, 0.0), (0.5, 0.999)])
 def test_m2m_rejected_slots_keep_their_real_minority_samples(easy, m2m_models, gamma, beta):
     g, f = m2m_models

@@ -21,7 +21,7 @@ from dlsa.config import HeadConfig
 from dlsa.engine import rng
 from dlsa.engine.precision import at_least_float32
 from dlsa.stage2.bases._base import BaseMethod, StageData, class_balanced_order, run_phase
-from dlsa.stage2.classifiers import Prior, StageClassifier
+from dlsa.stage2.classifiers import LinearHead, Prior, StageClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -95,13 +95,67 @@ def translate(
     noise = noise.to(seeds)
     norm = noise.norm(dim=1, keepdim=True).clamp_min(1e-12)
     x = seeds + noise * (radius / norm).clamp_max(1.0)
+    linear = _LinearGradient.of(g, f, x, seed_class, target, lam)
     for _ in range(n_steps):
-        x = x.detach().requires_grad_(True)
-        loss = F.cross_entropy(_stage_logits(g, x, prior), target)
-        loss = loss + lam * _stage_logits(f, x, prior).gather(1, seed_class[:, None]).mean()
-        (grad,) = torch.autograd.grad(loss, [x])
+        if linear is not None:
+            grad = linear(x, prior)
+        else:
+            x = x.detach().requires_grad_(True)
+            loss = F.cross_entropy(_stage_logits(g, x, prior), target)
+            loss = loss + lam * _stage_logits(f, x, prior).gather(1, seed_class[:, None]).mean()
+            (grad,) = torch.autograd.grad(loss, [x])
         x = x - step * grad / (grad.norm(dim=1, keepdim=True) + 1e-10)
     return x.detach()
+
+
+@dataclass(frozen=True)
+class _LinearGradient:
+    """The gradient (S, D) of ``CE(g(x), k) + lam * mean f_{k0}(x)`` with respect to x
+    (S, D) for linear heads, without autograd: ``dCE/dlogits @ W_g + (lam / S) W_f[k0]``.
+
+    Every operation is the one autograd runs (the log-softmax backward kernel included),
+    so the result is bit for bit the autograd gradient (tested). It skips f's forward
+    pass and the graph, and computes the f term, which does not depend on x, once.
+    """
+
+    g: StageClassifier
+    nll: Tensor
+    """(S, C) gradient of the mean negative log-likelihood w.r.t. log-probabilities."""
+    f_term: Tensor
+    """(S, D) gradient of the f term."""
+
+    @classmethod
+    def of(
+        cls,
+        g: StageClassifier,
+        f: StageClassifier,
+        x: Tensor,
+        seed_class: Tensor,
+        target: Tensor,
+        lam: float,
+    ) -> _LinearGradient | None:
+        """The closed form for these classifiers, or None when a head is not linear in
+        its (float32 / float64) inputs up to terms that do not depend on them (cluster
+        prior branch, offset)."""
+        linear = all(type(m.head) is LinearHead and m.twin is None for m in (g, f))
+        if not (linear and x.dtype in (torch.float32, torch.float64)):
+            return None
+        if g.head.weight.dtype != x.dtype or f.head.weight.dtype != x.dtype:
+            return None
+        n, n_classes = x.shape[0], g.n_classes
+        one = torch.ones((), dtype=x.dtype, device=x.device)
+        with torch.no_grad():
+            zeros = torch.zeros(n, n_classes, dtype=x.dtype, device=x.device)
+            nll = zeros.scatter(1, target[:, None], (-(one / n)).expand(n, 1))
+            d_f = zeros.scatter(1, seed_class[:, None], (one * lam / n).expand(n, 1))
+            return cls(g, nll, d_f.mm(f.head.weight))
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, prior: Prior | None) -> Tensor:
+        """The gradient (S, D) at x (S, D)."""
+        out = torch.log_softmax(_stage_logits(self.g, x, prior), dim=1)
+        d_logits = torch.ops.aten._log_softmax_backward_data(self.nll, out, 1, out.dtype)
+        return d_logits.mm(self.g.head.weight) + self.f_term
 
 
 @dataclass(frozen=True)
