@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from dlsa.engine.training import OptimSettings, minibatches, train_epochs
 
@@ -72,3 +73,34 @@ def test_optimiser_settings_come_from_the_config_fields_of_the_same_name():
     settings = OptimSettings.of(flt, min_batch=2)
     assert settings == OptimSettings(4, 16, 0.3, 0.1, 0.0, 2.0, False, 2)
     assert OptimSettings.of(head, lr=1.0, epochs=2).lr == 1.0
+
+
+@pytest.mark.parametrize(("momentum", "weight_decay"), [(0.0, 0.0), (0.9, 5e-4), (0.5, 0.0)])
+def test_sgd_is_torch_sgd_bit_for_bit(momentum, weight_decay):
+    """The lean SGD of the training loop gives exactly the parameters of
+    ``torch.optim.SGD`` over 50 steps with a changing learning rate and a parameter
+    that gets no gradient."""
+    from dlsa.engine.training import SGD
+
+    def run(lean: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        layer, unused = nn.Linear(6, 4), nn.Parameter(torch.ones(3))
+        params = [*layer.parameters(), unused]
+        if lean:
+            opt = SGD(params, lr=0.1, momentum=momentum, weight_decay=weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=0.1, momentum=momentum, weight_decay=weight_decay)
+        x, y = torch.randn(32, 6), torch.randint(0, 4, (32,))
+        for step in range(50):
+            lr = 0.1 * (1 - step / 50)
+            if lean:
+                opt.lr = lr
+            else:
+                opt.param_groups[0]["lr"] = lr
+            opt.zero_grad()
+            nn.functional.cross_entropy(layer(x[step % 4 :: 4]), y[step % 4 :: 4]).backward()
+            opt.step()
+        return [p.detach() for p in params]
+
+    for lean, ref in zip(run(True), run(False), strict=True):
+        assert torch.equal(lean, ref)

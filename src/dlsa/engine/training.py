@@ -21,6 +21,7 @@ from dlsa.engine.precision import at_least_float32, step_precision
 from dlsa.engine.rng import torch_generator
 
 __all__ = [
+    "SGD",
     "OptimSettings",
     "TrainHistory",
     "minibatches",
@@ -107,6 +108,50 @@ def minibatches(order: Tensor, batch_size: int, min_batch: int = 1) -> Iterator[
             yield batch
 
 
+class SGD:
+    """Stochastic gradient descent with momentum and weight decay: the update of
+    ``torch.optim.SGD`` (dampening 0, no Nesterov) without its per-step bookkeeping
+    (hooks, profiler records, parameter groups), which costs a third of a step of a
+    small linear head on the CPU. Bit for bit the same parameters (tested).
+
+    Attributes:
+        lr: learning rate of the next :meth:`step` (the caller anneals it).
+    """
+
+    def __init__(
+        self, params: list[nn.Parameter], lr: float, momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:  # fmt: skip
+        self.params, self.lr = params, lr
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.buffers: list[Tensor | None] = [None] * len(params)
+
+    def zero_grad(self) -> None:
+        """Drop the gradients (``set_to_none``)."""
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """``g = grad + wd * p``; ``b = g`` (first step) or ``m * b + g``; ``p -= lr * b``
+        (with momentum; else ``p -= lr * g``). Parameters without a gradient are left
+        alone."""
+        for i, p in enumerate(self.params):
+            grad = p.grad
+            if grad is None:
+                continue
+            if self.weight_decay != 0:
+                grad = grad.add(p, alpha=self.weight_decay)
+            if self.momentum != 0:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = self.buffers[i] = torch.clone(grad).detach()
+                else:
+                    buf.mul_(self.momentum).add_(grad, alpha=1)
+                grad = buf
+            p.add_(grad, alpha=-self.lr)
+
+
 def _cosine_lr(base: float, step: int, total: int) -> float:
     return 0.5 * base * (1.0 + math.cos(math.pi * step / max(total, 1)))
 
@@ -139,7 +184,7 @@ def train_epochs(
     """
     params = [p for p in parameters if p.requires_grad]
     device = params[0].device if params else torch.device("cpu")
-    optimizer = torch.optim.SGD(
+    optimizer = SGD(
         params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
     )
     history = TrainHistory()
@@ -155,15 +200,14 @@ def train_epochs(
         total_loss, n_batches = None, 0  # summed on the loss's device, read once per epoch
         for batch in minibatches(order, settings.batch_size, settings.min_batch):
             if settings.cosine:
-                for group in optimizer.param_groups:
-                    group["lr"] = _cosine_lr(settings.lr, step, total)
+                optimizer.lr = _cosine_lr(settings.lr, step, total)
             with step_precision(settings.precision, device):
                 loss = at_least_float32(step_loss(batch))
             if not torch.isfinite(loss):
                 history.diverged_epoch = epoch
                 logger.warning("%s: non-finite loss in epoch %d; training stopped", desc, epoch)
                 return history
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             if settings.grad_clip is not None:
                 nn.utils.clip_grad_norm_(params, settings.grad_clip)
