@@ -461,3 +461,67 @@ def test_constant_schedule_keeps_the_lr_fixed_in_every_phase(lt_data, monkeypatc
         assert lrs and set(lrs) <= phase_lrs
     else:
         assert any(lr not in phase_lrs for lr in lrs)
+
+
+# ------------------------------------------------------------ shared plain phase
+PLAIN = ("ce", "logit-adjust", "lws", "m2m")
+
+
+def plain_phase_weights(lt_data, name: str, monkeypatch) -> list[torch.Tensor]:
+    """The linear weights and bias of ``name``'s first phase (stopped right after it)."""
+    import dlsa.stage2.bases._base as base_module
+
+    class Stop(Exception):
+        pass
+
+    real = base_module.train_epochs
+
+    def first_only(params, *args, **kwargs):
+        real(params, *args, **kwargs)
+        raise Stop([p.detach().clone() for p in params])
+
+    monkeypatch.setattr(base_module, "train_epochs", first_only)
+    method = make_base(name)
+    data = stage_data(lt_data, with_prior=False, dtype=torch.float32)
+    model = method.build(8, 30, use_prior=False, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(Stop) as stop:
+        method.fit(model, data, HEAD, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(base_module, "train_epochs", real)
+    return stop.value.args[0]
+
+
+def test_the_plain_first_phases_are_one_training(lt_data, monkeypatch):
+    """ce, logit-adjust, lws (phase 1) and m2m (g) train the same weights, bit for bit:
+    the contract that lets the selection train them once; the other methods do not
+    claim it."""
+    ce = plain_phase_weights(lt_data, "ce", monkeypatch)
+    for name in PLAIN[1:]:
+        for a, b in zip(plain_phase_weights(lt_data, name, monkeypatch), ce, strict=True):
+            assert torch.equal(a, b), name
+    assert {n for n in BASES if make_base(n).plain_phase} == set(PLAIN)
+
+
+def test_shared_phases_train_the_plain_phase_once_and_change_nothing(lt_data, monkeypatch):
+    import dlsa.stage2.bases._base as base_module
+    from dlsa.stage2.bases import shared_phases
+
+    data = stage_data(lt_data, with_prior=False, dtype=torch.float32)
+
+    def fitted(name: str) -> dict[str, torch.Tensor]:
+        method = make_base(name)
+        model = method.build(8, 30, use_prior=False, generator=torch.Generator().manual_seed(0))
+        method.fit(model, data, HEAD, torch.Generator().manual_seed(0))
+        return model.state_dict()
+
+    alone = {name: fitted(name) for name in PLAIN}
+    calls = []
+    real = base_module.train_epochs
+    monkeypatch.setattr(
+        base_module, "train_epochs", lambda *a, **k: calls.append(k.get("desc")) or real(*a, **k)
+    )
+    with shared_phases():
+        together = {name: fitted(name) for name in PLAIN}
+    assert len(calls) == 1 + 2  # one plain phase, then lws's scales and m2m's f
+    for name in PLAIN:
+        for key, value in alone[name].items():
+            assert torch.equal(together[name][key], value), (name, key)

@@ -30,6 +30,7 @@ from dlsa.cascade import Cascade, fit_cascade, resolve
 from dlsa.engine.parallel import run_jobs
 from dlsa.errors import TrainingDivergedError
 from dlsa.selection.rule import Candidate, describe
+from dlsa.stage2.bases import shared_phases
 
 __all__ = ["Behind", "FoldSpec", "Variants", "fold_candidates", "out_of_fold"]
 
@@ -54,12 +55,16 @@ class FoldSpec:
             when it has no fitted ``parent`` on that fold.
         parent: index of an earlier configuration of the same call whose fold cascade
             it reuses.
+        group: configurations of one group are fitted in one job per fold, inside
+            :func:`~dlsa.stage2.bases.shared_phases` (their common first phase is
+            trained once); None: a job of its own.
     """
 
     params: dict[str, Any]
     variants: Variants | None = None
     donors: Sequence[Cascade] | None = None
     parent: int | None = None
+    group: str | None = None
 
 
 @dataclass
@@ -109,6 +114,34 @@ def _fit_fold(
         pred, stage = variant.predict_and_route(X[val_idx])
         scored.append((name, cand_params, classes[pred], stage))
     return _FoldResult(cascade, scored)
+
+
+def _fit_together(
+    items: list[tuple[dict[str, Any], Variants | None, Cascade | None]],
+    X: np.ndarray,
+    y: np.ndarray,
+    fit_idx: np.ndarray,
+    val_idx: np.ndarray,
+) -> list[_FoldResult]:
+    """:func:`_fit_fold` of each (params, variants, donor), in one block of
+    :func:`~dlsa.stage2.bases.shared_phases`."""
+    with shared_phases():
+        return [_fit_fold(*item, X, y, fit_idx, val_idx) for item in items]
+
+
+def _jobs(specs: Sequence[FoldSpec], wave: list[int]) -> list[list[int]]:
+    """The wave's configurations as jobs: one per group, one per ungrouped one."""
+    jobs: list[list[int]] = []
+    where: dict[str, int] = {}
+    for i in wave:
+        key = specs[i].group
+        if key is None or key not in where:
+            if key is not None:
+                where[key] = len(jobs)
+            jobs.append([i])
+        else:
+            jobs[where[key]].append(i)
+    return jobs
 
 
 def _as_fitted(params: dict[str, Any]) -> Variants:
@@ -176,14 +209,16 @@ def fold_candidates(
     for f, val_idx in enumerate(folds):
         fit_idx = np.setdiff1d(every, val_idx, assume_unique=True)
         for wave in _waves(specs, [i for i, t in enumerate(tracks) if t.alive]):
+            groups = _jobs(specs, wave)
             jobs = [
-                (specs[i].params, specs[i].variants, _donor(specs, tracks, i, f), X, y,
-                 fit_idx, val_idx)
-                for i in wave
+                ([(specs[i].params, specs[i].variants, _donor(specs, tracks, i, f))
+                  for i in group], X, y, fit_idx, val_idx)
+                for group in groups
             ]  # fmt: skip
-            for i, result in zip(wave, run_jobs(_fit_fold, jobs, n_jobs), strict=True):
-                tracks[i].results.append(result)
-                tracks[i].error = result.error
+            for group, results in zip(groups, run_jobs(_fit_together, jobs, n_jobs), strict=True):
+                for i, result in zip(group, results, strict=True):
+                    tracks[i].results.append(result)
+                    tracks[i].error = result.error
         if behind is not None and f + 1 < len(folds):
             pooled = [
                 _pool(t, folds, spec, len(y))[0] if t.alive else None

@@ -161,7 +161,11 @@ def select_base(
     fixed = params | {"selection": None, "depth": 0}
     overs = [{"base": name, "base_params": {}} for name in cfg.bases]
     specs = [
-        FoldSpec(fixed | over, tau_variants(over["base"], cfg.tau_grid) if _tau(over) else None)
+        FoldSpec(
+            fixed | over,
+            tau_variants(over["base"], cfg.tau_grid) if _tau(over) else None,
+            group="plain" if make_base(over["base"]).plain_phase else None,
+        )
         for over in overs
     ]
     candidates: list[Candidate] = []

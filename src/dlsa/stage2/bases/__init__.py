@@ -18,6 +18,7 @@ from dlsa.stage2.bases._base import (
     frozen,
     run_phase,
     seeded,
+    shared_phases,
 )
 from dlsa.stage2.bases.balsoftmax import BalancedSoftmax
 from dlsa.stage2.bases.cbs import ClassBalancedSampling
@@ -95,4 +96,5 @@ __all__ = [
     "make_base",
     "run_phase",
     "seeded",
+    "shared_phases",
 ]

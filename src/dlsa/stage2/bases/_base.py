@@ -18,8 +18,11 @@ Multi-phase methods (``tau-norm``, ``lws``, ``m2m``, ``ride``) run each phase th
 
 from __future__ import annotations
 
+import copy
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -44,7 +47,12 @@ __all__ = [
     "frozen",
     "run_phase",
     "seeded",
+    "shared_phases",
 ]
+
+_SHARED: ContextVar[dict[bytes, tuple[list[Tensor], Tensor, TrainHistory]] | None] = ContextVar(
+    "dlsa_shared_phases", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,46 @@ class StageData:
         return torch.cat(parts)
 
 
+@contextmanager
+def shared_phases() -> Iterator[None]:
+    """Inside the block, a plain cross-entropy phase (:attr:`BaseMethod.plain_phase`)
+    that repeats one already run in the block (same initial parameters, input
+    statistics, data, settings and generator state) is not trained again: the first
+    run's parameters, generator state and history are copied. The model selection fits
+    ``ce``, ``logit-adjust``, ``lws`` and ``m2m`` of one fold in one block: their first
+    phase is one training (tested bit for bit against training each)."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _phase_key(
+    params: list[nn.Parameter],
+    model: StageClassifier,
+    data: StageData,
+    settings: OptimSettings,
+    generator: torch.Generator,
+) -> bytes | None:
+    """A digest of everything a plain phase's result depends on, or None when the phase
+    is not shareable (a cluster prior, a residual offset, inputs in host memory)."""
+    if (
+        data.prior is not None
+        or model.offset_model is not None
+        or not torch.is_tensor(data.inputs)
+    ):
+        return None
+    digest = hashlib.blake2b(repr(settings).encode(), digest_size=32)
+    digest.update(generator.get_state().numpy().tobytes())
+    tensors = [data.inputs, data.target, data.counts, model.input_mean, model.input_std, *params]
+    for t in tensors:
+        t = t.detach()
+        digest.update(repr((tuple(t.shape), t.dtype, t.device.type)).encode())
+        digest.update(t.cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.digest()
+
+
 def run_phase(
     parameters: Iterable[nn.Parameter],
     step_loss: Callable[[Tensor], Tensor],
@@ -93,22 +141,36 @@ def run_phase(
     method: str,
     progress: bool = False,
     desc: str = "classifier",
+    shared: tuple[StageClassifier, StageData, torch.Generator] | None = None,
 ) -> TrainHistory:
     """One training phase of a base method: :func:`~dlsa.engine.training.train_epochs` that
-    raises instead of returning a diverged run.
+    raises instead of returning a diverged run. ``shared`` = (model, data, generator)
+    of a plain cross-entropy phase makes it reusable inside :func:`shared_phases`.
 
     Raises:
         TrainingDivergedError: if the loss became non-finite.
     """
-    history = train_epochs(
-        parameters, step_loss, epoch_order, settings, progress=progress, desc=desc
-    )
+    params = list(parameters)
+    cache, key = _SHARED.get(), None
+    if shared is not None and cache is not None:
+        key = _phase_key(params, *shared[:2], settings, shared[2])
+        if key is not None and key in cache:
+            values, state, history = cache[key]
+            with torch.no_grad():
+                for p, v in zip(params, values, strict=True):
+                    p.copy_(v)
+            shared[2].set_state(state)
+            return copy.deepcopy(history)
+    history = train_epochs(params, step_loss, epoch_order, settings, progress=progress, desc=desc)
     if history.diverged_epoch is not None:
         raise TrainingDivergedError(
             f"{desc}: the {method} loss became non-finite in epoch "
             f"{history.diverged_epoch}; lower the head learning rate (--head.lr), or "
             "standardize features of a very large scale"
         )
+    if cache is not None and key is not None:
+        values = [p.detach().clone() for p in params]
+        cache[key] = (values, shared[2].get_state(), copy.deepcopy(history))  # type: ignore[index]
     return history
 
 
@@ -147,6 +209,24 @@ class BaseMethod:
     """Whether the logits are trained for a balanced test set (they estimate the
     posterior under the uniform prior); plain cross-entropy's carry the training prior
     (:mod:`dlsa.cascade.test_prior`)."""
+    plain_head: ClassVar[bool] = False
+    """Set True by a method whose head computes, in :meth:`train` (its first phase), the
+    same logits from the same initial weights as ``ce``'s linear head (``ce``,
+    ``logit-adjust``, ``lws``, ``m2m``; tested bit for bit). With the loss, batch order
+    and settings of this class it makes :attr:`plain_phase`."""
+
+    @property
+    def plain_phase(self) -> bool:
+        """Whether :meth:`train` is ``ce``'s training (plain cross-entropy on uniform
+        batches of the same linear head): such phases are trained once inside
+        :func:`shared_phases`."""
+        cls = type(self)
+        same = all(
+            getattr(cls, name) is getattr(BaseMethod, name)
+            for name in ("loss", "batch_loss", "epoch_order", "settings", "train")
+        )
+        return self.plain_head and same
+
     posthoc_params: ClassVar[tuple[str, ...]] = ()
     """Hyper-parameters that act only after training: a model trained with one value
     serves every value (:meth:`posthoc` applies it), which model selection exploits."""
@@ -221,6 +301,7 @@ class BaseMethod:
             method=self.name,
             progress=progress,
             desc=desc,
+            shared=(model, data, generator) if self.plain_phase else None,
         )
 
     def prepare(self, model: StageClassifier, data: StageData, config: HeadConfig) -> None:

@@ -13,4 +13,5 @@ class CrossEntropy(BaseMethod):
     """Linear classifier trained with softmax cross-entropy on uniformly drawn batches."""
 
     name: ClassVar[str] = "ce"
+    plain_head: ClassVar[bool] = True
     balanced: ClassVar[bool] = False  # cross-entropy on uniform batches: the training prior

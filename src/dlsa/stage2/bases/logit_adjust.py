@@ -56,6 +56,7 @@ class LogitAdjustment(BaseMethod):
     """
 
     name: ClassVar[str] = "logit-adjust"
+    plain_head: ClassVar[bool] = True
     posthoc_params: ClassVar[tuple[str, ...]] = ("tau",)
 
     tau: float = 1.0

@@ -54,6 +54,7 @@ class LearnableWeightScaling(BaseMethod):
     """
 
     name: ClassVar[str] = "lws"
+    plain_head: ClassVar[bool] = True
 
     def build_head(self, n_inputs: int, n_classes: int) -> nn.Module:
         """A :class:`ScaledLinearHead` with unit scales."""
@@ -83,6 +84,7 @@ class LearnableWeightScaling(BaseMethod):
             method=self.name,
             progress=progress,
             desc=f"{desc} (weights)",
+            shared=(model, data, generator) if self.plain_phase else None,
         )
         with frozen(first):
             run_phase(

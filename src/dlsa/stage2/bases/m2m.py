@@ -192,6 +192,7 @@ class MajorToMinor(BaseMethod):
     """
 
     name: ClassVar[str] = "m2m"
+    plain_head: ClassVar[bool] = True
 
     beta: float = 0.999
     """Seed-class selection / rejection parameter (Kim et al.; release README: 0.999)."""
