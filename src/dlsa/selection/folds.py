@@ -193,9 +193,9 @@ def fold_candidates(
         X: (N, D) features.
         y: (N,) class indices ``0 .. C-1``.
         folds: validation index arrays that cover ``0 .. N-1`` once.
-        n_jobs: worker processes for the fits of one fold (see
-            :func:`dlsa.engine.parallel.worker_count`); None or 1 fits them here, one after
-            the other.
+        n_jobs: worker processes for the fits of a fold (of every fold at once without
+            ``behind``; see :func:`dlsa.engine.parallel.worker_count`); None or 1 fits
+            them here, one after the other.
         behind: after every fold but the last, drops the configurations it calls
             clearly behind; None fits every configuration on every fold.
 
@@ -204,22 +204,12 @@ def fold_candidates(
         hold the folds it saw in ``seen``) and fitted fold cascades, or the
         :class:`TrainingDivergedError` of its first fold whose training diverged.
     """
-    every = np.arange(len(y))
     tracks = [_Track() for _ in specs]
-    for f, val_idx in enumerate(folds):
-        fit_idx = np.setdiff1d(every, val_idx, assume_unique=True)
-        for wave in _waves(specs, [i for i, t in enumerate(tracks) if t.alive]):
-            groups = _jobs(specs, wave)
-            jobs = [
-                ([(specs[i].params, specs[i].variants, _donor(specs, tracks, i, f))
-                  for i in group], X, y, fit_idx, val_idx)
-                for group in groups
-            ]  # fmt: skip
-            for group, results in zip(groups, run_jobs(_fit_together, jobs, n_jobs), strict=True):
-                for i, result in zip(group, results, strict=True):
-                    tracks[i].results.append(result)
-                    tracks[i].error = result.error
-        if behind is not None and f + 1 < len(folds):
+    # without dropping, every fold at once (the widest jobs for many workers)
+    stages = [list(range(len(folds)))] if behind is None else [[f] for f in range(len(folds))]
+    for stage in stages:
+        _fit_stage(specs, tracks, X, y, folds, stage, n_jobs)
+        if behind is not None and stage[-1] + 1 < len(folds):
             pooled = [
                 _pool(t, folds, spec, len(y))[0] if t.alive else None
                 for t, spec in zip(tracks, specs, strict=True)
@@ -229,6 +219,36 @@ def fold_candidates(
     return [
         t.error or _pool(t, folds, spec, len(y)) for t, spec in zip(tracks, specs, strict=True)
     ]
+
+
+def _fit_stage(
+    specs: Sequence[FoldSpec],
+    tracks: list[_Track],
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[np.ndarray],
+    stage: list[int],
+    n_jobs: int | None,
+) -> None:
+    """Fit the alive configurations on the folds ``stage``, wave after wave (a
+    configuration after the parent it reuses), every (job, fold) of a wave at once;
+    append each result to its track."""
+    every = np.arange(len(y))
+    for wave in _waves(specs, [i for i, t in enumerate(tracks) if t.alive]):
+        groups = _jobs(specs, wave)
+        jobs = [
+            ([(specs[i].params, specs[i].variants, _donor(specs, tracks, i, f)) for i in group],
+             X, y, np.setdiff1d(every, folds[f], assume_unique=True), folds[f])
+            for f in stage
+            for group in groups
+        ]  # fmt: skip
+        results = iter(run_jobs(_fit_together, jobs, n_jobs))
+        for _ in stage:
+            for group in groups:
+                for i, result in zip(group, next(results), strict=True):
+                    if tracks[i].error is None:
+                        tracks[i].results.append(result)
+                        tracks[i].error = result.error
 
 
 def _pool(
