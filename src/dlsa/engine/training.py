@@ -203,7 +203,7 @@ def train_epochs(
                 optimizer.lr = _cosine_lr(settings.lr, step, total)
             with step_precision(settings.precision, device):
                 loss = at_least_float32(step_loss(batch))
-            if not torch.isfinite(loss):
+            if not math.isfinite(loss.item()):
                 history.diverged_epoch = epoch
                 logger.warning("%s: non-finite loss in epoch %d; training stopped", desc, epoch)
                 return history

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from dlsa.config import HeadConfig
 from dlsa.engine.rng import randperm, seeded
-from dlsa.engine.rows import SCORE_CHUNK, Rows, gather
+from dlsa.engine.rows import SCORE_CHUNK, Rows, gather, take
 from dlsa.engine.sampling import class_balanced_order
 from dlsa.engine.training import OptimSettings, TrainHistory, train_epochs
 from dlsa.errors import TrainingDivergedError
@@ -82,8 +82,10 @@ class StageData:
     def batch(self, index: Tensor) -> StageData:
         """The minibatch of rows ``index`` (B,), its inputs (B, D_in) a tensor on the
         device (copied there when they live in host memory)."""
-        prior = None if self.prior is None else self.prior[index]
-        return StageData(gather(self.inputs, index), self.target[index], self.counts, prior)
+        prior = self.prior
+        if prior is not None:
+            prior = take(prior, index) if torch.is_tensor(prior) else prior[index]
+        return StageData(gather(self.inputs, index), take(self.target, index), self.counts, prior)
 
     def logits(self, model: nn.Module, size: int = SCORE_CHUNK) -> Tensor:
         """``model(inputs, prior)`` (N, C) of every row, ``size`` rows at a time."""
