@@ -52,7 +52,9 @@ def model_config(name: str, seed: int, default_record: dict | None = None) -> DL
         cfg = _chosen_base(default_record)
     elif name == "balsoftmax":
         cfg = DLSAConfig(depth=0, base="balsoftmax", selection=None)
-    elif name in ("default", "default-val"):  # default-val: decided on the set's val.h5
+    elif name in ("default", "default-val", "default-now"):
+        # default-val: decided on the set's val.h5; default-now: the default of this tree,
+        # beside "default" records cached by an older tree (runs/transfer-v3: 84c42e0)
         cfg = DLSAConfig()
     elif name == "paper":  # the headline preset (the release's PaCo + Balanced Softmax)
         cfg = get_preset("imagenet-lt")
@@ -229,9 +231,11 @@ def variant_table(out: Path, sets: list[str], seeds: list[int], panel: Path, nam
     """A candidate change of the default against the default, same sets and seeds: test
     accuracy (paired difference), few-shot difference, and what each chose."""
     lines = [
-        f"| set | default | {name} | {name} - default | few | default chose | {name} chose |",
-        "|---|--:|--:|--:|--:|---|---|",
+        f"| set | default | {name} | {name} - default | few | default chose | {name} chose "
+        f"| default s | {name} s | time ratio |",
+        "|---|--:|--:|--:|--:|---|---|--:|--:|--:|",
     ]
+    seconds = [0.0, 0.0]
     for s in sets:
         ref = [cached(out, s, "default", seed, panel) for seed in seeds]
         new = [cached(out, s, name, seed, panel) for seed in seeds]
@@ -244,7 +248,12 @@ def variant_table(out: Path, sets: list[str], seeds: list[int], panel: Path, nam
             "; ".join(r["chosen"] or "-" for r in ref),
             "; ".join(r["chosen"] or "-" for r in new),
         ]
+        t_ref, t_new = (sum(r["seconds"] for r in runs) for runs in (ref, new))
+        seconds = [seconds[0] + t_ref, seconds[1] + t_new]
+        cells += [f"{t_ref:.0f}", f"{t_new:.0f}", f"{t_ref / t_new:.2f}x"]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    total = f"{seconds[0]:.0f} | {seconds[1]:.0f} | {seconds[0] / max(seconds[1], 1e-9):.2f}x"
+    lines.append("| all | | | | | | | " + total + " |")
     return "\n".join(lines)
 
 
