@@ -317,14 +317,21 @@ def test_fold_fits_in_worker_processes_choose_the_same(data, monkeypatch):
 
 
 # ------------------------------------------------------------------ multiplicity (issue 21)
+def noisy_predictions(n: int, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (n,), a reference's predictions (n,) and three candidates' (3, n), each
+    right 70% of the time."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, n_classes, n)
+    ref = np.where(rng.random(n) < 0.7, y, (y + 1) % n_classes)
+    preds = np.stack([np.where(rng.random(n) < 0.7, y, (y + 2) % n_classes) for _ in range(3)])
+    return y, ref, preds
+
+
 def test_gain_covariance_matches_paired_gain_and_an_explicit_sum():
     from dlsa.selection.multiplicity import gain_covariance
     from dlsa.selection.rule import paired_gain
 
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 5, 300)
-    ref = np.where(rng.random(300) < 0.7, y, (y + 1) % 5)
-    preds = np.stack([np.where(rng.random(300) < 0.7, y, (y + 2) % 5) for _ in range(3)])
+    y, ref, preds = noisy_predictions(300, 5)
     gains, cov = gain_covariance(preds, ref, y, 5)
     for j in range(3):
         g, se = paired_gain(preds[j], ref, y, 5)
@@ -424,10 +431,7 @@ def test_a_dlsa_share_whose_parent_was_dropped_reuses_the_base_and_equals_its_ow
 def test_nested_correlation_is_the_full_correlation_when_every_candidate_saw_everything():
     from dlsa.selection.multiplicity import gain_covariance, nested_gain_correlation
 
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 4, 400)
-    ref = np.where(rng.random(400) < 0.7, y, (y + 1) % 4)
-    preds = np.stack([np.where(rng.random(400) < 0.7, y, (y + 2) % 4) for _ in range(3)])
+    y, ref, preds = noisy_predictions(400, 4)
     _, cov = gain_covariance(preds, ref, y, 4)
     sd = np.sqrt(np.diag(cov))
     everything = np.ones((3, 400), dtype=bool)
