@@ -131,17 +131,10 @@ def _fit_together(
 
 def _jobs(specs: Sequence[FoldSpec], wave: list[int]) -> list[list[int]]:
     """The wave's configurations as jobs: one per group, one per ungrouped one."""
-    jobs: list[list[int]] = []
-    where: dict[str, int] = {}
+    jobs: dict[str | int, list[int]] = {}
     for i in wave:
-        key = specs[i].group
-        if key is None or key not in where:
-            if key is not None:
-                where[key] = len(jobs)
-            jobs.append([i])
-        else:
-            jobs[where[key]].append(i)
-    return jobs
+        jobs.setdefault(specs[i].group or i, []).append(i)
+    return list(jobs.values())
 
 
 def _as_fitted(params: dict[str, Any]) -> Variants:
