@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Sequence
 from typing import Any
+
+import torch
 
 from dlsa._version import __version__
 from dlsa.analysis.pipeline import DemoSettings
@@ -26,8 +30,11 @@ from dlsa.cli.common import CLIError, Parser, one_line, setup_logging
 from dlsa.cli.flags import add_config_arguments, add_dataclass_arguments
 from dlsa.cli.train import add_train_command
 from dlsa.engine.parallel import BACKENDS, cluster
+from dlsa.engine.threads import free_threads
 from dlsa.errors import DLSAInputError
 from dlsa.stage2.bases import BASES
+
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +219,11 @@ def _add_output_flags(parser: argparse.ArgumentParser, default: Any) -> None:
         "--log-level", default=dflt(None), help="level of the root logger (INFO, DEBUG, ...)"
     )
     parser.add_argument(
+        "--threads", default=dflt("auto"), type=_threads,
+        help="torch threads: a number, or auto (torch's default less the cores other "
+        "processes keep busy; OMP_NUM_THREADS, if set, decides instead)",
+    )  # fmt: skip
+    parser.add_argument(
         "--debug", action="store_true", default=dflt(False),
         help="show the traceback of a user error too (bugs always show one)",
     )  # fmt: skip
@@ -264,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a bad flag (already reported)
         return done.code if isinstance(done.code, int) else 2
     setup_logging(args)
+    _set_threads(args.threads)
     previous = _terminate_as_exception()
     try:
         with cluster(getattr(args, "backend", "loky"), getattr(args, "scheduler", None)):
@@ -282,6 +295,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _threads(text: str) -> str | int:
+    """``--threads``: "auto" or a positive number."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be auto or a positive number, got {text!r}")
+    return int(text)
+
+
+def _set_threads(threads: str | int) -> None:
+    """torch's intra-op threads for this command (:mod:`dlsa.engine.threads`)."""
+    if threads == "auto":
+        if os.environ.get("OMP_NUM_THREADS"):
+            return
+        threads = free_threads()
+    torch.set_num_threads(int(threads))
+    logger.debug("torch threads: %d", int(threads))
 
 
 class Terminated(BaseException):
