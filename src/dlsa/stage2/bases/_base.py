@@ -291,12 +291,14 @@ class BaseMethod:
         config: HeadConfig,
         generator: torch.Generator,
         *,
+        parameters: Iterable[nn.Parameter] | None = None,
         progress: bool = False,
         desc: str = "classifier",
     ) -> TrainHistory:
-        """Train every parameter of ``model`` with :meth:`batch_loss` (one phase)."""
+        """Train ``parameters`` (default: every parameter of ``model``) with
+        :meth:`batch_loss` on :meth:`epoch_order` (one phase)."""
         return run_phase(
-            model.parameters(),
+            model.parameters() if parameters is None else parameters,
             lambda idx: self.batch_loss(model, data.batch(idx)),
             lambda: self.epoch_order(data.target, data.counts, generator),
             self.settings(config),
@@ -304,6 +306,30 @@ class BaseMethod:
             progress=progress,
             desc=desc,
             shared=(model, data, generator) if self.plain_phase else None,
+        )
+
+    def train_balanced(
+        self,
+        parameters: Iterable[nn.Parameter],
+        step_loss: Callable[[Tensor], Tensor],
+        data: StageData,
+        settings: OptimSettings,
+        generator: torch.Generator,
+        *,
+        progress: bool = False,
+        desc: str = "classifier",
+    ) -> TrainHistory:
+        """A later phase of a multi-phase method: ``step_loss`` of batches of
+        class-balanced epochs of the stage's samples (``lws``'s scales, ``ride``'s router,
+        ``m2m``'s f)."""
+        return run_phase(
+            parameters,
+            step_loss,
+            lambda: class_balanced_order(data.target, data.target.numel(), generator),
+            settings,
+            method=self.name,
+            progress=progress,
+            desc=desc,
         )
 
     def prepare(self, model: StageClassifier, data: StageData, config: HeadConfig) -> None:

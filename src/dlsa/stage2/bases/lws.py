@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from dlsa.config import HeadConfig
-from dlsa.stage2.bases._base import BaseMethod, StageData, class_balanced_order, frozen, run_phase
+from dlsa.stage2.bases._base import BaseMethod, StageData, frozen
 from dlsa.stage2.classifiers import StageClassifier
 
 
@@ -75,25 +75,13 @@ class LearnableWeightScaling(BaseMethod):
         assert isinstance(head, ScaledLinearHead)
         self.prepare(model, data, config)
         first = [p for name, p in model.named_parameters() if name != "head.scales"]
-        settings = self.settings(config)
-        run_phase(
-            first,
-            lambda idx: self.batch_loss(model, data.batch(idx)),
-            lambda: self.epoch_order(data.target, data.counts, generator),
-            settings,
-            method=self.name,
-            progress=progress,
+        self.train(
+            model, data, config, generator, parameters=first, progress=progress,
             desc=f"{desc} (weights)",
-            shared=(model, data, generator) if self.plain_phase else None,
-        )
+        )  # fmt: skip
         with frozen(first):
-            run_phase(
-                [head.scales],
-                lambda idx: self.batch_loss(model, data.batch(idx)),
-                lambda: class_balanced_order(data.target, data.target.numel(), generator),
-                settings,
-                method=self.name,
-                progress=progress,
-                desc=f"{desc} (scales)",
-            )
+            self.train_balanced(
+                [head.scales], lambda idx: self.batch_loss(model, data.batch(idx)), data,
+                self.settings(config), generator, progress=progress, desc=f"{desc} (scales)",
+            )  # fmt: skip
         model.eval()

@@ -20,7 +20,7 @@ from torch import Tensor
 from dlsa.config import HeadConfig
 from dlsa.engine import rng
 from dlsa.engine.precision import at_least_float32
-from dlsa.stage2.bases._base import BaseMethod, StageData, class_balanced_order, run_phase
+from dlsa.stage2.bases._base import BaseMethod, StageData
 from dlsa.stage2.classifiers import LinearHead, Prior, StageClassifier
 
 logger = logging.getLogger(__name__)
@@ -308,15 +308,10 @@ class MajorToMinor(BaseMethod):
             tally[1] += (data.counts[target] < n_max).sum()
             return F.cross_entropy(_stage_logits(model, s, prior), target)
 
-        run_phase(
-            model.parameters(),
-            step_loss,
-            lambda: class_balanced_order(data.target, data.target.numel(), generator),
-            self.settings(config),
-            method=self.name,
-            progress=progress,
-            desc=f"{desc} (f)",
-        )
+        self.train_balanced(
+            model.parameters(), step_loss, data, self.settings(config), generator,
+            progress=progress, desc=f"{desc} (f)",
+        )  # fmt: skip
         logger.info(
             "%s: m2m put %d translated samples in %d draws of non-largest classes",
             desc,

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from dlsa.config import HeadConfig
 from dlsa.engine.precision import at_least_float32
 from dlsa.engine.training import OptimSettings
-from dlsa.stage2.bases._base import BaseMethod, StageData, class_balanced_order, frozen, run_phase
+from dlsa.stage2.bases._base import BaseMethod, StageData, frozen
 from dlsa.stage2.classifiers import CosineHead, LinearHead, Prior, StageClassifier
 from dlsa.stage2.losses import balanced_softmax_loss
 
@@ -291,27 +291,17 @@ class Ride(BaseMethod):
         router = [] if head.router is None else list(head.router.parameters())
         router_ids = {id(p) for p in router}
         experts = [p for p in model.parameters() if id(p) not in router_ids]
-        run_phase(
-            experts,
-            lambda idx: self.batch_loss(model, data.batch(idx)),
-            lambda: self.epoch_order(data.target, data.counts, generator),
-            self.settings(config),
-            method=self.name,
-            progress=progress,
+        self.train(
+            model, data, config, generator, parameters=experts, progress=progress,
             desc=f"{desc} (experts)",
-        )
+        )  # fmt: skip
         if router and self.router_epochs > 0:
             settings = OptimSettings.of(config, epochs=self.router_epochs, lr=self.router_lr)
             with frozen(experts):
-                run_phase(
-                    router,
-                    lambda idx: self.router_loss(model, data.batch(idx)),
-                    lambda: class_balanced_order(data.target, data.target.numel(), generator),
-                    settings,
-                    method=self.name,
-                    progress=progress,
-                    desc=f"{desc} (router)",
-                )
+                self.train_balanced(
+                    router, lambda idx: self.router_loss(model, data.batch(idx)), data,
+                    settings, generator, progress=progress, desc=f"{desc} (router)",
+                )  # fmt: skip
         model.eval()
 
     def logits(self, model: StageClassifier, inputs: Tensor, prior: Prior | None) -> Tensor:
