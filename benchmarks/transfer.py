@@ -159,6 +159,16 @@ def _paired_gains(runs: list[dict], refs: list[dict]) -> tuple[list[float], list
     return overall, few
 
 
+def _default(out: Path, set_name: str, seed: int, panel: Path) -> dict:
+    """The default's record: this tree's (``default-now``) where one is cached, else the
+    cached or new ``default`` (the two choose and predict the same where both exist:
+    ``--variant default-now``)."""
+    now = out / set_name / f"default-now-s{seed}.json"
+    if now.is_file():
+        return json.loads(now.read_text())
+    return cached(out, set_name, "default", seed, panel)
+
+
 def table(
     out: Path,
     sets: list[str],
@@ -174,8 +184,8 @@ def table(
             "filter-1 tail share: routed vs all (seed 0)", "default chose (by seed)"]  # fmt: skip
     lines = ["| set | " + " | ".join(head) + " |", "|---|" + "--:|" * (len(head) - 1) + "---|"]
     for s in sets:
-        get = {m: [cached(out, s, m, seed, panel) for seed in seeds]
-               for m in ("balsoftmax", "default")}  # fmt: skip
+        get = {"balsoftmax": [cached(out, s, "balsoftmax", seed, panel) for seed in seeds],
+               "default": [_default(out, s, seed, panel) for seed in seeds]}  # fmt: skip
         get["chosen-base"] = [  # the chosen base alone, where the default put DLSA on it
             cached(out, s, "chosen-base", seed, panel) if "DLSA" in (d["chosen"] or "") else None
             for seed, d in zip(seeds, get["default"], strict=True)
