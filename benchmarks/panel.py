@@ -170,13 +170,13 @@ def _train_and_extract(
     from dlsa.backbones.paco import train_paco
 
     train = train_paco if recipe == "paco" else train_backbone
-    sampler = "cbs" if recipe == "cbs" else "ce"
+    loss = {} if recipe == "paco" else {"loss": recipe}
     model, history = train(
         splits.train_images,
         splits.train_labels,
         val_images=splits.val_images if backbone_val else None,
         val_labels=splits.val_labels if backbone_val else None,
-        sampler=sampler,
+        **loss,
         epochs=BACKBONE_EPOCHS,
         seed=seed,
         flip=flip,

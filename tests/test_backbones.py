@@ -135,7 +135,7 @@ def test_train_backbone_end_to_end(tmp_path):
     vx, vy = toy_images(12, seed=1)
     state = torch.random.get_rng_state()
     model, history = train_backbone(
-        x, y, val_images=vx, val_labels=vy, sampler="ce", epochs=2, batch_size=16, lr=0.05,
+        x, y, val_images=vx, val_labels=vy, loss="ce", epochs=2, batch_size=16, lr=0.05,
         seed=0, widths=(4, 8, 8), checkpoint_dir=tmp_path / "ckpt", progress=False,
     )  # fmt: skip
     assert torch.equal(torch.random.get_rng_state(), state), "global RNG must stay untouched"
@@ -167,7 +167,7 @@ def test_train_backbone_end_to_end(tmp_path):
 
 def test_train_backbone_is_seeded_and_cbs_runs():
     x, y = toy_images(30, channels=3)
-    kw = dict(sampler="cbs", epochs=1, batch_size=8, widths=(4, 4, 4), progress=False, flip=False)
+    kw = dict(loss="cbs", epochs=1, batch_size=8, widths=(4, 4, 4), progress=False, flip=False)
     a, ha = train_backbone(x, y, seed=5, **kw)
     b, _ = train_backbone(x, y, seed=5, **kw)
     c, _ = train_backbone(x, y, seed=6, **kw)
@@ -180,11 +180,14 @@ def test_train_backbone_is_seeded_and_cbs_runs():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"sampler": "focal"}, "sampler"),
+        ({"loss": "focal"}, "loss"),
+        ({"loss": "paco"}, "train_paco"),
         ({"epochs": 0}, "epochs"),
         ({"lr": 0.0}, "lr"),
         ({"crop_padding": -1}, "crop_padding"),
         ({"val_labels": np.zeros(3)}, "val_images"),
+        ({"arch": "resnet50"}, "small ResNets"),
+        ({"warmup_epochs": 1, "epochs": 2}, "warm-up"),
     ],
 )
 def test_train_backbone_rejects_bad_arguments(kwargs, match):
@@ -325,9 +328,29 @@ def test_train_paco_runs_and_records_objective(tmp_path):
     x, y = toy_images(24, channels=3)
     model, history = train_paco(
         x, y, val_images=x[:6], val_labels=y[:6], epochs=1, batch_size=8, widths=(4, 4, 4),
-        queue_size=16, proj_dim=4, checkpoint_dir=tmp_path, progress=False,
+        paco_queue=16, paco_dim=4, checkpoint_dir=tmp_path, progress=False,
     )  # fmt: skip
     assert history.best_epoch == 1 and not model.training
     _, meta = load_checkpoint(tmp_path)
     assert meta["objective"]["name"] == "paco" and meta["objective"]["queue_size"] == 16
     assert extract_features(model, x, progress=False).shape == (24, 4)
+
+
+def test_one_stage1_configuration_for_both_trainers():
+    """The in-memory trainer takes the hyper-parameters of ``dlsa train`` under the same
+    names: every field of Stage1Config is an ImageTrainConfig field (a flag), declared
+    once."""
+    import dataclasses
+
+    from dlsa.backbones import ImageTrainConfig, Stage1Config
+
+    shared = {f.name for f in dataclasses.fields(Stage1Config)}
+    image = {f.name: f for f in dataclasses.fields(ImageTrainConfig)}
+    assert shared <= set(image)
+    assert [f.name for f in dataclasses.fields(ImageTrainConfig)][0] == "images"
+    x, y = toy_images(12)
+    model, history = train_backbone(
+        x, y, loss="cbs", arch="resnet14", widths=(2, 2, 4), epochs=1, batch_size=6,
+        paco_queue=7, device="auto", progress=False,
+    )  # fmt: skip
+    assert model.depth == 14 and model.widths == (2, 2, 4) and history.best_epoch == 1

@@ -113,9 +113,9 @@ def test_a_stage_one_epoch_runs_on_the_device(device, trainer):
     x = (rng.integers(0, 60, size=(48, 12, 12)) + 80 * y[:, None, None]).clip(0, 255)
     kw = dict(epochs=1, batch_size=16, widths=(4, 8, 8), seed=0, device=device, progress=False)
     if trainer == "paco":
-        model, _ = train_paco(x.astype(np.uint8), y, queue_size=32, proj_dim=8, **kw)
+        model, _ = train_paco(x.astype(np.uint8), y, paco_queue=32, paco_dim=8, **kw)
     else:
-        model, _ = train_backbone(x.astype(np.uint8), y, sampler=trainer, **kw)
+        model, _ = train_backbone(x.astype(np.uint8), y, loss=trainer, **kw)
     assert next(model.parameters()).device.type == device
 
 

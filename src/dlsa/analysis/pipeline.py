@@ -95,7 +95,7 @@ def run_demo(
             splits.train_labels,
             val_images=splits.val_images,
             val_labels=splits.val_labels,
-            sampler=settings.backbone_sampler,  # type: ignore[arg-type]
+            loss=settings.backbone_sampler,
             epochs=settings.backbone_epochs,
             batch_size=settings.backbone_batch_size,
             seed=settings.seed,

@@ -11,16 +11,18 @@ from dlsa.backbones.history import EpochRecord, TrainHistory
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
 from dlsa.backbones.paco import PaCoObjective, paco_loss, train_paco
 from dlsa.backbones.resnet import BasicBlock, ResNet
-from dlsa.backbones.train import SAMPLERS, TrainSettings, train_backbone
+from dlsa.backbones.train import train_backbone
+from dlsa.backbones.train_config import LOSSES, ImageTrainConfig, Stage1Config
 
 __all__ = [
-    "SAMPLERS",
+    "LOSSES",
     "BasicBlock",
     "EpochRecord",
     "PaCoObjective",
     "ResNet",
+    "ImageTrainConfig",
+    "Stage1Config",
     "TrainHistory",
-    "TrainSettings",
     "as_image_tensor",
     "channel_stats",
     "extract_features",

@@ -40,14 +40,15 @@ from dlsa.backbones.history import TrainHistory
 from dlsa.backbones.resnet import ResNet
 from dlsa.backbones.train import (
     Augment,
-    TrainSettings,
     fit,
+    in_memory_config,
     new_model,
     prepare_data,
     seed_generator,
 )
 from dlsa.engine import rng
 from dlsa.engine.splits import class_counts
+from dlsa.errors import DLSAInputError
 
 Gather = Callable[[torch.Tensor, bool], torch.Tensor]
 """``gather(t, grad)``: the rows of ``t`` from all ranks in rank order."""
@@ -263,6 +264,7 @@ def train_paco(
     val_labels: np.ndarray | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    crop_padding: int = 2,
     **settings: Any,
 ) -> tuple[ResNet, TrainHistory]:
     """Train a :class:`ResNet` with PaCo (+ Balanced Softmax), keeping the best val epoch.
@@ -278,20 +280,24 @@ def train_paco(
         val_labels: validation labels of shape (M,), or None.
         checkpoint_dir: where to write ``best.safetensors`` / ``best.json``, or None.
         progress: show tqdm progress bars.
-        **settings: fields of :class:`~dlsa.backbones.train.TrainSettings`, the PaCo
-            terms included (``alpha``, ``temperature``, ``queue_size``, ``proj_dim``,
-            ``key_momentum``, ``balanced``); ``lr`` defaults to 0.05 here.
+        crop_padding: zero padding of the random crop (as in :func:`train_backbone`).
+        **settings: fields of :class:`~dlsa.backbones.train_config.Stage1Config`, the
+            PaCo terms included (``paco_alpha``, ``paco_temperature``, ``paco_queue``,
+            ``paco_dim``, ``paco_momentum``, ``paco_balanced``); ``loss`` is "paco";
+            ``lr`` defaults to 0.05 here (the CIFAR-LT release's).
 
     Returns:
         ``(model, history)``: the query encoder with the kept epoch's weights, eval mode.
     """
-    config = TrainSettings(**({"lr": 0.05} | settings))
+    config = in_memory_config({"lr": 0.05, "loss": "paco"} | settings)
+    if config.loss != "paco":
+        raise DLSAInputError(f"train_paco trains loss='paco', got loss={config.loss!r}")
     x, y, val = prepare_data(images, labels, val_images, val_labels)
-    model = new_model(x, y, val, config.depth, config.widths, config.seed)
+    model = new_model(x, y, val, config)
     objective = PaCoObjective(
-        model, class_counts(y.numpy(), model.n_classes), alpha=config.alpha,
-        temperature=config.temperature, queue_size=config.queue_size, proj_dim=config.proj_dim,
-        key_momentum=config.key_momentum, balanced=config.balanced,
-        generator=seed_generator(config.seed, 4),
+        model, class_counts(y.numpy(), model.n_classes), alpha=config.paco_alpha,
+        temperature=config.paco_temperature, queue_size=config.paco_queue,
+        proj_dim=config.paco_dim, key_momentum=config.paco_momentum,
+        balanced=config.paco_balanced, generator=seed_generator(config.seed, 4),
     )  # fmt: skip
-    return fit(model, objective, x, y, val, config, checkpoint_dir, progress)
+    return fit(model, objective, x, y, val, config, crop_padding, checkpoint_dir, progress)

@@ -1,9 +1,12 @@
 """Stage 1 of the decoupled pipeline: train a small ResNet on long-tailed images.
 
-Two samplers, as in the paper's feature-learning baselines (Sec. 4.1): ``"ce"`` (plain
-cross-entropy over a shuffled epoch) and ``"cbs"`` (class-balanced sampling: every class
-is equally likely per draw). SGD with momentum and a per-step cosine schedule;
-augmentation is a random crop from a zero-padded image plus an optional horizontal flip.
+Two samplers, as in the paper's feature-learning baselines (Sec. 4.1): ``loss="ce"``
+(plain cross-entropy over a shuffled epoch) and ``loss="cbs"`` (class-balanced sampling:
+every class is equally likely per draw); PaCo in :mod:`dlsa.backbones.paco`. The
+hyper-parameters are those of ``dlsa train``
+(:class:`~dlsa.backbones.train_config.Stage1Config`), under the same names. SGD with
+momentum and a per-step cosine schedule; augmentation is a random crop from a
+zero-padded image plus an optional horizontal flip.
 
 The epoch kept is the one with the best balanced accuracy (mean per-class recall) on the
 validation set; without a validation set it is the last epoch. The test set is never
@@ -28,9 +31,9 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -42,16 +45,16 @@ from dlsa.backbones.checkpoint import save_checkpoint
 from dlsa.backbones.history import EpochRecord, TrainHistory, fmt_score, update_history
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
 from dlsa.backbones.resnet import ResNet
+from dlsa.backbones.train_config import Stage1Config, arch_names
 from dlsa.engine import rng
+from dlsa.engine.devices import resolve_device
 from dlsa.engine.splits import class_balanced_indices
 from dlsa.engine.training import torch_generator
+from dlsa.errors import DLSAInputError
 
 logger = logging.getLogger(__name__)
 
-Sampler = Literal["ce", "cbs"]
 Batch = tuple[torch.Tensor, torch.Tensor]
-SAMPLERS: tuple[str, ...] = ("ce", "cbs")
-"""Stage-1 samplers: plain shuffling, class-balanced sampling."""
 
 
 def train_backbone(
@@ -63,6 +66,7 @@ def train_backbone(
     model: ResNet | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    crop_padding: int = 2,
     **settings: Any,
 ) -> tuple[ResNet, TrainHistory]:
     """Train a :class:`ResNet` with cross-entropy, keeping the best validation epoch.
@@ -73,82 +77,46 @@ def train_backbone(
         val_images: validation images, same layout, or None.
         val_labels: validation labels of shape (M,), or None.
         model: a ResNet to train further; None builds one whose input statistics are set
-            from ``images`` and whose C = max label + 1 (``depth``, ``widths``).
+            from ``images`` and whose C = max label + 1 (``arch``, ``widths``).
         checkpoint_dir: if given, the best epoch is written there as ``best.safetensors``
             + ``best.json`` (with the history) each time it improves.
         progress: show tqdm progress bars (only when stderr is a terminal).
-        **settings: fields of :class:`TrainSettings` (``sampler``, ``epochs``, ``lr``,
-            ``seed``, ...), each declared and documented there once.
+        crop_padding: zero padding of the random crop of this trainer's augmentation (0:
+            no cropping; the image-file trainer uses a random resized crop instead).
+        **settings: fields of :class:`~dlsa.backbones.train_config.Stage1Config`
+            (``loss`` "ce" or "cbs", ``epochs``, ``lr``, ``seed``, ...), the ``dlsa train``
+            flags of the same names; the small ResNets only, no warm-up.
 
     Returns:
         ``(model, history)``: the model with the kept epoch's weights, in eval mode.
 
     Raises:
-        ValueError: on a bad setting (named in the message); TypeError on an unknown one.
+        DLSAInputError: on a bad setting (named in the message); TypeError on an unknown
+            one.
     """
-    config = TrainSettings(**settings)
+    config = in_memory_config(settings)
+    if config.loss == "paco":
+        raise DLSAInputError("loss='paco': train with dlsa.backbones.train_paco")
     x, y, val = prepare_data(images, labels, val_images, val_labels)
     if model is None:
-        model = new_model(x, y, val, config.depth, config.widths, config.seed)
-    return fit(model, CrossEntropyObjective(), x, y, val, config, checkpoint_dir, progress)
+        model = new_model(x, y, val, config)
+    return fit(
+        model, CrossEntropyObjective(), x, y, val, config, crop_padding, checkpoint_dir, progress
+    )
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """Every hyper-parameter of in-memory stage-1 training (:func:`train_backbone`,
-    :func:`dlsa.backbones.paco.train_paco`), declared once; streamed training on image
-    files has its own (:class:`dlsa.backbones.train_config.ImageTrainConfig`)."""
-
-    sampler: Sampler = "ce"
-    """``"ce"`` (shuffled epochs) or ``"cbs"`` (class-balanced draws, N per epoch)."""
-    epochs: int = 30
-    """Passes over the data."""
-    batch_size: int = 128
-    """Images per SGD step."""
-    lr: float = 0.1
-    """Peak learning rate of the cosine schedule (``train_paco``'s default: 0.05, the
-    CIFAR-LT release's)."""
-    seed: int = 0
-    """Seed of every random choice."""
-    device: str = "cpu"
-    """Where to train (``"cpu"``, ``"cuda"`` ...)."""
-    depth: int = 8
-    """ResNet depth 6n + 2 (ignored when a model is given)."""
-    widths: tuple[int, ...] = (16, 32, 64)
-    """Channels of the three stages (ignored when a model is given)."""
-    weight_decay: float = 5e-4
-    """L2 penalty of SGD."""
-    momentum: float = 0.9
-    """SGD momentum."""
-    crop_padding: int = 2
-    """Zero padding of the random crop (0: no cropping)."""
-    flip: bool = True
-    """Random horizontal flips (turn off for digits or text)."""
-    alpha: float = 0.01
-    """PaCo: weight of same-class samples."""
-    temperature: float = 0.05
-    """PaCo: contrastive temperature."""
-    queue_size: int = 1024
-    """PaCo: keys kept from past batches."""
-    proj_dim: int = 32
-    """PaCo: width of the projection output."""
-    key_momentum: float = 0.999
-    """PaCo: update rate of the key encoder."""
-    balanced: bool = True
-    """PaCo: Balanced Softmax on the centre logits."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "device", str(self.device))
-        object.__setattr__(self, "widths", tuple(self.widths))
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.crop_padding < 0:
-            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+def in_memory_config(settings: dict[str, Any]) -> Stage1Config:
+    """The :class:`Stage1Config` of ``settings``, checked for what the in-memory trainer
+    supports: the small ResNets, no warm-up."""
+    config = Stage1Config(**settings)
+    if arch_names(config.arch) != "small":
+        raise DLSAInputError(
+            f"arch {config.arch!r}: the in-memory trainer builds the small ResNets "
+            "(resnet8, resnet14 ...); train larger ones on image files with dlsa train"
+        )
+    if config.warmup_epochs:
+        raise DLSAInputError("warmup_epochs: the in-memory trainer has no warm-up; dlsa train has")
+    return config
 
 
 class CrossEntropyObjective:
@@ -187,15 +155,10 @@ def prepare_data(
     return x, y, (as_image_tensor(val_images), torch.as_tensor(np.asarray(val_labels)).long())
 
 
-def new_model(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    val: Batch | None,
-    depth: int,
-    widths: Sequence[int],
-    seed: int,
-) -> ResNet:
-    """A ResNet for these images: C = max label + 1, input statistics of ``x``."""
+def new_model(x: torch.Tensor, y: torch.Tensor, val: Batch | None, config: Stage1Config) -> ResNet:
+    """A ResNet of ``config.arch`` and ``config.widths`` for these images: C = max label
+    + 1, input statistics of ``x``."""
+    depth, widths, seed = int(config.arch.removeprefix("resnet")), config.widths, config.seed
     n_classes = int(y.max()) + 1 if val is None else int(max(y.max(), val[1].max())) + 1
     model = ResNet(
         in_channels=x.shape[1], n_classes=n_classes, depth=depth, widths=widths,
@@ -219,18 +182,23 @@ def fit(
     x: torch.Tensor,
     y: torch.Tensor,
     val: Batch | None,
-    settings: TrainSettings,
+    settings: Stage1Config,
+    crop_padding: int,
     checkpoint_dir: str | os.PathLike[str] | None,
     progress: bool,
 ) -> tuple[ResNet, TrainHistory]:
     """Run the epochs, keep the best validation epoch, write checkpoints (see module doc)."""
-    model.to(settings.device)
-    loop = _Loop(model, objective, settings, math.ceil(len(y) / settings.batch_size))
+    if crop_padding < 0:
+        raise DLSAInputError(f"crop_padding must be >= 0, got {crop_padding}")
+    device = resolve_device(settings.device)
+    model.to(device)
+    steps = math.ceil(len(y) / settings.batch_size)
+    loop = _Loop(model, objective, settings, steps, device, crop_padding)
     history = TrainHistory((), 0, "last_epoch" if val is None else "val_balanced_accuracy")
     best_state: dict[str, torch.Tensor] = {}
     bar = tqdm(
         range(1, settings.epochs + 1),
-        desc=f"stage 1 ({settings.sampler})",
+        desc=f"stage 1 ({settings.loss})",
         disable=None if progress else True,
     )
     for epoch in bar:
@@ -241,10 +209,10 @@ def fit(
         logger.info("stage-1 epoch %s", record)
         if history.best_epoch == epoch:
             best_state = copy.deepcopy(model.state_dict())
-            _save(model, checkpoint_dir, history, settings, objective)
+            _save(model, checkpoint_dir, history, settings, crop_padding, objective)
     bar.close()
     model.load_state_dict(best_state)
-    _save(model, checkpoint_dir, history, settings, objective)  # full history, same weights
+    _save(model, checkpoint_dir, history, settings, crop_padding, objective)  # all epochs
     return model.eval(), history
 
 
@@ -252,13 +220,14 @@ def _save(
     model: ResNet,
     directory: str | os.PathLike[str] | None,
     history: TrainHistory,
-    settings: TrainSettings,
+    settings: Stage1Config,
+    crop_padding: int,
     objective: Objective,
 ) -> None:
     if directory is not None:
         metadata = {
             "history": history.to_dict(),
-            "settings": asdict(settings),
+            "settings": asdict(settings) | {"crop_padding": crop_padding},
             "objective": objective.config(),
         }
         save_checkpoint(model, directory, "best", metadata)
@@ -297,10 +266,16 @@ class _Loop:
     """Optimizer, cosine schedule, sampler and augmentation of one training run."""
 
     def __init__(
-        self, model: ResNet, objective: Objective, settings: TrainSettings, steps_per_epoch: int
+        self,
+        model: ResNet,
+        objective: Objective,
+        settings: Stage1Config,
+        steps_per_epoch: int,
+        device: torch.device,
+        crop_padding: int,
     ) -> None:
         self.model, self.objective, self.settings = model, objective, settings
-        self.device = torch.device(settings.device)
+        self.device = device
         self.dtype = next(model.parameters()).dtype
         if isinstance(objective, nn.Module):
             objective.to(self.device)
@@ -316,9 +291,7 @@ class _Loop:
         )
         self.order_gen = seed_generator(settings.seed, 1)
         self.rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(2,)))
-        self.augment = Augment(
-            settings.crop_padding, settings.flip, seed_generator(settings.seed, 3)
-        )
+        self.augment = Augment(crop_padding, settings.flip, seed_generator(settings.seed, 3))
 
     def epoch(
         self, epoch: int, x: torch.Tensor, y: torch.Tensor, val: Batch | None, progress: bool
@@ -332,7 +305,7 @@ class _Loop:
 
     def order(self, y: torch.Tensor) -> torch.Tensor:
         """This epoch's sample order: a permutation (CE) or N class-balanced draws (CBS)."""
-        if self.settings.sampler == "cbs":
+        if self.settings.loss == "cbs":
             return torch.from_numpy(class_balanced_indices(y.numpy(), len(y), rng=self.rng))
         return rng.randperm(len(y), self.order_gen, "cpu")
 

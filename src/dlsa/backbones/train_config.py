@@ -24,32 +24,20 @@ LOSSES: tuple[str, ...] = ("ce", "cbs", "paco")
 _SMALL = re.compile(r"^resnet(\d+)$")
 
 
-@dataclass(frozen=True)
-class ImageTrainConfig:
-    """Stage-1 training on image files (see :func:`dlsa.backbones.train_images`)."""
+@dataclass(frozen=True, kw_only=True)
+class Stage1Config:
+    """The hyper-parameters of stage-1 training, declared once for both trainers: on
+    image files (``dlsa train``, :class:`ImageTrainConfig`, which adds the files and the
+    image pipeline) and on in-memory image arrays (:func:`dlsa.backbones.train_backbone`,
+    its keyword arguments). Each field is also a ``dlsa train`` flag."""
 
-    images: str
-    """class folders (one subfolder per class), or the root of --split-list"""
-    split_list: str | None = None
-    """'relative/path label' lines (ImageNet-LT / Places-LT / iNat format) under --images"""
-    val_images: str | None = None
-    """validation class folders, or the root of --val-split-list (default: --images)"""
-    val_split_list: str | None = None
-    """validation 'relative/path label' lines; the epoch kept is chosen on them only"""
-    out: str = "stage1"
-    """run folder: best.safetensors/json (for dlsa extract) and state/ (for --resume)"""
     loss: Loss = "ce"
     """ce (shuffled), cbs (class-balanced sampling) or paco (PaCo + Balanced Softmax)"""
     arch: str = "resnet8"
-    """resnet8/14/20/32... (small, 6n+2), resnet50 or resnext50_32x4d (our definitions)"""
+    """resnet8/14/20/32... (small, 6n+2), resnet50 or resnext50_32x4d (our definitions;
+    the in-memory trainer builds the small ones)"""
     widths: tuple[int, ...] = (16, 32, 64)
     """channels of the small ResNets' three stages"""
-    size: int = 32
-    """side of the square training / validation images (224 for the paper's sets)"""
-    val_resize: int | None = None
-    """shorter side before the validation centre crop (256 for 224 crops; default: size)"""
-    grayscale: bool = False
-    """read images as one channel (default RGB)"""
     epochs: int = 30
     """passes over the training set"""
     batch_size: int = 128
@@ -62,17 +50,8 @@ class ImageTrainConfig:
     """L2 penalty of SGD"""
     momentum: float = 0.9
     """SGD momentum"""
-    crop_scale: float = 0.08
-    """smallest area fraction of the random resized crop"""
     flip: bool = True
     """random horizontal flips (turn off for digits or text)"""
-    augment: Literal["crop-flip", "paco"] = "crop-flip"
-    """crop-flip, or paco: PaCo's release (colour jitter, then RandAugment on the first
-    view; grayscale and blur on PaCo's second view)"""
-    randaug_n: int = 2
-    """--augment paco: RandAugment operations per image"""
-    randaug_m: float = 10.0
-    """--augment paco: RandAugment magnitude (0 ... 10)"""
     paco_alpha: float = 0.01
     """PaCo: weight of same-class samples (release: 0.01 CIFAR-LT, 0.05 ImageNet-LT)"""
     paco_temperature: float = 0.05
@@ -85,14 +64,67 @@ class ImageTrainConfig:
     """PaCo: update rate m of the key encoder"""
     paco_balanced: bool = True
     """PaCo: Balanced-Softmax logit adjustment of the class-centre logits"""
-    sync_bn: bool = False
-    """batch norm over the global batch of all processes (torch's SyncBatchNorm on CUDA)"""
-    bf16: bool = False
-    """bfloat16 autocast (CUDA only)"""
     seed: int = 0
     """seed of weights, epoch orders and augmentation"""
     device: str = "auto"
     """cpu, cuda, cuda:1 ... (auto: this process's GPU if there is one, else the CPU)"""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "device", str(self.device))
+        if self.loss not in LOSSES:
+            raise DLSAInputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if arch_names(self.arch) == "small" and (len(self.widths) != 3 or min(self.widths) < 1):
+            raise DLSAInputError(f"widths must be three positive ints, got {self.widths}")
+        for name in ("epochs", "batch_size", "paco_queue", "paco_dim"):
+            if getattr(self, name) < 1:
+                raise DLSAInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise DLSAInputError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise DLSAInputError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ImageFiles:
+    """Where ``dlsa train`` reads its images and writes its run (first in its help)."""
+
+    images: str
+    """class folders (one subfolder per class), or the root of --split-list"""
+    split_list: str | None = None
+    """'relative/path label' lines (ImageNet-LT / Places-LT / iNat format) under --images"""
+    val_images: str | None = None
+    """validation class folders, or the root of --val-split-list (default: --images)"""
+    val_split_list: str | None = None
+    """validation 'relative/path label' lines; the epoch kept is chosen on them only"""
+    out: str = "stage1"
+    """run folder: best.safetensors/json (for dlsa extract) and state/ (for --resume)"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageTrainConfig(Stage1Config, _ImageFiles):
+    """Stage-1 training on image files (see :func:`dlsa.backbones.train_images`): the
+    files, the hyper-parameters of :class:`Stage1Config`, and the image pipeline."""
+
+    size: int = 32
+    """side of the square training / validation images (224 for the paper's sets)"""
+    val_resize: int | None = None
+    """shorter side before the validation centre crop (256 for 224 crops; default: size)"""
+    grayscale: bool = False
+    """read images as one channel (default RGB)"""
+    crop_scale: float = 0.08
+    """smallest area fraction of the random resized crop"""
+    augment: Literal["crop-flip", "paco"] = "crop-flip"
+    """crop-flip, or paco: PaCo's release (colour jitter, then RandAugment on the first
+    view; grayscale and blur on PaCo's second view)"""
+    randaug_n: int = 2
+    """--augment paco: RandAugment operations per image"""
+    randaug_m: float = 10.0
+    """--augment paco: RandAugment magnitude (0 ... 10)"""
+    sync_bn: bool = False
+    """batch norm over the global batch of all processes (torch's SyncBatchNorm on CUDA)"""
+    bf16: bool = False
+    """bfloat16 autocast (CUDA only)"""
     workers: int = 4
     """DataLoader worker processes per training process"""
     skip_bad_images: bool = False
@@ -105,18 +137,9 @@ class ImageTrainConfig:
     """progress bars with images/s and ETA (only on a terminal, rank 0)"""
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise DLSAInputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if arch_names(self.arch) == "small" and (len(self.widths) != 3 or min(self.widths) < 1):
-            raise DLSAInputError(f"widths must be three positive ints, got {self.widths}")
-        positive = ("epochs", "batch_size", "size", "paco_queue", "paco_dim")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise DLSAInputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise DLSAInputError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise DLSAInputError(f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}")
+        super().__post_init__()
+        if self.size < 1:
+            raise DLSAInputError(f"size must be >= 1, got {self.size}")
         if not 0 < self.crop_scale <= 1:
             raise DLSAInputError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
         if self.augment not in ("crop-flip", "paco"):
