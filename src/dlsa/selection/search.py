@@ -85,16 +85,14 @@ class Evidence:
         return cls(X_all, y_all, [rows], rows, counts, "validation")
 
     def behind(self, pooled: list[list[Candidate] | None], ref: np.ndarray, z: float) -> list[int]:
-        """Indices of the configurations (but the first of the base round, the
-        reference) whose candidates are all clearly behind the reference predictions
-        ``ref`` (N',) on the folds so far (:func:`~dlsa.selection.rule.clearly_behind`)."""
+        """Indices of the configurations whose candidates are all clearly behind the
+        reference predictions ``ref`` (N',) on the folds so far
+        (:func:`~dlsa.selection.rule.clearly_behind`)."""
         n_classes = len(self.counts)
         return [
             i
             for i, cands in enumerate(pooled)
-            if cands is not None
-            and cands[0].pred is not ref
-            and clearly_behind(cands, ref, self.y, n_classes, z, self.counts)
+            if cands is not None and clearly_behind(cands, ref, self.y, n_classes, z, self.counts)
         ]
 
     def scored_candidates(self, found: list[Candidate]) -> list[Candidate]:
@@ -172,8 +170,8 @@ def select_base(
     skipped: list[dict[str, str]] = []
 
     def behind(pooled: list[list[Candidate] | None]) -> list[int]:
-        ref = pooled[0]
-        return [] if ref is None else ev.behind(pooled, ref[0].pred, cfg.drop_behind)
+        ref = pooled[0]  # the reference: never dropped
+        return [] if ref is None else ev.behind([None, *pooled[1:]], ref[0].pred, cfg.drop_behind)
 
     judge = behind if cfg.drop_behind is not None else None
     results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge)
@@ -252,7 +250,7 @@ def dlsa_specs(
     for d in range(1, depth + 1):
         for share in [p for p in proportions if d == 1 or p < 0.9]:
             over = {"depth": d, "flow_filter": dataclasses.replace(flt, proportion=share)}
-            parent = index.get((d - 1, share)) if d > 1 else (index.get((1, proportions[0])))
+            parent = index.get((d - 1, share) if d > 1 else (1, proportions[0]))
             index[(d, share)] = len(specs)
             overs.append(over)
             specs.append(FoldSpec(fixed | over, donors=base_models, parent=parent))
