@@ -1,0 +1,97 @@
+"""How often dropping candidates between folds (``selection.drop_behind``) changes the
+selection's choice, on simulated out-of-fold hits (issue 22).
+
+The sets and candidates are those of ``benchmarks/selection_nulls.py`` (long-tailed
+classes, candidates correlated with the reference), with three random folds and a mix of
+true gains: most candidates worse than the reference by 0 to 6 points, one better by
+``--better`` points (0: none). The same hits are judged twice: every candidate on every
+fold, and with candidates dropped after fold 1 and 2 when their gain or rarer-half gain
+is below ``-z`` standard errors (:func:`dlsa.selection.rule.clearly_behind`); a dropped
+candidate keeps the hits of its folds so far. "changed" is the share of sets where the
+two choices differ; "dropped" the mean share of candidates dropped.
+
+Usage::
+
+    python benchmarks/selection_drops.py --sets 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+
+from dlsa.selection.rule import Candidate, choose, clearly_behind
+
+PROFILES = {
+    "20 classes, 2000 ... 10": (20, 2000, 10),
+    "200 classes, 300 ... 3": (200, 300, 3),
+}
+
+
+def simulate(profile, m: int, better: float, rng: np.random.Generator):
+    """Labels, folds and candidates (the reference first): candidate j's accuracy on each
+    class is the reference's minus a gap drawn from 0 ... 6 points (candidate 1: plus
+    ``better``), its hit a copy of the reference's with probability 0.3."""
+    n_classes, n_max, n_min = profile
+    counts = np.round(n_max * (n_min / n_max) ** (np.arange(n_classes) / (n_classes - 1)))
+    y = np.repeat(np.arange(n_classes), counts.astype(int))
+    p = (0.5 + 0.45 * np.log(counts / n_min) / np.log(n_max / n_min))[y]
+    ref = rng.random(y.size) < p
+    hits = [ref]
+    for j in range(1, m + 1):
+        shift = better if (j == 1 and better) else -rng.uniform(0.0, 0.06)
+        own = rng.random(y.size) < np.clip(p + shift, 0.0, 1.0)
+        copy = rng.random(y.size) < 0.3
+        hits.append(np.where(copy & (ref if shift > 0 else True), ref, own))
+    cands = [
+        Candidate(f"c{j}", {}, np.where(h, y, (y + 1) % n_classes)) for j, h in enumerate(hits)
+    ]
+    folds = np.array_split(rng.permutation(y.size), 3)
+    return cands, y, n_classes, folds
+
+
+def raced(cands, y, n_classes, folds, z: float) -> list[Candidate]:
+    """The candidates as the folds-in-order selection leaves them."""
+    seen = np.zeros(y.size, dtype=bool)
+    out = list(cands)
+    alive = set(range(1, len(cands)))
+    for f in range(len(folds) - 1):
+        seen[folds[f]] = True
+        for j in sorted(alive):
+            part = dataclasses.replace(cands[j], seen=seen.copy())
+            if clearly_behind([part], cands[0].pred, y, n_classes, z):
+                alive.discard(j)
+                out[j] = part
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", type=int, default=300)
+    parser.add_argument("--candidates", type=int, default=16)
+    parser.add_argument("--z", type=float, default=2.0)
+    args = parser.parse_args()
+    print(f"m = {args.candidates} departures, {args.sets} sets per cell, z = {args.z}\n")
+    print("| classes | better candidate | departs (all folds) | changed | dropped |")
+    print("|---|--:|--:|--:|--:|")
+    rng = np.random.default_rng(0)
+    for name, profile in PROFILES.items():
+        for better in (0.0, 0.02, 0.05):
+            changed = departs = 0
+            dropped = []
+            for _ in range(args.sets):
+                cands, y, n_classes, folds = simulate(profile, args.candidates, better, rng)
+                kw = dict(margin=2.0, min_gain=0.002, multiplicity="max-t")
+                full = choose(cands, y, n_classes, **kw)[0]
+                left = raced(cands, y, n_classes, folds, args.z)
+                changed += choose(left, y, n_classes, **kw)[0] != full
+                departs += full != 0
+                dropped.append(np.mean([c.seen is not None for c in left[1:]]))
+            print(f"| {name} | {100 * better:+.0f} points | {departs / args.sets:.1%} | "
+                  f"{changed / args.sets:.1%} | {np.mean(dropped):.0%} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
