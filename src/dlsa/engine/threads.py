@@ -1,9 +1,10 @@
 """Torch threads that leave busy cores alone.
 
 torch starts one intra-op thread per physical core. When other processes keep some of
-those cores busy, its threads wait on each other at every operation: one stage-1 epoch
-of ``dlsa demo`` took 11.7 s with two threads against 5.8 s with one beside one busy
-process on two cores (``benchmarks/bench_threads.py``). :func:`free_threads` measures,
+those cores busy, its threads wait on each other at every operation: 40 ResNet-8 steps
+of ``dlsa demo``'s stage 1 took 13.1 s with two threads against 6.5 s with one beside
+one busy process on two cores, and 4.1 s against 6.2 s on the idle machine
+(``benchmarks/bench_threads.py``). :func:`free_threads` measures,
 over a tenth of a second, how many cores other processes use (``/proc/stat``, Linux)
 and returns torch's default minus those, at least one. The CLI applies it at start
 (``--threads auto``, the default) unless ``OMP_NUM_THREADS`` says otherwise.
