@@ -31,7 +31,10 @@ FIT = """
 import json, sys, time
 import numpy as np, torch
 from dlsa import DLSAClassifier
-from dlsa.io.features import load_features
+try:
+    from dlsa.io.features import load_features
+except ImportError:  # a reference tree from before the layer folders
+    from dlsa.features import load_features
 torch.set_num_threads(1)
 folder, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 train, test = load_features(folder + "/train.h5"), load_features(folder + "/test.h5")

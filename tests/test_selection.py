@@ -377,16 +377,19 @@ def test_max_t_rule_departs_less_often_by_luck_than_the_per_candidate_rule():
 
 
 # ------------------------------------------------------------ dropping between folds (issue 22)
-def test_dropping_behind_candidates_keeps_the_choice_and_the_model(data):
+@pytest.mark.parametrize("rule", ["futile", "behind"])
+def test_dropping_behind_candidates_keeps_the_choice_and_the_model(data, rule):
     """Three folds, every base and DLSA candidate: with ``drop_behind`` the candidates
-    that are clearly behind after a fold are not fitted on the next; the rounds' other
-    evidence, the choice and the final model are those of fitting every candidate on
-    every fold."""
+    that the drop rule rules out after a fold are not fitted on the next; the rounds'
+    other evidence, the choice and the final model are those of fitting every candidate
+    on every fold."""
+    from dlsa.selection.search import drop_rule
+
     seen = []
+    cfg = SelectionConfig(drop_behind=2.0, drop_rule=rule)
     kept = DLSAClassifier(**fixed(base="auto", depth=2, random_state=2,
                                   selection=SelectionConfig(drop_behind=None)))  # fmt: skip
-    raced = DLSAClassifier(**fixed(base="auto", depth=2, random_state=2,
-                                   selection=SelectionConfig(drop_behind=2.0)))  # fmt: skip
+    raced = DLSAClassifier(**fixed(base="auto", depth=2, random_state=2, selection=cfg))
     for clf in (kept, raced):
         clf.fit(data.X_train, data.y_train)
         seen.append([row for rnd in clf.selection_["rounds"] for row in rnd["candidates"]])
@@ -396,9 +399,14 @@ def test_dropping_behind_candidates_keeps_the_choice_and_the_model(data):
     n = len(data.y_train)
     for a, b in zip(full, part, strict=True):
         assert a["name"] == b["name"]
-        if b["dropped"]:  # evidence of its first folds: behind, never eligible
+        if b["dropped"]:  # evidence of its first folds: ruled out, never eligible
             assert b["n_scored"] < n and not b["eligible"]
-            assert min(b["gain"] / b["se"], b["tail_gain"] / max(b["tail_se"], 1e-12)) < -2
+            unseen = 1 - b["n_scored"] / n
+            assert drop_rule(cfg).drops(b["gain"], b["se"], unseen, tail=False) or drop_rule(
+                cfg
+            ).drops(b["tail_gain"], b["tail_se"], unseen, tail=True)
+            if rule == "behind":
+                assert min(b["gain"] / b["se"], b["tail_gain"] / max(b["tail_se"], 1e-12)) < -2
         else:
             assert (a["gain"], a["se"], a["tail_gain"]) == (b["gain"], b["se"], b["tail_gain"])
     assert raced.selection_["chosen"] == kept.selection_["chosen"]
@@ -450,3 +458,31 @@ def test_nested_correlation_is_the_full_correlation_when_every_candidate_saw_eve
     seen[1, :100] = False  # not nested with the third
     with pytest.raises(ValueError, match="nested"):
         nested_gain_correlation(preds, seen, ref, y, 4)
+
+
+@pytest.mark.parametrize("unseen", [2 / 3, 1 / 3])
+def test_futile_drop_thresholds_match_the_predictive_bound(unseen):
+    """The futile rule drops a gain below ``(margin sqrt(1 - r) - z sqrt(r))`` standard
+    errors and a rarer-half gain below ``-z sqrt(r)`` (r: the unseen share); it drops
+    everything the older rule ("behind": below -z) drops."""
+    from dlsa.selection.rule import DropRule
+
+    futile = DropRule(z=2.0, rule="futile", margin=2.0, min_gain=0.0)
+    behind = DropRule(z=2.0, rule="behind")
+    zs = np.linspace(-4, 4, 8001)
+
+    def threshold(rule: DropRule, tail: bool) -> float:
+        dropped = [z for z in zs if rule.drops(z * 0.01, 0.01, unseen, tail=tail)]
+        return max(dropped)
+
+    gain_bar = 2.0 * np.sqrt(1 - unseen) - 2.0 * np.sqrt(unseen)
+    assert threshold(futile, False) == pytest.approx(gain_bar, abs=2e-3)
+    assert threshold(futile, True) == pytest.approx(-2.0 * np.sqrt(unseen), abs=2e-3)
+    for tail in (False, True):
+        assert all(futile.drops(z * 0.01, 0.01, unseen, tail=tail)
+                   for z in zs if behind.drops(z * 0.01, 0.01, unseen, tail=tail))  # fmt: skip
+    # a min_gain above the standard-error bar raises it
+    strict = DropRule(z=2.0, rule="futile", margin=2.0, min_gain=0.05)
+    assert strict.drops(0.03, 0.01, unseen, tail=False)
+    with pytest.raises(ValueError, match="drop_rule"):
+        DropRule(rule="sometimes")

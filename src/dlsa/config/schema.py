@@ -253,12 +253,16 @@ class SelectionConfig:
     """tau values tried for ``tau-norm`` and ``logit-adjust`` (post-hoc: one training per
     fold serves every tau)."""
     drop_behind: float | None = 2.0
-    """After every fold but the last, a candidate whose paired gain over the round's
-    reference, or whose gain on the rarer half of the classes, is below this many
-    standard errors below zero on the folds so far is dropped: it is not fitted on the
-    remaining folds and is not eligible (one that would end eligible is dropped only
-    if its first folds point the other way). The max-t bar still counts it. None fits
-    every candidate on every fold."""
+    """After every fold but the last, a candidate that ``drop_rule`` says cannot win on
+    the folds so far is dropped: it is not fitted on the remaining folds and is not
+    eligible. The max-t bar still counts it. The value is the rule's width in standard
+    errors; None fits every candidate on every fold."""
+    drop_rule: Literal["futile", "behind"] = "futile"
+    """``"futile"``: dropped when even the upper bound (``drop_behind`` standard errors)
+    of its predicted final gain, or rarer-half gain, is below the bar it must clear
+    (:class:`dlsa.selection.rule.DropRule`). ``"behind"``: dropped when its gain or
+    rarer-half gain so far is below ``-drop_behind`` standard errors (before 2026-12-03;
+    it drops fewer)."""
     proportions: tuple[float, ...] = (0.3, 0.5, 0.99)
     """Routed shares tried for DLSA on top of the chosen base; 0.99 is "no routing" (one
     cluster-aided classifier for almost every sample). Depth-1 candidates share one

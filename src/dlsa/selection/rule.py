@@ -265,40 +265,87 @@ def family_margin(
     return max(margin, max_t_threshold(cov))
 
 
+@dataclass(frozen=True)
+class DropRule:
+    """When a candidate is dropped between folds (``selection.drop_behind`` and
+    ``selection.drop_rule``).
+
+    ``"behind"``: its gain is below ``-z`` standard errors on the samples seen so far.
+    ``"futile"``: it cannot become eligible any more: even the ``z``-standard-error upper
+    bound of its predicted final gain is below the bar. With a share ``r`` of the samples
+    still unseen, a gain ``g`` of standard error ``s`` so far and a flat prior on the true
+    gain, the final gain is ``(1 - r) g + r g_rest`` with ``g_rest ~ N(g, s^2 / r)``, so its
+    upper bound is ``g + z s sqrt(r)``; the bar is ``max(margin * s * sqrt(1 - r),
+    min_gain)`` (the final standard error is about ``s sqrt(1 - r)``; ``margin`` is the
+    smallest bar, max-t only raises it) for the gain and 0 for the gain on the rarer
+    half. After fold 1 of 3 (``r = 2/3``, z = margin = 2) that drops a gain below -0.48
+    standard errors, or a rarer-half gain below -1.63; after fold 2, below +0.48 and -1.15.
+    """
+
+    z: float = 2.0
+    rule: str = "futile"
+    margin: float = 2.0
+    min_gain: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rule not in ("futile", "behind"):
+            raise ValueError(f"drop_rule must be 'futile' or 'behind', got {self.rule!r}")
+
+    def drops(self, gain: float, se: float, unseen: float, *, tail: bool) -> bool:
+        """Whether a gain (or rarer-half gain, ``tail``) of standard error ``se``, with a
+        share ``unseen`` of the samples still to predict, drops the candidate.
+
+        Example:
+            >>> rule = DropRule(z=2.0, rule="futile", margin=2.0)
+            >>> rule.drops(-0.01, 0.02, 2 / 3, tail=False), rule.drops(0.0, 0.02, 2 / 3, tail=False)
+            (True, False)
+        """
+        if not se > 0:
+            return False
+        if self.rule == "behind":
+            return gain < -self.z * se
+        upper = gain + self.z * se * np.sqrt(unseen)
+        bar = 0.0 if tail else max(self.margin * se * np.sqrt(1.0 - unseen), self.min_gain)
+        return bool(upper < bar)
+
+
 def clearly_behind(
     cands: Sequence[Candidate],
     ref: np.ndarray,
     y: np.ndarray,
     n_classes: int,
-    z: float,
+    rule: DropRule | float,
     counts: np.ndarray | None = None,
 ) -> bool:
-    """Whether every candidate (of one training) is clearly behind the reference on the
-    samples it has predicted: its paired gain, or its gain on the rarer half of the
-    classes, below ``-z`` standard errors. Such a candidate cannot be eligible unless
-    its remaining folds reverse the sign of what it showed so far.
+    """Whether every candidate (of one training) is to be dropped by ``rule`` on the
+    samples it has predicted so far: by its paired gain over the reference, or by its
+    gain on the rarer half of the classes (:class:`DropRule`; a number z is the rule
+    ``"behind"``: below ``-z`` standard errors).
 
     Args:
         cands: candidates whose ``seen`` marks the samples predicted so far.
         ref: (N,) the reference's predictions (every sample).
         y: (N,) labels.
         n_classes: C.
-        z: standard errors.
+        rule: the drop rule, or z of the rule "behind".
         counts: (C,) training counts that define the rarer half (see :func:`rarer_half`).
 
     Example:
         >>> y = np.repeat([0, 1], 50)
         >>> bad = y.copy(); bad[:20] = 1
-        >>> clearly_behind([Candidate("b", {}, bad)], y, y, 2, z=2.0)
+        >>> clearly_behind([Candidate("b", {}, bad)], y, y, 2, 2.0)
         True
     """
+    if not isinstance(rule, DropRule):
+        rule = DropRule(z=float(rule), rule="behind")
     tail = rarer_half(y, n_classes, counts)
 
     def behind(cand: Candidate) -> bool:
         seen = cand.rows(len(y))
-        for part in (seen, seen & tail):
+        unseen = 1.0 - seen.mean()
+        for part, is_tail in ((seen, False), (seen & tail, True)):
             gain, se = paired_gain(cand.pred[part], ref[part], y[part], n_classes)
-            if se > 0 and gain < -z * se:
+            if rule.drops(gain, se, unseen, tail=is_tail):
                 return True
         return False
 

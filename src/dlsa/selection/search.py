@@ -32,7 +32,7 @@ from dlsa.engine.splits import append_validation, stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.selection.folds import FoldSpec, Variants, fold_candidates, out_of_fold
-from dlsa.selection.rule import Candidate, choose, clearly_behind, describe
+from dlsa.selection.rule import Candidate, DropRule, choose, clearly_behind, describe
 from dlsa.stage2.bases import BASES, make_base
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,9 @@ class Evidence:
         X_all, y_all, rows = append_validation(X, y, val)
         return cls(X_all, y_all, [rows], rows, counts, "validation")
 
-    def behind(self, pooled: list[list[Candidate] | None], ref: np.ndarray, z: float) -> list[int]:
+    def behind(
+        self, pooled: list[list[Candidate] | None], ref: np.ndarray, rule: DropRule
+    ) -> list[int]:
         """Indices of the configurations whose candidates are all clearly behind the
         reference predictions ``ref`` (N',) on the folds so far
         (:func:`~dlsa.selection.rule.clearly_behind`)."""
@@ -92,7 +94,7 @@ class Evidence:
         return [
             i
             for i, cands in enumerate(pooled)
-            if cands is not None and clearly_behind(cands, ref, self.y, n_classes, z, self.counts)
+            if cands is not None and clearly_behind(cands, ref, self.y, n_classes, rule, self.counts)
         ]
 
     def scored_candidates(self, found: list[Candidate]) -> list[Candidate]:
@@ -171,7 +173,7 @@ def select_base(
 
     def behind(pooled: list[list[Candidate] | None]) -> list[int]:
         ref = pooled[0]  # the reference: never dropped
-        return [] if ref is None else ev.behind([None, *pooled[1:]], ref[0].pred, cfg.drop_behind)
+        return [] if ref is None else ev.behind([None, *pooled[1:]], ref[0].pred, drop_rule(cfg))
 
     judge = behind if cfg.drop_behind is not None else None
     results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge)
@@ -212,7 +214,7 @@ def select_dlsa(
     skipped: list[dict[str, str]] = []
 
     def behind(pooled: list[list[Candidate] | None]) -> list[int]:
-        return ev.behind(pooled, base.pred, cfg.drop_behind)
+        return ev.behind(pooled, base.pred, drop_rule(cfg))
 
     judge = behind if cfg.drop_behind is not None else None
     results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge)
@@ -255,6 +257,12 @@ def dlsa_specs(
             overs.append(over)
             specs.append(FoldSpec(fixed | over, donors=base_models, parent=parent))
     return overs, specs
+
+
+def drop_rule(cfg: SelectionConfig) -> DropRule:
+    """The selection's rule for dropping candidates between folds."""
+    z = cfg.drop_behind if cfg.drop_behind is not None else 0.0
+    return DropRule(z=z, rule=cfg.drop_rule, margin=cfg.margin, min_gain=cfg.min_gain)
 
 
 def _skip(name: str, err: Exception) -> dict[str, str]:
