@@ -297,8 +297,10 @@ class DropRule:
 
         Example:
             >>> rule = DropRule(z=2.0, rule="futile", margin=2.0)
-            >>> rule.drops(-0.01, 0.02, 2 / 3, tail=False), rule.drops(0.0, 0.02, 2 / 3, tail=False)
-            (True, False)
+            >>> rule.drops(-0.01, 0.02, 2 / 3, tail=False)
+            True
+            >>> rule.drops(0.0, 0.02, 2 / 3, tail=False)
+            False
         """
         if not se > 0:
             return False

@@ -91,10 +91,11 @@ class Evidence:
         reference predictions ``ref`` (N',) on the folds so far
         (:func:`~dlsa.selection.rule.clearly_behind`)."""
         n_classes = len(self.counts)
+        y, counts = self.y, self.counts
         return [
             i
             for i, cands in enumerate(pooled)
-            if cands is not None and clearly_behind(cands, ref, self.y, n_classes, rule, self.counts)
+            if cands is not None and clearly_behind(cands, ref, y, n_classes, rule, counts)
         ]
 
     def scored_candidates(self, found: list[Candidate]) -> list[Candidate]:
