@@ -5,14 +5,16 @@ The sets and candidates are those of ``benchmarks/selection_nulls.py`` (long-tai
 classes, candidates correlated with the reference), with three random folds and a mix of
 true gains: most candidates worse than the reference by 0 to 6 points, one better by
 ``--better`` points (0: none). The same hits are judged twice: every candidate on every
-fold, and with candidates dropped after fold 1 and 2 when their gain or rarer-half gain
-is below ``-z`` standard errors (:func:`dlsa.selection.rule.clearly_behind`); a dropped
-candidate keeps the hits of its folds so far. "changed" is the share of sets where the
+fold, and with candidates dropped after fold 1 and 2 by the drop rule
+(:class:`dlsa.selection.rule.DropRule`; ``--rule futile``, the default: even the
+``z``-standard-error upper bound of the predicted final gain is below the bar;
+``--rule behind``: the gain or rarer-half gain is below ``-z`` standard errors); a
+dropped candidate keeps the hits of its folds so far. "changed" is the share of sets where the
 two choices differ; "dropped" the mean share of candidates dropped.
 
 Usage::
 
-    python benchmarks/selection_drops.py --sets 300
+    python benchmarks/selection_drops.py --sets 300 [--rule behind]
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dataclasses
 
 import numpy as np
 
-from dlsa.selection.rule import Candidate, choose, clearly_behind
+from dlsa.selection.rule import Candidate, DropRule, choose, clearly_behind
 
 PROFILES = {
     "20 classes, 2000 ... 10": (20, 2000, 10),
@@ -52,7 +54,7 @@ def simulate(profile, m: int, better: float, rng: np.random.Generator):
     return cands, y, n_classes, folds
 
 
-def raced(cands, y, n_classes, folds, z: float) -> list[Candidate]:
+def raced(cands, y, n_classes, folds, rule: DropRule) -> list[Candidate]:
     """The candidates as the folds-in-order selection leaves them."""
     seen = np.zeros(y.size, dtype=bool)
     out = list(cands)
@@ -61,7 +63,7 @@ def raced(cands, y, n_classes, folds, z: float) -> list[Candidate]:
         seen[folds[f]] = True
         for j in sorted(alive):
             part = dataclasses.replace(cands[j], seen=seen.copy())
-            if clearly_behind([part], cands[0].pred, y, n_classes, z):
+            if clearly_behind([part], cands[0].pred, y, n_classes, rule):
                 alive.discard(j)
                 out[j] = part
     return out
@@ -72,20 +74,23 @@ def main() -> None:
     parser.add_argument("--sets", type=int, default=300)
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--z", type=float, default=2.0)
+    parser.add_argument("--rule", choices=["futile", "behind"], default="futile")
     args = parser.parse_args()
-    print(f"m = {args.candidates} departures, {args.sets} sets per cell, z = {args.z}\n")
+    rule = DropRule(z=args.z, rule=args.rule, margin=2.0, min_gain=0.002)
+    print(f"m = {args.candidates} departures, {args.sets} sets per cell, z = {args.z}, "
+          f"rule {args.rule}\n")  # fmt: skip
     print("| classes | better candidate | departs (all folds) | changed | dropped |")
     print("|---|--:|--:|--:|--:|")
     rng = np.random.default_rng(0)
     for name, profile in PROFILES.items():
-        for better in (0.0, 0.02, 0.05):
+        for better in (0.0, 0.01, 0.02, 0.05):
             changed = departs = 0
             dropped = []
             for _ in range(args.sets):
                 cands, y, n_classes, folds = simulate(profile, args.candidates, better, rng)
                 kw = dict(margin=2.0, min_gain=0.002, multiplicity="max-t")
                 full = choose(cands, y, n_classes, **kw)[0]
-                left = raced(cands, y, n_classes, folds, args.z)
+                left = raced(cands, y, n_classes, folds, rule)
                 changed += choose(left, y, n_classes, **kw)[0] != full
                 departs += full != 0
                 dropped.append(np.mean([c.seen is not None for c in left[1:]]))

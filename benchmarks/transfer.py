@@ -52,9 +52,11 @@ def model_config(name: str, seed: int, default_record: dict | None = None) -> DL
         cfg = _chosen_base(default_record)
     elif name == "balsoftmax":
         cfg = DLSAConfig(depth=0, base="balsoftmax", selection=None)
-    elif name in ("default", "default-val", "default-now"):
-        # default-val: decided on the set's val.h5; default-now: the default of this tree,
-        # beside "default" records cached by an older tree (runs/transfer-v3: 84c42e0)
+    elif name in ("default", "default-val", "default-now", "default-futile"):
+        # default-val: decided on the set's val.h5; default-now / default-futile: the
+        # default of a later tree, beside "default" records cached by an older tree
+        # (runs/transfer-v3: default 84c42e0, default-now 3224664, default-futile: the
+        # futile drop rule)
         cfg = DLSAConfig()
     elif name == "paper":  # the headline preset (the release's PaCo + Balanced Softmax)
         cfg = get_preset("imagenet-lt")
@@ -160,12 +162,13 @@ def _paired_gains(runs: list[dict], refs: list[dict]) -> tuple[list[float], list
 
 
 def _default(out: Path, set_name: str, seed: int, panel: Path) -> dict:
-    """The default's record: this tree's (``default-now``) where one is cached, else the
-    cached or new ``default`` (the two choose and predict the same where both exist:
-    ``--variant default-now``)."""
-    now = out / set_name / f"default-now-s{seed}.json"
-    if now.is_file():
-        return json.loads(now.read_text())
+    """The default's record: the newest tree's (``default-futile``, ``default-now``) where
+    one is cached, else the cached or new ``default`` (they choose and predict the same
+    where both exist: ``--variant default-now``, ``--variant default-futile``)."""
+    for name in ("default-futile", "default-now"):
+        now = out / set_name / f"{name}-s{seed}.json"
+        if now.is_file():
+            return json.loads(now.read_text())
     return cached(out, set_name, "default", seed, panel)
 
 
