@@ -82,8 +82,9 @@ def main() -> None:
     parser.add_argument("--src", type=Path, default=Path(__file__).parents[1] / "src")
     parser.add_argument("--seeds", default="0")
     args = parser.parse_args()
-    print("| set | seed | chosen | reference | this tree | oracle | this / ref | oracle / ref |")
-    print("|---|--:|---|--:|--:|--:|--:|--:|")
+    print("| set | seed | chosen | same as the reference's | reference | this tree | oracle "
+          "| this / ref | oracle / ref |")  # fmt: skip
+    print("|---|--:|---|---|--:|--:|--:|--:|--:|")
     for folder in args.sets:
         for seed in (int(s) for s in args.seeds.split(",")):
             ref = fit(args.reference_src, folder, seed)
@@ -94,7 +95,8 @@ def main() -> None:
             t_ref, t_new, t_bound = ref["seconds"], new["seconds"], bound["seconds"]
             times = [f"{t:.1f} s" for t in (t_ref, t_new, t_bound)]
             ratios = [f"{t_new / t_ref:.2f}", f"{t_bound / t_ref:.2f}"]
-            cells = [folder.name, seed, new["chosen"], *times, *ratios]
+            same = "yes" if ref["chosen"] == new["chosen"] else f"no: {ref['chosen']}"
+            cells = [folder.name, seed, new["chosen"], same, *times, *ratios]
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 

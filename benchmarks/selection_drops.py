@@ -33,17 +33,19 @@ PROFILES = {
 
 
 def simulate(profile, m: int, better: float, rng: np.random.Generator):
-    """Labels, folds and candidates (the reference first): candidate j's accuracy on each
-    class is the reference's minus a gap drawn from 0 ... 6 points (candidate 1: plus
-    ``better``), its hit a copy of the reference's with probability 0.3."""
+    """Labels, folds, candidates (the reference first) and each candidate's true balanced
+    accuracy: candidate j's accuracy on each class is the reference's minus a gap drawn
+    from 0 ... 6 points (candidate 1: plus ``better``), its hit a copy of the
+    reference's with probability 0.3."""
     n_classes, n_max, n_min = profile
     counts = np.round(n_max * (n_min / n_max) ** (np.arange(n_classes) / (n_classes - 1)))
     y = np.repeat(np.arange(n_classes), counts.astype(int))
     p = (0.5 + 0.45 * np.log(counts / n_min) / np.log(n_max / n_min))[y]
     ref = rng.random(y.size) < p
-    hits = [ref]
+    hits, shifts = [ref], [0.0]
     for j in range(1, m + 1):
         shift = better if (j == 1 and better) else -rng.uniform(0.0, 0.06)
+        shifts.append(shift)
         own = rng.random(y.size) < np.clip(p + shift, 0.0, 1.0)
         copy = rng.random(y.size) < 0.3
         hits.append(np.where(copy & (ref if shift > 0 else True), ref, own))
@@ -51,7 +53,9 @@ def simulate(profile, m: int, better: float, rng: np.random.Generator):
         Candidate(f"c{j}", {}, np.where(h, y, (y + 1) % n_classes)) for j, h in enumerate(hits)
     ]
     folds = np.array_split(rng.permutation(y.size), 3)
-    return cands, y, n_classes, folds
+    p_class = 0.5 + 0.45 * np.log(counts / n_min) / np.log(n_max / n_min)
+    truth = np.array([np.clip(p_class + t, 0.0, 1.0).mean() for t in shifts])
+    return cands, y, n_classes, folds, truth
 
 
 def raced(cands, y, n_classes, folds, rule: DropRule) -> list[Candidate]:
@@ -79,23 +83,27 @@ def main() -> None:
     rule = DropRule(z=args.z, rule=args.rule, margin=2.0, min_gain=0.002)
     print(f"m = {args.candidates} departures, {args.sets} sets per cell, z = {args.z}, "
           f"rule {args.rule}\n")  # fmt: skip
-    print("| classes | better candidate | departs (all folds) | changed | dropped |")
-    print("|---|--:|--:|--:|--:|")
+    print("| classes | better candidate | departs (all folds) | changed | changed to a worse "
+          "one | dropped |")  # fmt: skip
+    print("|---|--:|--:|--:|--:|--:|")
     rng = np.random.default_rng(0)
     for name, profile in PROFILES.items():
         for better in (0.0, 0.01, 0.02, 0.05):
-            changed = departs = 0
+            changed = worse = departs = 0
             dropped = []
             for _ in range(args.sets):
-                cands, y, n_classes, folds = simulate(profile, args.candidates, better, rng)
+                cands, y, n_classes, folds, truth = simulate(profile, args.candidates, better, rng)
                 kw = dict(margin=2.0, min_gain=0.002, multiplicity="max-t")
                 full = choose(cands, y, n_classes, **kw)[0]
                 left = raced(cands, y, n_classes, folds, rule)
-                changed += choose(left, y, n_classes, **kw)[0] != full
+                raced_choice = choose(left, y, n_classes, **kw)[0]
+                changed += raced_choice != full
+                worse += truth[raced_choice] < truth[full]
                 departs += full != 0
                 dropped.append(np.mean([c.seen is not None for c in left[1:]]))
-            print(f"| {name} | {100 * better:+.0f} points | {departs / args.sets:.1%} | "
-                  f"{changed / args.sets:.1%} | {np.mean(dropped):.0%} |", flush=True)  # fmt: skip
+            shares = [f"{k / args.sets:.1%}" for k in (departs, changed, worse)]
+            cells = [name, f"{100 * better:+.0f} points", *shares, f"{np.mean(dropped):.0%}"]
+            print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
             decision = (
                 "chosen"
                 if row["chosen"]
-                else f"dropped (behind on {row['n_scored']} samples)"
+                else f"dropped after {row['n_scored']} samples"
                 if row.get("dropped")
                 else ("not eligible" if row.get("eligible") is False else "")
             )
