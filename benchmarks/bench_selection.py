@@ -48,14 +48,21 @@ print(json.dumps({"seconds": seconds, "chosen": clf.selection_["chosen"],
 """
 
 
-def fit(src: Path, folder: Path, seed: int, out: Path) -> dict:
-    """The default fit of ``folder``'s train.h5 by the dlsa in ``src``, in a new process."""
+def in_process(script: str, src: Path, *args: str) -> dict:
+    """Run ``script`` with the dlsa in ``src`` in a new process on one torch thread; the
+    JSON object it prints last."""
     env = os.environ | {"PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", FIT, str(folder), str(seed), str(out)],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SystemExit(f"{src} {' '.join(args)}: the fit failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fit(src: Path, folder: Path, seed: int, out: Path) -> dict:
+    """The default fit of ``folder``'s train.h5 by the dlsa in ``src``, in a new process."""
+    return in_process(FIT, src, str(folder), str(seed), str(out))
 
 
 def main() -> None:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_selection import in_process  # noqa: E402
 
 FIT = """
 import json, sys, time
@@ -53,14 +54,7 @@ print(json.dumps({"seconds": time.perf_counter() - start, "chosen": clf.selectio
 
 def fit(src: Path, folder: Path, seed: int, only: dict | None = None) -> dict:
     """The fit of ``folder``'s train.h5 by the dlsa in ``src``, in a new process."""
-    env = os.environ | {"PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", FIT, str(folder), str(seed), json.dumps(only)],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode:
-        raise SystemExit(f"{folder}: the fit failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_process(FIT, src, str(folder), str(seed), json.dumps(only))
 
 
 def oracle(chosen: str, reference: str = "balsoftmax") -> dict:
