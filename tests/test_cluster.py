@@ -1,5 +1,6 @@
 """Stage 2 on a cluster: the selection's fold fits and the safeguard's folds run on a
-local Dask cluster of 2 worker processes through joblib's Dask backend, with the same
+local Dask cluster of 2 worker processes through joblib's Dask backend (and on a local
+Ray runtime through joblib's Ray backend, where ``ray`` is installed), with the same
 evidence, choice and predictions as in local processes (one torch thread per fit)."""
 
 from __future__ import annotations
@@ -46,6 +47,23 @@ def test_a_dask_cluster_gives_what_local_processes_give(data, monkeypatch):
     params = _params(validation_folds=2)
     local = DLSAClassifier(**(params | {"n_jobs": 2})).fit(data.X_train, data.y_train)
     with cluster("dask"):  # a LocalCluster of 2 worker processes, 1 thread each
+        remote = DLSAClassifier(**params).fit(data.X_train, data.y_train)
+    assert _evidence(remote) == _evidence(local)
+    assert remote.selection_["chosen"] == local.selection_["chosen"]
+    assert remote.validation_ == local.validation_
+    np.testing.assert_array_equal(
+        remote.decision_function(data.X_test), local.decision_function(data.X_test)
+    )
+
+
+def test_a_local_ray_runtime_gives_what_local_processes_give(data, monkeypatch):
+    pytest.importorskip("ray")
+    import dlsa.engine.parallel
+
+    monkeypatch.setattr(dlsa.engine.parallel.os, "cpu_count", lambda: 2)  # loky: 1 thread
+    params = _params(validation_folds=2)
+    local = DLSAClassifier(**(params | {"n_jobs": 2})).fit(data.X_train, data.y_train)
+    with cluster("ray"):  # ray.init(): a local runtime on this machine's cores
         remote = DLSAClassifier(**params).fit(data.X_train, data.y_train)
     assert _evidence(remote) == _evidence(local)
     assert remote.selection_["chosen"] == local.selection_["chosen"]

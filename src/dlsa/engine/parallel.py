@@ -50,8 +50,10 @@ def run_jobs(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]], n_jobs: int 
 
     if _active and len(jobs) > 1:
         tasks = (delayed(_in_worker)(fn, 1, job) for job in jobs)
+        # Ray's pool refuses more processes than the cluster has CPUs: -1 takes them all
+        n = -1 if _active[-1] == "ray" else len(jobs)
         with parallel_config(backend=_active[-1]):  # registers joblib's Dask / Ray backend
-            return list(Parallel(n_jobs=len(jobs))(tasks))
+            return list(Parallel(n_jobs=n)(tasks))
     workers = max(1, min(worker_count(n_jobs), len(jobs)))
     if workers == 1:
         return [fn(*job) for job in jobs]
