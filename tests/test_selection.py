@@ -486,3 +486,16 @@ def test_futile_drop_thresholds_match_the_predictive_bound(unseen):
     assert strict.drops(0.03, 0.01, unseen, tail=False)
     with pytest.raises(ValueError, match="drop_rule"):
         DropRule(rule="sometimes")
+
+
+def test_an_unknown_drop_rule_fails_before_any_fit(monkeypatch):
+    import dlsa.selection.search as search
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted before the configuration was checked")
+
+    monkeypatch.setattr(search, "fold_candidates", no_fit)
+    X = np.random.default_rng(0).normal(size=(60, 3)).astype("float32")
+    y = np.repeat(np.arange(3), 20)
+    with pytest.raises(ValueError, match="drop_rule must be one of"):
+        DLSAClassifier(selection=SelectionConfig(drop_rule="sometimes")).fit(X, y)

@@ -218,6 +218,8 @@ SELECTION_BASES: tuple[str, ...] = tuple(n for n in BASE_NAMES if n != "crt")
 the same training as ``cbs`` (a fresh linear head on class-balanced draws) and would
 count one candidate twice."""
 BaseName = Literal["auto", MethodName]
+DropRuleName = Literal["futile", "behind"]
+"""How the selection drops candidates between folds (:class:`dlsa.selection.rule.DropRule`)."""
 """A base method of :data:`BASE_NAMES`, or "auto" (chosen by selection)."""
 
 
@@ -257,12 +259,12 @@ class SelectionConfig:
     the folds so far is dropped: it is not fitted on the remaining folds and is not
     eligible. The max-t bar still counts it. The value is the rule's width in standard
     errors; None fits every candidate on every fold."""
-    drop_rule: Literal["futile", "behind"] = "futile"
+    drop_rule: DropRuleName = "futile"
     """``"futile"``: dropped when even the upper bound (``drop_behind`` standard errors)
     of its predicted final gain, or rarer-half gain, is below the bar it must clear
     (:class:`dlsa.selection.rule.DropRule`). ``"behind"``: dropped when its gain or
-    rarer-half gain so far is below ``-drop_behind`` standard errors (before 2026-12-03;
-    it drops fewer)."""
+    rarer-half gain so far is below ``-drop_behind`` standard errors (the rule before
+    "futile"; it drops fewer)."""
     proportions: tuple[float, ...] = (0.3, 0.5, 0.99)
     """Routed shares tried for DLSA on top of the chosen base; 0.99 is "no routing" (one
     cluster-aided classifier for almost every sample). Depth-1 candidates share one

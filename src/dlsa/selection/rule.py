@@ -19,11 +19,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
-from dlsa.config import to_dict
+from dlsa.config import DropRuleName, to_dict
 from dlsa.selection.multiplicity import (
     gain_covariance,
     max_t_threshold,
@@ -283,13 +283,14 @@ class DropRule:
     """
 
     z: float = 2.0
-    rule: str = "futile"
+    rule: DropRuleName = "futile"
     margin: float = 2.0
     min_gain: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.rule not in ("futile", "behind"):
-            raise ValueError(f"drop_rule must be 'futile' or 'behind', got {self.rule!r}")
+        if self.rule not in get_args(DropRuleName):
+            names = ", ".join(map(repr, get_args(DropRuleName)))
+            raise ValueError(f"drop_rule must be one of {names}, got {self.rule!r}")
 
     def drops(self, gain: float, se: float, unseen: float, *, tail: bool) -> bool:
         """Whether a gain (or rarer-half gain, ``tail``) of standard error ``se``, with a

@@ -323,6 +323,7 @@ def select(
         raise ValueError(f"selection.folds must be >= 2, got {cfg.folds}")
     if cfg.drop_behind is not None and not cfg.drop_behind > 0:
         raise ValueError(f"selection.drop_behind must be > 0 or None, got {cfg.drop_behind}")
+    drop_rule(cfg)  # an unknown rule fails here, before any fit
     start = time.perf_counter()
     source = "out-of-fold" if val is None else "validation"
     if params["base"] != "auto" and params["depth"] == 0:
