@@ -24,7 +24,7 @@ import dataclasses
 
 import numpy as np
 
-from dlsa.selection.rule import Candidate, DropRule, choose, clearly_behind
+from dlsa.selection.rule import Candidate, DropRule, choose, ruled_out
 
 PROFILES = {
     "20 classes, 2000 ... 10": (20, 2000, 10),
@@ -67,7 +67,7 @@ def raced(cands, y, n_classes, folds, rule: DropRule) -> list[Candidate]:
         seen[folds[f]] = True
         for j in sorted(alive):
             part = dataclasses.replace(cands[j], seen=seen.copy())
-            if clearly_behind([part], cands[0].pred, y, n_classes, rule):
+            if ruled_out([part], cands[0].pred, y, n_classes, rule):
                 alive.discard(j)
                 out[j] = part
     return out

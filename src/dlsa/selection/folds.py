@@ -1,10 +1,12 @@
 """Fold models of the selection, one fold at a time: fitted in this process or in
-parallel worker processes, with candidates that are clearly behind dropped between folds.
+parallel worker processes, with candidates that the drop rule rules out dropped between
+folds.
 
 A selection round fits several configurations (a base method, a routed share of DLSA)
 once per fold and scores each on its held-out fold. The folds are fitted in order; after
 every fold but the last, ``behind`` may drop a configuration whose candidates are all
-clearly behind the round's reference on the folds so far: it is not fitted on the next
+ruled out against the round's reference on the folds so far (the selection's
+:class:`~dlsa.selection.rule.DropRule`): it is not fitted on the next
 folds and keeps the predictions of the folds it saw (:attr:`Candidate.seen`). Within one
 fold the (configuration) fits are independent, so :func:`fold_candidates` can run them in
 a pool of ``n_jobs`` processes (:mod:`dlsa.engine.parallel`): the results are
@@ -41,7 +43,7 @@ Variants = Callable[[Cascade], Iterator[tuple[str, dict[str, Any], Cascade]]]
 Behind = Callable[[list[list[Candidate] | None]], list[int]]
 """``behind(pooled)``: given each configuration's candidates with the predictions of the
 folds so far (``seen``; None for a configuration no longer fitted), the indices of the
-configurations that are clearly behind and are dropped."""
+configurations that are ruled out and dropped."""
 
 
 @dataclass(frozen=True)
@@ -189,8 +191,8 @@ def fold_candidates(
         n_jobs: worker processes for the fits of a fold (of every fold at once without
             ``behind``; see :func:`dlsa.engine.parallel.worker_count`); None or 1 fits
             them here, one after the other.
-        behind: after every fold but the last, drops the configurations it calls
-            clearly behind; None fits every configuration on every fold.
+        behind: after every fold but the last, drops the configurations it rules
+            out; None fits every configuration on every fold.
 
     Returns:
         Per configuration, its candidates (one per variant; a dropped configuration's

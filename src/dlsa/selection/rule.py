@@ -312,7 +312,7 @@ class DropRule:
         return bool(upper < bar)
 
 
-def clearly_behind(
+def ruled_out(
     cands: Sequence[Candidate],
     ref: np.ndarray,
     y: np.ndarray,
@@ -336,7 +336,7 @@ def clearly_behind(
     Example:
         >>> y = np.repeat([0, 1], 50)
         >>> bad = y.copy(); bad[:20] = 1
-        >>> clearly_behind([Candidate("b", {}, bad)], y, y, 2, 2.0)
+        >>> ruled_out([Candidate("b", {}, bad)], y, y, 2, 2.0)
         True
     """
     if not isinstance(rule, DropRule):

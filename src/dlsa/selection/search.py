@@ -32,7 +32,7 @@ from dlsa.engine.splits import append_validation, stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.selection.folds import FoldSpec, Variants, fold_candidates, out_of_fold
-from dlsa.selection.rule import Candidate, DropRule, choose, clearly_behind, describe
+from dlsa.selection.rule import Candidate, DropRule, choose, describe, ruled_out
 from dlsa.stage2.bases import BASES, make_base
 
 logger = logging.getLogger(__name__)
@@ -87,15 +87,15 @@ class Evidence:
     def behind(
         self, pooled: list[list[Candidate] | None], ref: np.ndarray, rule: DropRule
     ) -> list[int]:
-        """Indices of the configurations whose candidates are all clearly behind the
-        reference predictions ``ref`` (N',) on the folds so far
-        (:func:`~dlsa.selection.rule.clearly_behind`)."""
+        """Indices of the configurations whose candidates ``rule`` all rules out against
+        the reference predictions ``ref`` (N',) on the folds so far
+        (:func:`~dlsa.selection.rule.ruled_out`)."""
         n_classes = len(self.counts)
         y, counts = self.y, self.counts
         return [
             i
             for i, cands in enumerate(pooled)
-            if cands is not None and clearly_behind(cands, ref, y, n_classes, rule, counts)
+            if cands is not None and ruled_out(cands, ref, y, n_classes, rule, counts)
         ]
 
     def scored_candidates(self, found: list[Candidate]) -> list[Candidate]:
