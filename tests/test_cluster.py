@@ -40,30 +40,17 @@ def _evidence(clf):
     ]
 
 
-def test_a_dask_cluster_gives_what_local_processes_give(data, monkeypatch):
+@pytest.mark.parametrize("backend", ["dask", "ray"])
+def test_a_cluster_gives_what_local_processes_give(data, monkeypatch, backend):
+    """Dask: a LocalCluster of 2 worker processes, 1 thread each; Ray: ``ray.init()``,
+    a local runtime on this machine's cores (skipped where ray is not installed)."""
+    pytest.importorskip("distributed" if backend == "dask" else "ray")
     import dlsa.engine.parallel
 
     monkeypatch.setattr(dlsa.engine.parallel.os, "cpu_count", lambda: 2)  # loky: 1 thread
     params = _params(validation_folds=2)
     local = DLSAClassifier(**(params | {"n_jobs": 2})).fit(data.X_train, data.y_train)
-    with cluster("dask"):  # a LocalCluster of 2 worker processes, 1 thread each
-        remote = DLSAClassifier(**params).fit(data.X_train, data.y_train)
-    assert _evidence(remote) == _evidence(local)
-    assert remote.selection_["chosen"] == local.selection_["chosen"]
-    assert remote.validation_ == local.validation_
-    np.testing.assert_array_equal(
-        remote.decision_function(data.X_test), local.decision_function(data.X_test)
-    )
-
-
-def test_a_local_ray_runtime_gives_what_local_processes_give(data, monkeypatch):
-    pytest.importorskip("ray")
-    import dlsa.engine.parallel
-
-    monkeypatch.setattr(dlsa.engine.parallel.os, "cpu_count", lambda: 2)  # loky: 1 thread
-    params = _params(validation_folds=2)
-    local = DLSAClassifier(**(params | {"n_jobs": 2})).fit(data.X_train, data.y_train)
-    with cluster("ray"):  # ray.init(): a local runtime on this machine's cores
+    with cluster(backend):
         remote = DLSAClassifier(**params).fit(data.X_train, data.y_train)
     assert _evidence(remote) == _evidence(local)
     assert remote.selection_["chosen"] == local.selection_["chosen"]
