@@ -218,9 +218,9 @@ SELECTION_BASES: tuple[str, ...] = tuple(n for n in BASE_NAMES if n != "crt")
 the same training as ``cbs`` (a fresh linear head on class-balanced draws) and would
 count one candidate twice."""
 BaseName = Literal["auto", MethodName]
+"""A base method of :data:`BASE_NAMES`, or "auto" (chosen by selection)."""
 DropRuleName = Literal["futile", "behind"]
 """How the selection drops candidates between folds (:class:`dlsa.selection.rule.DropRule`)."""
-"""A base method of :data:`BASE_NAMES`, or "auto" (chosen by selection)."""
 
 
 @dataclass(frozen=True)
