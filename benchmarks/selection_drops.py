@@ -40,7 +40,8 @@ def simulate(profile, m: int, better: float, rng: np.random.Generator):
     n_classes, n_max, n_min = profile
     counts = np.round(n_max * (n_min / n_max) ** (np.arange(n_classes) / (n_classes - 1)))
     y = np.repeat(np.arange(n_classes), counts.astype(int))
-    p = (0.5 + 0.45 * np.log(counts / n_min) / np.log(n_max / n_min))[y]
+    p_class = 0.5 + 0.45 * np.log(counts / n_min) / np.log(n_max / n_min)
+    p = p_class[y]
     ref = rng.random(y.size) < p
     hits, shifts = [ref], [0.0]
     for j in range(1, m + 1):
@@ -53,7 +54,6 @@ def simulate(profile, m: int, better: float, rng: np.random.Generator):
         Candidate(f"c{j}", {}, np.where(h, y, (y + 1) % n_classes)) for j, h in enumerate(hits)
     ]
     folds = np.array_split(rng.permutation(y.size), 3)
-    p_class = 0.5 + 0.45 * np.log(counts / n_min) / np.log(n_max / n_min)
     truth = np.array([np.clip(p_class + t, 0.0, 1.0).mean() for t in shifts])
     return cands, y, n_classes, folds, truth
 

@@ -317,30 +317,27 @@ def ruled_out(
     ref: np.ndarray,
     y: np.ndarray,
     n_classes: int,
-    rule: DropRule | float,
+    rule: DropRule,
     counts: np.ndarray | None = None,
 ) -> bool:
     """Whether every candidate (of one training) is to be dropped by ``rule`` on the
     samples it has predicted so far: by its paired gain over the reference, or by its
-    gain on the rarer half of the classes (:class:`DropRule`; a number z is the rule
-    ``"behind"``: below ``-z`` standard errors).
+    gain on the rarer half of the classes (:class:`DropRule`).
 
     Args:
         cands: candidates whose ``seen`` marks the samples predicted so far.
         ref: (N,) the reference's predictions (every sample).
         y: (N,) labels.
         n_classes: C.
-        rule: the drop rule, or z of the rule "behind".
+        rule: the drop rule.
         counts: (C,) training counts that define the rarer half (see :func:`rarer_half`).
 
     Example:
         >>> y = np.repeat([0, 1], 50)
         >>> bad = y.copy(); bad[:20] = 1
-        >>> ruled_out([Candidate("b", {}, bad)], y, y, 2, 2.0)
+        >>> ruled_out([Candidate("b", {}, bad)], y, y, 2, DropRule(rule="behind"))
         True
     """
-    if not isinstance(rule, DropRule):
-        rule = DropRule(z=float(rule), rule="behind")
     tail = rarer_half(y, n_classes, counts)
 
     def behind(cand: Candidate) -> bool:

@@ -172,9 +172,11 @@ def select_base(
     candidates: list[Candidate] = []
     skipped: list[dict[str, str]] = []
 
+    rule = drop_rule(cfg)
+
     def behind(pooled: list[list[Candidate] | None]) -> list[int]:
         ref = pooled[0]  # the reference: never dropped
-        return [] if ref is None else ev.behind([None, *pooled[1:]], ref[0].pred, drop_rule(cfg))
+        return [] if ref is None else ev.behind([None, *pooled[1:]], ref[0].pred, rule)
 
     judge = behind if cfg.drop_behind is not None else None
     results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge)
@@ -214,8 +216,10 @@ def select_dlsa(
     overs, specs = dlsa_specs(fixed, flt, params["depth"], cfg.proportions, base_models)
     skipped: list[dict[str, str]] = []
 
+    rule = drop_rule(cfg)
+
     def behind(pooled: list[list[Candidate] | None]) -> list[int]:
-        return ev.behind(pooled, base.pred, drop_rule(cfg))
+        return ev.behind(pooled, base.pred, rule)
 
     judge = behind if cfg.drop_behind is not None else None
     results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge)
