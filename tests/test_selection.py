@@ -55,7 +55,11 @@ def test_paired_gain_is_the_difference_of_balanced_accuracies(y, rnd):
     gain, se = paired_gain(a, b, y, 4)
     assert gain == pytest.approx(balanced_accuracy(a, y, 4) - balanced_accuracy(b, y, 4))
     assert se >= 0
-    assert paired_gain(a, a, y, 4) == (0.0, 0.0)
+    assert paired_gain(a, a, y, 4, floor=False) == (0.0, 0.0)
+    # identical predictions: no gain, and the floor's pseudo-pair per class
+    n = np.bincount(y, minlength=4)[np.bincount(y, minlength=4) > 0]
+    floor = np.sqrt(np.sum(2.0 / ((n + 1.0) * (n + 2.0)))) / len(n)
+    assert paired_gain(a, a, y, 4) == (0.0, pytest.approx(floor))
 
 
 def test_standard_error_matches_the_per_class_variance_formula():
@@ -64,7 +68,26 @@ def test_standard_error_matches_the_per_class_variance_formula():
     a, b = rng.integers(0, 3, y.size), rng.integers(0, 3, y.size)
     d = (a == y).astype(float) - (b == y).astype(float)
     var = sum(d[y == c].var(ddof=1) / (y == c).sum() for c in range(3))
-    assert paired_gain(a, b, y, 3)[1] == pytest.approx(np.sqrt(var) / 3)
+    assert paired_gain(a, b, y, 3, floor=False)[1] == pytest.approx(np.sqrt(var) / 3)
+
+    def floored(c: int) -> float:
+        dc = np.concatenate([d[y == c], [1.0, -1.0]])  # one pseudo-pair each way
+        return max(d[y == c].var(ddof=1) / (y == c).sum(), dc.var(ddof=1) / dc.size)
+
+    assert paired_gain(a, b, y, 3)[1] == pytest.approx(np.sqrt(sum(map(floored, range(3)))) / 3)
+
+
+def test_a_rare_class_without_discordant_samples_does_not_read_as_a_known_gain():
+    """The demo's miss: a departure that differs from the reference only in head classes
+    had s.e. 0 on the rare classes; with the floor their share of the s.e. stays."""
+    y = np.repeat([0, 1, 2], [400, 6, 6])
+    ref = y.copy()
+    ref[:40] = 1  # the reference misses 40 head samples
+    cand = y.copy()  # the candidate gets them, and agrees on the rare classes
+    gain, se_plain = paired_gain(cand, ref, y, 3, floor=False)
+    _, se = paired_gain(cand, ref, y, 3)
+    assert gain == pytest.approx(0.1 / 3)
+    assert se > 3 * se_plain  # two classes of 6 keep a visible uncertainty
 
 
 def _cands(y, *hit_rates, seed=0):
@@ -334,7 +357,7 @@ def test_gain_covariance_matches_paired_gain_and_an_explicit_sum():
     y, ref, preds = noisy_predictions(300, 5)
     gains, cov = gain_covariance(preds, ref, y, 5)
     for j in range(3):
-        g, se = paired_gain(preds[j], ref, y, 5)
+        g, se = paired_gain(preds[j], ref, y, 5, floor=False)
         assert gains[j] == pytest.approx(g) and np.sqrt(cov[j, j]) == pytest.approx(se)
     d = (preds == y).astype(float) - (ref == y)
     explicit = sum(np.cov(d[:, y == c]) / (y == c).sum() for c in range(5)) / 25
@@ -402,11 +425,13 @@ def test_dropping_behind_candidates_keeps_the_choice_and_the_model(data, rule):
         if b["dropped"]:  # evidence of its first folds: ruled out, never eligible
             assert b["n_scored"] < n and not b["eligible"]
             unseen = 1 - b["n_scored"] / n
-            assert drop_rule(cfg).drops(b["gain"], b["se"], unseen, tail=False) or drop_rule(
-                cfg
-            ).drops(b["tail_gain"], b["tail_se"], unseen, tail=True)
+            rule_ = drop_rule(cfg)
+            assert rule_.drops(b["gain"], b["se_plain"], unseen, tail=False) or rule_.drops(
+                b["tail_gain"], b["tail_se_plain"], unseen, tail=True
+            )
             if rule == "behind":
-                assert min(b["gain"] / b["se"], b["tail_gain"] / max(b["tail_se"], 1e-12)) < -2
+                tail_z = b["tail_gain"] / max(b["tail_se_plain"], 1e-12)
+                assert min(b["gain"] / b["se_plain"], tail_z) < -2
         else:
             assert (a["gain"], a["se"], a["tail_gain"]) == (b["gain"], b["se"], b["tail_gain"])
     assert raced.selection_["chosen"] == kept.selection_["chosen"]

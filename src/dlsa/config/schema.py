@@ -199,6 +199,7 @@ class HeadConfig:
 
 MethodName = Literal[
     "balsoftmax",
+    "logreg",
     "logit-adjust",
     "tau-norm",
     "ce",
@@ -212,7 +213,7 @@ MethodName = Literal[
 """A stage-2 base method (a candidate of ``selection.bases``); the one declaration of
 the names."""
 BASE_NAMES: tuple[str, ...] = get_args(MethodName)
-"""The ten stage-2 base methods, simplest first (the order ties are broken in)."""
+"""The eleven stage-2 base methods, simplest first (the order ties are broken in)."""
 SELECTION_BASES: tuple[str, ...] = tuple(n for n in BASE_NAMES if n != "crt")
 """The default's base candidates: every base but ``crt``, which on frozen features is
 the same training as ``cbs`` (a fresh linear head on class-balanced draws) and would
@@ -265,6 +266,17 @@ class SelectionConfig:
     (:class:`dlsa.selection.rule.DropRule`). ``"behind"``: dropped when its gain or
     rarer-half gain so far is below ``-drop_behind`` standard errors (the rule before
     "futile"; it drops fewer)."""
+    prior_guard: float | None = 2.0
+    """On out-of-fold evidence from training features a backbone may have memorised, a
+    departure whose predictions flow from the rarer half of the classes to the other
+    half, against the reference's, by more than this many binomial standard errors is
+    not eligible: such evidence overrates a smaller class-prior correction
+    (:mod:`dlsa.selection.shift`). None: no guard."""
+    train_features: Literal["unknown", "seen", "unseen"] = "unknown"
+    """Whether the backbone trained on the images of the training features: "seen"
+    (e.g. features of ``dlsa train``'s own training images), "unseen" (a frozen
+    pretrained encoder, or images held out of stage 1) or "unknown". The prior guard
+    applies to out-of-fold evidence unless "unseen"; a validation split needs none."""
     proportions: tuple[float, ...] = (0.3, 0.5, 0.99)
     """Routed shares tried for DLSA on top of the chosen base; 0.99 is "no routing" (one
     cluster-aided classifier for almost every sample). Depth-1 candidates share one

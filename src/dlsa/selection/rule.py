@@ -29,6 +29,7 @@ from dlsa.selection.multiplicity import (
     max_t_threshold,
     nested_gain_correlation,
 )
+from dlsa.selection.shift import head_shift, rarer_classes
 
 if TYPE_CHECKING:
     from dlsa.cascade import Cascade
@@ -92,7 +93,7 @@ def balanced_accuracy(pred: np.ndarray, y: np.ndarray, n_classes: int) -> float:
 
 
 def paired_gain(
-    pred_a: np.ndarray, pred_b: np.ndarray, y: np.ndarray, n_classes: int
+    pred_a: np.ndarray, pred_b: np.ndarray, y: np.ndarray, n_classes: int, *, floor: bool = True
 ) -> tuple[float, float]:
     """Balanced-accuracy gain of a over b on the same samples, and its standard error.
 
@@ -101,11 +102,18 @@ def paired_gain(
         pred_b: (N,) predictions of b.
         y: (N,) labels.
         n_classes: C.
+        floor: apply the per-class floor below (False: the plain sample variance, as
+            :func:`~dlsa.selection.multiplicity.gain_covariance` computes it).
 
     Returns:
         ``(gain, se)`` with ``gain = (1/C') sum_c mean_{i in c} d_i`` for
         ``d_i = hit_a(i) - hit_b(i)`` over the C' classes present, and
-        ``se = sqrt(sum_c var_c(d) / n_c) / C'`` (sample variance within each class).
+        ``se = sqrt(sum_c max(var_c(d) / n_c, f_c)) / C'`` (sample variance within each
+        class), floored per class at ``f_c``, the variance of the mean of the class's
+        differences with one pseudo-pair (+1, -1) added: ``f_c = (sum d^2 + 2 -
+        (sum d)^2 / (n_c + 2)) / ((n_c + 1)(n_c + 2))``. Without discordant samples a class
+        of 6 gets ``f_c = 2 / 56``, as if it might still hide a loss; a class of 1,000,
+        ``2e-6``.
 
     Example:
         >>> y = np.array([0, 0, 1, 1])
@@ -116,12 +124,19 @@ def paired_gain(
     d = (pred_a == y).astype(np.float64) - (pred_b == y).astype(np.float64)
     sizes = np.bincount(y, minlength=n_classes).astype(np.float64)
     present = sizes > 0
-    mean = np.bincount(y, weights=d, minlength=n_classes)[present] / sizes[present]
+    total = np.bincount(y, weights=d, minlength=n_classes)[present]
     sq = np.bincount(y, weights=d * d, minlength=n_classes)[present]
     n = sizes[present]
+    mean = total / n
     var = np.where(n > 1, (sq - n * mean**2) / np.maximum(n - 1, 1), 0.0)
+    # Floor: the variance of the class's differences with one more discordant pair each
+    # way (+1, -1), so that a rare class without a discordant sample never reads as a
+    # class whose gain is known exactly.
+    var_mean = np.maximum(var, 0.0) / n
+    if floor:
+        var_mean = np.maximum(var_mean, (sq + 2.0 - total**2 / (n + 2.0)) / (n + 1.0) / (n + 2.0))
     c = float(present.sum())
-    return float(mean.sum() / c), float(np.sqrt(np.sum(np.maximum(var, 0.0) / n)) / c)
+    return float(mean.sum() / c), float(np.sqrt(np.sum(var_mean)) / c)
 
 
 def rarer_half(y: np.ndarray, n_classes: int, counts: np.ndarray | None = None) -> np.ndarray:
@@ -151,6 +166,7 @@ def choose(
     min_gain: float,
     multiplicity: str = "per-candidate",
     counts: np.ndarray | None = None,
+    prior_guard: float | None = None,
 ) -> tuple[int, str, list[dict[str, Any]]]:
     """Apply the rule of this module to candidates listed simplest first.
 
@@ -164,7 +180,9 @@ def choose(
     threshold of all the departures (:func:`~dlsa.selection.multiplicity.max_t_threshold`),
     so that the chance of a departure by luck does not grow with their number.
     ``counts`` (C,): training counts that define the rarer half when ``y`` is a
-    validation set (see :func:`rarer_half`).
+    validation set (see :func:`rarer_half`). ``prior_guard``: a departure whose
+    predictions flow to the more frequent half of the classes by more than this many
+    standard errors is not eligible (:mod:`dlsa.selection.shift`; None: no guard).
 
     The tail condition guards against a bias of out-of-fold estimates on training
     features: a backbone fitted the training images of rare classes more closely than it
@@ -175,7 +193,8 @@ def choose(
         The chosen index, the reason in words, and one evidence row per candidate
         (``name``, ``params``, ``balanced_accuracy``, ``gain`` and ``se`` against the
         first candidate, ``tail_gain`` and ``tail_se`` on the rarer half of the classes,
-        ``eligible``, ``chosen``).
+        ``se_plain`` and ``tail_se_plain`` without the per-class floor (what the drop
+        rule uses), ``eligible``, ``chosen``).
 
     Example:
         >>> y = np.repeat([0, 1], 50)
@@ -187,6 +206,7 @@ def choose(
     tail = rarer_half(y, n_classes, counts)
     ref = candidates[0].pred
     bar = family_margin(candidates, y, n_classes, margin, multiplicity)
+    rarer = rarer_classes(np.bincount(y, minlength=n_classes) if counts is None else counts)
     rows = []
     for i, cand in enumerate(candidates):
         seen = cand.rows(len(y))
@@ -194,7 +214,13 @@ def choose(
         gain, se = paired_gain(cand.pred[seen], ref[seen], y[seen], n_classes)
         part = seen & tail
         tail_gain, tail_se = paired_gain(cand.pred[part], ref[part], y[part], n_classes)
+        plain = [
+            paired_gain(cand.pred[m], ref[m], y[m], n_classes, floor=False)[1]
+            for m in (seen, part)
+        ]
         clear = gain > max(bar * se, min_gain)
+        shift = head_shift(cand.pred[seen], ref[seen], rarer)
+        guarded = prior_guard is not None and shift["shift_z"] > prior_guard
         rows.append(
             {
                 "name": cand.name,
@@ -204,7 +230,12 @@ def choose(
                 "se": se,
                 "tail_gain": tail_gain,
                 "tail_se": tail_se,
-                "eligible": i == 0 or (cand.seen is None and clear and tail_gain >= 0.0),
+                "se_plain": plain[0],
+                "tail_se_plain": plain[1],
+                "eligible": i == 0
+                or (cand.seen is None and clear and tail_gain >= 0.0 and not guarded),
+                **shift,
+                "prior_guard": bool(guarded),
                 "chosen": False,
                 "margin": bar,
                 "n_scored": int(seen.sum()),
@@ -344,7 +375,7 @@ def ruled_out(
         seen = cand.rows(len(y))
         unseen = 1.0 - seen.mean()
         for part, is_tail in ((seen, False), (seen & tail, True)):
-            gain, se = paired_gain(cand.pred[part], ref[part], y[part], n_classes)
+            gain, se = paired_gain(cand.pred[part], ref[part], y[part], n_classes, floor=False)
             if rule.drops(gain, se, unseen, tail=is_tail):
                 return True
         return False

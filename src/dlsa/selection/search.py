@@ -120,9 +120,31 @@ def tau_variants(name: str, grid: Sequence[float]) -> Variants:
     return apply
 
 
-def _tau(over: dict[str, Any]) -> bool:
-    """Whether the base of ``over`` has a post-hoc tau (trained once, re-scored per tau)."""
-    return BASES[over["base"]].posthoc_params == ("tau",)
+def c_variants(grid: Sequence[float]) -> Variants:
+    """Variants of ``logreg`` at every ``C`` of ``grid``: the fold cascade is fitted once
+    along the regularisation path (``inner_folds=0`` keeps every solution) and re-scored
+    at each ``C``, strongest regularisation (the simplest model) first."""
+
+    def apply(cascade: Cascade) -> Iterator[tuple[str, dict[str, Any], Cascade]]:
+        for c in sorted(grid):
+            params = {"base": "logreg", "base_params": {"c": float(c)}}
+            yield describe(params), params, cascade.with_base(make_base("logreg", {"c": c}))
+
+    return apply
+
+
+def base_spec(fixed: dict[str, Any], name: str, cfg: SelectionConfig) -> FoldSpec:
+    """The fold configuration of base candidate ``name``: methods with a post-hoc
+    hyper-parameter (tau, or ``logreg``'s C) are fitted once and re-scored per value."""
+    posthoc = BASES[name].posthoc_params
+    if posthoc == ("tau",):
+        over = {"base": name, "base_params": {}}
+        return FoldSpec(fixed | over, tau_variants(name, cfg.tau_grid))
+    if posthoc == ("c",):
+        over = {"base": name, "base_params": {"inner_folds": 0}}
+        return FoldSpec(fixed | over, c_variants(make_base(name).cs))
+    group = "plain" if make_base(name).plain_phase else None
+    return FoldSpec(fixed | {"base": name, "base_params": {}}, None, group=group)
 
 
 def _round(
@@ -141,6 +163,7 @@ def _round(
         min_gain=cfg.min_gain,
         multiplicity=cfg.multiplicity,
         counts=ev.counts,
+        prior_guard=guard(cfg, ev.source),
     )
     record = {
         "what": what,
@@ -161,14 +184,7 @@ def select_base(
     start = time.perf_counter()
     fixed = params | {"selection": None, "depth": 0}
     overs = [{"base": name, "base_params": {}} for name in cfg.bases]
-    specs = [
-        FoldSpec(
-            fixed | over,
-            tau_variants(over["base"], cfg.tau_grid) if _tau(over) else None,
-            group="plain" if make_base(over["base"]).plain_phase else None,
-        )
-        for over in overs
-    ]
+    specs = [base_spec(fixed, name, cfg) for name in cfg.bases]
     candidates: list[Candidate] = []
     skipped: list[dict[str, str]] = []
 
@@ -264,6 +280,19 @@ def dlsa_specs(
     return overs, specs
 
 
+def guard(cfg: SelectionConfig, source: str) -> float | None:
+    """The prior guard's bar for evidence from ``source``: none on a validation split or
+    on training features the backbone never trained on (:mod:`dlsa.selection.shift`).
+
+    Example:
+        >>> guard(SelectionConfig(), "out-of-fold"), guard(SelectionConfig(), "validation")
+        (2.0, None)
+    """
+    if source != "out-of-fold" or cfg.train_features == "unseen":
+        return None
+    return cfg.prior_guard
+
+
 def drop_rule(cfg: SelectionConfig) -> DropRule:
     """The selection's rule for dropping candidates between folds."""
     z = cfg.drop_behind if cfg.drop_behind is not None else 0.0
@@ -357,6 +386,8 @@ def select(
         "source": source,
         "n_scored": int(len(ev.scored)),
         "multiplicity": cfg.multiplicity,
+        "train_features": cfg.train_features,
+        "prior_guard": guard(cfg, source),
         "margin": cfg.margin,
         "min_gain": cfg.min_gain,
         "rounds": rounds,

@@ -26,6 +26,7 @@ from dlsa.stage2.bases.ce import CrossEntropy
 from dlsa.stage2.bases.cosine import Cosine
 from dlsa.stage2.bases.crt import ClassifierRetraining
 from dlsa.stage2.bases.logit_adjust import LogitAdjustment
+from dlsa.stage2.bases.logreg import BalancedLogisticRegression
 from dlsa.stage2.bases.lws import LearnableWeightScaling
 from dlsa.stage2.bases.m2m import MajorToMinor
 from dlsa.stage2.bases.ride import Ride
@@ -35,6 +36,7 @@ BASES: Mapping[str, type[BaseMethod]] = types.MappingProxyType(
     {
         "ce": CrossEntropy,
         "balsoftmax": BalancedSoftmax,
+        "logreg": BalancedLogisticRegression,
         "cbs": ClassBalancedSampling,
         "cosine": Cosine,
         "crt": ClassifierRetraining,
@@ -78,6 +80,7 @@ def base_params(method: BaseMethod) -> dict[str, Any]:
 
 __all__ = [
     "BASES",
+    "BalancedLogisticRegression",
     "BalancedSoftmax",
     "BaseMethod",
     "ClassBalancedSampling",
