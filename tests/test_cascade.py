@@ -54,7 +54,8 @@ def test_train_routing_matches_the_thresholds_fixed_at_fit(fitted, lt_data):
 
 def test_save_load_gives_identical_predictions(fitted, lt_data, tmp_path):
     path = fitted.save(tmp_path / "model")
-    assert sorted(p.name for p in path.iterdir()) == ["model.json", "model.safetensors"]
+    names = sorted(p.name for p in path.iterdir())
+    assert names == [".dlsa-output.json", "model.json", "model.safetensors"]
     loaded = DLSAClassifier.load(path)
     np.testing.assert_array_equal(
         loaded.predict_proba(lt_data.X_test), fitted.predict_proba(lt_data.X_test)

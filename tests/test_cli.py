@@ -41,6 +41,7 @@ def run(files, tmp_path_factory):
 
 def test_fit_writes_models_results_and_report(run, capsys):
     assert sorted(p.name for p in run.iterdir()) == [
+        ".dlsa-output.json",
         "base_model",
         "model",
         "per_class.csv",
@@ -166,7 +167,7 @@ def test_figures_are_written_as_png(run, files, tmp_path):
     argv = ["figures", "--model", str(run / "model"), "--base-model", str(run / "base_model"),
             "--features", str(files / "test.npz"), "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if p.name != ".dlsa-output.json")
     expected = ["confusion.png", "confusion_difference.png", "cluster_sizes.png",
                 "cluster_purity.png", "separation.png", "cascade_tsne.png",
                 "per_class_accuracy.png", "reliability.png"]  # fmt: skip
@@ -494,13 +495,19 @@ def test_a_bad_value_in_the_last_row_is_one_line_and_nothing_is_written(
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
 def test_an_existing_out_file_is_kept_unless_overwrite(run, files, tmp_path, capsys, command):
     out = tmp_path / {"predict": "p.csv", "evaluate": "m.json"}[command]
-    out.write_text("mine")
     argv = [command, "--model", str(run / "model"), "--features", str(files / "test.npz")]
+    assert main(["-q", *argv, "--out", str(out)]) == 0
+    first = out.read_text()
     assert main([*argv, "--out", str(out)]) == 2
     _one_line_error(capsys, command, str(out), "exists", "--overwrite")
-    assert out.read_text() == "mine"
+    assert out.read_text() == first
+    out.write_text(first.replace("0", "9"))
     assert main(["-q", *argv, "--out", str(out), "--overwrite"]) == 0
-    assert out.read_text() != "mine"
+    assert out.read_text() == first
+    out.write_text("mine")  # not a file dlsa writes: kept even with --overwrite
+    assert main(["-q", *argv, "--out", str(out), "--overwrite"]) == 2
+    _one_line_error(capsys, command, str(out), "not a file written by dlsa")
+    assert out.read_text() == "mine"
 
 
 def test_sigterm_leaves_no_temporary_behind(files, tmp_path):

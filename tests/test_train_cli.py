@@ -264,3 +264,47 @@ def test_run_state_json_records_the_fingerprint(data: Path, tmp_path: Path) -> N
     info = json.loads((tmp_path / "run" / "state" / "epoch-0001" / "state.json").read_text())
     assert info["fingerprint"]["loss"] == "paco" and info["fingerprint"]["world_size"] == 1
     assert len(info["fingerprint"]["train_data"]) == 64
+
+
+def test_train_overwrite_replaces_only_a_run_folder(data: Path, tmp_path: Path, capsys) -> None:
+    """--overwrite starts again only in a run folder dlsa wrote: a user's folder (even
+    with a best.json) or a run the user added files to is refused and left as it was."""
+    mine = tmp_path / "mydata"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("mine")
+    (mine / "best.json").write_text('{"my": "best"}')
+    args = ["train", "--images", str(data / "train"), "--epochs", "1", "--batch-size", "6",
+            "--size", "16", "--widths", "4,8,8", "--workers", "0", "-q"]  # fmt: skip
+    assert main([*args, "--out", str(mine), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"dlsa train: error: --out {mine}")
+    assert "not a folder written by dlsa" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["best.json", "thesis.tex"]
+    assert (mine / "best.json").read_text() == '{"my": "best"}'
+    out = tmp_path / "run"
+    assert main([*args, "--out", str(out)]) == 0
+    marker = json.loads((out / ".dlsa-output.json").read_text(encoding="utf-8"))
+    assert marker["command"] == "train" and "state" in marker["folders"]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "pass --resume to continue it or --overwrite" in capsys.readouterr().err
+    assert main([*args, "--out", str(out), "--overwrite"]) == 0
+    (out / "notes.txt").write_text("mine")
+    assert main([*args, "--out", str(out), "--overwrite"]) == 2
+    assert (out / "notes.txt").read_text() == "mine" and (out / "best.safetensors").is_file()
+
+
+def test_a_second_train_on_the_same_out_is_refused(
+    data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Two runs that both found --out free: the exclusive creation of dlsa's marker lets
+    one claim it; a run that fails before its first epoch gives the folder back."""
+    from dlsa.io import outputs
+
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        train_images(config(data, out, epochs=1), on_step=stop_at(1, 1))
+    assert list(out.iterdir()) == []  # given back: the next run needs no --overwrite
+    outputs.claim_folder(out, overwrite=False, command="train", whole=["state"])
+    monkeypatch.setattr(outputs, "check_folder", lambda dest, **kw: Path(dest))
+    with pytest.raises(outputs.OutputExistsError, match="another process"):
+        train_images(config(data, out, epochs=1))

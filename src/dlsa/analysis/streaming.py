@@ -34,8 +34,8 @@ from dlsa.analysis.accumulate import EvaluationCounts
 from dlsa.analysis.evaluation import encode_labels
 from dlsa.errors import DLSAInputError
 from dlsa.estimator import DLSAClassifier
-from dlsa.io.atomic import write_atomic
 from dlsa.io.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
+from dlsa.io.outputs import output_file
 from dlsa.metrics import HEAD_THRESHOLD
 
 OUTPUT_SUFFIXES = (".csv", ".npz")
@@ -101,6 +101,8 @@ def predict_file(
     out: str | os.PathLike[str],
     *,
     chunk_rows: int = CHUNK_ROWS,
+    overwrite: bool = True,
+    flag: str | None = None,
 ) -> int:
     """Write the predictions of ``model`` on a feature file to ``out``, as ``dlsa
     predict`` does, reading and scoring ``chunk_rows`` rows at a time.
@@ -115,6 +117,10 @@ def predict_file(
         path: the feature file (labels, if any, are not read).
         out: destination, ``.csv`` or ``.npz``.
         chunk_rows: rows read and scored at once.
+        overwrite: replace an existing ``out`` that dlsa wrote (anything else is
+            refused; without it, an existing ``out`` is refused, also one a second
+            writer creates meanwhile), as :func:`dlsa.io.outputs.output_file` does.
+        flag: how error messages name ``out`` (``"--out"``), or None.
 
     Returns:
         The number of samples written.
@@ -129,7 +135,11 @@ def predict_file(
     n_rows = feature_file_info(path).n_rows
     scored = iter_predictions(model, path, chunk_rows=chunk_rows)
     writer = _write_csv if out.suffix == ".csv" else _write_npz
-    write_atomic(out, lambda tmp: writer(tmp, scored, model.classes_, n_rows))
+
+    def write(tmp: Path) -> None:
+        writer(tmp, scored, model.classes_, n_rows)
+
+    output_file(out, write, overwrite=overwrite, flag=flag)
     return n_rows
 
 

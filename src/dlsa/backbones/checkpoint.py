@@ -50,7 +50,8 @@ def save_checkpoint(
     info = {"architecture": arch, "config": model.config(), "metadata": metadata or {}}
     weights = folder / f"{name}.safetensors"
     write_atomic(weights, lambda tmp: save_file(tensors, str(tmp)))
-    write_atomic(folder / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
+    text = json.dumps(info, indent=2)
+    write_atomic(folder / f"{name}.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return weights
 
 
@@ -76,7 +77,7 @@ def load_checkpoint(
     for p in (weights, info_file):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such checkpoint file")
-    info = json.loads(info_file.read_text())
+    info = json.loads(info_file.read_text(encoding="utf-8"))
     arch = info.get("architecture")
     if arch not in _ARCHITECTURES:
         raise ValueError(f"{info_file}: unknown architecture {arch!r}")

@@ -94,9 +94,11 @@ def extract_to_file(
     progress: bool = True,
     num_workers: int = 0,
     float16: bool = False,
+    overwrite: bool = True,
+    flag: str | None = None,
 ) -> Path:
     """Embed images and write the features with :func:`dlsa.io.features.save_features`
-    (as float16 with ``float16``).
+    (as float16 with ``float16``; ``overwrite`` and ``flag`` as there).
 
     Args:
         model: a module with ``embed``.
@@ -114,7 +116,10 @@ def extract_to_file(
         The path written.
     """
     X = extract_features(model, images, batch_size, device, progress, num_workers)
-    return save_features(path, X, labels, split=split, backbone=backbone_id, float16=float16)
+    return save_features(
+        path, X, labels, split=split, backbone=backbone_id, float16=float16,
+        overwrite=overwrite, flag=flag,
+    )  # fmt: skip
 
 
 class FlipAveraged(nn.Module):

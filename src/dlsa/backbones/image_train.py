@@ -211,8 +211,16 @@ class _Run(RunFiles):
 
     # ------------------------------------------------------------------ running
     def run(self) -> tuple[Backbone, TrainHistory]:
-        """Train the remaining epochs and write the kept epoch as ``<out>/best.*``."""
+        """Train the remaining epochs and write the kept epoch as ``<out>/best.*``; a run
+        that fails before its first saved epoch gives ``out`` back as it found it."""
         self._prepare_out()
+        try:
+            return self._train()
+        except BaseException:
+            self._release_out()
+            raise
+
+    def _train(self) -> tuple[Backbone, TrainHistory]:
         start = self._resume() if self.cfg.resume else 1
         ddp: nn.Module = self.net
         if self.info.world_size > 1:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,12 @@ from dlsa.backbones.paco import PaCoObjective
 from dlsa.backbones.stream import ImageSource
 from dlsa.backbones.train_config import ImageTrainConfig
 from dlsa.errors import DLSAInputError
+from dlsa.io.outputs import claim_folder, release_folder
 
 logger = logging.getLogger(__name__)
+
+RUN_ENTRIES = (S.STATE_DIR, "best.safetensors", "best.json")
+"""What a run writes in its folder (all of it replaced by ``--overwrite``)."""
 
 
 class RunFiles:
@@ -56,20 +59,37 @@ class RunFiles:
         return json.loads(json.dumps(fp))
 
     def _prepare_out(self) -> None:
-        has_run = (self.out / S.STATE_DIR).exists() or (self.out / "best.json").exists()
-        if self.cfg.resume or not has_run:
+        """Claim ``out`` for a new run (:func:`dlsa.io.outputs.claim_folder`: absent, empty,
+        or with ``overwrite`` a run folder dlsa wrote, whose run is then removed); rank 0
+        claims it, and every rank learns whether it could."""
+        if self.cfg.resume:
             return
-        if not self.cfg.overwrite:
+        has_run = (self.out / S.STATE_DIR).exists() or (self.out / "best.json").exists()
+        if has_run and not self.cfg.overwrite:
             raise DLSAInputError(
                 f"--out {self.out} holds a training run; pass --resume to continue it or "
                 "--overwrite to start again"
             )
-        D.barrier(self.info)
+        error, failed = None, torch.zeros(1, device=self.device)
         if self.info.is_main:
-            shutil.rmtree(self.out / S.STATE_DIR, ignore_errors=True)
-            for name in ("best.safetensors", "best.json"):
-                (self.out / name).unlink(missing_ok=True)
-        D.barrier(self.info)
+            try:
+                claim_folder(
+                    self.out, overwrite=self.cfg.overwrite, command="train", whole=RUN_ENTRIES,
+                    flag="--out",
+                )  # fmt: skip
+            except DLSAInputError as err:
+                error = err
+                failed += 1
+        D.all_reduce_sum(failed, self.info)
+        if error is not None:
+            raise error
+        if float(failed) > 0:
+            raise DLSAInputError(f"--out {self.out}: rank 0 could not claim it; nothing written")
+
+    def _release_out(self) -> None:
+        """Un-claim ``out`` after a failure before any epoch was saved (rank 0)."""
+        if self.info.is_main and not self.cfg.resume and not S.epoch_folders(self.out):
+            release_folder(self.out)
 
     def _resume(self) -> int:
         tensors, saved = S.load_state(self.out)

@@ -46,7 +46,9 @@ def save_state(out: Path, epoch: int, tensors: dict[str, torch.Tensor], info: di
     cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_dir(dest) as tmp:
         save_file(cpu, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, **info}, indent=1))
+        (tmp / "state.json").write_text(
+            json.dumps({"epoch": epoch, **info}, indent=1), encoding="utf-8"
+        )
     for old, path in epoch_folders(out):
         if old < epoch:
             shutil.rmtree(path, ignore_errors=True)
@@ -63,7 +65,7 @@ def load_state(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if not folders:
         raise ResumeError(f"--resume: {out} holds no saved epoch ({STATE_DIR}/epoch-*)")
     path = folders[-1][1]
-    info = json.loads((path / "state.json").read_text())
+    info = json.loads((path / "state.json").read_text(encoding="utf-8"))
     return load_file(str(path / "state.safetensors")), info
 
 

@@ -84,6 +84,8 @@ def extract_to_file_sharded(
     progress: bool = True,
     num_workers: int = 0,
     float16: bool = False,
+    overwrite: bool = True,
+    flag: str | None = None,
 ) -> Path | None:
     """Embed the N images over all ranks; rank 0 writes the feature file.
 
@@ -102,6 +104,8 @@ def extract_to_file_sharded(
         progress: show rank 0's progress bar (only when stderr is a terminal).
         num_workers: loader processes for a data set.
         float16: store the features as float16.
+        overwrite: replace an existing feature file dlsa wrote (False: refuse it, also
+            when it appears while the ranks embed); ``flag`` names it in messages.
 
     Returns:
         The path written on rank 0; None on the other ranks.
@@ -114,6 +118,7 @@ def extract_to_file_sharded(
         return extract_to_file(
             model, images, labels, path, split, backbone_id, batch_size=batch_size,
             device=device, progress=progress, num_workers=num_workers, float16=float16,
+            overwrite=overwrite, flag=flag,
         )  # fmt: skip
     dest = Path(path)
     if dest.suffix.lower() not in SUFFIXES:
@@ -126,7 +131,10 @@ def extract_to_file_sharded(
         _embed_share, model, images, n, folder, info, batch_size=batch_size, device=device,
         progress=progress, num_workers=num_workers,
     )  # fmt: skip
-    merge = partial(_merge, folder, n, info.world_size, dest, labels, split, backbone_id, float16)
+    merge = partial(
+        _merge, folder, n, info.world_size, dest, labels, split, backbone_id, float16,
+        overwrite=overwrite, flag=flag,
+    )  # fmt: skip
     try:
         _agree(_attempt(embed), info)
         _agree(_attempt(merge) if info.is_main else None, info)
@@ -195,6 +203,9 @@ def _merge(
     split: str,
     backbone_id: str,
     float16: bool = False,
+    *,
+    overwrite: bool = True,
+    flag: str | None = None,
 ) -> None:
     """Rank 0: concatenate the shards in rank order (N, D) and write the feature file."""
     parts = []
@@ -207,7 +218,10 @@ def _merge(
             raise RuntimeError(f"shard of rank {rank}: {part.shape[0]} rows, not {stop - start}")
         parts.append(part)
     X = np.concatenate(parts)
-    save_features(dest, X, labels, split=split, backbone=backbone_id, float16=float16)
+    save_features(
+        dest, X, labels, split=split, backbone=backbone_id, float16=float16,
+        overwrite=overwrite, flag=flag,
+    )  # fmt: skip
 
 
 def _attempt(step: Callable[[], object]) -> BaseException | None:

@@ -18,8 +18,6 @@ from dlsa.analysis.report import calibration_table, demo_report, fit_report, met
 from dlsa.cli.common import (
     CLIError,
     apply_test_prior,
-    check_out,
-    check_out_file,
     git_commit,
     load_arg,
     load_model_arg,
@@ -31,7 +29,7 @@ from dlsa.cli.common import (
 )
 from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.config import DLSAConfig, to_dict
-from dlsa.io.atomic import atomic_dir, write_atomic
+from dlsa.io.outputs import OutputRefusedError, check_file, output_file, output_folder
 from dlsa.metrics.per_class import write_per_class_csv
 
 
@@ -42,8 +40,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     train, test = load_train_test(args)
     val = load_val(args, train.X.shape[1])
     seed_everything(config.random_state)
-    dest = check_out(Path(args.out), overwrite=args.overwrite)
-    with atomic_dir(dest) as tmp:
+    dest = Path(args.out)
+    with output_folder(dest, overwrite=args.overwrite, flag="--out", command="fit") as tmp:
         results = _fit_and_evaluate(
             config, train, test, tmp, args.reference, args.test_prior, val=val,
             calibrate=args.calibrate,
@@ -53,7 +51,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         write_json(tmp / "results.json", results)
         write_per_class_csv(tmp / "per_class.csv", results.pop("per_class"))
         text = fit_report(results)
-        (tmp / "report.md").write_text(text + "\n")
+        (tmp / "report.md").write_text(text + "\n", encoding="utf-8")
     print(text)
     print(f"\nwrote {dest}/ (model/, base_model/, results.json, report.md, per_class.csv)")
     return 0
@@ -128,6 +126,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     train = load_arg(args.train, require_labels=True, what="--train")
     val = load_val(args, train.X.shape[1])
     reference = args.reference or (config.base if config.base != "auto" else "balsoftmax")
+    if args.out:
+        check_file(args.out, overwrite=args.overwrite, flag="--out")
     seed_everything(config.random_state)
     try:
         result = diagnose(
@@ -138,7 +138,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     text = diagnose_report(result)
     if args.out:
         payload = result | {"train": str(args.train), "reference": reference}
-        write_atomic(Path(args.out), lambda p: write_json(p, payload))
+        payload["dlsa_version"] = __version__
+        output_file(
+            args.out, lambda p: write_json(p, payload), overwrite=args.overwrite, flag="--out"
+        )
     print(text)
     return 0
 
@@ -152,8 +155,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     bases = [b.strip() for b in args.bases.split(",") if b.strip()]
     seeds = [int(v) for v in args.seeds.split(",")]
     seed_everything(seeds[0])
-    dest = check_out(Path(args.out), overwrite=args.overwrite)
-    with atomic_dir(dest) as tmp:
+    dest = Path(args.out)
+    with output_folder(dest, overwrite=args.overwrite, flag="--out", command="compare") as tmp:
         try:
             result = compare_bases(
                 train.X, train.y, test.X, test.y,
@@ -165,7 +168,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         record |= {"train": str(args.train), "test": str(args.test)}
         write_json(tmp / "comparison.json", record)
         text = comparison_table(result)
-        (tmp / "comparison.md").write_text(text + "\n")
+        (tmp / "comparison.md").write_text(text + "\n", encoding="utf-8")
     print(text)
     print(f"\nwrote {dest}/ (comparison.md, comparison.json)")
     return 0
@@ -184,6 +187,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from dlsa.backbones.shard_extract import device_for_rank, extract_to_file_sharded
     from dlsa.datasets import DataFileError, ImageListDataset, read_split_list
 
+    out = Path(args.out)
+    rows_file = out.with_name(out.name + ".files.txt")
+    check_file(out, overwrite=args.overwrite, flag="--out")
+    check_file(rows_file, overwrite=args.overwrite, flag="--out")
     model, size, resize, mode, class_names = _extract_backbone(args)
     if args.split_list:
         try:
@@ -196,7 +203,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
         paths, np.zeros(len(paths), dtype=np.int64), size=size, resize=resize,
         mode=mode,  # type: ignore[arg-type]
     )  # fmt: skip
-    out = Path(args.out)
     if args.batch_size < 1 or args.workers < 0:
         raise CLIError("--batch-size must be at least 1 and --workers at least 0")
     device = device_for_rank(args.device)
@@ -207,7 +213,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
             FlipAveraged(model) if args.flip_average else model, dataset, labels, out,
             split="extract", backbone_id=str(args.backbone), info=info,
             batch_size=args.batch_size, device=device, progress=not args.quiet,
-            num_workers=args.workers, float16=args.float16,
+            num_workers=args.workers, float16=args.float16, overwrite=args.overwrite,
+            flag="--out",
         )  # fmt: skip
     except DataFileError as err:  # an unreadable listed image
         raise CLIError(str(err)) from err
@@ -216,10 +223,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not info.is_main:
         return 0
     seconds = time.perf_counter() - start
-    write_atomic(
-        out.with_name(out.name + ".files.txt"),
-        lambda p: p.write_text("".join(f"{path}\n" for path in paths)),
-    )
+    text = "".join(f"{path}\n" for path in paths)  # undecodable names: their own bytes
+    output_file(
+        rows_file, lambda p: p.write_text(text, encoding="utf-8", errors="surrogateescape"),
+        overwrite=args.overwrite, flag="--out",
+    )  # fmt: skip
     print(
         f"wrote {len(paths)} feature rows to {out} (file order in {out.name}.files.txt); "
         f"{len(paths) / max(seconds, 1e-9):.1f} images/s"
@@ -293,8 +301,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
     model = load_model_arg(args.model)
     base = load_model_arg(args.base_model) if args.base_model else None
-    dest = check_out(Path(args.out), overwrite=args.overwrite)
-    with atomic_dir(dest) as tmp:
+    dest = Path(args.out)
+    with output_folder(dest, overwrite=args.overwrite, flag="--out", command="figures") as tmp:
         try:
             files = write_figures_file(model, args.features, tmp, base=base)
         except ValueError as err:
@@ -312,12 +320,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     seed_everything(settings.seed)
     dest = Path(args.out)
     try:
-        with atomic_dir(dest) as tmp:
+        with output_folder(dest, overwrite=args.overwrite, flag="--out", command="demo") as tmp:
             result = run_demo(settings, config, tmp, progress=not args.quiet)
             record = demo_record(result, settings, config) | {"git_commit": git_commit()}
             write_json(tmp / "results.json", record)
             text = demo_report(record)
-            (tmp / "report.md").write_text(text + "\n")
+            (tmp / "report.md").write_text(text + "\n", encoding="utf-8")
     except FileNotFoundError as err:
         raise CLIError(str(err)) from err
     print(text)
@@ -331,9 +339,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows at a time (:func:`dlsa.analysis.streaming.evaluate_file`)."""
     from dlsa.analysis.streaming import evaluate_file
 
-    for dest in (args.out, args.per_class):
+    for flag, dest in (("--out", args.out), ("--per-class", args.per_class)):
         if dest:
-            check_out_file(Path(dest), overwrite=args.overwrite)
+            check_file(dest, overwrite=args.overwrite, flag=flag)
     model = load_model_arg(args.model)
     apply_test_prior(model, args.test_prior)
     try:
@@ -347,10 +355,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         payload = {k: result[k] for k in ("metrics", "stages", "separation", "calibration")}
         payload |= {"model": str(args.model), "features": str(args.features)}
         payload["classes"] = model.classes_.tolist()
-        write_atomic(Path(args.out), lambda p: write_json(p, payload))
+        payload["dlsa_version"] = __version__
+        output_file(
+            args.out, lambda p: write_json(p, payload), overwrite=args.overwrite, flag="--out"
+        )
     if args.per_class:
         rows = per_class(model, result)
-        write_atomic(Path(args.per_class), lambda p: write_per_class_csv(p, rows))
+        output_file(
+            args.per_class, lambda p: write_per_class_csv(p, rows),
+            overwrite=args.overwrite, flag="--per-class",
+        )  # fmt: skip
     return 0
 
 
@@ -362,11 +376,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in OUTPUT_SUFFIXES:
         raise CLIError(f"--out {out}: use a .npz or .csv file")
-    check_out_file(out, overwrite=args.overwrite)
+    check_file(out, overwrite=args.overwrite, flag="--out")
     model = load_model_arg(args.model)
     apply_test_prior(model, args.test_prior)
     try:
-        n_rows = predict_file(model, args.features, out)
+        n_rows = predict_file(model, args.features, out, overwrite=args.overwrite, flag="--out")
+    except OutputRefusedError:
+        raise
     except ValueError as err:
         raise CLIError(f"--features {_named(err, args.features)}") from err
     print(f"wrote {n_rows} predictions to {out}")

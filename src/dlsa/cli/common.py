@@ -1,5 +1,6 @@
 """Shared pieces of the ``dlsa`` commands: the one-line error type, the parser class,
-seeding, reading the input files, writing outputs and logging."""
+seeding, reading the input files, writing outputs and logging. Whether an output may be
+written or replaced is decided by :mod:`dlsa.io.outputs`."""
 
 from __future__ import annotations
 
@@ -63,24 +64,6 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def check_out(dest: Path, *, overwrite: bool) -> Path:
-    """Refuse an existing, non-empty ``--out`` unless ``--overwrite``; the folder itself is
-    then built with :func:`dlsa.io.atomic.atomic_dir`."""
-    if dest.exists() and not overwrite and (not dest.is_dir() or any(dest.iterdir())):
-        raise CLIError(f"--out {dest} exists and is not empty; pass --overwrite to replace it")
-    return dest
-
-
-def check_out_file(dest: Path, *, overwrite: bool) -> Path:
-    """Refuse an existing ``--out`` file unless ``--overwrite`` (the file itself is then
-    written with :func:`dlsa.io.atomic.write_atomic`)."""
-    if dest.is_dir():
-        raise CLIError(f"--out {dest} is a folder; give a file name")
-    if dest.exists() and not overwrite:
-        raise CLIError(f"--out {dest} exists; pass --overwrite to replace it")
-    return dest
-
-
 def read_test_prior(arg: str | None) -> Any:
     """``--test-prior``: "uniform", "train", or a file of class frequencies by class name
     (.json: an object; .csv: ``class,frequency`` lines, an optional header first); None
@@ -90,12 +73,12 @@ def read_test_prior(arg: str | None) -> Any:
     path = Path(arg)
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("expected an object of class name -> frequency")
             return {str(k): _frequency(v) for k, v in data.items()}
         if path.suffix.lower() == ".csv":
-            rows = [r for r in csv.reader(path.read_text().splitlines()) if r]
+            rows = [r for r in csv.reader(path.read_text(encoding="utf-8").splitlines()) if r]
             if rows and not _is_number(rows[0][-1]):
                 rows = rows[1:]  # a header
             if any(len(r) != 2 for r in rows):
@@ -171,8 +154,8 @@ def _json_default(value: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON (numpy values converted)."""
-    path.write_text(json.dumps(data, indent=2, default=_json_default))
+    """Write JSON as UTF-8 (numpy values converted)."""
+    path.write_text(json.dumps(data, indent=2, default=_json_default), encoding="utf-8")
 
 
 def load_model_arg(path: str) -> DLSAClassifier:

@@ -210,7 +210,7 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
                 f"--config {source!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
             )
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
             raise CLIError(f"{path}: invalid YAML ({err})") from err
         try:

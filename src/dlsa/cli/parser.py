@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "set's validation split): the selection and the safeguard decide on them instead "
         "of out of fold on the training features",
     )
-    fit.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_overwrite(fit)
     fit.add_argument(
         "--reference",
         default=None,
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="base method DLSA is measured against (default: --base, or balsoftmax)",
     )  # fmt: skip
     dg.add_argument("--out", default=None, help="optional JSON file for the diagnosis")
+    add_overwrite(dg)
     dg.add_argument(
         "--val",
         default=None,
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--features", required=True, help="labelled features")
     ev.add_argument("--out", default=None, help="optional JSON file for the metrics")
     ev.add_argument("--per-class", default=None, help="optional CSV file of per-class results")
-    ev.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_overwrite(ev, "--out / --per-class")
     add_test_prior(ev, "replaces the model's own")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -123,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     cmp.add_argument("--out", required=True, help="results folder")
-    cmp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_overwrite(cmp)
     add_cluster_arguments(cmp)
     add_config_arguments(cmp)
     cmp.set_defaults(func=cmd_compare)
@@ -161,7 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=int, default=None,
         help="image side (default: the backbone's recorded size, or the pretrained model's)",
     )  # fmt: skip
-    ext.add_argument("--out", required=True, help="feature file (.h5/.hdf5/.npz)")
+    ext.add_argument(
+        "--out", required=True, help="feature file (.h5/.hdf5/.npz), and OUT.files.txt beside it"
+    )
+    add_overwrite(ext)
     ext.add_argument(
         "--device", default="cpu",
         help="cpu, cuda, cuda:1 ..., or auto (cuda:LOCAL_RANK when CUDA is available, one "
@@ -176,14 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     fig.add_argument("--features", required=True, help="labelled features (e.g. the test set)")
     fig.add_argument("--base-model", default=None, help="base model folder, for the difference")
     fig.add_argument("--out", required=True, help="folder for the PNG files")
-    fig.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_overwrite(fig)
     fig.set_defaults(func=cmd_figures)
 
     demo = command(
         "demo", help="Fashion-MNIST-LT end to end: backbone, features, base vs base + DLSA"
     )
     add_dataclass_arguments(demo, DemoSettings, skip=frozenset({"device"}))
-    demo.add_argument("--out", default="dlsa-demo", help="results folder (replaced)")
+    demo.add_argument("--out", default="dlsa-demo", help="results folder")
+    add_overwrite(demo)
     add_config_arguments(demo)
     demo.set_defaults(func=cmd_demo)
 
@@ -191,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True, help="model folder written by fit")
     pr.add_argument("--features", required=True, help="features (labels optional)")
     pr.add_argument("--out", required=True, help="predictions file (.npz or .csv)")
-    pr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_overwrite(pr)
     add_test_prior(pr, "replaces the model's own")
     pr.set_defaults(func=cmd_predict)
 
@@ -226,6 +231,15 @@ def _add_output_flags(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
         "--debug", action="store_true", default=dflt(False),
         help="show the traceback of a user error too (bugs always show one)",
+    )  # fmt: skip
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str = "--out") -> None:
+    """``--overwrite``: replace an existing output, only if dlsa wrote it
+    (:mod:`dlsa.io.outputs`)."""
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help=f"replace an existing {what} written by dlsa (anything else is refused)",
     )  # fmt: skip
 
 
@@ -275,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("-q/--quiet and -v/--verbose exclude each other")
     except SystemExit as done:  # --help, --version, or a bad flag (already reported)
         return done.code if isinstance(done.code, int) else 2
+    _printable_streams()
     setup_logging(args)
     _set_threads(args.threads)
     previous = _terminate_as_exception()
@@ -295,6 +310,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _printable_streams() -> None:
+    """On a terminal or pipe that is not UTF-8 (``LC_ALL=C`` without Python's UTF-8
+    mode), print what it cannot encode (a class name, a path) as backslash escapes
+    instead of failing; the files written are UTF-8 regardless."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _threads(text: str) -> str | int:

@@ -27,7 +27,7 @@ def _cpu_times(stat: Path) -> tuple[int, int] | None:
     """(busy, total) jiffies of all cores from the ``cpu`` line of ``/proc/stat``
     (idle and iowait are not busy), or None where it cannot be read."""
     try:
-        first = stat.read_text().split("\n", 1)[0].split()
+        first = stat.read_text(encoding="ascii", errors="replace").split("\n", 1)[0].split()
     except OSError:
         return None
     if not first or first[0] != "cpu" or len(first) < 5:

@@ -378,7 +378,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         """Write the fitted model to the folder ``path``: tensors in
         ``model.safetensors``, everything else in ``model.json`` (with the SHA-256 of
         the tensor file, checked by :meth:`load`). The folder is written beside its
-        destination and renamed into place, so a failure leaves nothing half-written."""
+        destination and renamed into place, so a failure leaves nothing half-written; it
+        replaces only a folder dlsa wrote (else ``dlsa.io.outputs.OutputRefusedError``)."""
         return save_model(self, path)
 
     @classmethod

@@ -29,8 +29,8 @@ from dlsa.cascade.test_prior import resolve_test_prior
 from dlsa.config import DLSAConfig, from_dict, to_dict
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import ModelFileError
-from dlsa.io.atomic import atomic_dir
 from dlsa.io.integrity import checksums, read_tensors, verify_checksums
+from dlsa.io.outputs import output_folder
 from dlsa.stage2.filter import FlowFilter
 
 if TYPE_CHECKING:
@@ -44,14 +44,18 @@ TENSOR_FILE = "model.safetensors"
 
 def save_model(clf: DLSAClassifier, path: str | os.PathLike[str]) -> Path:
     """Write the fitted model to the folder ``path``; it is written beside its
-    destination and renamed into place, so a failure leaves nothing half-written."""
+    destination and renamed into place, so a failure leaves nothing half-written. An
+    existing ``path`` is replaced only if dlsa wrote it (:mod:`dlsa.io.outputs`).
+
+    Raises:
+        OutputRefusedError: if ``path`` exists and is not a folder dlsa wrote.
+    """
     check_is_fitted(clf, "cascade_")
     dest = Path(path)
-    _check_replaceable(dest)
-    with atomic_dir(dest) as tmp:
+    with output_folder(dest, overwrite=True, command="model") as tmp:
         save_file(_state_tensors(clf), str(tmp / TENSOR_FILE))
         meta = _metadata(clf) | {"checksums": checksums(tmp, [TENSOR_FILE])}
-        (tmp / "model.json").write_text(json.dumps(meta, indent=2))
+        (tmp / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return dest
 
 
@@ -222,15 +226,6 @@ def _params_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: getattr(config, k) for k in fields}
 
 
-def _check_replaceable(dest: Path) -> None:
-    """Refuse to save over anything but a dlsa model folder (or an empty folder)."""
-    if dest.exists() and not (dest / "model.json").is_file():
-        if not dest.is_dir() or any(dest.iterdir()):
-            raise FileExistsError(
-                f"{dest} exists and is not a dlsa model folder; not replacing it"
-            )
-
-
 def _read_metadata(folder: Path) -> dict[str, Any]:
     meta_path = folder / "model.json"
     if not meta_path.is_file() or not (folder / TENSOR_FILE).is_file():
@@ -238,7 +233,7 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
             f"{folder}: not a dlsa model folder (needs model.json and model.safetensors)"
         )
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except ValueError as err:
         raise ModelFileError(f"{meta_path}: invalid JSON ({err})") from err
     if not isinstance(meta, dict):

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from dlsa.errors import DLSAInputError
-from dlsa.io.atomic import write_atomic
+from dlsa.io.outputs import output_file
 
 SUFFIXES = (".h5", ".hdf5", ".npz")
 """File suffixes understood by :func:`load_features` and :func:`save_features`."""
@@ -260,8 +260,13 @@ def save_features(
     split: str | None = None,
     backbone: str | None = None,
     float16: bool = False,
+    overwrite: bool = True,
+    flag: str | None = None,
 ) -> Path:
     """Write features (and labels) atomically to ``path`` (.h5/.hdf5 or .npz).
+
+    An existing ``path`` is replaced only with ``overwrite`` and only if it is a feature
+    file dlsa could have written (:mod:`dlsa.io.outputs`); anything else is refused.
 
     Args:
         path: destination; its suffix picks the format. Parent folders are created.
@@ -270,12 +275,16 @@ def save_features(
         split: optional split name stored as an attribute.
         backbone: optional backbone id stored as an attribute.
         float16: store the features as float16 (half the file; read back as float32).
+        overwrite: replace an existing feature file (False: refuse it, also when a
+            second writer creates it meanwhile).
+        flag: how error messages name ``path`` (``"--out"``), or None.
 
     Returns:
         The path written.
 
     Raises:
         FeatureFileError: on invalid arrays or an unknown suffix (nothing is written).
+        OutputRefusedError: when ``path`` exists and may not be replaced.
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -290,7 +299,9 @@ def save_features(
             )
         X = X.astype(np.float16)
     writer = _write_npz if suffix == ".npz" else _write_h5
-    return write_atomic(p, lambda tmp: writer(tmp, X, y, split, backbone))
+    return output_file(
+        p, lambda tmp: writer(tmp, X, y, split, backbone), overwrite=overwrite, flag=flag
+    )
 
 
 def _read_h5(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | None]:

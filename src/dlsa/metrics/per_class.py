@@ -97,7 +97,7 @@ def per_class_rows(
 def write_per_class_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
     """Write :func:`per_class_rows` (plus any extra columns of the rows) as CSV; empty
     cells for None."""
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
