@@ -295,7 +295,7 @@ def test_a_chosen_dlsa_that_diverges_on_all_the_data_falls_back_to_its_base(data
 
     monkeypatch.setattr(FlowFilter, "fit", diverges_on_all)
     sel = SelectionConfig(bases=("balsoftmax",), proportions=(0.99,), folds=2, margin=-1e9,
-                          min_gain=-1.0)  # fmt: skip
+                          min_gain=-1.0, prior_guard=None)  # fmt: skip
     params = {"base": "auto", "depth": 1, "selection": sel, "head": HEAD, "random_state": 0}
     clf = DLSAClassifier(**params, flow_filter=FLT).fit(data.X_train, data.y_train)
     assert clf.selection_["final_fit_diverged"] == "diverged (test)"

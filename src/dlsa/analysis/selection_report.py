@@ -30,9 +30,16 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
     bar = f"> {selection['margin']:g} standard errors"
     if selection.get("multiplicity") == "max-t":
         bar += " (or the max-t bar of the round's departures, whichever is higher)"
+    guard = ""
+    if selection.get("prior_guard") is not None:
+        guard = (
+            f", and may not move predictions from the rarer half of the classes to the "
+            f"other half by more than {selection['prior_guard']:g} standard errors (the "
+            "training features may be memorised: prior guard)"
+        )
     parts = [
         f"selection: {evidence_source(selection)}; a departure from a simpler option "
-        f"needs a paired gain {bar} and > {100 * selection['min_gain']:.2f} points; "
+        f"needs a paired gain {bar} and > {100 * selection['min_gain']:.2f} points{guard}; "
         f"{selection['seconds']:.1f} s. Chosen: **{selection['chosen']}**."
     ]
     if selection.get("final_fit_diverged"):
@@ -70,8 +77,12 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
                 if row.get("dropped")
                 else ("not eligible" if row.get("eligible") is False else "")
             )
+            if row.get("prior_guard") and not row.get("dropped"):
+                decision = "not eligible (prior guard)"
+            flow = [] if "to_head" not in row else [_flow(row, rnd["reference"])]
             rows.append(
-                [row["name"], pct(row["balanced_accuracy"], 2), gain, tail, *extra, decision]
+                [row["name"], pct(row["balanced_accuracy"], 2), gain, tail, *extra, *flow,
+                 decision]
             )  # fmt: skip
         header = [
             "candidate",
@@ -81,8 +92,10 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
             f"gain over {rnd['reference']}",
             "rarer half gain",
         ]
-        if rows and len(rows[0]) == 6:
+        if rnd["candidates"] and "tail_share_routed" in rnd["candidates"][0]:
             header.append("tail share (filter 1)")
+        if rnd["candidates"] and "to_head" in rnd["candidates"][0]:
+            header.append("to the head / back")
         table = markdown_table([*header, "decision"], rows)
         parts += ["", f"{rnd['what']} ({rnd['seconds']:.1f} s):", "", table, ""]
         parts.append(f"why: {rnd['reason']}")
@@ -94,6 +107,14 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
                 "`--flow-filter.standardize true` makes the filter scale-free."
             )
     return "\n".join(parts)
+
+
+def _flow(row: Mapping[str, Any], reference: str) -> str:
+    """The prior guard's counts of a candidate: rows its predictions move from the rarer
+    half of the classes to the other half, and back, against the reference's."""
+    if row["name"] == reference:
+        return "-"
+    return f"{row['to_head']} / {row['to_tail']} (z {row['shift_z']:+.1f})"
 
 
 def evidence_source(selection: Mapping[str, Any]) -> str:

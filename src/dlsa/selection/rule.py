@@ -218,6 +218,8 @@ def choose(
             paired_gain(cand.pred[m], ref[m], y[m], n_classes, floor=False)[1]
             for m in (seen, part)
         ]
+        if i == 0:  # the reference against itself: no gain, no uncertainty
+            se = tail_se = 0.0
         clear = gain > max(bar * se, min_gain)
         shift = head_shift(cand.pred[seen], ref[seen], rarer)
         guarded = prior_guard is not None and shift["shift_z"] > prior_guard

@@ -4,10 +4,10 @@ The linear head is fitted full batch by L-BFGS to the convex objective
 
 ``(1/N) sum_i w_i l_i + ||W||^2 / (2 C N)``,
 
-``l_i`` the cross-entropy of sample i, on standardised inputs. ``loss="weighted"`` uses
+``l_i`` the cross-entropy of sample i, on standardised inputs. ``objective="weighted"`` uses
 scikit-learn's ``class_weight="balanced"`` weights ``w_i = N / (K n_{y_i})`` (K classes
 with samples), so the data term is the mean over classes of each class's mean loss;
-``loss="balsoftmax"`` uses unit weights and the Balanced Softmax loss (cross-entropy of
+``objective="balsoftmax"`` uses unit weights and the Balanced Softmax loss (cross-entropy of
 ``logits + log n_j``). Biases are not penalised. With this scaling ``C`` means what it
 means in :class:`sklearn.linear_model.LogisticRegression` (penalty ``||W||^2 / 2``
 against ``C`` times the summed weighted loss).
@@ -111,9 +111,9 @@ class BalancedLogisticRegression(BaseMethod):
     inner_folds: int = 3
     """Stratified folds that choose ``C`` when ``c`` is None; 0 keeps the whole path's
     solutions in the head instead (model selection scores each ``C`` post hoc)."""
-    loss: Literal["weighted", "balsoftmax"] = "weighted"
+    objective: Literal["weighted", "balsoftmax"] = "weighted"
     """Data term: class-weighted cross-entropy (scikit-learn's ``class_weight=
-    "balanced"``) or the Balanced Softmax loss."""
+    "balanced"``) or the Balanced Softmax loss (:meth:`loss`)."""
     max_iter: int = 50
     """L-BFGS iterations per value of ``C``."""
     tol: float = 1e-4
@@ -126,8 +126,10 @@ class BalancedLogisticRegression(BaseMethod):
             raise ValueError(f"logreg: cs must be positive numbers, got {self.cs}")
         if self.inner_folds == 1 or self.inner_folds < 0:
             raise ValueError(f"logreg: inner_folds must be 0 or >= 2, got {self.inner_folds}")
-        if self.loss not in ("weighted", "balsoftmax"):
-            raise ValueError(f"logreg: loss must be 'weighted' or 'balsoftmax', got {self.loss!r}")
+        if self.objective not in ("weighted", "balsoftmax"):
+            raise ValueError(
+                f"logreg: objective must be 'weighted' or 'balsoftmax', got {self.objective!r}"
+            )
         if self.max_iter < 1 or not self.tol > 0:
             raise ValueError("logreg: max_iter must be >= 1 and tol > 0")
 
@@ -231,15 +233,31 @@ class BalancedLogisticRegression(BaseMethod):
         if not all(torch.isfinite(p).all() for p in params) or not np.isfinite(float(loss)):
             raise TrainingDivergedError(f"{desc}: the logreg objective became non-finite")
 
+    def loss(self, logits: Tensor, target: Tensor, counts: Tensor) -> Tensor:
+        """The data term of logits (B, C) for targets (B,): the mean of
+        ``w_{y_i} l_i`` with ``w_c = N / (K n_c)`` for class counts ``n`` (C,) of N rows
+        and K classes with samples ("weighted"), or the Balanced Softmax loss.
+
+        Example:
+            >>> m = BalancedLogisticRegression()
+            >>> logits, target = torch.zeros(3, 2), torch.tensor([0, 0, 1])
+            >>> round(float(m.loss(logits, target, torch.tensor([2, 1]))), 4)  # log 2
+            0.6931
+        """
+        if self.objective == "balsoftmax":
+            return balanced_softmax_loss(logits, target, counts)
+        counts = counts.to(logits.dtype)
+        weight = counts.sum() / ((counts > 0).sum() * counts.clamp_min(1.0))
+        return (F.cross_entropy(logits, target, reduction="none") * weight[target]).mean()
+
     def _objective(
         self, model: StageClassifier, params: list[nn.Parameter], data: StageData, lam: float
     ) -> Callable[[], Tensor]:
         """The L-BFGS closure: objective and gradients over all rows, in chunks."""
         target, n = data.target, data.target.numel()
-        counts = torch.bincount(target, minlength=model.n_classes).to(torch.float32)
-        n_seen = int((counts > 0).sum())
-        class_weight = n / (max(n_seen, 1) * counts.clamp_min(1.0))
-        stage_counts = data.counts.to(device=target.device)
+        counts = data.counts.to(device=target.device)
+        if self.objective == "weighted":  # the weights of the rows at hand
+            counts = torch.bincount(target, minlength=model.n_classes)
         penalised = [p for p in params if p.dim() >= 2]
         chunks = torch.split(torch.arange(n, device=target.device), SCORE_CHUNK)
 
@@ -250,12 +268,7 @@ class BalancedLogisticRegression(BaseMethod):
             for idx in chunks:
                 batch = data.batch(idx)
                 logits = model(batch.inputs, batch.prior)
-                if self.loss == "weighted":
-                    each = F.cross_entropy(logits, batch.target, reduction="none")
-                    part = (each * class_weight[batch.target]).sum() / n
-                else:
-                    part = balanced_softmax_loss(logits, batch.target, stage_counts)
-                    part = part * (idx.numel() / n)
+                part = self.loss(logits, batch.target, counts) * (idx.numel() / n)
                 part.backward()
                 total = total + part.detach()
             penalty = 0.5 * lam * sum((p * p).sum() for p in penalised)
