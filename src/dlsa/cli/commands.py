@@ -31,6 +31,7 @@ from dlsa.cli.common import (
 )
 from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.config import DLSAConfig, to_dict
+from dlsa.errors import DLSAInputError, ModelFileError
 from dlsa.io.atomic import atomic_dir, write_atomic
 from dlsa.metrics.per_class import write_per_class_csv
 
@@ -231,14 +232,18 @@ def _extract_backbone(args: argparse.Namespace) -> tuple[Any, int, int | None, s
     """The model of ``--backbone``, its image side and resize, colour mode and class
     order (a stage-1 run folder's, or None: class folders by sorted name)."""
     from dlsa.backbones import load_checkpoint
-    from dlsa.backbones.pretrained import LIBRARIES, load_pretrained
+    from dlsa.backbones.pretrained import load_pretrained, parse_backbone
 
-    library, _, name = str(args.backbone).partition(":")
-    if name and library in LIBRARIES:
+    pretrained = parse_backbone(str(args.backbone))
+    if pretrained is not None:
         if not args.weights:
             raise CLIError(f"--backbone {args.backbone} needs --weights (a local file)")
         try:
-            model = load_pretrained(library, name, args.weights)  # type: ignore[arg-type]
+            model = load_pretrained(*pretrained, args.weights)
+        except (ModelFileError, FileNotFoundError) as err:
+            raise CLIError(f"--weights {one_line(err)}") from err
+        except DLSAInputError as err:
+            raise CLIError(f"--backbone {one_line(err)}") from err
         except (OSError, ImportError, ValueError, RuntimeError, KeyError) as err:
             raise CLIError(f"--backbone {args.backbone}: {one_line(err)}") from err
         size = args.size or model.input_size  # the model's crop, and its resize ratio

@@ -76,19 +76,21 @@ def verify_checksums(folder: Path, expected: object, *, source: str = "model.jso
             )
 
 
-def read_tensors(path: Path) -> dict[str, Tensor]:
-    """The tensors of a safetensors file, all of them finite.
+def read_tensors(path: Path, *, finite: bool = True) -> dict[str, Tensor]:
+    """The tensors of a safetensors file (all of them finite, unless ``finite=False``).
 
     Raises:
-        ModelFileError: if the file cannot be parsed (truncated, not safetensors) or a
-            floating-point tensor holds NaN or infinity; the message names the file.
+        ModelFileError: if the file cannot be parsed (truncated, not safetensors) or,
+            with ``finite``, a floating-point tensor holds NaN or infinity; the message
+            names the file.
     """
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelFileError(f"{path}: not a readable safetensors file ({reason})") from err
-    check_finite(tensors, source=str(path))
+    if finite:
+        check_finite(tensors, source=str(path))
     return tensors
 
 
