@@ -1,7 +1,8 @@
 """`dlsa extract`'s refusals (issue 30): an unknown library, a weights file holding
 pickled objects, a truncated or garbage weights file, a damaged backbone folder. Each is
 one line ``dlsa extract: error: ...`` naming the file or flag, exit status 2, and no
-code of the file runs.
+code of the file runs. And a file name holding a line break keeps one entry of the
+rows-to-files map, so no feature row is attributed to the wrong file.
 
 timm, open_clip and torchvision are not installed here: stand-in modules take their
 place. The timm and open_clip stand-ins behave as those libraries may when handed a
@@ -259,3 +260,33 @@ def test_a_damaged_run_state_is_a_resume_error_naming_the_file(tmp_path):
     state.write_bytes(state.read_bytes()[:20])
     with pytest.raises(ResumeError, match="state.safetensors: not a readable safetensors"):
         load_state(tmp_path)
+
+
+def test_a_file_name_with_a_line_break_keeps_one_map_entry_per_row(tmp_path, capsys):
+    from dlsa.io.features import load_features
+    from dlsa.io.file_map import read_file_map
+
+    images = tmp_path / "images"
+    images.mkdir()
+    names = ["a.png", "b\nc.png", 'd,"e".png', "f\u2028g.png", "z.png"]
+    rng = np.random.default_rng(0)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(images / name)
+    net = ResNet(in_channels=3, n_classes=2, widths=(4, 4, 4))
+    save_checkpoint(net, tmp_path / "run", metadata={"image_size": 16})
+    out = tmp_path / "f.h5"
+    code, err = _extract(tmp_path / "run", images, out, capsys)
+    assert code == 0, err
+    rows = load_features(out, require_labels=False).X.shape[0]
+    files = read_file_map(tmp_path / "f.h5.files.csv")
+    assert rows == len(files) == len(names)
+    assert [Path(f).name for f in files] == sorted(names)
+    for row, file in enumerate(files):  # each row's features are its own file's
+        alone = tmp_path / f"alone{row}"
+        alone.mkdir()
+        (alone / "x.png").write_bytes(Path(file).read_bytes())
+        assert _extract(tmp_path / "run", alone, alone / "f.h5", capsys)[0] == 0
+        want = load_features(alone / "f.h5", require_labels=False).X[0]
+        np.testing.assert_allclose(
+            load_features(out, require_labels=False).X[row], want, rtol=1e-5
+        )

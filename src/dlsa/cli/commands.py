@@ -33,6 +33,7 @@ from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.errors import DLSAInputError, ModelFileError
 from dlsa.io.atomic import atomic_dir, write_atomic
+from dlsa.io.file_map import file_map_path, write_file_map
 from dlsa.metrics.per_class import write_per_class_csv
 
 
@@ -177,7 +178,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     (``LIBRARY:MODEL`` with ``--weights``) into a feature file; prints images/s.
 
     Under torchrun every rank embeds its share of the images and rank 0 alone writes the
-    feature file and its ``.files.txt`` (:mod:`dlsa.backbones.shard_extract`)."""
+    feature file and its ``.files.csv``, the image file of each row
+    (:mod:`dlsa.backbones.shard_extract`, :mod:`dlsa.io.file_map`)."""
     import time
 
     from dlsa.backbones import distributed
@@ -217,12 +219,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not info.is_main:
         return 0
     seconds = time.perf_counter() - start
-    write_atomic(
-        out.with_name(out.name + ".files.txt"),
-        lambda p: p.write_text("".join(f"{path}\n" for path in paths)),
-    )
+    file_map = file_map_path(out)
+    write_atomic(file_map, lambda p: write_file_map(p, paths))
     print(
-        f"wrote {len(paths)} feature rows to {out} (file order in {out.name}.files.txt); "
+        f"wrote {len(paths)} feature rows to {out} (the file of each row in {file_map.name}); "
         f"{len(paths) / max(seconds, 1e-9):.1f} images/s"
     )
     return 0
