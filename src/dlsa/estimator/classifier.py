@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from dlsa.cascade import Cascade, CascadeSpec, fit_cascade, resolve, selection_of
+from dlsa.cascade.model import finite_scores
 from dlsa.cascade.spec import DEFAULT
 from dlsa.cascade.temperature import fit_temperature
 from dlsa.cascade.test_prior import PriorSpec, logit_shift, resolve_test_prior
@@ -298,12 +299,13 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
 
     def _chunks(self, X: np.ndarray) -> Iterator[tuple[Tensor, Tensor]]:
         """Logits (B, C) and stages (B,) on the device for consecutive chunks of rows of
-        X (N, D), adjusted to the deployment prior when one is set."""
+        X (N, D), adjusted to the deployment prior when one is set; a row whose
+        probabilities would be NaN raises :class:`DLSAInputError`."""
         x = self._check_X(X)
         cascade = self.cascade_
         shift = logit_shift(self.test_prior_, self.class_counts_, cascade.base.balanced)
         offset = None if shift is None else torch.from_numpy(shift).to(cascade.device)
-        return cascade.chunks(x, offset, self.temperature_)
+        return finite_scores(cascade.chunks(x, offset, self.temperature_))
 
     def set_test_prior(self, prior: PriorSpec) -> DLSAClassifier:
         """Set the class frequencies of the data this model will predict on: "uniform"

@@ -10,9 +10,11 @@ hold NaN or infinity is refused.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -112,3 +114,53 @@ def check_finite(tensors: Mapping[str, Tensor], *, source: str) -> None:
                     f"{source}: tensor {name!r} holds {bad} non-finite value(s); the model "
                     "is damaged or its training diverged"
                 )
+
+
+_F32_MAX, _F32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
+
+
+def check_float32(value: object, where: str) -> None:
+    """Refuse numbers in ``value`` (a number, or lists / dicts of them, e.g. a model's
+    JSON metadata) that are finite and non-zero in float64 but 0, subnormal or infinite
+    in float32, the precision predictions are computed in: a temperature of 1e-300
+    would divide the logits by 0 and make every probability NaN.
+
+    Args:
+        value: the JSON value.
+        where: the file and field, named in the error (keys are appended).
+
+    Raises:
+        ModelFileError: naming ``where``, the offending key and value.
+
+    Example:
+        >>> check_float32({"tau": 1.0, "lr": [0.1, 0]}, "model.json: params")
+        >>> try:
+        ...     check_float32({"t": 1e-300}, "model.json: params")
+        ... except ModelFileError as err:
+        ...     print(str(err)[:46])
+        model.json: params.t = 1e-300 is 0 (or subnorm
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_float32(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_float32(item, f"{where}[{i}]")
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value != 0:
+        size = abs(value) if isinstance(value, float) else _int_size(value)
+        if not math.isfinite(size) or size <= _F32_MAX and size >= _F32_TINY:
+            return
+        problem = "infinite" if size > _F32_MAX else "0 (or subnormal)"
+        shown = repr(value) if len(repr(value)) <= 24 else f"{repr(value)[:20]}..."
+        raise ModelFileError(
+            f"{where} = {shown} is {problem} in float32, the precision predictions are "
+            "computed in; the model file was edited or damaged"
+        )
+
+
+def _int_size(value: int) -> float:
+    """``abs(value)`` as a float; past float64's range, just above float32's largest."""
+    try:
+        return float(abs(value))
+    except OverflowError:
+        return _F32_MAX * 2
