@@ -11,6 +11,7 @@ import pytest
 from dlsa.cli import build_parser, config_fields, main, resolve_config
 from dlsa.datasets.synthetic import make_long_tailed_features
 from dlsa.io.features import load_features, save_features
+from dlsa.io.file_map import read_file_map
 
 TINY = [
     "--config", "small",
@@ -196,7 +197,7 @@ def test_extract_then_predict_on_new_images(tmp_path, capsys):
                  "--images", str(images), "--out", str(feats)]) == 0  # fmt: skip
     X = load_features(feats, require_labels=False).X
     assert X.shape == (4, backbone.feature_dim)
-    assert (tmp_path / "new.h5.files.txt").read_text().splitlines()[0].endswith("0.png")
+    assert read_file_map(tmp_path / "new.h5.files.csv")[0].endswith("0.png")
     d = make_long_tailed_features(n_classes=4, n_features=X.shape[1], n_max=60, imbalance=5)
     flt = FilterConfig(mixture=MixtureConfig(4), epochs=1, batch_size=64)
     model = DLSAClassifier(

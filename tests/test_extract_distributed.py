@@ -24,6 +24,7 @@ from PIL import Image
 from dlsa.backbones import ResNet, save_checkpoint
 from dlsa.backbones.shard_extract import share_bounds
 from dlsa.cli import main
+from dlsa.io.file_map import read_file_map
 
 N_IMAGES = 7  # not divisible by the 2 ranks
 TOLERANCE = 1e-5
@@ -89,10 +90,11 @@ def test_sharded_file_equals_the_single_process_file(root: Path, tmp_path: Path)
         worst = float(np.abs(a["features"][...] - b["features"][...]).max())
         assert worst <= TOLERANCE
         assert np.array_equal(a["labels"][...], b["labels"][...])
-    files = (single.parent / "f.h5.files.txt").read_text()
-    assert (sharded.parent / "f.h5.files.txt").read_text() == files
-    assert files.splitlines()[0].endswith("0.png") and files.splitlines()[-1].endswith("6.png")
-    assert sorted(p.name for p in sharded.parent.iterdir()) == ["f.h5", "f.h5.files.txt"]
+    files = (single.parent / "f.h5.files.csv").read_text()
+    assert (sharded.parent / "f.h5.files.csv").read_text() == files
+    paths = read_file_map(single.parent / "f.h5.files.csv")
+    assert len(paths) == N_IMAGES and paths[0].endswith("0.png") and paths[-1].endswith("6.png")
+    assert sorted(p.name for p in sharded.parent.iterdir()) == ["f.h5", "f.h5.files.csv"]
     codes = [json.loads((root / f"codes-{r}.json").read_text()) for r in range(2)]
     assert [c["good"] for c in codes] == [0, 0]
 

@@ -283,7 +283,37 @@ def test_extract_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
     assert main([*argv, "--overwrite"]) == 2
     one_line_error(capsys, "extract", f"--out {mine}", "not a file written by dlsa")
     assert mine.read_text() == "my own HDF5, honestly"
-    assert not (tmp_path / "mine.h5.files.txt").exists() and no_temporaries(tmp_path)
+    assert not (tmp_path / "mine.h5.files.csv").exists() and no_temporaries(tmp_path)
+    # the map beside the feature file is checked too: a user's file there is refused
+    # (nothing written), dlsa's own is replaced with --overwrite
+    argv[argv.index(str(mine))] = str(out)
+    user_map = tmp_path / "f.h5.files.csv"
+    dlsa_map = user_map.read_bytes()
+    user_map.write_text("my,own\nnotes\n", encoding="utf-8")
+    before = out.read_bytes()
+    assert main([*argv, "--overwrite"]) == 2
+    one_line_error(capsys, "extract", f"--out {user_map}", "not a file written by dlsa")
+    assert user_map.read_text(encoding="utf-8") == "my,own\nnotes\n"
+    assert out.read_bytes() == before
+    user_map.write_bytes(dlsa_map)
+    assert main([*argv, "--overwrite"]) == 0
+    assert user_map.read_bytes() == dlsa_map and no_temporaries(tmp_path)
+
+
+def test_the_rows_to_files_map_is_dlsa_s_only_beside_a_dlsa_feature_file(files, tmp_path):
+    from dlsa.io.ownership import written_by_dlsa
+
+    features = tmp_path / "f.npz"
+    features.write_bytes((files / "test.npz").read_bytes())
+    csv_map, txt_map = tmp_path / "f.npz.files.csv", tmp_path / "f.npz.files.txt"
+    csv_map.write_text("row,file\n0,a.png\n", encoding="utf-8")
+    txt_map.write_text("a.png\n", encoding="utf-8")  # the map of older dlsa versions
+    assert written_by_dlsa(csv_map) and written_by_dlsa(txt_map)
+    csv_map.write_text("a.png\n", encoding="utf-8")  # not the map's header
+    assert not written_by_dlsa(csv_map)
+    csv_map.write_text("row,file\n0,a.png\n", encoding="utf-8")
+    features.write_text("mine", encoding="utf-8")  # not a feature file of dlsa's
+    assert not written_by_dlsa(csv_map) and not written_by_dlsa(txt_map)
 
 
 @pytest.mark.parametrize("flag", ["--out", "--per-class"])

@@ -19,7 +19,8 @@ class DLSAInputError(ValueError):
 
 
 class ModelFileError(DLSAInputError):
-    """A model folder that is missing, damaged, or does not match its metadata."""
+    """A model folder or weights file that is missing, damaged, refused (pickled objects,
+    numbers float32 cannot hold), or does not match its metadata or model."""
 
 
 class TrainingDivergedError(DLSAInputError, FloatingPointError):

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from dlsa.backbones.bottleneck import BottleneckResNet
 from dlsa.backbones.resnet import ResNet
+from dlsa.errors import ModelFileError
 from dlsa.io.atomic import write_atomic
+from dlsa.io.integrity import read_tensors
 
 Backbone = ResNet | BottleneckResNet
 _ARCHITECTURES: dict[str, type[Backbone]] = {
@@ -70,20 +72,31 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: if either file is missing.
-        ValueError: on an unknown architecture or mismatching tensors.
+        ModelFileError: (a ``ValueError``) naming the file, if the JSON is invalid or
+            names an unknown architecture or bad settings, or the tensors are damaged
+            (truncated, not safetensors, not finite) or do not match the architecture.
     """
     folder = Path(directory)
     weights, info_file = folder / f"{name}.safetensors", folder / f"{name}.json"
     for p in (weights, info_file):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: no such checkpoint file")
-    info = json.loads(info_file.read_text(encoding="utf-8"))
-    arch = info.get("architecture")
-    if arch not in _ARCHITECTURES:
-        raise ValueError(f"{info_file}: unknown architecture {arch!r}")
-    model = _ARCHITECTURES[arch](**info["config"])
     try:
-        model.load_state_dict(load_file(str(weights)))
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+    except ValueError as err:  # also UnicodeDecodeError
+        raise ModelFileError(f"{info_file}: invalid JSON ({err})") from err
+    arch = info.get("architecture") if isinstance(info, dict) else None
+    if arch not in _ARCHITECTURES:
+        raise ModelFileError(f"{info_file}: unknown architecture {arch!r}")
+    try:
+        model = _ARCHITECTURES[arch](**info["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{info_file}: invalid 'config' ({err})") from err
+    try:
+        model.load_state_dict(read_tensors(weights))
     except RuntimeError as err:
-        raise ValueError(f"{weights}: tensors do not match {info['config']} ({err})") from err
+        reason = " ".join(str(err).split())[:300]
+        raise ModelFileError(
+            f"{weights}: tensors do not match {info['config']} ({reason})"
+        ) from err
     return model.to(device).eval(), info.get("metadata", {})

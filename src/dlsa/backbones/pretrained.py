@@ -7,22 +7,30 @@ downloaded. The returned :class:`PretrainedEncoder` takes images (N, 3, H, W) sc
 ResNets. Feed it images of the model's input size, e.g. an
 :class:`~dlsa.datasets.ImageListDataset` with ``size=224, resize=256``.
 
-Weight files: ``.safetensors`` are read with safetensors; other files (``.pth``/``.pt``)
-with ``torch.load(weights_only=True)``, which refuses arbitrary pickled objects.
+Weight files are read by dlsa itself, never by the library
+(:func:`dlsa.io.weights.read_weights`): ``.safetensors`` with safetensors, other files
+(``.pth``/``.pt``) with ``torch.load(weights_only=True)``, which refuses pickled objects
+other than tensors. The model is built without weights and gets the tensors through
+``load_state_dict``, for every library: timm and open_clip, given a file, may unpickle it
+with ``weights_only=False`` and so run its code.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from dlsa.errors import DLSAInputError, ModelFileError
+from dlsa.io.weights import read_weights
 
 Library = Literal["torchvision", "timm", "open_clip"]
 LIBRARIES: tuple[str, ...] = ("torchvision", "timm", "open_clip")
@@ -79,6 +87,31 @@ class PretrainedEncoder(nn.Module):
         return self.embed(x)
 
 
+def parse_backbone(spec: str) -> tuple[Library, str] | None:
+    """``LIBRARY:MODEL`` as ``(library, model)``; None for anything else (a folder).
+
+    Raises:
+        DLSAInputError: for ``NAME:MODEL`` whose ``NAME`` is not a known library, or a
+            known library without a model name; the message lists the libraries.
+
+    Example:
+        >>> parse_backbone("timm:vit_small_patch14_dinov2"), parse_backbone("runs/a")
+        (('timm', 'vit_small_patch14_dinov2'), None)
+    """
+    library, colon, name = spec.partition(":")
+    if not colon or Path(spec).is_dir() or len(library) < 2 or not library.isidentifier():
+        return None  # a folder (also one whose name holds a colon, or C:\\...)
+    if library not in LIBRARIES:
+        raise DLSAInputError(
+            f"--backbone {spec}: unknown library {library!r} (and no such backbone "
+            f"folder); use LIBRARY:MODEL with LIBRARY one of {', '.join(LIBRARIES)}, or "
+            "a folder of dlsa train"
+        )
+    if not name:
+        raise DLSAInputError(f"--backbone {spec}: no model name after {library}:")
+    return library, name  # type: ignore[return-value]
+
+
 def load_pretrained(
     library: Library,
     name: str,
@@ -88,24 +121,35 @@ def load_pretrained(
 ) -> PretrainedEncoder:
     """Build a pretrained encoder from local weights, with its classifier removed.
 
+    The weights are read by dlsa (:func:`dlsa.io.weights.read_weights`, no code run)
+    and loaded into the library's model, built without weights, with
+    ``load_state_dict``.
+
     Args:
         library: ``"torchvision"`` (e.g. ``"resnet50"``), ``"timm"`` (any model name) or
             ``"open_clip"`` (e.g. ``"ViT-B-32"``; the image tower is used).
         name: the model's name in that library.
-        weights: local weight file (for open_clip: the checkpoint it accepts as
-            ``pretrained``).
+        weights: local weight file (``.safetensors``, or a ``.pth``/``.pt`` state dict;
+            for open_clip, a CLIP checkpoint whose image tower's keys start ``visual.``).
         device: where to put the model.
 
     Returns:
         The encoder, in eval mode.
 
     Raises:
-        ValueError: on an unknown library.
+        DLSAInputError: on an unknown library or a model name that would be downloaded.
         FileNotFoundError: if ``weights`` does not exist (nothing is downloaded).
         ImportError: if the library is not installed; the message names the extra.
+        ModelFileError: if the weights file is damaged, holds pickled objects (refused)
+            or its tensors do not match the model.
     """
     if library not in _EXTRAS:
-        raise ValueError(f"library must be one of {tuple(_EXTRAS)}, got {library!r}")
+        raise DLSAInputError(f"library must be one of {', '.join(_EXTRAS)}, got {library!r}")
+    if name.startswith(("hf-hub:", "hf_hub:")):
+        raise DLSAInputError(
+            f"{library}:{name}: dlsa never downloads models; give the model's name and a "
+            "local --weights file"
+        )
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(
@@ -113,8 +157,9 @@ def load_pretrained(
             "(dlsa never downloads models)"
         )
     module = _import(library)
+    state = read_weights(path)
     build = {"torchvision": _torchvision, "timm": _timm, "open_clip": _open_clip}[library]
-    return build(module, name, path).to(device).eval()
+    return build(module, name, state, path).to(device).eval()
 
 
 def _import(library: str) -> ModuleType:
@@ -126,7 +171,8 @@ def _import(library: str) -> ModuleType:
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or, safely, from a torch ``.pth``/``.pt``.
+    """Read a state dict from ``.safetensors`` or, safely, from a torch ``.pth``/``.pt``
+    (:func:`dlsa.io.weights.read_weights`).
 
     Args:
         path: the weight file.
@@ -135,21 +181,47 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         Mapping of parameter names to tensors (a ``state_dict``/``model`` entry of a
         training checkpoint is unwrapped).
     """
-    p = Path(path)
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(p))
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    return state
+    return read_weights(path)
 
 
-def _torchvision(tv: ModuleType, name: str, path: Path) -> PretrainedEncoder:
+def load_tensors(
+    model: nn.Module,
+    state: Mapping[str, Tensor],
+    path: Path,
+    *,
+    drop: Iterable[str] = (),
+) -> None:
+    """``model.load_state_dict(state)`` (strict) without the entries under the prefixes
+    ``drop`` (a removed classifier), a mismatch as a :class:`ModelFileError` naming
+    the file and the first differing keys."""
+    prefixes = tuple(drop)
+    kept = {
+        k: v
+        for k, v in state.items()
+        if not any(k == d or k.startswith(d + ".") for d in prefixes)
+    }
+    own = model.state_dict()
+    missing = [k for k in own if k not in kept]
+    unexpected = [k for k in kept if k not in own]
+    shapes = [k for k in kept if k in own and kept[k].shape != own[k].shape]
+    problems = [
+        f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
+        if keys
+    ]
+    if problems:
+        raise ModelFileError(
+            f"{path}: its tensors do not match the model ({'; '.join(problems)}); "
+            "is it the weights of this model?"
+        )
+    model.load_state_dict(kept, strict=True)
+
+
+def _torchvision(
+    tv: ModuleType, name: str, state: dict[str, Tensor], path: Path
+) -> PretrainedEncoder:
     model = tv.models.get_model(name, weights=None)
-    model.load_state_dict(read_state_dict(path))
+    load_tensors(model, state, path)
     for head in ("fc", "heads", "classifier", "head"):
         if hasattr(model, head):
             setattr(model, head, nn.Identity())
@@ -158,20 +230,33 @@ def _torchvision(tv: ModuleType, name: str, path: Path) -> PretrainedEncoder:
     return PretrainedEncoder(model, IMAGENET_MEAN, IMAGENET_STD, f"torchvision:{name}", 224, 256)
 
 
-def _timm(timm: ModuleType, name: str, path: Path) -> PretrainedEncoder:
-    model = timm.create_model(
-        name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, num_classes=0
-    )
+def _timm(timm: ModuleType, name: str, state: dict[str, Tensor], path: Path) -> PretrainedEncoder:
+    # built without weights and without a classifier: timm never opens the file
+    model = timm.create_model(name, pretrained=False, num_classes=0)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
+    classifier = cfg.get("classifier", "head")
+    load_tensors(
+        model, state, path, drop=[classifier] if isinstance(classifier, str) else classifier
+    )
     mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
     resize = int(math.floor(size / float(cfg.get("crop_pct", 0.875))))
     return PretrainedEncoder(model, mean, std, f"timm:{name}", size, resize)
 
 
-def _open_clip(open_clip: ModuleType, name: str, path: Path) -> PretrainedEncoder:
-    model = open_clip.create_model(name, pretrained=str(path))
+def _open_clip(
+    open_clip: ModuleType, name: str, state: dict[str, Tensor], path: Path
+) -> PretrainedEncoder:
+    # built without weights (nor the text tower's from the hub): open_clip never opens
+    # the file; the image tower gets the checkpoint's visual.* tensors
+    params = inspect.signature(open_clip.create_model).parameters
+    no_download = {k: False for k in ("pretrained_hf", "pretrained_text") if k in params}
+    model = open_clip.create_model(name, pretrained=None, **no_download)
     visual = model.visual
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    tower = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
+    load_tensors(visual, tower or state, path)
     mean = getattr(visual, "image_mean", None) or CLIP_MEAN
     std = getattr(visual, "image_std", None) or CLIP_STD
     size = getattr(visual, "image_size", 224)

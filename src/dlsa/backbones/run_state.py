@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from dlsa.errors import DLSAInputError
+from dlsa.errors import DLSAInputError, ModelFileError
 from dlsa.io.atomic import atomic_dir
+from dlsa.io.integrity import read_tensors
 
 STATE_DIR = "state"
 _EPOCH = re.compile(r"^epoch-(\d{4,})$")
@@ -59,14 +60,21 @@ def load_state(out: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The last saved epoch's tensors and info.
 
     Raises:
-        ResumeError: if ``out`` holds no saved epoch.
+        ResumeError: if ``out`` holds no saved epoch, or its files are damaged
+            (invalid JSON, a truncated or unreadable ``state.safetensors``).
     """
     folders = epoch_folders(out)
     if not folders:
         raise ResumeError(f"--resume: {out} holds no saved epoch ({STATE_DIR}/epoch-*)")
     path = folders[-1][1]
-    info = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    return load_file(str(path / "state.safetensors")), info
+    try:
+        info = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except ValueError as err:  # also UnicodeDecodeError
+        raise ResumeError(f"--resume: {path / 'state.json'}: invalid JSON ({err})") from err
+    try:
+        return read_tensors(path / "state.safetensors", finite=False), info
+    except ModelFileError as err:
+        raise ResumeError(f"--resume: {err}") from err
 
 
 def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], out: Path) -> None:

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from dlsa.cascade.spec import CascadeSpec
 from dlsa.engine.rows import SCORE_CHUNK, Rows, cat_columns, map_rows
+from dlsa.errors import DLSAInputError
 from dlsa.stage2.bases import BaseMethod
 from dlsa.stage2.classifiers import ClusterPrior, Prior, StageClassifier
 from dlsa.stage2.filter import FilterOutput
@@ -206,3 +207,43 @@ class Cascade:
             with torch.no_grad():
                 parts.append(self.base_logits(x).argmax(dim=1).cpu())
         return torch.cat(parts).numpy()
+
+
+def finite_scores(chunks: Iterator[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
+    """The chunks of logits (B, C) and stages (B,) of :meth:`Cascade.chunks`, refusing
+    a row whose probabilities would be NaN: a logit that is NaN or +inf, or every class
+    at -inf. Predictions are never NaN silently.
+
+    Raises:
+        DLSAInputError: naming the first such row (counted over all chunks) and why.
+
+    Example:
+        >>> good = (torch.tensor([[0.0, -float("inf")]]), torch.tensor([0]))
+        >>> len(list(finite_scores(iter([good]))))
+        1
+        >>> bad = (torch.tensor([[float("nan"), 0.0]]), torch.tensor([0]))
+        >>> try:
+        ...     list(finite_scores(iter([good, bad])))
+        ... except DLSAInputError as err:
+        ...     print(str(err)[:37])
+        the scores of row 1 are not finite (a
+    """
+    offset = 0
+    for logits, stage in chunks:
+        nan = torch.isnan(logits).any(1) | torch.isposinf(logits).any(1)
+        none = logits.amax(1) == float("-inf")
+        if bool((nan | none).any()):
+            row = int((nan | none).nonzero()[0, 0])
+            why = (
+                "a NaN or +inf logit: features too large for float32, or a model whose "
+                "weights or temperature were damaged"
+                if nan[row]
+                else "every class at -inf: the stage that handles it knows only classes "
+                "the test prior gives frequency 0"
+            )
+            raise DLSAInputError(
+                f"the scores of row {offset + row} are not finite ({why}); its "
+                "probabilities would be NaN"
+            )
+        offset += logits.shape[0]
+        yield logits, stage

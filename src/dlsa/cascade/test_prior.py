@@ -36,7 +36,8 @@ def resolve_test_prior(
     Raises:
         DLSAInputError: for an unknown name, a class the model does not know or one it
             lacks (mappings must name every class), a negative, non-finite or all-zero
-            frequency, or an array of the wrong length.
+            frequency, a share of the total that float32 rounds to 0 (below 1.2e-38),
+            or an array of the wrong length.
 
     Example:
         >>> resolve_test_prior({"b": 3, "a": 1}, np.array(["a", "b"]), np.array([5, 5]))
@@ -60,7 +61,15 @@ def resolve_test_prior(
             )
     if not np.all(np.isfinite(values)) or (values < 0).any() or values.sum() <= 0:
         raise DLSAInputError("test prior: frequencies must be finite, >= 0 and not all 0")
-    return values / values.sum()
+    prior = values / values.sum()
+    tiny = (prior > 0) & (prior < np.finfo(np.float32).tiny)
+    if tiny.any():
+        name = classes.tolist()[int(np.argmax(tiny))]
+        raise DLSAInputError(
+            f"test prior: the frequency of class {name!r} is {prior[tiny][0]:.3g} of the "
+            "total, 0 in float32; give 0 or a larger frequency"
+        )
+    return prior
 
 
 def _from_mapping(spec: Mapping[Any, float], classes: np.ndarray) -> np.ndarray:

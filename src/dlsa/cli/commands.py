@@ -29,6 +29,8 @@ from dlsa.cli.common import (
 )
 from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.config import DLSAConfig, to_dict
+from dlsa.errors import DLSAInputError, ModelFileError
+from dlsa.io.file_map import file_map_path, write_file_map
 from dlsa.io.outputs import OutputRefusedError, check_file, output_file, output_folder
 from dlsa.metrics.per_class import write_per_class_csv
 
@@ -179,7 +181,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     (``LIBRARY:MODEL`` with ``--weights``) into a feature file; prints images/s.
 
     Under torchrun every rank embeds its share of the images and rank 0 alone writes the
-    feature file and its ``.files.txt`` (:mod:`dlsa.backbones.shard_extract`)."""
+    feature file and its ``.files.csv``, the image file of each row
+    (:mod:`dlsa.backbones.shard_extract`, :mod:`dlsa.io.file_map`)."""
     import time
 
     from dlsa.backbones import distributed
@@ -188,9 +191,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from dlsa.datasets import DataFileError, ImageListDataset, read_split_list
 
     out = Path(args.out)
-    rows_file = out.with_name(out.name + ".files.txt")
+    file_map = file_map_path(out)
     check_file(out, overwrite=args.overwrite, flag="--out")
-    check_file(rows_file, overwrite=args.overwrite, flag="--out")
+    check_file(file_map, overwrite=args.overwrite, flag="--out")
     model, size, resize, mode, class_names = _extract_backbone(args)
     if args.split_list:
         try:
@@ -223,13 +226,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not info.is_main:
         return 0
     seconds = time.perf_counter() - start
-    text = "".join(f"{path}\n" for path in paths)  # undecodable names: their own bytes
     output_file(
-        rows_file, lambda p: p.write_text(text, encoding="utf-8", errors="surrogateescape"),
-        overwrite=args.overwrite, flag="--out",
-    )  # fmt: skip
+        file_map, lambda p: write_file_map(p, paths), overwrite=args.overwrite, flag="--out"
+    )
     print(
-        f"wrote {len(paths)} feature rows to {out} (file order in {out.name}.files.txt); "
+        f"wrote {len(paths)} feature rows to {out} (the file of each row in {file_map.name}); "
         f"{len(paths) / max(seconds, 1e-9):.1f} images/s"
     )
     return 0
@@ -239,14 +240,18 @@ def _extract_backbone(args: argparse.Namespace) -> tuple[Any, int, int | None, s
     """The model of ``--backbone``, its image side and resize, colour mode and class
     order (a stage-1 run folder's, or None: class folders by sorted name)."""
     from dlsa.backbones import load_checkpoint
-    from dlsa.backbones.pretrained import LIBRARIES, load_pretrained
+    from dlsa.backbones.pretrained import load_pretrained, parse_backbone
 
-    library, _, name = str(args.backbone).partition(":")
-    if name and library in LIBRARIES:
+    pretrained = parse_backbone(str(args.backbone))
+    if pretrained is not None:
         if not args.weights:
             raise CLIError(f"--backbone {args.backbone} needs --weights (a local file)")
         try:
-            model = load_pretrained(library, name, args.weights)  # type: ignore[arg-type]
+            model = load_pretrained(*pretrained, args.weights)
+        except (ModelFileError, FileNotFoundError) as err:
+            raise CLIError(f"--weights {one_line(err)}") from err
+        except DLSAInputError as err:
+            raise CLIError(f"--backbone {one_line(err)}") from err
         except (OSError, ImportError, ValueError, RuntimeError, KeyError) as err:
             raise CLIError(f"--backbone {args.backbone}: {one_line(err)}") from err
         size = args.size or model.input_size  # the model's crop, and its resize ratio

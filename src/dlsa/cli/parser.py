@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="image side (default: the backbone's recorded size, or the pretrained model's)",
     )  # fmt: skip
     ext.add_argument(
-        "--out", required=True, help="feature file (.h5/.hdf5/.npz), and OUT.files.txt beside it"
+        "--out", required=True, help="feature file (.h5/.hdf5/.npz), and OUT.files.csv beside it"
     )
     add_overwrite(ext)
     ext.add_argument(

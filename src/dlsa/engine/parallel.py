@@ -13,13 +13,16 @@ joblib's Dask / Ray backend ships the arrays.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from ipaddress import IPv6Address
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from dlsa.errors import DLSAInputError
 
-__all__ = ["BACKENDS", "cluster", "run_jobs", "worker_count"]
+__all__ = ["BACKENDS", "check_address", "cluster", "run_jobs", "worker_count"]
 
 BACKENDS = ("loky", "dask", "ray")
 """Where jobs run: local processes, a Dask cluster, a Ray cluster."""
@@ -77,7 +80,10 @@ def cluster(backend: str = "loky", address: str | None = None) -> Iterator[None]
             starts a local cluster of 2 worker processes (Dask) or a local Ray.
 
     Raises:
-        DLSAInputError: for an unknown backend, or one whose package is not installed.
+        DLSAInputError: for an unknown backend, or one whose package is not installed;
+            for an address that is malformed or given without a cluster backend
+            (:func:`check_address`, before anything is imported or run). An address
+            nothing answers at is an ``OSError`` of the backend's client.
 
     Example:
         >>> with cluster("loky"):
@@ -86,6 +92,7 @@ def cluster(backend: str = "loky", address: str | None = None) -> Iterator[None]
     """
     if backend not in BACKENDS:
         raise DLSAInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_address(backend, address)
     if backend == "loky":
         yield
         return
@@ -95,6 +102,61 @@ def cluster(backend: str = "loky", address: str | None = None) -> Iterator[None]
             yield
         finally:
             _active.pop()
+
+
+SCHEMES = {"dask": ("tcp", "tls", "ws", "wss", "ucx"), "ray": ("ray",)}
+"""The address schemes of each cluster backend (an address may also omit its scheme)."""
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+
+
+def check_address(backend: str, address: str | None) -> None:
+    """Refuse a scheduler address that cannot be one, before anything is imported.
+
+    Accepted: ``[SCHEME://]HOST[:PORT]`` with a scheme of the backend's
+    (:data:`SCHEMES`), a host name, an IPv4 address or a bracketed IPv6 address, and a
+    port from 1 to 65535; for Ray also ``auto`` and ``local``.
+
+    Raises:
+        DLSAInputError: naming ``--scheduler`` and what is wrong, also for an address
+            given with the local backend ``loky`` (it would be ignored).
+
+    Example:
+        >>> check_address("dask", "tcp://[::1]:8786")
+        >>> try:
+        ...     check_address("dask", "tcp://head:port")
+        ... except DLSAInputError as err:
+        ...     print(str(err)[:60])
+        --scheduler tcp://head:port: not an address of a dask schedu
+    """
+    if address is None:
+        return
+    if backend not in SCHEMES:
+        raise DLSAInputError(
+            f"--scheduler {address}: a scheduler needs --backend dask or ray (with "
+            f"--backend {backend} the fits run in local processes)"
+        )
+    if backend == "ray" and address in ("auto", "local"):
+        return
+    schemes = SCHEMES[backend]
+    usage = f"[{'|'.join(schemes)}://]HOST[:PORT]"
+    try:
+        parts = urlsplit(address if "://" in address else f"//{address}")
+        port, host = parts.port, parts.hostname or ""
+        if parts.scheme and parts.scheme not in schemes:
+            raise ValueError(f"unknown scheme {parts.scheme!r}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError("only a host and a port")
+        if port == 0:
+            raise ValueError("port 0")
+        if "[" in parts.netloc:
+            IPv6Address(host)
+        elif not _HOST.match(host):
+            raise ValueError(f"host {host!r}")
+    except ValueError as err:
+        raise DLSAInputError(
+            f"--scheduler {address}: not an address of a {backend} scheduler ({err}); "
+            f"expected {usage}"
+        ) from None
 
 
 @contextmanager
@@ -113,17 +175,35 @@ def _connected(backend: str, address: str | None) -> Iterator[None]:
         ) from err
     if backend == "dask":
         local = None if address else LocalCluster(n_workers=2, threads_per_worker=1)
-        with Client(address or local):
-            yield
-        if local is not None:
-            local.close()
+        try:
+            with _unreachable(address):
+                client = Client(address or local)
+            with client:
+                yield
+        finally:
+            if local is not None:
+                local.close()
         return
     register_ray()
-    ray.init(address=address, ignore_reinit_error=True)
+    with _unreachable(address):
+        ray.init(address=address, ignore_reinit_error=True)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _unreachable(address: str | None) -> Iterator[None]:
+    """An ``OSError`` while connecting to ``address`` (nothing answers there, a time-out)
+    as a :class:`DLSAInputError` naming ``--scheduler``."""
+    try:
+        yield
+    except OSError as err:
+        if address is None:
+            raise
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise DLSAInputError(f"--scheduler {address}: cannot connect ({reason})") from err
 
 
 def _in_worker(fn: Callable[..., T], threads: int, job: tuple[Any, ...]) -> T:

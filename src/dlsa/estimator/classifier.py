@@ -15,7 +15,6 @@ References:
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,20 +26,19 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
-from dlsa.cascade import Cascade, CascadeSpec, fit_cascade, resolve, selection_of
+from dlsa.cascade import Cascade, CascadeSpec, resolve, selection_of
+from dlsa.cascade.model import finite_scores
 from dlsa.cascade.spec import DEFAULT
 from dlsa.cascade.temperature import fit_temperature
 from dlsa.cascade.test_prior import PriorSpec, logit_shift, resolve_test_prior
 from dlsa.config import FilterConfig, HeadConfig, SelectionConfig
-from dlsa.errors import DLSAInputError, TrainingDivergedError
+from dlsa.errors import DLSAInputError
 from dlsa.estimator.calibration import held_out_logits, out_of_fold_logits
+from dlsa.estimator.final_fit import fit_chosen
 from dlsa.estimator.inputs import encode_training, encoded_validation, with_components
 from dlsa.estimator.persistence import load_model, save_model
 from dlsa.io.features import check_features
-from dlsa.selection import describe, select
-from dlsa.stage2.bases import base_params
-
-logger = logging.getLogger(__name__)
+from dlsa.selection import select
 
 
 class DLSAClassifier(ClassifierMixin, BaseEstimator):
@@ -209,7 +207,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             )  # fmt: skip
             params["verbose"] = self.verbose
         donor = None if reuse_filters is None else _donor(reuse_filters)
-        self.cascade_ = self._fit_chosen(params, X, y_enc, val, donor)
+        self.cascade_, self.fitted_params_ = fit_chosen(
+            params, X, y_enc, len(self.classes_), val, donor, self.selection_
+        )
         return self
 
     def _encode_training(
@@ -224,33 +224,6 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.class_counts_ = np.bincount(y_enc, minlength=len(self.classes_))
         self.n_features_in_ = X.shape[1]
         return X, y_enc
-
-    def _fit_chosen(
-        self,
-        params: dict[str, Any],
-        X: np.ndarray,
-        y_enc: np.ndarray,
-        val: tuple[np.ndarray, np.ndarray] | None,
-        donor: Cascade | None,
-    ) -> Cascade:
-        """Fit the concrete configuration ``params`` on all the data. If a chosen DLSA
-        that trained in every fold diverges on all the data, its base is kept alone."""
-        spec = resolve(params | {"selection": None})
-        n = len(self.classes_)
-        try:
-            cascade = fit_cascade(spec, X, y_enc, n_classes=n, val=val, donor=donor)
-        except TrainingDivergedError as err:
-            if self.selection_ is None or spec.depth == 0:
-                raise
-            chosen = self.selection_["chosen"]
-            logger.warning("the chosen %s diverged on all the data: %s", chosen, err)
-            self.selection_["final_fit_diverged"] = str(err)
-            params = params | {"depth": 0}
-            self.selection_["chosen"] = describe(params)
-            spec = resolve(params | {"selection": None})
-            cascade = fit_cascade(spec, X, y_enc, n_classes=n, val=val)
-        self.fitted_params_ = params | {"selection": None, "base_params": base_params(spec.base)}
-        return cascade
 
     # -- the fitted cascade's parts -----------------------------------------------------
 
@@ -298,12 +271,13 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
 
     def _chunks(self, X: np.ndarray) -> Iterator[tuple[Tensor, Tensor]]:
         """Logits (B, C) and stages (B,) on the device for consecutive chunks of rows of
-        X (N, D), adjusted to the deployment prior when one is set."""
+        X (N, D), adjusted to the deployment prior when one is set; a row whose
+        probabilities would be NaN raises :class:`DLSAInputError`."""
         x = self._check_X(X)
         cascade = self.cascade_
         shift = logit_shift(self.test_prior_, self.class_counts_, cascade.base.balanced)
         offset = None if shift is None else torch.from_numpy(shift).to(cascade.device)
-        return cascade.chunks(x, offset, self.temperature_)
+        return finite_scores(cascade.chunks(x, offset, self.temperature_))
 
     def set_test_prior(self, prior: PriorSpec) -> DLSAClassifier:
         """Set the class frequencies of the data this model will predict on: "uniform"

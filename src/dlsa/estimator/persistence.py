@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +30,7 @@ from dlsa.cascade.test_prior import resolve_test_prior
 from dlsa.config import DLSAConfig, from_dict, to_dict
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import ModelFileError
-from dlsa.io.integrity import checksums, read_tensors, verify_checksums
+from dlsa.io.integrity import check_float32, checksums, read_tensors, verify_checksums
 from dlsa.io.outputs import output_folder
 from dlsa.stage2.filter import FlowFilter
 
@@ -67,13 +68,17 @@ def load_model(
     Raises:
         ModelFileError: if the folder is not a dlsa model, a file is damaged (its
             SHA-256 differs from the one saved; folders saved without checksums skip
-            this check), a weight is not finite, or the tensors do not match the
-            metadata. The message names the file.
+            this check), a weight is not finite, a number that predictions use
+            (the temperature, the test prior, the base method's parameters) is finite
+            but 0 or infinite in float32 (:func:`dlsa.io.integrity.check_float32`), or
+            the tensors do not match the metadata. The message names the file (and the
+            field).
     """
     folder = Path(path)
     target = resolve_device(device)
     meta = _read_metadata(folder)
     verify_checksums(folder, meta.get("checksums"))
+    _check_scoring_numbers(meta, folder / "model.json")
     try:
         clf = cls(**(_params_from_json(meta["params"]) | {"device": device}))
     except (KeyError, TypeError, ValueError) as err:
@@ -89,6 +94,23 @@ def load_model(
     clf.fitted_params_ = clf.get_params()
     clf.selection_ = meta.get("selection")
     return clf
+
+
+def _check_scoring_numbers(meta: dict[str, Any], meta_path: Path) -> None:
+    """Refuse numbers of ``model.json`` that predictions use (temperature, test prior,
+    ``params.base_params``) and that float32 would turn to 0 or infinity (the
+    training-only parameters are left alone: they do not change a prediction)."""
+    params = meta.get("params")
+    fields = {
+        "temperature": meta.get("temperature"),
+        "test_prior": meta.get("test_prior"),
+        "params.base_params": params.get("base_params") if isinstance(params, dict) else None,
+    }
+    for field, value in fields.items():
+        check_float32(value, f"{meta_path}: {field}")
+    t = fields["temperature"]
+    if t is not None and not (isinstance(t, int | float) and math.isfinite(t) and t > 0):
+        raise ModelFileError(f"{meta_path}: temperature must be a finite number > 0, got {t!r}")
 
 
 def _modules(cascade: Cascade) -> list[tuple[str, nn.Module]]:

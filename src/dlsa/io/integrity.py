@@ -10,9 +10,11 @@ hold NaN or infinity is refused.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -76,19 +78,21 @@ def verify_checksums(folder: Path, expected: object, *, source: str = "model.jso
             )
 
 
-def read_tensors(path: Path) -> dict[str, Tensor]:
-    """The tensors of a safetensors file, all of them finite.
+def read_tensors(path: Path, *, finite: bool = True) -> dict[str, Tensor]:
+    """The tensors of a safetensors file (all of them finite, unless ``finite=False``).
 
     Raises:
-        ModelFileError: if the file cannot be parsed (truncated, not safetensors) or a
-            floating-point tensor holds NaN or infinity; the message names the file.
+        ModelFileError: if the file cannot be parsed (truncated, not safetensors) or,
+            with ``finite``, a floating-point tensor holds NaN or infinity; the message
+            names the file.
     """
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelFileError(f"{path}: not a readable safetensors file ({reason})") from err
-    check_finite(tensors, source=str(path))
+    if finite:
+        check_finite(tensors, source=str(path))
     return tensors
 
 
@@ -110,3 +114,53 @@ def check_finite(tensors: Mapping[str, Tensor], *, source: str) -> None:
                     f"{source}: tensor {name!r} holds {bad} non-finite value(s); the model "
                     "is damaged or its training diverged"
                 )
+
+
+_F32_MAX, _F32_TINY = float(np.finfo(np.float32).max), float(np.finfo(np.float32).tiny)
+
+
+def check_float32(value: object, where: str) -> None:
+    """Refuse numbers in ``value`` (a number, or lists / dicts of them, e.g. a model's
+    JSON metadata) that are finite and non-zero in float64 but 0, subnormal or infinite
+    in float32, the precision predictions are computed in: a temperature of 1e-300
+    would divide the logits by 0 and make every probability NaN.
+
+    Args:
+        value: the JSON value.
+        where: the file and field, named in the error (keys are appended).
+
+    Raises:
+        ModelFileError: naming ``where``, the offending key and value.
+
+    Example:
+        >>> check_float32({"tau": 1.0, "lr": [0.1, 0]}, "model.json: params")
+        >>> try:
+        ...     check_float32({"t": 1e-300}, "model.json: params")
+        ... except ModelFileError as err:
+        ...     print(str(err)[:46])
+        model.json: params.t = 1e-300 is 0 (or subnorm
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_float32(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_float32(item, f"{where}[{i}]")
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value != 0:
+        size = abs(value) if isinstance(value, float) else _int_size(value)
+        if not math.isfinite(size) or size <= _F32_MAX and size >= _F32_TINY:
+            return
+        problem = "infinite" if size > _F32_MAX else "0 (or subnormal)"
+        shown = repr(value) if len(repr(value)) <= 24 else f"{repr(value)[:20]}..."
+        raise ModelFileError(
+            f"{where} = {shown} is {problem} in float32, the precision predictions are "
+            "computed in; the model file was edited or damaged"
+        )
+
+
+def _int_size(value: int) -> float:
+    """``abs(value)`` as a float; past float64's range, just above float32's largest."""
+    try:
+        return float(abs(value))
+    except OverflowError:
+        return _F32_MAX * 2

@@ -10,8 +10,8 @@ are recognised by their exact layout (:data:`LEGACY_LAYOUTS`).
 
 A file is dlsa's when its content is of a kind dlsa writes: a feature file (``features``
 in HDF5 or .npz), ``dlsa predict``'s .npz or .csv, a per-class CSV, a JSON object
-written by dlsa (it names ``dlsa_version``), or the ``.files.txt`` beside a dlsa feature
-file.
+written by dlsa (it names ``dlsa_version``), or the rows-to-files map beside a dlsa
+feature file (``.files.csv`` with its ``row,file`` header, or an older ``.files.txt``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from dlsa._version import __version__
+from dlsa.io.file_map import HEADER as MAP_HEADER
+from dlsa.io.file_map import SUFFIX as MAP_SUFFIX
 
 MARKER = ".dlsa-output.json"
 """The file dlsa writes in every folder it creates: what it wrote there."""
@@ -47,6 +49,7 @@ LEGACY_LAYOUTS: tuple[tuple[str | None, dict[str, Any]], ...] = (
 """Folders of dlsa versions without :data:`MARKER`: (the file that must be dlsa's, the
 names allowed, nested). Any entry outside the layout makes the folder not dlsa's."""
 
+_MAP_SUFFIXES = (MAP_SUFFIX, ".files.txt")  # dlsa.io.file_map's, and the older list
 _PREDICTIONS_NPZ = {"pred.npy", "proba.npy", "stage.npy", "classes.npy"}
 _CSV_HEADERS = ("index,pred,confidence,stage", "class,train_count,test_count,")
 _LEGACY_JSON_KEYS = (
@@ -145,8 +148,11 @@ def _fits(folder: Path, tree: dict[str, Any]) -> bool:
 
 def _is_dlsa_file(path: Path) -> bool:
     name = path.name.lower()
-    if name.endswith(".files.txt"):  # the rows-to-images map beside a feature file
-        return _is_dlsa_file(path.with_name(path.name[: -len(".files.txt")]))
+    for suffix in _MAP_SUFFIXES:  # the rows-to-images map beside a feature file
+        if name.endswith(suffix):
+            if suffix == MAP_SUFFIX and _first_line(path) != ",".join(MAP_HEADER):
+                return False
+            return _is_dlsa_file(path.with_name(path.name[: -len(suffix)]))
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         return _is_feature_h5(path)
