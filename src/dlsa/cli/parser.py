@@ -316,7 +316,7 @@ def _threads(text: str) -> str | int:
         return text
     if not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
         raise argparse.ArgumentTypeError(
-            f"must be auto or a number from 1 to {MAX_THREADS}, got {text!r}"
+            f"must be auto or a positive number (at most {MAX_THREADS}), got {text!r}"
         )
     return int(text)
 
