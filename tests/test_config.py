@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 
 import pytest
 
@@ -12,11 +14,16 @@ from dlsa.config import (
     RELEASE_CONFIGS,
     DLSAConfig,
     FilterConfig,
+    FlowConfig,
     HeadConfig,
+    MixtureConfig,
+    SelectionConfig,
     from_dict,
     get_preset,
     to_dict,
 )
+from dlsa.config.domains import DOMAINS, check_domains
+from dlsa.errors import DLSAInputError
 
 PAPER_PRESETS = ("imagenet-lt", "places-lt", "inat18")
 
@@ -196,3 +203,40 @@ def test_every_checked_domain_is_the_configs_literal():
             DLSAClassifier(**{name: "nonsense"}).check_params()
     with pytest.raises(TypeError, match="not a Literal"):
         choices(DLSAConfig, "depth")
+
+
+def test_every_number_of_the_configs_has_a_domain():
+    """A new int or float field gets a domain (n_jobs: a non-zero int, checked apart)."""
+
+    def numeric(hint: object) -> bool:
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kinds = typing.get_args(hint) if union else (hint,)
+        items = [typing.get_args(k)[0] if typing.get_origin(k) is tuple else k for k in kinds]
+        return any(k in (int, float) for k in items)
+
+    for cls in (FlowConfig, MixtureConfig, FilterConfig, HeadConfig, SelectionConfig, DLSAConfig):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if numeric(hints[f.name]) and (cls, f.name) != (DLSAConfig, "n_jobs"):
+                assert f.name in DOMAINS[cls.__name__], f"{cls.__name__}.{f.name}"
+
+
+def test_defaults_and_presets_are_inside_their_domains():
+    for name in PRESETS:
+        check_domains(get_preset(name), "config")
+    check_domains(DLSAConfig(), "config")
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        (HeadConfig(lr=0.0), r"head.lr must be > 0, got 0.0"),
+        (HeadConfig(epochs=2**40), r"head.epochs must be in \[1, 2147483647\]"),
+        (FilterConfig(eta=1.0), r"flow_filter.eta must be in \[0, 1\)"),
+        (SelectionConfig(tau_grid=(0.5, float("nan"))), r"selection.tau_grid must be >= 0"),
+    ],
+)
+def test_a_number_outside_its_domain_is_named(config, match):
+    where = {"HeadConfig": "head", "FilterConfig": "flow_filter"}.get(type(config).__name__)
+    with pytest.raises(DLSAInputError, match=match):
+        check_domains(config, where or "selection")

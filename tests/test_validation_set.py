@@ -163,3 +163,67 @@ def test_fit_and_diagnose_take_val_from_the_command_line(data, tmp_path, capsys)
             str(tmp_path / "val.h5"), "--out", str(tmp_path / "d.json")]  # fmt: skip
     assert main(diag + small) == 0
     assert "on the validation set" in json.loads((tmp_path / "d.json").read_text())["verdict"]
+
+
+def _counts_data(seed: int = 0, counts: tuple[int, ...] = (30, 15, 8, 5)):
+    """Features (N, 3) and labels of ``counts`` samples per class (58 by default)."""
+    y = np.repeat(np.arange(len(counts)), counts)
+    return np.random.default_rng(seed).normal(size=(len(y), 3)) + y[:, None], y
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def tripwire(*args, **kwargs):
+        pytest.fail("training started before the inputs were checked")
+
+    monkeypatch.setattr("dlsa.estimator.final_fit.fit_cascade", tripwire)
+    monkeypatch.setattr("dlsa.estimator.classifier.select", tripwire)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda X, y: (X[:, :2], y), "X_val has 2 features"),
+        (lambda X, y: (np.where(X > 1, np.nan, X), y), "X_val: features contain"),
+        (lambda X, y: (X[:, 0], y), r"X_val: features must have shape \(N, D\)"),
+        (lambda X, y: (X, y[:-1]), "y_val: 20 feature rows but 19 labels"),
+        (lambda X, y: (X, y + 0.5), "y_val: labels must be integers"),
+        (lambda X, y: (X, y.astype(str)), "y_val: labels are text"),
+        (lambda X, y: (X, np.where(y == 1, 9, y)), r"y_val: labels not seen in training: \[9\]"),
+        (lambda X, y: (X, None), "X_val and y_val must be given together"),
+    ],
+    ids=["dimension", "nan", "1d", "count", "fraction", "text", "unseen", "alone"],
+)
+def test_fit_checks_the_validation_set_before_training(no_training, change, match):
+    X, y = _counts_data()
+    X_val, y_val = change(*_counts_data(1, (5, 5, 5, 5)))
+    with pytest.raises(DLSAInputError, match=match):
+        DLSAClassifier(depth=0, base="balsoftmax").fit(X, y, X_val=X_val, y_val=y_val)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        (
+            dict(depth=1, selection=None, flow_filter=FilterConfig(mixture=MixtureConfig(100))),
+            "58 training samples but the flow filters have K=100",
+        ),
+        (
+            dict(base="auto", depth=0, selection=SelectionConfig(folds=31)),
+            "selection.folds=31 but the largest class",
+        ),
+        (
+            dict(
+                depth=1,
+                selection=None,
+                validation_folds=31,
+                flow_filter=FilterConfig(mixture=MixtureConfig(4)),
+            ),
+            "validation_folds=31",
+        ),
+    ],
+    ids=["K", "selection-folds", "validation-folds"],
+)
+def test_fit_refuses_data_too_small_for_its_parameters_before_training(no_training, params, match):
+    with pytest.raises(DLSAInputError, match=match):
+        DLSAClassifier(**({"base": "balsoftmax"} | params)).fit(*_counts_data())

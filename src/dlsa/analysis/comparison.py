@@ -66,6 +66,15 @@ def _params_of(
     return dict(config.base_params) if base == config.base else {}
 
 
+def dlsa_params(
+    base: str, config: DLSAConfig, base_params: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The estimator parameters of ``base`` with DLSA in :func:`compare_bases` (its
+    ``random_state`` is replaced by each seed; the base alone has ``depth=0``)."""
+    params = {"base": base, "base_params": _params_of(base, config, base_params)}
+    return config.estimator_params() | params
+
+
 def _metrics(report: Mapping[str, Any]) -> dict[str, float | None]:
     return {k: None if report[k] is None else float(report[k]) for k in COLUMNS}
 

@@ -48,22 +48,30 @@ def diagnose(
         JSON-ready ``filters`` (per level), ``selection`` (the DLSA round's evidence),
         ``verdict`` (one line) and ``helps`` (bool).
     """
-    depth = max(1, config.depth)
     sel = config.selection or SelectionConfig()
-    params = config.estimator_params() | {
-        "base": reference,
-        "base_params": dict(config.base_params) if reference == config.base else {},
-        "depth": depth,
-    }
-    full = DLSAClassifier(**(params | {"selection": None})).fit(X, y)
+    full_params, oof_params = diagnose_params(config, reference)
+    full = DLSAClassifier(**full_params).fit(X, y)
     filters = _filter_rows(full, X, y)
-    oof = DLSAClassifier(**(params | {"selection": sel, "depth": depth}))
+    oof = DLSAClassifier(**oof_params)
     oof.fit(X, y, **({} if val is None else {"X_val": val[0], "y_val": val[1]}))
     evidence = oof.selection_
     assert evidence is not None
     where = "on the validation set" if val is not None else "out of fold"
     verdict, helps = _verdict(evidence["rounds"][-1], sel, where)
     return {"filters": filters, "selection": evidence, "verdict": verdict, "helps": helps}
+
+
+def diagnose_params(config: DLSAConfig, reference: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The estimator parameters of the two fits of :func:`diagnose`: the filters once on
+    all the data (no selection), and the DLSA round of the selection over ``reference``
+    (both with ``config.depth``, at least 1, filters)."""
+    params = config.estimator_params() | {
+        "base": reference,
+        "base_params": dict(config.base_params) if reference == config.base else {},
+        "depth": max(1, config.depth),
+    }
+    sel = config.selection or SelectionConfig()
+    return params | {"selection": None}, params | {"selection": sel}
 
 
 def _filter_rows(model: DLSAClassifier, X: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:

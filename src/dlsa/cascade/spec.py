@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, SelectionConfig, choices
+from dlsa.config.domains import DOMAINS, check_domains, check_value
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import DLSAInputError
 from dlsa.stage2.bases import BaseMethod, make_base
@@ -93,6 +94,8 @@ def selection_of(params: Mapping[str, Any]) -> SelectionConfig | None:
         )
     if sel is None and params.get("base") == "auto":
         raise DLSAInputError('base="auto" needs a selection config (selection=None given)')
+    if sel is not None:
+        check_domains(sel, "selection")
     return sel
 
 
@@ -106,6 +109,7 @@ def resolve(params: Mapping[str, Any]) -> CascadeSpec:
     depth = params.get("depth", DEFAULT.depth)
     if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
         raise DLSAInputError(f"depth must be an int >= 0, got {depth!r}")
+    check_value("depth", depth, DOMAINS["DLSAConfig"]["depth"])
     flt = params.get("flow_filter") or DEFAULT.flow_filter
     head = params.get("head") or DEFAULT.head
     if not isinstance(flt, FilterConfig):
@@ -114,6 +118,8 @@ def resolve(params: Mapping[str, Any]) -> CascadeSpec:
         raise DLSAInputError(f"head must be a HeadConfig, got {type(head).__name__}")
     if not 0.0 < flt.proportion < 1.0:
         raise DLSAInputError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
+    check_domains(flt, "flow_filter")
+    check_domains(head, "head")
     device = params.get("device", DEFAULT.device)
     resolve_device(device)  # a device that is not here: one line, before training
     _check_choice("flow_filter.precision", flt.precision, choices(FilterConfig, "precision"))
@@ -130,9 +136,10 @@ def resolve(params: Mapping[str, Any]) -> CascadeSpec:
     folds = params.get("validation_folds", DEFAULT.validation_folds)
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < 0 or folds == 1:
         raise DLSAInputError(f"validation_folds must be 0 (off) or an int >= 2, got {folds!r}")
+    check_value("validation_folds", folds, DOMAINS["DLSAConfig"]["validation_folds"])
     seed = params.get("random_state", DEFAULT.random_state)
-    if seed is not None and not isinstance(seed, int):
-        raise DLSAInputError(f"random_state must be an int or None, got {seed!r}")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise DLSAInputError(f"random_state must be an int >= 0 or None, got {seed!r}")
     selection_of(params)
     name = params.get("base", DEFAULT.base)
     own = params.get("base_params") if name != "auto" else None  # auto: a stand-in

@@ -19,6 +19,10 @@ from dlsa.errors import DLSAInputError
 LOG_T_RANGE = (-4.0, 4.0)
 """Bounds of log T searched (T from 0.018 to 55)."""
 
+MIN_SAMPLES = 2
+"""Fewest held-out samples a temperature is fitted on (one sample's NLL has no
+interior minimum)."""
+
 
 def nll_at(log_t: float, logits: np.ndarray, target: np.ndarray) -> float:
     """Mean NLL of logits (N, C) divided by ``exp(log_t)`` for classes (N,)."""
@@ -48,9 +52,10 @@ def fit_temperature(logits: np.ndarray, target: np.ndarray) -> float:
     logits = np.asarray(logits, dtype=np.float64)
     target = np.asarray(target)
     usable = np.isfinite(logits[np.arange(len(target)), target])
-    if usable.sum() < 2:
+    if usable.sum() < MIN_SAMPLES:
         raise DLSAInputError(
-            f"temperature scaling needs at least 2 held-out samples, got {int(usable.sum())}"
+            f"temperature scaling needs at least {MIN_SAMPLES} held-out samples, "
+            f"got {int(usable.sum())}"
         )
     logits, target = logits[usable], target[usable]
     result = minimize_scalar(

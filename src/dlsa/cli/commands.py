@@ -1,6 +1,6 @@
-"""The ``dlsa`` commands: each reads its inputs, runs the library, and writes its outputs
-atomically. They touch the test features only in the final evaluation and contain no
-math."""
+"""The ``dlsa`` commands: each reads and checks all its inputs first
+(:mod:`dlsa.cli.inputs`), then runs the library, and writes its outputs atomically. They
+touch the test features only in the final evaluation and contain no math."""
 
 from __future__ import annotations
 
@@ -15,37 +15,44 @@ from dlsa._version import __version__
 from dlsa.analysis.evaluation import per_class
 from dlsa.analysis.pair import calibrate_pair, evaluate_pair, fit_pair
 from dlsa.analysis.report import calibration_table, demo_report, fit_report, metrics_table
+from dlsa.cascade.test_prior import PriorSpec
 from dlsa.cli.common import (
     CLIError,
     apply_test_prior,
     git_commit,
-    load_arg,
     load_model_arg,
-    load_train_test,
-    load_val,
     one_line,
     seed_everything,
     write_json,
 )
 from dlsa.cli.flags import dataclass_from_args, resolve_config
+from dlsa.cli.inputs import check_base_model, check_features_for, compare_lists, training_inputs
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.errors import DLSAInputError, ModelFileError
 from dlsa.io.file_map import file_map_path, write_file_map
-from dlsa.io.outputs import OutputRefusedError, check_file, output_file, output_folder
+from dlsa.io.outputs import (
+    OutputRefusedError,
+    check_file,
+    check_folder,
+    output_file,
+    output_folder,
+)
 from dlsa.metrics.per_class import write_per_class_csv
+from dlsa.selection import reference_params
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Train base and base + DLSA on --train, evaluate both once on --test."""
     config = resolve_config(args)
     config = dataclasses.replace(config, verbose=not args.quiet)
-    train, test = load_train_test(args)
-    val = load_val(args, train.X.shape[1])
+    check_folder(args.out, overwrite=args.overwrite, flag="--out")
+    inputs = training_inputs(args, reference_params(config, args.reference), config)
+    train, test, val = inputs.train, inputs.test, inputs.val
     seed_everything(config.random_state)
     dest = Path(args.out)
     with output_folder(dest, overwrite=args.overwrite, flag="--out", command="fit") as tmp:
         results = _fit_and_evaluate(
-            config, train, test, tmp, args.reference, args.test_prior, val=val,
+            config, train, test, tmp, args.reference, inputs.test_prior, val=val,
             calibrate=args.calibrate,
         )  # fmt: skip
         results["train"], results["test"] = str(args.train), str(args.test)
@@ -65,7 +72,7 @@ def _fit_and_evaluate(
     test: Any,
     folder: Path,
     reference: str | None = None,
-    test_prior: str | None = None,
+    test_prior: PriorSpec = None,
     *,
     val: Any = None,
     calibrate: bool = False,
@@ -76,12 +83,17 @@ def _fit_and_evaluate(
             config, train.X, train.y, reference=reference, timings=timings,
             val=None if val is None else (val.X, val.y),
         )  # fmt: skip
-        if calibrate:
-            calibrate_pair(models, train, val, timings)
     except (ValueError, FloatingPointError) as err:
         raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
-    for model in models.values():
-        apply_test_prior(model, test_prior)
+    if calibrate:
+        try:
+            calibrate_pair(models, train, val, timings)
+        except (ValueError, FloatingPointError) as err:
+            on = "out of fold on --train" if val is None else f"on --val {val.path}"
+            raise CLIError(f"--calibrate ({on}): {one_line(err)}") from err
+    if test_prior is not None:  # read and checked against --train before the fits
+        for model in models.values():
+            model.set_test_prior(test_prior)
     models["dlsa"].save(folder / "model")
     models["base"].save(folder / "base_model")
     pair = evaluate_pair(models, test.X, test.y, source="--test")
@@ -122,14 +134,14 @@ def _fit_and_evaluate(
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """Filters once, DLSA's out-of-fold gain over the reference, and a verdict."""
-    from dlsa.analysis.diagnose import diagnose, diagnose_report
+    from dlsa.analysis.diagnose import diagnose, diagnose_params, diagnose_report
 
     config = dataclasses.replace(resolve_config(args), verbose=False)
-    train = load_arg(args.train, require_labels=True, what="--train")
-    val = load_val(args, train.X.shape[1])
     reference = args.reference or (config.base if config.base != "auto" else "balsoftmax")
     if args.out:
         check_file(args.out, overwrite=args.overwrite, flag="--out")
+    inputs = training_inputs(args, *diagnose_params(config, reference))
+    train, val = inputs.train, inputs.val
     seed_everything(config.random_state)
     try:
         result = diagnose(
@@ -150,12 +162,13 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Every base alone and with DLSA over seeds; filters trained once per seed."""
-    from dlsa.analysis.comparison import compare_bases, comparison_table
+    from dlsa.analysis.comparison import compare_bases, comparison_table, dlsa_params
 
     config = dataclasses.replace(resolve_config(args), verbose=False)
-    train, test = load_train_test(args)
-    bases = [b.strip() for b in args.bases.split(",") if b.strip()]
-    seeds = [int(v) for v in args.seeds.split(",")]
+    bases, seeds = compare_lists(args, config)
+    check_folder(args.out, overwrite=args.overwrite, flag="--out")
+    inputs = training_inputs(args, *(dlsa_params(base, config) for base in bases))
+    train, test = inputs.train, inputs.test
     seed_everything(seeds[0])
     dest = Path(args.out)
     with output_folder(dest, overwrite=args.overwrite, flag="--out", command="compare") as tmp:
@@ -304,8 +317,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
     """The paper's figures for a saved model on labelled features."""
     from dlsa.analysis.figures import write_figures_file
 
+    check_folder(args.out, overwrite=args.overwrite, flag="--out")
     model = load_model_arg(args.model)
     base = load_model_arg(args.base_model) if args.base_model else None
+    if base is not None:
+        check_base_model(model, base, (args.model, args.base_model))
+    check_features_for(model, args.model, args.features, labelled=True)
     dest = Path(args.out)
     with output_folder(dest, overwrite=args.overwrite, flag="--out", command="figures") as tmp:
         try:
@@ -349,6 +366,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             check_file(dest, overwrite=args.overwrite, flag=flag)
     model = load_model_arg(args.model)
     apply_test_prior(model, args.test_prior)
+    check_features_for(model, args.model, args.features, labelled=True)
     try:
         result = evaluate_file(model, args.features, source=str(args.features))
     except ValueError as err:
@@ -384,6 +402,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     check_file(out, overwrite=args.overwrite, flag="--out")
     model = load_model_arg(args.model)
     apply_test_prior(model, args.test_prior)
+    check_features_for(model, args.model, args.features, labelled=False)
     try:
         n_rows = predict_file(model, args.features, out, overwrite=args.overwrite, flag="--out")
     except OutputRefusedError:

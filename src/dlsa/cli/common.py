@@ -1,6 +1,7 @@
 """Shared pieces of the ``dlsa`` commands: the one-line error type, the parser class,
-seeding, reading the input files, writing outputs and logging. Whether an output may be
-written or replaced is decided by :mod:`dlsa.io.outputs`."""
+seeding, reading ``--test-prior`` and ``--model``, writing outputs and logging (the
+feature files are read and checked together by :mod:`dlsa.cli.inputs`; whether an output
+may be written or replaced is decided by :mod:`dlsa.io.outputs`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import numpy as np
 
 from dlsa.errors import DLSAInputError
 from dlsa.estimator import DLSAClassifier
-from dlsa.io.features import load_features
 
 logger = logging.getLogger("dlsa")
 
@@ -36,13 +36,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def seed_everything(seed: int | None) -> None:
-    """Seed the global RNGs once, as a safety net for third-party code."""
+    """Seed the global RNGs once, as a safety net for third-party code (with ``seed``
+    modulo 2**32, numpy's range; the library draws from its own seeded generators)."""
     if seed is None:
         return
     import random
 
     import torch
 
+    seed %= 2**32
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - global safety net, the library never uses it
     torch.manual_seed(seed)
@@ -113,36 +115,6 @@ def apply_test_prior(model: DLSAClassifier, arg: str | None) -> None:
         model.set_test_prior(spec)
     except DLSAInputError as err:
         raise CLIError(f"--test-prior {arg}: {err}") from err
-
-
-def load_arg(path: str, *, require_labels: bool, what: str) -> Any:
-    try:
-        return load_features(path, require_labels=require_labels)
-    except DLSAInputError as err:
-        raise CLIError(f"{what}: {err}") from err
-
-
-def load_train_test(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The labelled --train and --test files, checked to have the same feature dimension."""
-    train = load_arg(args.train, require_labels=True, what="--train")
-    test = load_arg(args.test, require_labels=True, what="--test")
-    if test.X.shape[1] != train.X.shape[1]:
-        raise CLIError(
-            f"--test {args.test} has {test.X.shape[1]} features but --train has {train.X.shape[1]}"
-        )
-    return train, test
-
-
-def load_val(args: argparse.Namespace, n_features: int) -> Any:
-    """The labelled --val file (None without it), checked to have ``n_features``."""
-    if getattr(args, "val", None) is None:
-        return None
-    val = load_arg(args.val, require_labels=True, what="--val")
-    if val.X.shape[1] != n_features:
-        raise CLIError(
-            f"--val {args.val} has {val.X.shape[1]} features but --train has {n_features}"
-        )
-    return val
 
 
 def _json_default(value: Any) -> Any:

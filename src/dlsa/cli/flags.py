@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import json
 import types
@@ -28,6 +29,7 @@ from dlsa.config import (
     set_path,
     to_dict,
 )
+from dlsa.config.domains import check_domains
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import DLSAInputError
 
@@ -36,6 +38,13 @@ SKIPPED_FIELDS = {"base_params", "verbose"}
 
 def field_docs(cls: type[Any]) -> dict[str, str]:
     """The attribute docstrings of a dataclass (the string under each field)."""
+    return dict(_field_docs(cls))
+
+
+@functools.cache
+def _field_docs(cls: type[Any]) -> dict[str, str]:
+    """:func:`field_docs`, read once per class (parsing the source was most of the time
+    that building the parser took)."""
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
@@ -209,15 +218,7 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
             raise CLIError(
                 f"--config {source!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
             )
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise CLIError(f"{path}: invalid YAML ({err})") from err
-        try:
-            parsed = from_dict(DLSAConfig, _check_mapping(loaded, path), where=str(path))
-        except ValueError as err:
-            raise CLIError(str(err)) from err
-        data = to_dict(parsed)
+        data = to_dict(_read_yaml(path))
     for key, value in vars(args).items():
         if key.startswith("cfg:"):
             if key.startswith("cfg:selection.") and data.get("selection") is None:
@@ -249,7 +250,22 @@ def resolve_config(args: argparse.Namespace) -> DLSAConfig:
     return config
 
 
-def _check_mapping(loaded: Any, path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path) -> DLSAConfig:
+    """The config of the YAML file of ``--config``: UTF-8 text, a mapping of
+    :class:`DLSAConfig` fields; one :class:`CLIError` naming the flag and file if not."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise CLIError(f"--config {path}: invalid YAML ({err})") from err
+    if loaded is None:
+        loaded = {}
     if not isinstance(loaded, dict):
-        raise CLIError(f"{path}: expected a mapping of config fields, got {type(loaded).__name__}")
-    return loaded
+        raise CLIError(
+            f"--config {path}: expected a mapping of config fields, got {type(loaded).__name__}"
+        )
+    try:
+        config = from_dict(DLSAConfig, loaded, where="config")
+        check_domains(config, "config")  # the file's own numbers, whatever flags follow
+    except ValueError as err:
+        raise CLIError(f"--config {path}: {err}") from err
+    return config

@@ -221,8 +221,9 @@ def _add_output_flags(parser: argparse.ArgumentParser, default: Any) -> None:
         help="debug log messages of dlsa on stderr",
     )  # fmt: skip
     parser.add_argument(
-        "--log-level", default=dflt(None), help="level of the root logger (INFO, DEBUG, ...)"
-    )
+        "--log-level", default=dflt(None), type=_log_level,
+        help="level of the root logger (INFO, DEBUG, ...)",
+    )  # fmt: skip
     parser.add_argument(
         "--threads", default=dflt("auto"), type=_threads,
         help="torch threads: a number, or auto (torch's default less the cores other "
@@ -322,12 +323,26 @@ def _printable_streams() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def _log_level(text: str) -> str:
+    """``--log-level``: a level name of :mod:`logging` (any case)."""
+    if not isinstance(logging.getLevelName(text.upper()), int):
+        names = "CRITICAL, ERROR, WARNING, INFO, DEBUG or NOTSET"
+        raise argparse.ArgumentTypeError(f"must be {names}, got {text!r}")
+    return text.upper()
+
+
+MAX_THREADS = 4096
+"""Most torch threads ``--threads`` may ask for (torch refuses beyond a C int)."""
+
+
 def _threads(text: str) -> str | int:
-    """``--threads``: "auto" or a positive number."""
+    """``--threads``: "auto" or a number from 1 to :data:`MAX_THREADS`."""
     if text == "auto":
         return text
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be auto or a positive number, got {text!r}")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(
+            f"must be auto or a positive number (at most {MAX_THREADS}), got {text!r}"
+        )
     return int(text)
 
 

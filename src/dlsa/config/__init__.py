@@ -1,6 +1,7 @@
 """Typed, frozen configuration of DLSA: the dataclasses (:mod:`~dlsa.config.schema`),
-the named presets (:mod:`~dlsa.config.presets`) and their conversion to and from plain
-data (:mod:`~dlsa.config.io`).
+the domains of their numbers (:mod:`~dlsa.config.domains`), the named presets
+(:mod:`~dlsa.config.presets`) and their conversion to and from plain data
+(:mod:`~dlsa.config.io`).
 
 Every field carries a one-line docstring that says where its value comes from: the
 paper (main text or supplement), the original release, or "not in the paper" when we

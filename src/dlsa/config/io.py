@@ -72,7 +72,7 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config")
         raise DLSAInputError(f"{where} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)  # a YAML key may be a number
     if unknown:
         raise DLSAInputError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(names)}")
     kwargs: dict[str, Any] = {}

@@ -33,7 +33,7 @@ def held_out_logits(
     Raises:
         DLSAInputError: on features of another width or a label not among the classes.
     """
-    val = encoded_validation(X, y, clf.classes_, clf.n_features_in_)
+    val = encoded_validation(X, y, clf.classes_, clf.n_features_in_, names=("X", "y"))
     assert val is not None
     return cascade_logits(clf.cascade_, val[0]), val[1]
 
@@ -45,7 +45,7 @@ def out_of_fold_logits(
     ``folds`` stratified folds, a cascade of ``clf``'s configuration fitted on the other
     folds scores it (classes missing from a fit part get -inf), and the class indices
     (N,)."""
-    data = encoded_validation(X, y, clf.classes_, clf.n_features_in_)
+    data = encoded_validation(X, y, clf.classes_, clf.n_features_in_, names=("X", "y"))
     assert data is not None
     X_enc, y_enc = data
     seed = int(np.random.SeedSequence(clf.cascade_.spec.random_state).generate_state(1)[0])

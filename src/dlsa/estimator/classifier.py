@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
-from dlsa.cascade import Cascade, CascadeSpec, resolve, selection_of
+from dlsa.cascade import Cascade, resolve, selection_of
 from dlsa.cascade.model import finite_scores
 from dlsa.cascade.spec import DEFAULT
 from dlsa.cascade.temperature import fit_temperature
@@ -35,7 +35,7 @@ from dlsa.config import FilterConfig, HeadConfig, SelectionConfig
 from dlsa.errors import DLSAInputError
 from dlsa.estimator.calibration import held_out_logits, out_of_fold_logits
 from dlsa.estimator.final_fit import fit_chosen
-from dlsa.estimator.inputs import encode_training, encoded_validation, with_components
+from dlsa.estimator.inputs import fit_data, with_components
 from dlsa.estimator.persistence import load_model, save_model
 from dlsa.io.features import check_features
 from dlsa.selection import select
@@ -183,15 +183,18 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             min_class_samples: fewest training samples a class may have (default 1).
 
         Raises:
-            ValueError: on invalid features/labels, a class with too few samples, a
-                level with fewer samples than clusters, or a bad hyper-parameter (mostly
-                :class:`dlsa.errors.DLSAInputError`).
+            ValueError: on invalid features/labels (those of X, y, X_val and y_val all
+                checked before any training), a class with too few samples, more clusters
+                or folds than the data has samples, a level with fewer samples than
+                clusters, or a bad hyper-parameter (mostly :class:`dlsa.errors.DLSAInputError`).
             FloatingPointError: if a filter or classifier diverges in training (lower
                 its learning rate, or scale features of huge magnitude).
         """
         spec = resolve(self.get_params())
-        X, y_enc = self._encode_training(X, y, spec, min_class_samples)
-        val = encoded_validation(X_val, y_val, self.classes_, X.shape[1])
+        data = fit_data(self.get_params(), X, y, X_val, y_val, min_class_samples)
+        X, y_enc, val = data.X, data.y, data.val
+        self.classes_, self.class_counts_ = data.classes, data.counts
+        self.n_features_in_ = X.shape[1]
         params = self.get_params() | {"flow_filter": with_components(spec.flow_filter, y_enc)}
         params["head"] = spec.head
         if X.shape[1] < 2:  # a flow needs 2 features: the selection only picks the base
@@ -211,19 +214,6 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             params, X, y_enc, len(self.classes_), val, donor, self.selection_
         )
         return self
-
-    def _encode_training(
-        self, X: np.ndarray, y: np.ndarray, spec: CascadeSpec, min_class_samples: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Checked features (N, D) and class indices (N,); sets ``classes_``,
-        ``class_counts_`` and ``n_features_in_``."""
-        needs_flow = spec.depth > 0 and selection_of(self.get_params()) is None
-        X, self.classes_, y_enc = encode_training(
-            X, y, min_class_samples, needs_flow=needs_flow, depth=spec.depth
-        )
-        self.class_counts_ = np.bincount(y_enc, minlength=len(self.classes_))
-        self.n_features_in_ = X.shape[1]
-        return X, y_enc
 
     # -- the fitted cascade's parts -----------------------------------------------------
 

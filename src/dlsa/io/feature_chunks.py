@@ -4,7 +4,7 @@
 :mod:`dlsa.io.features`) ``chunk_rows`` at a time, validated as :func:`dlsa.io.features.
 load_features` validates the whole file: the same shape, dtype and label checks, and a
 non-finite value is reported with its row in the file. :func:`feature_file_info` reads
-only the file's metadata.
+only the file's metadata, :func:`read_labels` only its labels.
 
 How each format is read:
 
@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 
 from dlsa.errors import DLSAInputError
-from dlsa.io.features import FeatureFileError, check_feature_path, check_features
+from dlsa.io.features import FeatureFileError, check_feature_path, check_features, check_labels
 
 CHUNK_ROWS = 16384
 """Default rows per chunk: 128 MiB of float32 features at D = 2048."""
@@ -196,6 +196,25 @@ def iter_feature_chunks(
                 raise FeatureFileError(f"{p}: cannot read rows from {start} ({err})") from err
             X, y = check_features(X, y, source=str(p), first_row=start)
             yield FeatureChunk(X=X, y=y, offset=start)
+
+
+def read_labels(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """The checked labels (N,) of a feature file (see :func:`dlsa.io.features.check_labels`),
+    or None when it has none, read without its features (a few bytes a row: a command
+    checks them against a model's classes before it reads the features in chunks).
+
+    Raises:
+        FeatureFileError: as :func:`feature_file_info`, or on labels
+            :func:`dlsa.io.features.check_labels` refuses.
+    """
+    with _opened(path) as (p, src):
+        if src.labels is None:
+            return None
+        try:
+            y = src.labels[slice(0, src.labels.shape[0])]
+        except _READ_ERRORS as err:
+            raise FeatureFileError(f"{p}: cannot read the labels ({err})") from err
+        return check_labels(y, src.features.shape[0], source=str(p))
 
 
 @contextmanager

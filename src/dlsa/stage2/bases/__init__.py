@@ -11,6 +11,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from dlsa.errors import DLSAInputError
 from dlsa.stage2.bases._base import (
     BaseMethod,
     StageData,
@@ -54,23 +55,29 @@ def make_base(name: str, params: Mapping[str, Any] | None = None) -> BaseMethod:
     """Build the base method ``name`` with hyper-parameters ``params``.
 
     Raises:
-        ValueError: for an unknown name or an unknown hyper-parameter.
+        DLSAInputError: (a ``ValueError``) for an unknown name, an unknown
+            hyper-parameter, or a value the method refuses (of another type, or out of
+            its range).
 
     Example:
         >>> make_base("balsoftmax").name
         'balsoftmax'
     """
     if name not in BASES:
-        raise ValueError(f"unknown base method {name!r}; choose one of {sorted(BASES)}")
+        raise DLSAInputError(f"unknown base method {name!r}; choose one of {sorted(BASES)}")
     cls = BASES[name]
     params = dict(params or {})
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - known)
+    unknown = sorted(set(params) - known, key=str)
     if unknown:
-        raise ValueError(
-            f"base method {name!r} has no hyper-parameter(s) {unknown}; known: {sorted(known)}"
+        raise DLSAInputError(
+            f"base_params: base method {name!r} has no hyper-parameter(s) {unknown}; "
+            f"known: {sorted(known)}"
         )
-    return cls(**params)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as err:  # a method's own check, or a value of a wrong type
+        raise DLSAInputError(f"base_params of {name!r} {params}: {err}") from err
 
 
 def base_params(method: BaseMethod) -> dict[str, Any]:
