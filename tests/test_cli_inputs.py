@@ -163,6 +163,26 @@ def test_config_and_data_size_are_checked_before_any_fit(
     _refused(capsys, _fit(root, tmp_path, *flags, val=""), *needles, folders=[tmp_path])
 
 
+@pytest.mark.parametrize(
+    ("params", "needles"),
+    [
+        ('{"c": 0}', ["base_params of 'logreg'", "c must be in [1e-30, 1e+30], got 0"]),
+        ('{"cs": [1, null]}', ["base_params of 'logreg'", "cs must be a non-empty list"]),
+        ('{"inner_folds": 2.5}', ["inner_folds must be 0 or an int >= 2, got 2.5"]),
+        ('{"max_iter": true}', ["max_iter must be an int in [1, 2147483647], got True"]),
+        ('{"inner_folds": 31}', ["--train", "base_params.inner_folds=31", "largest class has 30"]),
+    ],
+    ids=["c-0", "cs-null", "folds-float", "iter-bool", "folds-above-class"],
+)
+def test_logreg_base_params_are_checked_before_any_fit(
+    root, tmp_path, capsys, no_work, params, needles
+):
+    """``--base-params`` of ``logreg`` (main's base) get the checks of every base: a
+    value of another type, out of range, or too many folds for the data is one line."""
+    argv = _fit(root, tmp_path, "--base", "logreg", "--base-params", params, val="")
+    _refused(capsys, argv, *needles, folders=[tmp_path])
+
+
 def test_diagnose_blames_a_bad_val_on_val(root, tmp_path, capsys, no_work):
     argv = ["diagnose", "--train", str(root / "train.h5"), "--val", str(root / "val9.h5"),
             "--out", str(tmp_path / "d.json"), *FAST]  # fmt: skip

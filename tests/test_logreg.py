@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from dlsa import DLSAClassifier
 from dlsa.config import SelectionConfig
 from dlsa.datasets.synthetic import make_long_tailed_features
+from dlsa.errors import DLSAInputError
 from dlsa.selection.rule import Candidate, choose
 from dlsa.selection.search import guard
 from dlsa.selection.shift import head_shift, rarer_classes
@@ -86,6 +87,35 @@ def test_bad_hyper_parameters_fail_in_one_line():
     for bad in ({"c": 0.0}, {"cs": ()}, {"inner_folds": 1}, {"objective": "hinge"}, {"tol": 0.0}):
         with pytest.raises(ValueError, match="logreg"):
             make_base("logreg", bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"c": "x"},
+        {"c": True},
+        {"c": 1e-320},
+        {"cs": 5},
+        {"cs": "ab"},
+        {"cs": [1.0, None]},
+        {"cs": [1e40]},
+        {"inner_folds": 2.5},
+        {"inner_folds": True},
+        {"max_iter": 1.5},
+        {"max_iter": 2**40},
+        {"tol": float("inf")},
+        {"tol": "x"},
+    ],  # fmt: skip
+)
+def test_hyper_parameters_of_another_type_or_beyond_float32_are_refused(bad):
+    """As JSON ``--base-params`` give them: one DLSAInputError before any fit, never a
+    TypeError or an overflow in training."""
+    with pytest.raises(DLSAInputError, match="logreg"):
+        make_base("logreg", bad)
+
+
+def test_a_grid_given_as_a_list_is_kept_as_a_tuple():
+    assert make_base("logreg", {"cs": [0.1, 1]}).cs == (0.1, 1)
 
 
 # ---------------------------------------------------------------------------- prior guard

@@ -63,8 +63,9 @@ class Domain:
 
 
 def _text(bound: float) -> str:
-    """A bound as written: ``2147483647``, ``0.5``."""
-    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+    """A bound as written: ``2147483647``, ``0.5``, ``1e+30``."""
+    whole = float(bound).is_integer() and abs(bound) < 1e15
+    return str(int(bound)) if whole else f"{bound:g}"
 
 
 FINITE = Domain()

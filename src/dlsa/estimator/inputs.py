@@ -107,10 +107,11 @@ def check_data_size(
 ) -> None:
     """Refuse, before any fit, training data too small for what the estimator
     parameters ``params`` fit on it: flow filters (``depth >= 1`` on at least 2 features)
-    with more clusters K than training samples, or more folds (of the selection, or of
-    the safeguard's ``validation_folds``) than the largest class has samples, so that a
-    fold could be empty. ``counts`` (C,) are the training samples per class; with a
-    validation set (``has_val``) no folds are drawn.
+    with more clusters K than training samples, or more folds (of the selection, of
+    the safeguard's ``validation_folds``, or of the base method's own search, e.g.
+    ``logreg``'s ``inner_folds``) than the largest class has samples, so that a fold
+    could be empty. ``counts`` (C,) are the training samples per class; with a
+    validation set (``has_val``) the selection and the safeguard draw no folds.
 
     A fold of the selection has fewer samples than all the data, so a K close to N can
     still fail in training (naming the level).
@@ -130,6 +131,7 @@ def check_data_size(
     folds = {
         "selection.folds": sel.folds if searched and sel is not None and not has_val else 0,
         "validation_folds": spec.validation_folds if spec.safeguarded and not has_val else 0,
+        "base_params.inner_folds": spec.base.search_folds,
     }
     for name, value in folds.items():
         if value > largest:

@@ -233,6 +233,13 @@ class BaseMethod:
     """Hyper-parameters that act only after training: a model trained with one value
     serves every value (:meth:`posthoc` applies it), which model selection exploits."""
 
+    @property
+    def search_folds(self) -> int:
+        """Stratified folds a fit of this method draws from its stage's data to choose a
+        hyper-parameter (0: none), its ``inner_folds`` parameter; the training data must
+        have a class with as many samples."""
+        return 0
+
     def posthoc(self, model: StageClassifier) -> None:
         """Apply this method's post-hoc hyper-parameters to a model trained by any
         instance of the method (default: nothing to apply)."""

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlsa.config import HeadConfig
+from dlsa.config.domains import COUNT, POSITIVE, Domain, check_value
 from dlsa.engine import rng
 from dlsa.engine.rows import SCORE_CHUNK
 from dlsa.engine.splits import stratified_folds
@@ -48,6 +49,9 @@ from dlsa.stage2.losses import balanced_softmax_loss
 
 C_GRID = (1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
 """Default grid of ``C`` (the issue's scikit-learn peer searches the same values)."""
+C_DOMAIN = Domain(1e-30, 1e30)
+"""Values of ``C`` a fit can use: ``C`` and the penalty's ``1 / C`` are float32 numbers
+(the head keeps ``C`` in float32 buffers, and the penalty multiplies float32 weights)."""
 
 
 class PathHead(LinearHead):
@@ -120,18 +124,31 @@ class BalancedLogisticRegression(BaseMethod):
     """L-BFGS stops when the largest gradient entry of the objective is below this."""
 
     def __post_init__(self) -> None:
-        if self.c is not None and not 0 < self.c < float("inf"):
-            raise ValueError(f"logreg: c must be a positive number or None, got {self.c}")
-        if not self.cs or any(not 0 < v < float("inf") for v in self.cs):
-            raise ValueError(f"logreg: cs must be positive numbers, got {self.cs}")
-        if self.inner_folds == 1 or self.inner_folds < 0:
-            raise ValueError(f"logreg: inner_folds must be 0 or >= 2, got {self.inner_folds}")
+        """Refuse a value of another type or out of its range (``cs`` may be any
+        sequence; it is kept as a tuple)."""
+        if self.c is not None:
+            check_value("logreg: c", self.c, C_DOMAIN)
+        if isinstance(self.cs, list | tuple):
+            object.__setattr__(self, "cs", tuple(self.cs))
+        if not isinstance(self.cs, tuple) or not self.cs or None in self.cs:
+            raise ValueError(f"logreg: cs must be a non-empty list of numbers, got {self.cs!r}")
+        check_value("logreg: cs", self.cs, C_DOMAIN)
+        if not _is_int(self.inner_folds) or self.inner_folds == 1 or self.inner_folds < 0:
+            raise ValueError(
+                f"logreg: inner_folds must be 0 or an int >= 2, got {self.inner_folds!r}"
+            )
         if self.objective not in ("weighted", "balsoftmax"):
             raise ValueError(
                 f"logreg: objective must be 'weighted' or 'balsoftmax', got {self.objective!r}"
             )
-        if self.max_iter < 1 or not self.tol > 0:
-            raise ValueError("logreg: max_iter must be >= 1 and tol > 0")
+        if not _is_int(self.max_iter) or self.max_iter not in COUNT:
+            raise ValueError(f"logreg: max_iter must be an int {COUNT}, got {self.max_iter!r}")
+        check_value("logreg: tol", self.tol, POSITIVE)
+
+    @property
+    def search_folds(self) -> int:
+        """Stratified folds a fit draws from its stage's data to choose ``C``."""
+        return self.inner_folds if self.c is None else 0
 
     @property
     def keeps_path(self) -> bool:
@@ -288,6 +305,10 @@ def balanced_accuracy(pred: Tensor, target: Tensor) -> float:
     classes = torch.unique(target)
     hits = pred == target
     return float(torch.stack([hits[target == c].float().mean() for c in classes]).mean())
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _restore(params: Sequence[nn.Parameter], values: Sequence[Tensor]) -> None:
