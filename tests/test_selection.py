@@ -77,6 +77,18 @@ def test_standard_error_matches_the_per_class_variance_formula():
     assert paired_gain(a, b, y, 3)[1] == pytest.approx(np.sqrt(sum(map(floored, range(3)))) / 3)
 
 
+def test_on_a_validation_split_the_floor_keeps_a_head_only_gain_from_departing():
+    """choose(floor=True), as the selection calls it on a validation split: a departure
+    that gains only in the head class and agrees on two classes of 6 is clear without
+    the floor and not eligible with it."""
+    y = np.repeat([0, 1, 2], [400, 6, 6])
+    ref = y.copy()
+    ref[:20] = 1
+    cands = [Candidate("ref", {}, ref), Candidate("head-only", {}, y.copy())]
+    assert choose(cands, y, 3, margin=2.0, min_gain=0.002)[0] == 1
+    assert choose(cands, y, 3, margin=2.0, min_gain=0.002, floor=True)[0] == 0
+
+
 def test_a_rare_class_without_discordant_samples_does_not_read_as_a_known_gain():
     """The demo's miss: a departure that differs from the reference only in head classes
     had s.e. 0 on the rare classes; with the floor their share of the s.e. stays."""

@@ -167,6 +167,7 @@ def choose(
     multiplicity: str = "per-candidate",
     counts: np.ndarray | None = None,
     prior_guard: float | None = None,
+    floor: bool = False,
 ) -> tuple[int, str, list[dict[str, Any]]]:
     """Apply the rule of this module to candidates listed simplest first.
 
@@ -183,6 +184,8 @@ def choose(
     validation set (see :func:`rarer_half`). ``prior_guard``: a departure whose
     predictions flow to the more frequent half of the classes by more than this many
     standard errors is not eligible (:mod:`dlsa.selection.shift`; None: no guard).
+    ``floor``: standard errors with the per-class floor of :func:`paired_gain` (the
+    selection sets it on a validation split).
 
     The tail condition guards against a bias of out-of-fold estimates on training
     features: a backbone fitted the training images of rare classes more closely than it
@@ -211,9 +214,11 @@ def choose(
     for i, cand in enumerate(candidates):
         seen = cand.rows(len(y))
         score = balanced_accuracy(cand.pred[seen], y[seen], n_classes)
-        gain, se = paired_gain(cand.pred[seen], ref[seen], y[seen], n_classes)
+        gain, se = paired_gain(cand.pred[seen], ref[seen], y[seen], n_classes, floor=floor)
         part = seen & tail
-        tail_gain, tail_se = paired_gain(cand.pred[part], ref[part], y[part], n_classes)
+        tail_gain, tail_se = paired_gain(
+            cand.pred[part], ref[part], y[part], n_classes, floor=floor
+        )
         plain = [
             paired_gain(cand.pred[m], ref[m], y[m], n_classes, floor=False)[1]
             for m in (seen, part)
@@ -265,7 +270,9 @@ def choose(
         for i in eligible:
             if i >= best:
                 break
-            gain, se = paired_gain(candidates[best].pred, candidates[i].pred, y, n_classes)
+            gain, se = paired_gain(
+                candidates[best].pred, candidates[i].pred, y, n_classes, floor=floor
+            )
             if i > 0 and gain <= max(margin * se, min_gain):
                 chosen = i
                 reason = (

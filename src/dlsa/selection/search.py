@@ -164,6 +164,7 @@ def _round(
         multiplicity=cfg.multiplicity,
         counts=ev.counts,
         prior_guard=guard(cfg, ev.source),
+        floor=ev.source == "validation",
     )
     record = {
         "what": what,
