@@ -37,7 +37,7 @@ from dlsa.estimator.calibration import held_out_logits, out_of_fold_logits
 from dlsa.estimator.final_fit import fit_chosen
 from dlsa.estimator.inputs import fit_data, with_components
 from dlsa.estimator.persistence import load_model, save_model
-from dlsa.estimator.prior_estimate import estimate_test_prior, held_out_confusion
+from dlsa.estimator.prior_estimate import held_out_confusion, set_estimated_prior
 from dlsa.io.features import check_features
 from dlsa.selection import select
 
@@ -291,11 +291,10 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(prior, str) and prior.startswith("estimate"):
             if X is None:
                 raise DLSAInputError(f"test prior {prior!r} needs the features X to predict")
-            prior, info = estimate_test_prior(self, [X], prior)
-        else:
-            info = None
+            set_estimated_prior(self, [X], prior)
+            return self
         self.test_prior_ = resolve_test_prior(prior, self.classes_, self.class_counts_)
-        self.test_prior_estimate_ = info
+        self.test_prior_estimate_ = None
         return self
 
     def fit_held_out_confusion(

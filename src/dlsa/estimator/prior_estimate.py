@@ -24,7 +24,7 @@ from dlsa.cascade.prior_estimate import (
     em_prior,
     shrink,
 )
-from dlsa.cascade.test_prior import logit_shift
+from dlsa.cascade.test_prior import logit_shift, resolve_test_prior
 from dlsa.errors import DLSAInputError
 
 if TYPE_CHECKING:
@@ -95,6 +95,18 @@ def estimate_test_prior(
         "unshrunk": raw.tolist(),
     }
     return prior / prior.sum(), info
+
+
+def set_estimated_prior(clf: DLSAClassifier, chunks: Iterable[np.ndarray], name: str) -> None:
+    """Set ``clf.test_prior_`` (C,) to :func:`estimate_test_prior`'s estimate on the rows
+    of ``chunks`` (arrays (B, D)) and ``clf.test_prior_estimate_`` to what was done.
+
+    Raises:
+        DLSAInputError: what :func:`estimate_test_prior` raises.
+    """
+    prior, info = estimate_test_prior(clf, chunks, name)
+    clf.test_prior_ = resolve_test_prior(prior, clf.classes_, clf.class_counts_)
+    clf.test_prior_estimate_ = info
 
 
 def held_out_confusion(logits: np.ndarray, target: np.ndarray, clf: DLSAClassifier) -> np.ndarray:
