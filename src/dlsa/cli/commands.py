@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from dlsa.cli.common import (
     git_commit,
     load_model_arg,
     one_line,
+    prior_record,
     seed_everything,
+    set_fit_prior,
     write_json,
 )
 from dlsa.cli.flags import dataclass_from_args, resolve_config
@@ -93,7 +96,7 @@ def _fit_and_evaluate(
             raise CLIError(f"--calibrate ({on}): {one_line(err)}") from err
     if test_prior is not None:  # read and checked against --train before the fits
         for model in models.values():
-            model.set_test_prior(test_prior)
+            set_fit_prior(model, test_prior, train, test, val)
     models["dlsa"].save(folder / "model")
     models["base"].save(folder / "base_model")
     pair = evaluate_pair(models, test.X, test.y, source="--test")
@@ -102,12 +105,10 @@ def _fit_and_evaluate(
     base_rows = per_class(models["base"], evals["base"])
     for row, base_row in zip(rows, base_rows, strict=True):
         row["reference_recall"] = base_row["recall"]
-    prior = models["dlsa"].test_prior_
     return {
         "per_class": rows,
-        "test_prior": "uniform"
-        if prior is None
-        else dict(zip(map(str, models["dlsa"].classes_.tolist()), prior.tolist(), strict=True)),
+        **prior_record(models["dlsa"]),
+        "base_test_prior": prior_record(models["base"]),
         "dlsa_version": __version__,
         "git_commit": git_commit(),
         "seed": config.random_state,
@@ -365,8 +366,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if dest:
             check_file(dest, overwrite=args.overwrite, flag=flag)
     model = load_model_arg(args.model)
-    apply_test_prior(model, args.test_prior)
     check_features_for(model, args.model, args.features, labelled=True)
+    apply_test_prior(model, args.test_prior, args.features)
     try:
         result = evaluate_file(model, args.features, source=str(args.features))
     except ValueError as err:
@@ -377,6 +378,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         payload = {k: result[k] for k in ("metrics", "stages", "separation", "calibration")}
         payload |= {"model": str(args.model), "features": str(args.features)}
+        payload |= prior_record(model)
         payload["classes"] = model.classes_.tolist()
         payload["dlsa_version"] = __version__
         output_file(
@@ -401,8 +403,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {out}: use a .npz or .csv file")
     check_file(out, overwrite=args.overwrite, flag="--out")
     model = load_model_arg(args.model)
-    apply_test_prior(model, args.test_prior)
     check_features_for(model, args.model, args.features, labelled=False)
+    apply_test_prior(model, args.test_prior, args.features)
+    if model.test_prior_estimate_ is not None:
+        print(f"test prior: {json.dumps(prior_record(model))}")
     try:
         n_rows = predict_file(model, args.features, out, overwrite=args.overwrite, flag="--out")
     except OutputRefusedError:

@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from dlsa.cascade.prior_estimate import METHODS as ESTIMATORS
 from dlsa.errors import DLSAInputError
 from dlsa.estimator import DLSAClassifier
+from dlsa.estimator.prior_estimate import set_estimated_prior
+from dlsa.io.feature_chunks import iter_feature_chunks
 
 logger = logging.getLogger("dlsa")
 
@@ -70,7 +73,7 @@ def read_test_prior(arg: str | None) -> Any:
     """``--test-prior``: "uniform", "train", or a file of class frequencies by class name
     (.json: an object; .csv: ``class,frequency`` lines, an optional header first); None
     when the flag is absent."""
-    if arg is None or arg in ("uniform", "train"):
+    if arg is None or arg in ("uniform", "train", *ESTIMATORS):
         return arg
     path = Path(arg)
     try:
@@ -88,7 +91,9 @@ def read_test_prior(arg: str | None) -> Any:
             return {r[0]: _frequency(r[1]) for r in rows}
     except (OSError, ValueError) as err:
         raise CLIError(f"--test-prior {path}: {err}") from err
-    raise CLIError(f"--test-prior {arg}: use uniform, train, or a .json or .csv file")
+    raise CLIError(
+        f"--test-prior {arg}: use uniform, train, estimate, estimate-bbse, or a .json or .csv file"
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -106,15 +111,53 @@ def _frequency(value: Any) -> float:
         raise ValueError(f"frequency {value!r} is not a number") from err
 
 
-def apply_test_prior(model: DLSAClassifier, arg: str | None) -> None:
-    """Set ``--test-prior`` on a fitted model (nothing when the flag is absent)."""
+def apply_test_prior(model: DLSAClassifier, arg: str | None, features: str | None = None) -> None:
+    """Set ``--test-prior`` on a fitted model (nothing when the flag is absent); an
+    estimate (``estimate``, ``estimate-bbse``) is made on the rows of the feature file
+    ``features`` (``--features``; labels never read), a chunk of rows at a time."""
     spec = read_test_prior(arg)
     if spec is None:
         return
     try:
-        model.set_test_prior(spec)
+        if isinstance(spec, str) and spec in ESTIMATORS:
+            assert features is not None
+            chunks = iter_feature_chunks(features, read_labels=False)
+            set_estimated_prior(model, (chunk.X for chunk in chunks), spec)
+        else:
+            model.set_test_prior(spec)
     except DLSAInputError as err:
-        raise CLIError(f"--test-prior {arg}: {err}") from err
+        raise CLIError(f"--test-prior {arg}: {one_line(err)}") from err
+
+
+def set_fit_prior(model: DLSAClassifier, spec: Any, train: Any, test: Any, val: Any) -> None:
+    """``fit --test-prior``: a prior given, or one estimated on the features of ``--test``
+    (``test.X`` (M, D); its labels are never used for it). BBSE's held-out confusion
+    matrix comes from ``--calibrate`` when it ran, else from ``--val``, else out of fold
+    on ``--train`` (3 more fits of the model's configuration)."""
+    try:
+        if isinstance(spec, str) and spec in ESTIMATORS:
+            if spec == "estimate-bbse" and model.held_out_confusion_ is None:
+                if val is not None:
+                    model.fit_held_out_confusion(val.X, val.y)
+                else:
+                    model.fit_held_out_confusion(train.X, train.y, out_of_fold=True)
+            model.set_test_prior(spec, test.X)
+        else:
+            model.set_test_prior(spec)
+    except (ValueError, FloatingPointError) as err:
+        raise CLIError(f"--test-prior {spec}: {one_line(err)}") from err
+
+
+def prior_record(model: DLSAClassifier) -> dict[str, Any]:
+    """The test prior of a model for a JSON output: ``test_prior`` ("uniform", or class
+    name -> frequency) and ``test_prior_estimate`` (how it was estimated, or None)."""
+    prior = model.test_prior_
+    names = map(str, model.classes_.tolist())
+    shown = "uniform" if prior is None else dict(zip(names, prior.tolist(), strict=True))
+    return {
+        "test_prior": shown,
+        "test_prior_estimate": getattr(model, "test_prior_estimate_", None),
+    }
 
 
 def _json_default(value: Any) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from dlsa.cascade.prior_estimate import METHODS as ESTIMATORS
 from dlsa.cascade.temperature import MIN_SAMPLES
 from dlsa.cascade.test_prior import PriorSpec, resolve_test_prior
 from dlsa.cli.common import CLIError, one_line, read_test_prior
@@ -155,8 +156,8 @@ def training_prior(arg: str | None, train: FeatureSet) -> PriorSpec:
     """``--test-prior`` read, and resolved once against the classes and counts of
     ``--train`` (a class it names must be one of them, and it must name them all)."""
     spec = read_test_prior(arg)
-    if spec is None:
-        return None
+    if spec is None or (isinstance(spec, str) and spec in ESTIMATORS):  # made on --test
+        return spec
     classes, counts = np.unique(train.y, return_counts=True)
     try:
         resolve_test_prior(spec, classes, counts)

@@ -249,8 +249,10 @@ def add_test_prior(parser: argparse.ArgumentParser, note: str) -> None:
     parser.add_argument(
         "--test-prior",
         default=None,
-        help="class frequencies of the data to predict on: uniform, train, or a .json / "
-        f".csv file of frequencies by class name (Bayes' rule on the scores; {note})",
+        help="class frequencies of the data to predict on: uniform, train, a .json / .csv "
+        "file of frequencies by class name, or estimate (EM on the unlabelled features to "
+        "predict) / estimate-bbse (BBSE, on a held-out confusion matrix); Bayes' rule on "
+        f"the scores; {note}",
     )
 
 

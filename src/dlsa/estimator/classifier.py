@@ -37,6 +37,7 @@ from dlsa.estimator.calibration import held_out_logits, out_of_fold_logits
 from dlsa.estimator.final_fit import fit_chosen
 from dlsa.estimator.inputs import fit_data, with_components
 from dlsa.estimator.persistence import load_model, save_model
+from dlsa.estimator.prior_estimate import held_out_confusion, set_estimated_prior
 from dlsa.io.features import check_features
 from dlsa.selection import select
 
@@ -201,6 +202,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             params["depth"] = 0
         self.test_prior_: np.ndarray | None = None  # uniform until set_test_prior
         self.temperature_: float | None = None  # 1 until calibrate
+        self.test_prior_estimate_: dict[str, Any] | None = None  # how an estimate was made
+        self.held_out_confusion_: np.ndarray | None = None  # (C, C) counts for BBSE
         self.selection_: dict[str, Any] | None = None
         sel = selection_of(params)
         if sel is not None:
@@ -269,18 +272,43 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         offset = None if shift is None else torch.from_numpy(shift).to(cascade.device)
         return finite_scores(cascade.chunks(x, offset, self.temperature_))
 
-    def set_test_prior(self, prior: PriorSpec) -> DLSAClassifier:
+    def set_test_prior(self, prior: PriorSpec, X: np.ndarray | None = None) -> DLSAClassifier:
         """Set the class frequencies of the data this model will predict on: "uniform"
         (or None; the default), "train" (the training frequencies), a mapping from class
-        label to frequency, or an array (C,) in the order of ``classes_``. Scores are then
-        adjusted by Bayes' rule (:mod:`dlsa.cascade.test_prior`); routing is unchanged.
-        Saved with the model. Returns self.
+        label to frequency, an array (C,) in the order of ``classes_``, or "estimate"
+        (EM) / "estimate-bbse" (BBSE; needs :meth:`fit_held_out_confusion` or a
+        calibration) from the unlabelled features X (N, D) to be predicted
+        (:mod:`dlsa.cascade.prior_estimate`; what was done in ``test_prior_estimate_``).
+        Scores are then adjusted by Bayes' rule (:mod:`dlsa.cascade.test_prior`);
+        routing is unchanged. Saved with the model. Returns self.
 
         Raises:
-            DLSAInputError: see :func:`dlsa.cascade.test_prior.resolve_test_prior`.
+            DLSAInputError: see :func:`dlsa.cascade.test_prior.resolve_test_prior` and
+                :func:`dlsa.estimator.prior_estimate.estimate_test_prior`; "estimate"
+                without X.
         """
         check_is_fitted(self, "cascade_")
+        if isinstance(prior, str) and prior.startswith("estimate"):
+            if X is None:
+                raise DLSAInputError(f"test prior {prior!r} needs the features X to predict")
+            set_estimated_prior(self, [X], prior)
+            return self
         self.test_prior_ = resolve_test_prior(prior, self.classes_, self.class_counts_)
+        self.test_prior_estimate_ = None
+        return self
+
+    def fit_held_out_confusion(
+        self, X: np.ndarray, y: np.ndarray, *, out_of_fold: bool = False, folds: int = 3
+    ) -> DLSAClassifier:
+        """The held-out confusion matrix (C, C) "estimate-bbse" needs, on labelled
+        features X (M, D), y (M,) the model did not train on, or (``out_of_fold``) on its
+        training data (``folds`` more fits). :meth:`calibrate` sets it too. Returns self."""
+        check_is_fitted(self, "cascade_")
+        if out_of_fold:
+            held = out_of_fold_logits(self, X, y, folds)
+        else:
+            held = held_out_logits(self, X, y)
+        self.held_out_confusion_ = held_out_confusion(*held, self)
         return self
 
     def calibrate(self, X: np.ndarray, y: np.ndarray) -> DLSAClassifier:
@@ -290,7 +318,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         deployment prior); predicted classes do not change. Saved with the model.
         Returns self."""
         check_is_fitted(self, "cascade_")
-        self.temperature_ = fit_temperature(*held_out_logits(self, X, y))
+        held = held_out_logits(self, X, y)
+        self.temperature_ = fit_temperature(*held)
+        self.held_out_confusion_ = held_out_confusion(*held, self)
         return self
 
     def calibrate_out_of_fold(
@@ -300,7 +330,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         on: on the held-out logits of ``folds`` cascades of the fitted configuration,
         each fitted without one stratified fold (``folds`` more fits). Returns self."""
         check_is_fitted(self, "cascade_")
-        self.temperature_ = fit_temperature(*out_of_fold_logits(self, X, y, folds))
+        held = out_of_fold_logits(self, X, y, folds)
+        self.temperature_ = fit_temperature(*held)
+        self.held_out_confusion_ = held_out_confusion(*held, self)
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

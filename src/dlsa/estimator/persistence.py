@@ -30,6 +30,7 @@ from dlsa.cascade.test_prior import resolve_test_prior
 from dlsa.config import DLSAConfig, from_dict, to_dict
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import ModelFileError
+from dlsa.estimator.prior_estimate import confusion_from_json, confusion_to_json
 from dlsa.io.integrity import check_float32, checksums, read_tensors, verify_checksums
 from dlsa.io.outputs import output_folder
 from dlsa.stage2.filter import FlowFilter
@@ -151,6 +152,8 @@ def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
         "selection": clf.selection_,
         "test_prior": None if clf.test_prior_ is None else clf.test_prior_.tolist(),
         "temperature": clf.temperature_,
+        "test_prior_estimate": getattr(clf, "test_prior_estimate_", None),
+        "held_out_confusion": confusion_to_json(getattr(clf, "held_out_confusion_", None)),
     }
 
 
@@ -175,6 +178,13 @@ def _restore(
     if temperature is not None and not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     clf.temperature_ = None if temperature is None else float(temperature)
+    estimate = meta.get("test_prior_estimate")
+    if estimate is not None and not (isinstance(estimate, dict) and prior is not None):
+        raise ValueError("test_prior_estimate must be an object, with a test_prior")
+    clf.test_prior_estimate_ = estimate
+    clf.held_out_confusion_ = confusion_from_json(
+        meta.get("held_out_confusion"), len(clf.classes_)
+    )
     d, c, n_levels = clf.n_features_in_, len(clf.classes_), int(meta["n_levels"])
     base, twin = spec.base, spec.twin
     cluster_inputs = (d if twin else 2 * d) + c * spec.stack_base

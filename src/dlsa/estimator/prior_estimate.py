@@ -1,0 +1,147 @@
+"""A fitted model's estimate of the deployment prior from unlabelled rows
+(:mod:`dlsa.cascade.prior_estimate`), and the held-out confusion matrix BBSE needs.
+
+Scores are taken in the balanced frame: ``logits / T`` (T the model's temperature, if
+calibrated), minus ``log pi_train`` for a base whose logits carry the training prior
+(plain CE), i.e. the posteriors under the uniform prior, whatever test prior is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from dlsa.cascade.prior_estimate import (
+    EM_MAX_ITER,
+    METHODS,
+    SHRINK_PER_CLASS,
+    bbse_prior,
+    check_rows,
+    confusion_counts,
+    em_prior,
+    shrink,
+)
+from dlsa.cascade.test_prior import logit_shift, resolve_test_prior
+from dlsa.errors import DLSAInputError
+
+if TYPE_CHECKING:
+    from dlsa.estimator.classifier import DLSAClassifier
+
+
+def balanced_offset(clf: DLSAClassifier) -> np.ndarray:
+    """What puts the model's logits (C,) in the balanced frame (a constant for a
+    balanced base; ``- log pi_train`` up to a constant for plain CE)."""
+    n = len(clf.classes_)
+    shift = logit_shift(np.full(n, 1.0 / n), clf.class_counts_, clf.cascade_.base.balanced)
+    assert shift is not None
+    return shift
+
+
+def _balanced_chunks(clf: DLSAClassifier, chunks: Iterable[np.ndarray]) -> Iterable[Any]:
+    """Balanced-frame logits (B, C) (a CPU tensor) of each chunk of rows (B, D)."""
+    offset = torch.from_numpy(balanced_offset(clf)).to(clf.cascade_.device)
+    for X in chunks:
+        x = clf._check_X(X)
+        for logits, _ in clf.cascade_.chunks(x, offset, clf.temperature_):
+            yield logits.cpu()
+
+
+def estimate_test_prior(
+    clf: DLSAClassifier, chunks: Iterable[np.ndarray], name: str
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The estimated prior (C,) of the rows of ``chunks`` (arrays (B, D)) by ``name``
+    ("estimate": EM; "estimate-bbse": BBSE), shrunk toward the training prior, and what
+    was done (method, rows, shrinkage pseudo-rows, EM iterations, the unshrunk prior).
+
+    Memory: EM keeps the posteriors (N, C) in float32; BBSE only counts (C,).
+
+    Raises:
+        DLSAInputError: fewer than :data:`~dlsa.cascade.prior_estimate.MIN_ROWS` rows,
+            BBSE on a model without a held-out confusion matrix, an unknown name.
+    """
+    method = METHODS.get(name)
+    if method is None:
+        raise DLSAInputError(f"test prior estimator must be one of {sorted(METHODS)}")
+    n_classes = len(clf.classes_)
+    confusion = getattr(clf, "held_out_confusion_", None)
+    if method == "bbse" and confusion is None:
+        raise DLSAInputError(
+            "estimate-bbse needs a held-out confusion matrix: fit it with "
+            "fit_held_out_confusion or calibrate (dlsa fit --calibrate, or --val)"
+        )
+    info: dict[str, Any] = {"method": method}
+    if method == "em":
+        parts = [torch.softmax(z, dim=1).to(torch.float32) for z in _balanced_chunks(clf, chunks)]
+        posteriors = torch.cat(parts).numpy() if parts else np.zeros((0, n_classes))
+        n_rows = len(posteriors)
+        check_rows(n_rows)
+        raw, iterations = em_prior(posteriors)
+        info |= {"iterations": iterations, "converged": iterations < EM_MAX_ITER}
+    else:
+        counts = np.zeros(n_classes, dtype=np.int64)
+        for z in _balanced_chunks(clf, chunks):
+            counts += np.bincount(z.argmax(dim=1).numpy(), minlength=n_classes)
+        n_rows = int(counts.sum())
+        check_rows(n_rows)
+        raw = bbse_prior(confusion, counts)
+    prior = shrink(raw, n_rows, clf.class_counts_)
+    info |= {
+        "rows": n_rows,
+        "shrinkage_rows": SHRINK_PER_CLASS * n_classes,
+        "shrinkage_target": "train",
+        "unshrunk": raw.tolist(),
+    }
+    return prior / prior.sum(), info
+
+
+def set_estimated_prior(clf: DLSAClassifier, chunks: Iterable[np.ndarray], name: str) -> None:
+    """Set ``clf.test_prior_`` (C,) to :func:`estimate_test_prior`'s estimate on the rows
+    of ``chunks`` (arrays (B, D)) and ``clf.test_prior_estimate_`` to what was done.
+
+    Raises:
+        DLSAInputError: what :func:`estimate_test_prior` raises.
+    """
+    prior, info = estimate_test_prior(clf, chunks, name)
+    clf.test_prior_ = resolve_test_prior(prior, clf.classes_, clf.class_counts_)
+    clf.test_prior_estimate_ = info
+
+
+def held_out_confusion(logits: np.ndarray, target: np.ndarray, clf: DLSAClassifier) -> np.ndarray:
+    """Counts (C, C) of held-out raw logits (N, C) (``[i, j]``: class j predicted as i,
+    in the balanced frame) for class indices ``target`` (N,)."""
+    if len(target) < 1:
+        raise DLSAInputError("the held-out confusion matrix needs at least 1 labelled row")
+    predicted = np.argmax(np.asarray(logits, dtype=np.float64) + balanced_offset(clf), axis=1)
+    return confusion_counts(predicted, target, len(clf.classes_))
+
+
+def confusion_to_json(confusion: np.ndarray | None) -> list[list[int]] | None:
+    """The nonzero cells of counts (C, C) as ``[i, j, count]`` triples."""
+    if confusion is None:
+        return None
+    rows, cols = np.nonzero(confusion)
+    return [[int(i), int(j), int(confusion[i, j])] for i, j in zip(rows, cols, strict=True)]
+
+
+def confusion_from_json(cells: Any, n_classes: int) -> np.ndarray | None:
+    """Counts (C, C) from :func:`confusion_to_json`'s triples.
+
+    Raises:
+        ValueError: a cell out of range, a count that is not a positive integer.
+    """
+    if cells is None:
+        return None
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    for cell in cells:
+        if not (isinstance(cell, list) and len(cell) == 3 and all(type(v) is int for v in cell)):
+            raise ValueError(f"held_out_confusion: a cell must be [i, j, count], got {cell!r}")
+        i, j, count = cell
+        if not (0 <= i < n_classes and 0 <= j < n_classes and count > 0):
+            raise ValueError(f"held_out_confusion: cell {cell!r} out of range")
+        confusion[i, j] = count
+    if confusion.sum() < 1:
+        raise ValueError("held_out_confusion: no counts")
+    return confusion
