@@ -113,7 +113,7 @@ def test_failed_fit_is_one_line_and_leaves_no_output(files, tmp_path, capsys):
     argv = ["-q", "fit", "--train", str(files / "train.h5"), "--test", str(files / "test.npz")]
     flags = ["--out", str(tmp_path / "o"), "--flow-filter.mixture.n-components", "900"]
     assert main([*argv, *flags, "--config", "small"]) == 2
-    err = capsys.readouterr().err.strip()
+    err = _without_progress(capsys.readouterr().err).strip()
     assert len(err.splitlines()) == 1 and "K=900" in err and "train.h5" in err
     assert list(tmp_path.iterdir()) == []
 
@@ -264,8 +264,13 @@ def test_no_selection_needs_a_concrete_base(files, tmp_path, capsys):
 
 
 # ------------------------------------------------------------ user errors (issue 12)
+def _without_progress(err: str) -> str:
+    """stderr less the progress lines (``dlsa: ...``) of the work done before an error."""
+    return "".join(line for line in err.splitlines(True) if not line.startswith("dlsa: "))
+
+
 def _one_line_error(capsys, command: str, *needles: str) -> str:
-    err = capsys.readouterr().err
+    err = _without_progress(capsys.readouterr().err)
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"dlsa {command}: error: ") and "Traceback" not in err, err
     for needle in needles:

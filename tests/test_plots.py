@@ -166,3 +166,25 @@ def test_save_figure_leaves_no_temp_file_on_failure(tmp_path, monkeypatch) -> No
     with pytest.raises(RuntimeError, match="disk full"):
         save_figure(fig, tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_cascade_tsne_without_tail_samples_says_so() -> None:
+    """Issue 32: a set without tail classes is not drawn under a legend promising
+    "tail"; the legend's title says there is none, with the threshold."""
+    emb = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    fig = plot_cascade_tsne(emb, np.zeros(3, dtype=bool), np.array([0, 1, 1]), 1)
+    legend = fig.axes[0].get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["other stages", "head (> 50 training samples)"]
+    assert legend.get_title().get_text() == (
+        "no tail class here (tail: \u2264 50 training samples)"
+    )
+    fig = plot_cascade_tsne(
+        emb, np.array([True, False, True]), np.array([0, 1, 1]), 1, head_threshold=20
+    )
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()][1:] == [
+        "head (> 20 training samples)",
+        "tail (\u2264 20 training samples)",
+    ]
+    assert legend.get_title().get_text() == ""

@@ -26,6 +26,7 @@ from dlsa.analysis.evaluation import evaluate
 from dlsa.analysis.report import COLUMNS, markdown_table
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.engine.parallel import run_jobs, worker_count
+from dlsa.engine.progress import Phase
 from dlsa.estimator import DLSAClassifier
 from dlsa.stage2.bases import BASES
 
@@ -105,7 +106,8 @@ def compare_bases(
             ``config.base`` and ``config.random_state`` are replaced per run.
         seeds: random states; one cascade per seed (with ``config.n_jobs``, the seeds
             run in that many worker processes; the results do not change).
-        progress: show a progress bar over (seed, base method) when stderr is a terminal.
+        progress: show a progress bar over (seed, base method) when stderr is a terminal,
+            and log a progress line as seeds finish (:mod:`dlsa.engine.progress`).
         base_params: hyper-parameters per base name; a base without an entry uses
             ``config.base_params`` if it is ``config.base``, else its defaults.
 
@@ -131,8 +133,12 @@ def compare_bases(
         jobs = [(seed, names, params, fields | {"n_jobs": None}, data, None) for seed in seed_list]
     else:
         jobs = [(seed, names, params, fields, data, bar) for seed in seed_list]
-    per_seed = run_jobs(_seed_runs, jobs, config.n_jobs)
+    phase = Phase("compare", len(seed_list), "{done}/{total} seeds")
+    done = (lambda _: phase.advance()) if progress else None
+    per_seed = run_jobs(_seed_runs, jobs, config.n_jobs, done)
     bar.close()
+    if progress:
+        phase.end()
     runs = [run for seed_runs, _ in per_seed for run in seed_runs]
     filter_fits = sum(fits for _, fits in per_seed)
     return {

@@ -35,6 +35,17 @@ from dlsa.io.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_c
 from dlsa.metrics import HEAD_THRESHOLD, confusion_matrix_binned, histogram_purity, tsne_embedding
 from dlsa.metrics.confusion import binned_from_confusion
 from dlsa.metrics.per_class import class_recall
+from dlsa.selection import describe
+
+
+def model_names(model: DLSAClassifier, base: DLSAClassifier | None) -> tuple[str, str]:
+    """The names of the reference (``base``) and of the chosen model (``model``) in the
+    figures' legends and titles, as ``report.md`` writes them: the reference's base
+    method, the chosen model's description (with " (chosen)" when both are the same, e.g.
+    when the selection kept Balanced Softmax without DLSA)."""
+    chosen = describe(model.fitted_params_)
+    ref = "reference" if base is None else str(base.fitted_params_["base"])
+    return ref, chosen + " (chosen)" if chosen == ref else chosen
 
 
 def filter_cluster_statistics(model: DLSAClassifier) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -88,13 +99,14 @@ def write_figures(
     result = evaluate(model, X, y)
     counts = model.class_counts_
     before = None
-    recall = {"base + DLSA": class_recall(result["confusion"])}
-    reliability = {"base + DLSA": result["calibration"]["bins"]}
+    ref, chosen = model_names(model, base)
+    recall = {chosen: class_recall(result["confusion"])}
+    reliability = {chosen: result["calibration"]["bins"]}
     if base is not None:
         base_eval = evaluate(base, X, y)
         before = confusion_matrix_binned(base_eval["pred"], target, counts, n_bins)
-        recall = {"base": class_recall(base_eval["confusion"])} | recall
-        reliability = {"base": base_eval["calibration"]["bins"]} | reliability
+        recall = {ref: class_recall(base_eval["confusion"])} | recall
+        reliability = {ref: base_eval["calibration"]["bins"]} | reliability
     emb, idx = tsne_embedding(X, random_state=random_state, max_samples=tsne_samples, n_threads=1)
     data = _FigureData(
         matrix=confusion_matrix_binned(result["pred"], target, counts, n_bins),
@@ -106,7 +118,7 @@ def write_figures(
         recall=recall,
         reliability=reliability,
     )
-    return _draw(model, data, folder)
+    return _draw(model, data, folder, base)
 
 
 def write_figures_file(
@@ -132,13 +144,14 @@ def write_figures_file(
     counts = model.class_counts_
     result = evaluate_file(model, path, chunk_rows=chunk_rows)
     before = None
-    recall = {"base + DLSA": class_recall(result["confusion"])}
-    reliability = {"base + DLSA": result["calibration"]["bins"]}
+    ref, chosen = model_names(model, base)
+    recall = {chosen: class_recall(result["confusion"])}
+    reliability = {chosen: result["calibration"]["bins"]}
     if base is not None:
         base_eval = evaluate_file(base, path, chunk_rows=chunk_rows)
         before = binned_from_confusion(base_eval["confusion"], counts, n_bins)
-        recall = {"base": class_recall(base_eval["confusion"])} | recall
-        reliability = {"base": base_eval["calibration"]["bins"]} | reliability
+        recall = {ref: class_recall(base_eval["confusion"])} | recall
+        reliability = {ref: base_eval["calibration"]["bins"]} | reliability
     X, y = _rows(
         path, _tsne_rows(feature_file_info(path).n_rows, tsne_samples, random_state), chunk_rows
     )
@@ -153,7 +166,7 @@ def write_figures_file(
         recall=recall,
         reliability=reliability,
     )
-    return _draw(model, data, folder)
+    return _draw(model, data, folder, base)
 
 
 def _tsne_rows(n_rows: int, max_samples: int, random_state: int) -> np.ndarray:
@@ -176,13 +189,15 @@ def _rows(
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _draw(model: DLSAClassifier, data: _FigureData, folder: Path) -> list[Path]:
+def _draw(
+    model: DLSAClassifier, data: _FigureData, folder: Path, base: DLSAClassifier | None
+) -> list[Path]:
     """Save the figures of ``data`` into ``folder``; returns the PNG files written."""
-    written = [
-        save_figure(plot_confusion(data.matrix, title="base + DLSA"), folder / "confusion.png")
-    ]
+    ref, chosen = model_names(model, base)
+    written = [save_figure(plot_confusion(data.matrix, title=chosen), folder / "confusion.png")]
     if data.before is not None:
-        fig = plot_confusion_difference(data.before, data.matrix)
+        title = f"Difference ({chosen} \u2212 {ref})"
+        fig = plot_confusion_difference(data.before, data.matrix, title=title)
         written.append(save_figure(fig, folder / "confusion_difference.png"))
     stats = filter_cluster_statistics(model)
     if stats:

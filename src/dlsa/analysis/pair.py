@@ -12,6 +12,7 @@ import numpy as np
 
 from dlsa.analysis.evaluation import compare_on_stages, encode_labels, evaluate
 from dlsa.config import DLSAConfig
+from dlsa.engine.progress import Phase
 from dlsa.estimator import DLSAClassifier
 from dlsa.selection import describe, reference_params
 
@@ -41,10 +42,21 @@ def fit_pair(
         start = time.perf_counter()
         logger.info("fitting %s (%s, depth %d)", name, params["base"], params["depth"])
         fit_val = {} if val is None or name == "base" else {"X_val": val[0], "y_val": val[1]}
+        phase = Phase(f"stage 2: {_label(name, params)}", counter="")
+        phase.note(f"fitting on {len(y)} samples")
         models[name] = DLSAClassifier(**params).fit(X, y, **fit_val)
+        selection = models[name].selection_
+        phase.end("fitted" + (f", chosen: {selection['chosen']}" if selection else ""))
         if timings is not None:
             timings[f"fit_{name}"] = time.perf_counter() - start
     return models
+
+
+def _label(name: str, params: dict[str, Any]) -> str:
+    """How the progress lines call the reference and the configured model."""
+    if name == "base":
+        return f"reference {describe(params)}"
+    return "configured model" + (" (selection)" if params["base"] == "auto" else "")
 
 
 def calibrate_pair(

@@ -24,6 +24,7 @@ from dlsa.analysis.pair import calibrate_pair, evaluate_pair, fit_pair
 from dlsa.backbones import extract_to_file, save_checkpoint, train_backbone
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.datasets.fashion_mnist import FASHION_MNIST_ROOT, fashion_mnist_lt
+from dlsa.engine.progress import Phase
 from dlsa.io.features import load_features
 
 logger = logging.getLogger(__name__)
@@ -72,9 +73,11 @@ class DemoResult:
 @contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     start = time.perf_counter()
+    phase = Phase(f"demo: {name}", counter="")
     yield
     timings[name] = time.perf_counter() - start
     logger.info("%s took %.1f s", name, timings[name])
+    phase.end("done")
 
 
 def run_demo(

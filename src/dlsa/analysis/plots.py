@@ -22,6 +22,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure, SubFigure
 
 from dlsa.io.atomic import write_atomic
+from dlsa.metrics import HEAD_THRESHOLD
 
 HEAD_COLOR = "tab:red"
 """Colour of head-class samples (Fig. 8)."""
@@ -270,12 +271,15 @@ def plot_cascade_tsne(
     n_levels: int,
     *,
     axes: Sequence[Axes] | None = None,
+    head_threshold: int = HEAD_THRESHOLD,
 ) -> Figure:
     """Where the cascade sends head and tail samples, on a 2-D t-SNE map (Fig. 8).
 
     One panel per stage: stage ``k < n_levels`` is the cluster-aided classifier of filter
     ``k + 1``, stage ``n_levels`` the regular classifier. Each panel shows its samples,
-    head in red and tail in blue, over all other samples in light grey.
+    head in red and tail in blue, over all other samples in light grey. The legend
+    states the threshold; a map without tail (or head) samples says so in the legend's
+    title instead of showing an empty entry.
 
     Args:
         embedding: 2-D coordinates of shape (N, 2), e.g. from
@@ -284,6 +288,9 @@ def plot_cascade_tsne(
         stage: stage of each sample, shape (N,), in ``0 .. n_levels``.
         n_levels: number of flow filters.
         axes: ``n_levels + 1`` axes to draw on; a new figure with one row when ``None``.
+        head_threshold: the most training samples of a tail class (as
+            :data:`dlsa.metrics.HEAD_THRESHOLD`, which ``is_tail`` should follow), for
+            the legend.
 
     Returns:
         The figure.
@@ -303,15 +310,26 @@ def plot_cascade_tsne(
         axes = list(fig.subplots(1, n_levels + 1, squeeze=False)[0])
     elif len(axes) != n_levels + 1:
         raise ValueError(f"axes must hold n_levels + 1 = {n_levels + 1} axes, got {len(axes)}")
+    groups = [
+        (~is_tail, HEAD_COLOR, f"head (> {head_threshold} training samples)"),
+        (is_tail, TAIL_COLOR, f"tail (\u2264 {head_threshold} training samples)"),
+    ]
+    shown = [g for g in groups if g[0].any()]
     for k, (ax, name) in enumerate(zip(axes, _stage_names(n_levels), strict=True)):
         here = stage == k
         ax.scatter(*embedding[~here].T, s=2, c="0.85", label="other stages")
-        ax.scatter(*embedding[here & ~is_tail].T, s=4, c=HEAD_COLOR, label="head")
-        ax.scatter(*embedding[here & is_tail].T, s=4, c=TAIL_COLOR, label="tail")
+        for mask, color, label in shown:
+            ax.scatter(*embedding[here & mask].T, s=4, c=color, label=label)
         ax.set_title(name, fontsize="medium")
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0].legend(loc="best", fontsize="small", markerscale=3)
+    missing = [label.split(" ")[0] for mask, _, label in groups if not mask.any()]
+    rule = f"tail: \u2264 {head_threshold} training samples"
+    title = f"no {' or '.join(missing)} class here ({rule})"
+    axes[0].legend(
+        loc="best", fontsize="small", markerscale=3, title=title if missing else None,
+        title_fontsize="small",
+    )  # fmt: skip
     return _root_figure(axes[0])
 
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from dlsa.backbones.images import as_image_tensor, to_float
+from dlsa.engine.progress import Phase
 from dlsa.io.features import save_features
 
 Images = np.ndarray | torch.Tensor | Dataset
@@ -43,7 +44,8 @@ def extract_features(
         images: N images (array or data set, see :data:`Images`).
         batch_size: images per forward pass.
         device: where to run the model (it is moved there).
-        progress: show a tqdm progress bar (only when stderr is a terminal).
+        progress: show a tqdm progress bar (only when stderr is a terminal) and log
+            progress lines (:mod:`dlsa.engine.progress`).
         num_workers: loader processes for a data set (arrays ignore it).
 
     Returns:
@@ -63,12 +65,25 @@ def extract_features(
     dtype = next(model.parameters()).dtype
     batches, total = _batches(images, batch_size, num_workers)
     chunks = []
+    phase = Phase("features", _count(images), "{done}/{total} images")
     for xb in tqdm(batches, total=total, desc="features", disable=None if progress else True):
         chunks.append(embed(to_float(xb.to(device), dtype)).float().cpu())
+        if progress:
+            phase.advance(len(xb), f"{phase.done / max(phase.seconds, 1e-9):.0f} images/s")
+    if progress and chunks:
+        phase.end(f"{phase.done / max(phase.seconds, 1e-9):.0f} images/s")
     model.train(was_training)
     if not chunks:
         raise ValueError("no images to embed")
     return torch.cat(chunks).numpy()
+
+
+def _count(images: Images) -> int | None:
+    """How many images ``images`` holds (None if it does not say)."""
+    try:
+        return len(images)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _batches(

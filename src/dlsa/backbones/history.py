@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["EpochRecord", "TrainHistory", "fmt_score", "update_history"]
+from dlsa.engine.progress import Phase, fmt_seconds
+
+__all__ = ["EpochRecord", "TrainHistory", "epoch_line", "fmt_score", "update_history"]
 
 
 @dataclass(frozen=True)
@@ -62,3 +64,19 @@ def update_history(history: TrainHistory, record: EpochRecord) -> TrainHistory:
 def fmt_score(value: float | None) -> str:
     """A score to 3 decimals, or n/a."""
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def epoch_line(phase: Phase, record: EpochRecord, last: bool) -> None:
+    """Report a stage-1 epoch as a progress line of ``phase`` (epoch k/n, the loss, the
+    validation accuracies if any, the epoch's seconds); rate-limited, except the
+    ``last`` epoch's line."""
+    detail = f"loss {record.train_loss:.4g}, train accuracy {record.train_accuracy:.3f}"
+    if record.val_balanced_accuracy is not None:
+        detail += f", val balanced accuracy {record.val_balanced_accuracy:.3f}"
+    if record.val_accuracy is not None:
+        detail += f", val accuracy {record.val_accuracy:.3f}"
+    detail += f", epoch {fmt_seconds(record.seconds)}"
+    if last:
+        phase.end(detail, done=record.epoch)
+    else:
+        phase.update(record.epoch, detail)

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from dlsa.backbones import distributed as D
 from dlsa.backbones.batches import EpochBatches
 from dlsa.backbones.checkpoint import Backbone
-from dlsa.backbones.history import EpochRecord, TrainHistory, update_history
+from dlsa.backbones.history import EpochRecord, TrainHistory, epoch_line, update_history
 from dlsa.backbones.images import to_float
 from dlsa.backbones.paco import PaCoObjective
 from dlsa.backbones.run_files import RunFiles
@@ -51,6 +51,7 @@ from dlsa.backbones.stream import (
 from dlsa.backbones.train import seed_generator
 from dlsa.backbones.train_config import ImageTrainConfig, build_backbone
 from dlsa.engine.devices import resolve_device
+from dlsa.engine.progress import INTERVAL, Phase
 from dlsa.engine.splits import class_counts
 from dlsa.errors import DLSAInputError
 
@@ -240,6 +241,7 @@ class _Run(RunFiles):
         if self.val_src is not None:
             shard = list(range(self.info.rank, len(self.val_src.paths), self.info.world_size))
             val = self._eval_loader(self.val_src, shard, cfg.val_resize)
+        phase = Phase(f"stage 1 ({cfg.loss})", cfg.epochs, "epoch {done}/{total}")
         for epoch in range(start, cfg.epochs + 1):
             began = time.perf_counter()
             loss, acc, skipped = self._train_epoch(epoch, loader, ddp)
@@ -251,6 +253,8 @@ class _Run(RunFiles):
             self.history = update_history(self.history, record)
             self.skipped.append(skipped)
             self._save(epoch)
+            if self._bar_off() is None:  # progress on, rank 0
+                epoch_line(phase, record, last=epoch == cfg.epochs)
         return self._finish()
 
     def _lr(self, step: int) -> float:
@@ -274,6 +278,8 @@ class _Run(RunFiles):
             total=len(self.batches) * self.cfg.batch_size, unit="img", unit_scale=True,
             desc=f"epoch {epoch}/{self.cfg.epochs}", leave=False, disable=self._bar_off(),
         )  # fmt: skip
+        images = Phase(f"stage 1 ({self.cfg.loss}): epoch {epoch}/{self.cfg.epochs}",
+                       bar.total, "{done}/{total} images", interval=6 * INTERVAL)  # fmt: skip
         for step, (views, y, _, errors) in enumerate(loader):
             keep = self._keep(errors, minimum=2)
             views, y = views[keep], y[keep].to(self.device)
@@ -290,6 +296,8 @@ class _Run(RunFiles):
             totals += torch.stack([loss.detach() * len(y), hits, y.new_tensor(len(y)),
                                    y.new_tensor(int((~keep).sum()))]).double()  # fmt: skip
             bar.update(self.cfg.batch_size)
+            if self._bar_off() is None:
+                images.update(bar.n, f"{bar.n / images.seconds:.0f} images/s")
             if self.on_step is not None:
                 self.on_step(epoch, step)
         bar.close()

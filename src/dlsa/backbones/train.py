@@ -42,12 +42,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dlsa.backbones.checkpoint import save_checkpoint
-from dlsa.backbones.history import EpochRecord, TrainHistory, fmt_score, update_history
+from dlsa.backbones.history import (
+    EpochRecord,
+    TrainHistory,
+    epoch_line,
+    fmt_score,
+    update_history,
+)
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
 from dlsa.backbones.resnet import ResNet
 from dlsa.backbones.train_config import Stage1Config, arch_names
 from dlsa.engine import rng
 from dlsa.engine.devices import resolve_device
+from dlsa.engine.progress import Phase
 from dlsa.engine.splits import class_balanced_indices
 from dlsa.engine.training import torch_generator
 from dlsa.errors import DLSAInputError
@@ -196,17 +203,17 @@ def fit(
     loop = _Loop(model, objective, settings, steps, device, crop_padding)
     history = TrainHistory((), 0, "last_epoch" if val is None else "val_balanced_accuracy")
     best_state: dict[str, torch.Tensor] = {}
-    bar = tqdm(
-        range(1, settings.epochs + 1),
-        desc=f"stage 1 ({settings.loss})",
-        disable=None if progress else True,
-    )
+    desc = f"stage 1 ({settings.loss})"
+    bar = tqdm(range(1, settings.epochs + 1), desc=desc, disable=None if progress else True)
+    phase = Phase(desc, settings.epochs, "epoch {done}/{total}")
     for epoch in bar:
         record = loop.epoch(epoch, x, y, val, progress)
         history = update_history(history, record)
         score = fmt_score(record.val_balanced_accuracy)
         bar.set_postfix(loss=f"{record.train_loss:.3f}", val=score)
-        logger.info("stage-1 epoch %s", record)
+        logger.debug("stage-1 epoch %s", record)
+        if progress:
+            epoch_line(phase, record, last=epoch == settings.epochs)
         if history.best_epoch == epoch:
             best_state = copy.deepcopy(model.state_dict())
             _save(model, checkpoint_dir, history, settings, crop_padding, objective)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from dlsa.cascade.prior_estimate import METHODS as ESTIMATORS
+from dlsa.engine.progress import show_progress_lines
 from dlsa.errors import DLSAInputError
 from dlsa.estimator import DLSAClassifier
 from dlsa.estimator.prior_estimate import set_estimated_prior
@@ -199,11 +200,14 @@ def write_csv(p: Path, pred: np.ndarray, proba: np.ndarray, stage: np.ndarray) -
 
 def setup_logging(args: argparse.Namespace) -> None:
     """Log to stderr: errors only with -q, dlsa's debug messages with -v, warnings (also
-    Python warnings) otherwise; ``--log-level`` sets the root logger's level."""
+    Python warnings) otherwise; ``--log-level`` sets the root logger's level. When stderr
+    is not a terminal (a CI log, ``nohup``, a notebook) and -q is not given, the phase
+    lines of long runs go there too (:mod:`dlsa.engine.progress`)."""
     level = "ERROR" if args.quiet else (args.log_level or "WARNING").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.captureWarnings(True)
     logger.setLevel("DEBUG" if args.verbose else logging.NOTSET)
+    show_progress_lines(args.quiet)
 
 
 def one_line(err: BaseException) -> str:

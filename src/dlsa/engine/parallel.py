@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from ipaddress import IPv6Address
 from typing import Any, TypeVar
@@ -45,10 +45,17 @@ def worker_count(n_jobs: int | None) -> int:
     return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
 
 
-def run_jobs(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]], n_jobs: int | None) -> list[T]:
+def run_jobs(
+    fn: Callable[..., T],
+    jobs: Sequence[tuple[Any, ...]],
+    n_jobs: int | None,
+    on_done: Callable[[int], None] | None = None,
+) -> list[T]:
     """``[fn(*job) for job in jobs]``, in this process (one worker), in a pool of
     :func:`worker_count` processes, or, inside :func:`cluster`, on the cluster's workers
-    (every job at once, whatever ``n_jobs`` says); results in the order of ``jobs``."""
+    (every job at once, whatever ``n_jobs`` says); results in the order of ``jobs``.
+    ``on_done(i)`` is called here as job ``i``'s result arrives (in the order of
+    ``jobs``; on a cluster, once all have), e.g. to report progress."""
     from joblib import Parallel, delayed, parallel_config
 
     if _active and len(jobs) > 1:
@@ -56,16 +63,24 @@ def run_jobs(fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]], n_jobs: int 
         # Ray's pool refuses more processes than the cluster has CPUs: -1 takes them all
         n = -1 if _active[-1] == "ray" else len(jobs)
         with parallel_config(backend=_active[-1]):  # registers joblib's Dask / Ray backend
-            return list(Parallel(n_jobs=n)(tasks))
+            return _collect(list(Parallel(n_jobs=n)(tasks)), on_done)
     workers = max(1, min(worker_count(n_jobs), len(jobs)))
     if workers == 1:
-        return [fn(*job) for job in jobs]
+        return _collect((fn(*job) for job in jobs), on_done)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    return list(
-        Parallel(n_jobs=workers, backend="loky")(
-            delayed(_in_worker)(fn, threads, job) for job in jobs
-        )
-    )
+    tasks = (delayed(_in_worker)(fn, threads, job) for job in jobs)
+    pool = Parallel(n_jobs=workers, backend="loky", return_as="generator")
+    return _collect(pool(tasks), on_done)
+
+
+def _collect(results: Iterable[T], on_done: Callable[[int], None] | None) -> list[T]:
+    """The results as a list, with ``on_done(i)`` after the i-th arrives."""
+    out = []
+    for i, result in enumerate(results):
+        out.append(result)
+        if on_done is not None:
+            on_done(i)
+    return out
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from dlsa.engine.precision import at_least_float32, step_precision
+from dlsa.engine.progress import Phase
 from dlsa.engine.rng import torch_generator
 
 __all__ = [
@@ -175,7 +176,8 @@ def train_epochs(
             caller's generator.
         settings: optimiser settings.
         on_epoch_end: called with ``(epoch, mean_loss)`` after each finite epoch.
-        progress: show a tqdm bar over epochs (only when stderr is a terminal).
+        progress: show a tqdm bar over epochs (only when stderr is a terminal) and log
+            the fit's progress lines (:mod:`dlsa.engine.progress`).
         desc: label of the bar and of log lines.
 
     Returns:
@@ -195,6 +197,7 @@ def train_epochs(
     bar = tqdm(
         range(1, settings.epochs + 1), desc=desc, disable=None if progress else True, leave=False
     )
+    phase = Phase(f"fit: {desc}", settings.epochs, "epoch {done}/{total}") if progress else None
     for epoch in bar:
         order = first_order if epoch == 1 else epoch_order()
         total_loss, n_batches = None, 0  # summed on the loss's device, read once per epoch
@@ -219,6 +222,11 @@ def train_epochs(
         history.losses.append(mean)
         bar.set_postfix(loss=f"{mean:.4g}")
         logger.debug("%s: epoch %d loss %.5g", desc, epoch, mean)
+        if phase is not None:
+            phase.update(epoch, f"loss {mean:.4g}")
         if on_epoch_end is not None:
             on_epoch_end(epoch, mean)
+    if phase is not None:
+        last = f"loss {history.losses[-1]:.4g}" if history.losses else ""
+        phase.end(last, done=len(history.losses))
     return history

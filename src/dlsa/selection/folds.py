@@ -30,6 +30,7 @@ import numpy as np
 
 from dlsa.cascade import Cascade, fit_cascade, resolve
 from dlsa.engine.parallel import run_jobs
+from dlsa.engine.progress import Phase
 from dlsa.errors import TrainingDivergedError
 from dlsa.selection.rule import Candidate, describe
 from dlsa.stage2.bases import shared_phases
@@ -180,6 +181,7 @@ def fold_candidates(
     folds: Sequence[np.ndarray],
     n_jobs: int | None = None,
     behind: Behind | None = None,
+    phase: Phase | None = None,
 ) -> list[tuple[list[Candidate], list[Cascade]] | TrainingDivergedError]:
     """Fit every configuration on the folds in order and pool its held-out predictions.
 
@@ -193,6 +195,8 @@ def fold_candidates(
             them here, one after the other.
         behind: after every fold but the last, drops the configurations it rules
             out; None fits every configuration on every fold.
+        phase: counts the fold fits done (its total: configurations x folds, less the
+            folds of dropped configurations) for the progress lines.
 
     Returns:
         Per configuration, its candidates (one per variant; a dropped configuration's
@@ -202,8 +206,10 @@ def fold_candidates(
     tracks = [_Track() for _ in specs]
     # without dropping, every fold at once (the widest jobs for many workers)
     stages = [list(range(len(folds)))] if behind is None else [[f] for f in range(len(folds))]
+    if phase is not None:
+        phase.total = len(specs) * len(folds)
     for stage in stages:
-        _fit_stage(specs, tracks, X, y, folds, stage, n_jobs)
+        _fit_stage(specs, tracks, X, y, folds, stage, n_jobs, phase)
         if behind is not None and stage[-1] + 1 < len(folds):
             pooled = [
                 _pool(t, folds, spec, len(y))[0] if t.alive else None
@@ -211,6 +217,8 @@ def fold_candidates(
             ]
             for i in behind(pooled):
                 tracks[i].dropped = True
+        if phase is not None:  # the folds left of the configurations still fitted
+            phase.total = phase.done + sum(t.alive for t in tracks) * (len(folds) - stage[-1] - 1)
     return [
         t.error or _pool(t, folds, spec, len(y)) for t, spec in zip(tracks, specs, strict=True)
     ]
@@ -224,6 +232,7 @@ def _fit_stage(
     folds: Sequence[np.ndarray],
     stage: list[int],
     n_jobs: int | None,
+    phase: Phase | None = None,
 ) -> None:
     """Fit the alive configurations on the folds ``stage``, wave after wave (a
     configuration after the parent it reuses), every (job, fold) of a wave at once;
@@ -237,7 +246,9 @@ def _fit_stage(
             for f in stage
             for group in groups
         ]  # fmt: skip
-        results = iter(run_jobs(_fit_together, jobs, n_jobs))
+        sizes = [len(group) for group in groups] * len(stage)  # per job, its fits
+        done = None if phase is None else lambda j, n=sizes: phase.advance(n[j])
+        results = iter(run_jobs(_fit_together, jobs, n_jobs, done))
         for _ in stage:
             for group in groups:
                 for i, result in zip(group, next(results), strict=True):
@@ -279,6 +290,7 @@ def out_of_fold(
     variants: Variants | None = None,
     donors: Sequence[Cascade] | None = None,
     n_jobs: int | None = None,
+    phase: Phase | None = None,
 ) -> tuple[list[Candidate], list[Cascade]]:
     """Fit the fixed configuration ``params`` once per fold and pool the held-out
     predictions (of every post-hoc variant, if given); see :func:`fold_candidates`.
@@ -286,7 +298,8 @@ def out_of_fold(
     Raises:
         TrainingDivergedError: if the training of a fold diverged.
     """
-    found = fold_candidates([FoldSpec(params, variants, donors)], X, y, folds, n_jobs)[0]
+    spec = FoldSpec(params, variants, donors)
+    found = fold_candidates([spec], X, y, folds, n_jobs, phase=phase)[0]
     if isinstance(found, TrainingDivergedError):
         raise found
     return found

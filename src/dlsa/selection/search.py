@@ -28,6 +28,7 @@ import numpy as np
 
 from dlsa.cascade import Cascade
 from dlsa.config import DLSAConfig, FilterConfig, SelectionConfig
+from dlsa.engine.progress import Phase
 from dlsa.engine.splits import append_validation, stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
@@ -196,7 +197,8 @@ def select_base(
         return [] if ref is None else ev.behind([None, *pooled[1:]], ref[0].pred, rule)
 
     judge = behind if cfg.drop_behind is not None else None
-    results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge)
+    phase = Phase("selection: base method", counter=FITS)
+    results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge, phase)
     for over, spec, result in zip(overs, specs, results, strict=True):
         if isinstance(result, TrainingDivergedError):
             if not candidates:  # the reference must train
@@ -209,6 +211,7 @@ def select_base(
         candidates.extend(found)
         logger.info("selection: base %s scored", over["base"])
     chosen, record = _round("base method", candidates, ev, n_classes, cfg, start)
+    phase.end(_scored(candidates, chosen))
     record["skipped"] = skipped
     return chosen, record
 
@@ -239,7 +242,8 @@ def select_dlsa(
         return ev.behind(pooled, base.pred, rule)
 
     judge = behind if cfg.drop_behind is not None else None
-    results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge)
+    phase = Phase("selection: DLSA on the chosen base", counter=FITS)
+    results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge, phase)
     for over, spec, result in zip(overs, specs, results, strict=True):
         if isinstance(result, TrainingDivergedError):
             skipped.append(_skip(describe(spec.params), result))
@@ -249,12 +253,22 @@ def select_dlsa(
         candidates.extend(found)
         logger.info("selection: %s scored", found[0].name)
     chosen, record = _round("DLSA on the chosen base", candidates, ev, n_classes, cfg, start)
+    phase.end(_scored(candidates, chosen))
     for row, cand in zip(record["candidates"], candidates, strict=True):
         seen = cand.rows(len(ev.y_scored))
         stage = None if cand.stage is None else cand.stage[seen]
         row |= separation(stage, ev.y_scored[seen], tail)
     record["skipped"] = skipped
     return chosen, record
+
+
+FITS = "{done}/{total} fold fits"
+"""The count of a selection round's progress lines."""
+
+
+def _scored(candidates: list[Candidate], chosen: Candidate) -> str:
+    """The last progress line of a round: candidates scored and the one chosen."""
+    return f"{len(candidates)} candidates scored, chosen: {chosen.name}"
 
 
 def dlsa_specs(
@@ -373,7 +387,9 @@ def select(
         rounds.append(record)
     else:
         fixed = params | {"selection": None, "depth": 0}
-        found, _ = out_of_fold(fixed, ev.X, ev.y, ev.folds, n_jobs=params.get("n_jobs"))
+        with Phase(f"selection: base {params['base']} out of fold", counter=FITS) as phase:
+            found, _ = out_of_fold(fixed, ev.X, ev.y, ev.folds, n_jobs=params.get("n_jobs"),
+                                   phase=phase)  # fmt: skip
         base = ev.scored_candidates(found)[0]
         base.params = {"base": params["base"], "base_params": dict(params["base_params"] or {})}
     chosen = params | {"selection": None} | base.params | {"depth": 0}
