@@ -20,14 +20,16 @@ from dlsa.backbones import run_state as S
 from dlsa.backbones.checkpoint import Backbone, save_checkpoint
 from dlsa.backbones.history import EpochRecord, TrainHistory
 from dlsa.backbones.paco import PaCoObjective
+from dlsa.backbones.provenance import HOLDOUT_FILE, holdout_record
 from dlsa.backbones.stream import ImageSource
 from dlsa.backbones.train_config import ImageTrainConfig
 from dlsa.errors import DLSAInputError
+from dlsa.io.atomic import write_atomic
 from dlsa.io.outputs import claim_folder, release_folder
 
 logger = logging.getLogger(__name__)
 
-RUN_ENTRIES = (S.STATE_DIR, "best.safetensors", "best.json")
+RUN_ENTRIES = (S.STATE_DIR, "best.safetensors", "best.json", HOLDOUT_FILE)
 """What a run writes in its folder (all of it replaced by ``--overwrite``)."""
 
 
@@ -40,6 +42,8 @@ class RunFiles:
     out: Path
     train_src: ImageSource
     val_src: ImageSource | None
+    held: ImageSource | None
+    full_digest: str
     model: Backbone
     objective: PaCoObjective | None
     optimizer: torch.optim.Optimizer
@@ -137,8 +141,17 @@ class RunFiles:
             "skipped_unreadable": self.skipped,
         }
         S.save_state(self.out, epoch, tensors, info)
+        self._write_holdout()
         if self.history.best_epoch == epoch:
             save_checkpoint(self.model, self.out, "best", self._metadata())
+
+    def _write_holdout(self) -> None:
+        """Rank 0: list the held-out images in ``out/holdout.json`` (once)."""
+        path = self.out / HOLDOUT_FILE
+        if self.held is None or path.exists():
+            return
+        text = holdout_record(self.cfg.images, self.cfg.split_list, self.cfg.holdout, self.held)
+        write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def _finish(self) -> tuple[Backbone, TrainHistory]:
         self.model.load_state_dict(self.best_state)
@@ -158,6 +171,10 @@ class RunFiles:
             "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
             "world_size": self.info.world_size,
             "train_images": len(self.train_src.paths),
+            "images_root": str(Path(cfg.images).resolve()),
+            "split_list_file": cfg.split_list and str(Path(cfg.split_list).resolve()),
+            "train_data": self.full_digest,
+            "holdout": 0 if self.held is None else len(self.held.paths),
             "skipped_missing": len(self.train_src.skipped),
             "skipped_unreadable_per_epoch": self.skipped,
         }
