@@ -123,3 +123,9 @@ def test_a_pretrained_encoder_is_unknown_unless_told() -> None:
     assert _subset_and_provenance(args, paths, labels, None)[2] == "unknown"
     args.backbone_trained_on = "unseen"
     assert _subset_and_provenance(args, paths, labels, None)[2] == "unseen"
+
+
+def test_resume_needs_the_same_holdout(run: tuple[Path, Path], capsys) -> None:
+    images, folder = run
+    assert main(train_argv(images, folder, "--resume", "--holdout", "0")) == 2
+    assert "holdout (saved 20, now None)" in capsys.readouterr().err

@@ -53,13 +53,16 @@ class RunFiles:
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share: settings and data (and, recorded but not
-        required, the number of processes)."""
+        required, the number of processes). ``holdout`` only when it held images out,
+        so a run from before it existed resumes when it changes nothing."""
         fp = {
             **self.cfg.result_settings(),
             "train_data": self.train_src.digest(),
             "val_data": None if self.val_src is None else self.val_src.digest(),
             "world_size": self.info.world_size,
         }
+        if self.held is None:
+            fp.pop("holdout", None)
         return json.loads(json.dumps(fp))
 
     def _prepare_out(self) -> None:
