@@ -26,7 +26,28 @@ def test_round_trip(tmp_path, suffix, rng):
     np.testing.assert_allclose(data.X, X.astype(np.float32))
     np.testing.assert_array_equal(data.y, y)
     assert (data.split, data.backbone) == ("train", "resnet")
+    assert data.provenance == "unknown"  # not recorded: unknown
     assert [p.name for p in tmp_path.iterdir()] == [f"f{suffix}"]  # no temp file left
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+@pytest.mark.parametrize("provenance", ["seen", "unseen", "mixed", "unknown"])
+def test_provenance_round_trip(tmp_path, suffix, provenance):
+    path = save_features(
+        tmp_path / f"f{suffix}", np.ones((3, 2)), [0, 1, 1], backbone_trained_on=provenance
+    )
+    assert load_features(path).provenance == provenance
+
+
+def test_provenance_is_checked(tmp_path):
+    with pytest.raises(FeatureFileError, match="backbone_trained_on"):
+        save_features(tmp_path / "f.h5", np.ones((3, 2)), backbone_trained_on="maybe")
+    assert not (tmp_path / "f.h5").exists()
+    with h5py.File(tmp_path / "g.h5", "w") as fp:
+        fp.create_dataset("features", data=np.ones((3, 2)))
+        fp.attrs["backbone_trained_on"] = "often"
+    with pytest.raises(FeatureFileError, match="backbone_trained_on"):
+        load_features(tmp_path / "g.h5", require_labels=False)
 
 
 def test_reads_the_original_release_layout_with_label_key(tmp_path):

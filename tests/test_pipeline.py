@@ -9,6 +9,7 @@ import pytest
 
 from dlsa.cli import main
 from dlsa.datasets.fashion_mnist import FASHION_MNIST_ROOT
+from dlsa.io.features import load_features
 
 HAVE_FMNIST = (Path(FASHION_MNIST_ROOT) / "train-images-idx3-ubyte.gz").exists()
 
@@ -33,6 +34,8 @@ def test_demo_runs_end_to_end_and_reports_every_step(tmp_path, capsys):
     assert {"data", "stage 1: backbone", "features", "evaluation"} <= set(record["timings"])
     assert (out / "model" / "model.safetensors").is_file()
     assert (out / "test.h5").is_file() and (out / "backbone" / "best.safetensors").is_file()
+    trained_on = [load_features(out / f"{s}.h5").provenance for s in ("train", "val", "test")]
+    assert trained_on == ["seen", "unseen", "unseen"]
 
 
 def test_demo_without_data_says_how_to_get_it(tmp_path, capsys):

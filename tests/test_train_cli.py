@@ -170,7 +170,8 @@ def test_python_m_dlsa_train(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "dlsa", "train", "--images", str(data / "train"),
            "--out", str(out), "--epochs", "1", "--batch-size", "10", "--size", "12",
-           "--widths", "4,4,4", "--workers", "1", "--loss", "cbs", "-q"]  # fmt: skip
+           "--widths", "4,4,4", "--workers", "1", "--loss", "cbs", "--holdout", "0",
+           "-q"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -201,7 +202,7 @@ def test_unreadable_image_names_file_and_line_or_is_skipped(
     listed.write_text((data / "train.txt").read_text() + "broken.png 1\n")
     args = ["train", "--images", str(root), "--split-list", str(listed), "--out",
             str(tmp_path / "run"), "--epochs", "1", "--batch-size", "7", "--size", "16",
-            "--widths", "4,8,8", "--workers", "0", "-q"]  # fmt: skip
+            "--widths", "4,8,8", "--workers", "0", "--holdout", "0", "-q"]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert (

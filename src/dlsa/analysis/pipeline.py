@@ -118,6 +118,7 @@ def run_demo(
             extract_to_file(
                 model, images, labels, folder / f"{split}.h5", split, backbone_id,
                 device=settings.device, progress=progress,
+                backbone_trained_on="seen" if split == "train" else "unseen",
             )  # fmt: skip
     train = load_features(folder / "train.h5")
     val = load_features(folder / "val.h5")

@@ -42,6 +42,10 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
         f"needs a paired gain {bar} and > {100 * selection['min_gain']:.2f} points{guard}; "
         f"{selection['seconds']:.1f} s. Chosen: **{selection['chosen']}**."
     ]
+    if "train_features" in selection:
+        source = str(selection.get("source", "out-of-fold"))
+        line = evidence_line(source, selection["train_features"]).removeprefix("selection: ")
+        parts += ["", f"Evidence: {line}."]
     if selection.get("final_fit_diverged"):
         parts.append(
             "The DLSA option the rounds below chose diverged when fitted on all the data "
@@ -130,6 +134,37 @@ def evidence_source(selection: Mapping[str, Any]) -> str:
             f"({selection['n_scored']} samples)"
         )
     return f"out-of-fold predictions of {selection['folds']} stratified folds of the training data"
+
+
+_WHY = {
+    "seen": "the backbone trained on these images: the prior guard is on",
+    "unseen": "the backbone did not train on these images: the prior guard is off",
+    "unknown": "whether the backbone trained on these images is unknown: the prior guard is on",
+}
+
+
+def evidence_line(source: str, train_features: str, because: str = "") -> str:
+    """One sentence: on which evidence the selection decides and why.
+
+    Args:
+        source: "validation" (``--val``) or "out-of-fold" (``--train``).
+        train_features: ``SelectionConfig.train_features`` ("seen", "unseen", "unknown").
+        because: where ``train_features`` came from, e.g. "recorded in train.h5"; "" to
+            leave it out.
+
+    Example:
+        >>> evidence_line("out-of-fold", "unseen")
+        'selection: out of fold on --train (the backbone did not train on these images: the prior guard is off)'
+    """  # noqa: E501
+    if source == "validation":
+        return "selection: on --val (images the backbone did not train on; no prior guard)"
+    why = _WHY.get(train_features, _WHY["unknown"])
+    if because:
+        why = f"{why}; {because}"
+    line = f"selection: out of fold on --train ({why})"
+    if train_features != "unseen":
+        line += "; pass --val to decide on held-out images"
+    return line
 
 
 def choice_line(selection: Mapping[str, Any] | None) -> str:

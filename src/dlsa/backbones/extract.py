@@ -111,6 +111,7 @@ def extract_to_file(
     float16: bool = False,
     overwrite: bool = True,
     flag: str | None = None,
+    backbone_trained_on: str | None = None,
 ) -> Path:
     """Embed images and write the features with :func:`dlsa.io.features.save_features`
     (as float16 with ``float16``; ``overwrite`` and ``flag`` as there).
@@ -126,6 +127,8 @@ def extract_to_file(
         device: where to run the model.
         progress: show a tqdm progress bar (only when stderr is a terminal).
         num_workers: loader processes for a data set.
+        backbone_trained_on: whether the backbone trained on these images ("seen",
+            "unseen", "mixed", "unknown"; None: not recorded).
 
     Returns:
         The path written.
@@ -133,7 +136,7 @@ def extract_to_file(
     X = extract_features(model, images, batch_size, device, progress, num_workers)
     return save_features(
         path, X, labels, split=split, backbone=backbone_id, float16=float16,
-        overwrite=overwrite, flag=flag,
+        overwrite=overwrite, flag=flag, backbone_trained_on=backbone_trained_on,
     )  # fmt: skip
 
 

@@ -3,8 +3,9 @@
 Images are decoded by ``DataLoader`` workers (:mod:`dlsa.backbones.stream`); each epoch's
 batches come from :class:`~dlsa.backbones.batches.EpochBatches` (shuffled for ``ce`` and
 ``paco``, class-balanced for ``cbs``); SGD with momentum, linear warm-up then a per-step
-cosine schedule. The epoch kept is the best by balanced accuracy on the validation list
-(the last epoch without one); the test set is never seen.
+cosine schedule. The epoch kept is the best by balanced accuracy on the validation list,
+or without one on the images ``holdout`` held out of the training images (listed in
+``holdout.json``; the last epoch with ``holdout=0``); the test set is never seen.
 
 Under ``torchrun`` each process trains a DDP replica on its share of every global batch;
 PaCo's queries, keys and labels are gathered over all ranks, ``sync_bn`` normalises with
@@ -39,6 +40,7 @@ from dlsa.backbones.checkpoint import Backbone
 from dlsa.backbones.history import EpochRecord, TrainHistory, epoch_line, update_history
 from dlsa.backbones.images import to_float
 from dlsa.backbones.paco import PaCoObjective
+from dlsa.backbones.provenance import holdout_mask, subset
 from dlsa.backbones.run_files import RunFiles
 from dlsa.backbones.stream import (
     EvalImages,
@@ -119,11 +121,16 @@ class _Run(RunFiles):
     ) -> None:
         self.cfg, self.device, self.info, self.on_step = cfg, device, info, on_step
         self.out = Path(cfg.out)
-        skip = cfg.skip_bad_images
-        self.train_src = read_source(
-            cfg.images, cfg.split_list, skip_missing=skip, flag="--images"
+        full = read_source(
+            cfg.images, cfg.split_list, skip_missing=cfg.skip_bad_images, flag="--images"
         )
-        self.val_src = self._val_source()
+        self.full_digest = full.digest()
+        self.train_src, self.val_src, self.held = full, self._val_source(), None
+        if self.val_src is None and cfg.holdout > 0:
+            mask = holdout_mask(full.labels, cfg.holdout, cfg.seed)
+            if mask.any():
+                self.train_src, self.held = subset(full, ~mask), subset(full, mask)
+                self.val_src = self.held
         self.n_classes = check_classes(self.train_src, self.val_src)
         self.model = build_backbone(cfg, self.n_classes, seed_generator(cfg.seed, 0))
         self.model.set_input_stats(*self._input_stats())

@@ -20,14 +20,16 @@ from dlsa.backbones import run_state as S
 from dlsa.backbones.checkpoint import Backbone, save_checkpoint
 from dlsa.backbones.history import EpochRecord, TrainHistory
 from dlsa.backbones.paco import PaCoObjective
+from dlsa.backbones.provenance import HOLDOUT_FILE, holdout_record
 from dlsa.backbones.stream import ImageSource
 from dlsa.backbones.train_config import ImageTrainConfig
 from dlsa.errors import DLSAInputError
+from dlsa.io.atomic import write_atomic
 from dlsa.io.outputs import claim_folder, release_folder
 
 logger = logging.getLogger(__name__)
 
-RUN_ENTRIES = (S.STATE_DIR, "best.safetensors", "best.json")
+RUN_ENTRIES = (S.STATE_DIR, "best.safetensors", "best.json", HOLDOUT_FILE)
 """What a run writes in its folder (all of it replaced by ``--overwrite``)."""
 
 
@@ -40,6 +42,8 @@ class RunFiles:
     out: Path
     train_src: ImageSource
     val_src: ImageSource | None
+    held: ImageSource | None
+    full_digest: str
     model: Backbone
     objective: PaCoObjective | None
     optimizer: torch.optim.Optimizer
@@ -49,13 +53,16 @@ class RunFiles:
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share: settings and data (and, recorded but not
-        required, the number of processes)."""
+        required, the number of processes). ``holdout`` only when it held images out,
+        so a run from before it existed resumes when it changes nothing."""
         fp = {
             **self.cfg.result_settings(),
             "train_data": self.train_src.digest(),
             "val_data": None if self.val_src is None else self.val_src.digest(),
             "world_size": self.info.world_size,
         }
+        if self.held is None:
+            fp.pop("holdout", None)
         return json.loads(json.dumps(fp))
 
     def _prepare_out(self) -> None:
@@ -137,8 +144,17 @@ class RunFiles:
             "skipped_unreadable": self.skipped,
         }
         S.save_state(self.out, epoch, tensors, info)
+        self._write_holdout()
         if self.history.best_epoch == epoch:
             save_checkpoint(self.model, self.out, "best", self._metadata())
+
+    def _write_holdout(self) -> None:
+        """Rank 0: list the held-out images in ``out/holdout.json`` (once)."""
+        path = self.out / HOLDOUT_FILE
+        if self.held is None or path.exists():
+            return
+        text = holdout_record(self.cfg.images, self.cfg.split_list, self.cfg.holdout, self.held)
+        write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def _finish(self) -> tuple[Backbone, TrainHistory]:
         self.model.load_state_dict(self.best_state)
@@ -158,6 +174,10 @@ class RunFiles:
             "config": json.loads(json.dumps(dataclasses.asdict(cfg))),
             "world_size": self.info.world_size,
             "train_images": len(self.train_src.paths),
+            "images_root": str(Path(cfg.images).resolve()),
+            "split_list_file": cfg.split_list and str(Path(cfg.split_list).resolve()),
+            "train_data": self.full_digest,
+            "holdout": 0 if self.held is None else len(self.held.paths),
             "skipped_missing": len(self.train_src.skipped),
             "skipped_unreadable_per_epoch": self.skipped,
         }

@@ -86,6 +86,7 @@ def extract_to_file_sharded(
     float16: bool = False,
     overwrite: bool = True,
     flag: str | None = None,
+    backbone_trained_on: str | None = None,
 ) -> Path | None:
     """Embed the N images over all ranks; rank 0 writes the feature file.
 
@@ -106,6 +107,8 @@ def extract_to_file_sharded(
         float16: store the features as float16.
         overwrite: replace an existing feature file dlsa wrote (False: refuse it, also
             when it appears while the ranks embed); ``flag`` names it in messages.
+        backbone_trained_on: whether the backbone trained on these images, stored in the
+            file (:data:`dlsa.io.features.PROVENANCES`; None: not recorded).
 
     Returns:
         The path written on rank 0; None on the other ranks.
@@ -118,7 +121,7 @@ def extract_to_file_sharded(
         return extract_to_file(
             model, images, labels, path, split, backbone_id, batch_size=batch_size,
             device=device, progress=progress, num_workers=num_workers, float16=float16,
-            overwrite=overwrite, flag=flag,
+            overwrite=overwrite, flag=flag, backbone_trained_on=backbone_trained_on,
         )  # fmt: skip
     dest = Path(path)
     if dest.suffix.lower() not in SUFFIXES:
@@ -133,7 +136,7 @@ def extract_to_file_sharded(
     )  # fmt: skip
     merge = partial(
         _merge, folder, n, info.world_size, dest, labels, split, backbone_id, float16,
-        overwrite=overwrite, flag=flag,
+        overwrite=overwrite, flag=flag, backbone_trained_on=backbone_trained_on,
     )  # fmt: skip
     try:
         _agree(_attempt(embed), info)
@@ -206,6 +209,7 @@ def _merge(
     *,
     overwrite: bool = True,
     flag: str | None = None,
+    backbone_trained_on: str | None = None,
 ) -> None:
     """Rank 0: concatenate the shards in rank order (N, D) and write the feature file."""
     parts = []
@@ -220,7 +224,7 @@ def _merge(
     X = np.concatenate(parts)
     save_features(
         dest, X, labels, split=split, backbone=backbone_id, float16=float16,
-        overwrite=overwrite, flag=flag,
+        overwrite=overwrite, flag=flag, backbone_trained_on=backbone_trained_on,
     )  # fmt: skip
 
 

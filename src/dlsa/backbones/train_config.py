@@ -97,6 +97,10 @@ class _ImageFiles:
     """validation class folders, or the root of --val-split-list (default: --images)"""
     val_split_list: str | None = None
     """validation 'relative/path label' lines; the epoch kept is chosen on them only"""
+    holdout: int = 20
+    """without --val-images / --val-split-list: per class, hold out min(N, 20%) of the
+    images (none of a class under 5) to choose the epoch on, never trained on, listed in
+    OUT/holdout.json (0: no holdout; the last epoch is kept)"""
     out: str = "stage1"
     """run folder: best.safetensors/json (for dlsa extract) and state/ (for --resume)"""
 
@@ -140,6 +144,8 @@ class ImageTrainConfig(Stage1Config, _ImageFiles):
         super().__post_init__()
         if self.size < 1:
             raise DLSAInputError(f"size must be >= 1, got {self.size}")
+        if self.holdout < 0:
+            raise DLSAInputError(f"holdout must be >= 0, got {self.holdout}")
         if not 0 < self.crop_scale <= 1:
             raise DLSAInputError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
         if self.augment not in ("crop-flip", "paco"):

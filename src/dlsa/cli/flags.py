@@ -37,8 +37,13 @@ SKIPPED_FIELDS = {"base_params", "verbose"}
 
 
 def field_docs(cls: type[Any]) -> dict[str, str]:
-    """The attribute docstrings of a dataclass (the string under each field)."""
-    return dict(_field_docs(cls))
+    """The attribute docstrings of a dataclass (the string under each field), also of
+    the fields it inherits from dataclass bases."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_field_docs(klass))
+    return docs
 
 
 @functools.cache

@@ -21,12 +21,12 @@ from dlsa.cli.commands import (
     cmd_demo,
     cmd_diagnose,
     cmd_evaluate,
-    cmd_extract,
     cmd_figures,
     cmd_fit,
     cmd_predict,
 )
 from dlsa.cli.common import CLIError, Parser, one_line, setup_logging
+from dlsa.cli.extract import SUBSETS, cmd_extract
 from dlsa.cli.flags import add_config_arguments, add_dataclass_arguments
 from dlsa.cli.train import add_train_command
 from dlsa.engine.parallel import BACKENDS, cluster
@@ -158,6 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
         "backbone's class order, as dlsa train reads them), or the root of --split-list",
     )
     ext.add_argument("--split-list", default=None, help="'relative/path label' lines (labelled)")
+    ext.add_argument(
+        "--subset", default="all", choices=SUBSETS,
+        help="of a dlsa train run's own --images: all, train (only the images it trained "
+        "on) or holdout (only those it held out: features of unseen images, e.g. for --val)",
+    )  # fmt: skip
+    ext.add_argument(
+        "--backbone-trained-on", default=None, choices=("seen", "unseen", "unknown"),
+        help="whether the backbone trained on these images, recorded in --out for the "
+        "model selection (default: worked out from a dlsa train run folder, else unknown: "
+        "a pretrained encoder may have trained on them)",
+    )  # fmt: skip
     ext.add_argument(
         "--size", type=int, default=None,
         help="image side (default: the backbone's recorded size, or the pretrained model's)",

@@ -34,6 +34,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = history.epochs[history.best_epoch - 1]
     score = best.val_balanced_accuracy
     shown = "no validation list: last epoch" if score is None else f"val balanced acc {score:.4f}"
+    if score is not None and config.val_images is None and config.val_split_list is None:
+        shown += f" on the images held out in {config.out}/holdout.json"
     print(
         f"kept epoch {history.best_epoch} of {len(history.epochs)} ({shown}); wrote "
         f"{config.out}/best.safetensors (dlsa extract --backbone {config.out} ...)"

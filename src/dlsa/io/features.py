@@ -2,9 +2,12 @@
 
 A feature file holds ``features`` of shape (N, D) (stored as float32) and, optionally,
 ``labels`` of shape (N,) (integers stored as int64; text labels, also bytes, as UTF-8
-strings), plus two optional text attributes: the split name and the backbone id. The
-original DLSA release stored its features as HDF5 with exactly these two datasets (it
-also accepted ``label``); we read and write that layout.
+strings), plus optional text attributes: the split name, the backbone id and
+``backbone_trained_on``, whether the backbone trained on these images ("seen", "unseen",
+"mixed"; absent: "unknown"), which decides the evidence of the model selection
+(``SelectionConfig.train_features``). The original DLSA release stored its features as
+HDF5 with exactly these two datasets (it also accepted ``label``); we read and write that
+layout.
 
 Writes are atomic: the file is written beside its destination and renamed into place, so
 a failed write never leaves a half-written file.
@@ -25,6 +28,11 @@ from dlsa.io.outputs import output_file
 
 SUFFIXES = (".h5", ".hdf5", ".npz")
 """File suffixes understood by :func:`load_features` and :func:`save_features`."""
+
+PROVENANCES = ("seen", "unseen", "mixed", "unknown")
+"""Values of ``backbone_trained_on``: the backbone trained on all, none or some of the
+images of a feature file, or nobody knows."""
+_ATTRS = ("split", "backbone", "backbone_trained_on")
 
 
 class FeatureFileError(DLSAInputError):
@@ -47,6 +55,8 @@ class FeatureSet:
         split: split name stored in the file ("train", "test", ...), if any.
         backbone: id of the model that produced the features, if any.
         path: the file the set was read from, if any.
+        provenance: whether the backbone trained on these images (``backbone_trained_on``,
+            one of :data:`PROVENANCES`; "unknown" for a file that does not say).
     """
 
     X: np.ndarray
@@ -54,6 +64,7 @@ class FeatureSet:
     split: str | None = None
     backbone: str | None = None
     path: str | None = None
+    provenance: str = "unknown"
 
 
 def check_features(
@@ -230,11 +241,19 @@ def load_features(path: str | os.PathLike[str], *, require_labels: bool = True) 
         raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise FeatureFileError(f"{p}: cannot read as {suffix} feature file ({err})") from err
-    X, y, split, backbone = raw
+    X, y, attrs = raw
     if y is None and require_labels:
         raise FeatureFileError(f"{p}: no 'labels' dataset (labels are required here)")
     X, y = check_features(X, y, source=str(p))
-    return FeatureSet(X=X, y=y, split=split, backbone=backbone, path=str(p))
+    provenance = attrs["backbone_trained_on"] or "unknown"
+    if provenance not in PROVENANCES:
+        raise FeatureFileError(
+            f"{p}: backbone_trained_on must be one of {PROVENANCES}, got {provenance!r}"
+        )
+    return FeatureSet(
+        X=X, y=y, split=attrs["split"], backbone=attrs["backbone"], path=str(p),
+        provenance=provenance,
+    )  # fmt: skip
 
 
 def check_feature_path(path: str | os.PathLike[str]) -> tuple[Path, str]:
@@ -259,6 +278,7 @@ def save_features(
     *,
     split: str | None = None,
     backbone: str | None = None,
+    backbone_trained_on: str | None = None,
     float16: bool = False,
     overwrite: bool = True,
     flag: str | None = None,
@@ -274,6 +294,8 @@ def save_features(
         y: optional labels of shape (N,).
         split: optional split name stored as an attribute.
         backbone: optional backbone id stored as an attribute.
+        backbone_trained_on: optional provenance stored as an attribute, one of
+            :data:`PROVENANCES` (None: not stored, read back as "unknown").
         float16: store the features as float16 (half the file; read back as float32).
         overwrite: replace an existing feature file (False: refuse it, also when a
             second writer creates it meanwhile).
@@ -290,6 +312,10 @@ def save_features(
     suffix = p.suffix.lower()
     if suffix not in SUFFIXES:
         raise FeatureFileError(f"{p}: unknown feature file suffix {suffix!r}; use {SUFFIXES}")
+    if backbone_trained_on is not None and backbone_trained_on not in PROVENANCES:
+        raise FeatureFileError(
+            f"{p}: backbone_trained_on must be one of {PROVENANCES}, got {backbone_trained_on!r}"
+        )
     X, y = check_features(X, y, source=str(p))
     if float16:
         big = float(np.abs(X).max(initial=0.0))
@@ -299,12 +325,15 @@ def save_features(
             )
         X = X.astype(np.float16)
     writer = _write_npz if suffix == ".npz" else _write_h5
-    return output_file(
-        p, lambda tmp: writer(tmp, X, y, split, backbone), overwrite=overwrite, flag=flag
-    )
+    attrs = {"split": split, "backbone": backbone, "backbone_trained_on": backbone_trained_on}
+    return output_file(p, lambda tmp: writer(tmp, X, y, attrs), overwrite=overwrite, flag=flag)
 
 
-def _read_h5(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | None]:
+Attrs = dict[str, str | None]
+"""The text attributes of a feature file (:data:`_ATTRS`; None when absent)."""
+
+
+def _read_h5(p: Path) -> tuple[np.ndarray, np.ndarray | None, Attrs]:
     with h5py.File(p, "r") as fp:
         if not isinstance(fp.get("features"), h5py.Dataset):
             raise FeatureFileError(f"{p}: no 'features' dataset (found {sorted(fp.keys())})")
@@ -313,12 +342,11 @@ def _read_h5(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | 
         if key is not None and not isinstance(fp[key], h5py.Dataset):
             raise FeatureFileError(f"{p}: '{key}' is a group, not a dataset")
         y = fp[key][...] if key is not None else None
-        split = _text(fp.attrs.get("split"))
-        backbone = _text(fp.attrs.get("backbone"))
-    return X, y, split, backbone
+        attrs = {name: _text(fp.attrs.get(name)) for name in _ATTRS}
+    return X, y, attrs
 
 
-def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str | None]:
+def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray | None, Attrs]:
     loaded = np.load(p, allow_pickle=False)
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise FeatureFileError(f"{p}: holds a single array, not an .npz archive of arrays")
@@ -328,36 +356,29 @@ def _read_npz(p: Path) -> tuple[np.ndarray, np.ndarray | None, str | None, str |
             raise FeatureFileError(f"{p}: no 'features' array (found {sorted(keys)})")
         X = data["features"]
         y = data["labels"] if "labels" in keys else None
-        split = str(data["split"]) if "split" in keys else None
-        backbone = str(data["backbone"]) if "backbone" in keys else None
-    return X, y, split, backbone
+        attrs = {name: str(data[name]) if name in keys else None for name in _ATTRS}
+    return X, y, attrs
 
 
-def _write_h5(
-    p: Path, X: np.ndarray, y: np.ndarray | None, split: str | None, backbone: str | None
-) -> None:
+def _write_h5(p: Path, X: np.ndarray, y: np.ndarray | None, attrs: Attrs) -> None:
     with h5py.File(p, "w") as fp:
         fp.create_dataset("features", data=X)
         if y is not None and y.dtype.kind == "U":
             fp.create_dataset("labels", data=y.astype(object), dtype=h5py.string_dtype())
         elif y is not None:
             fp.create_dataset("labels", data=y)
-        if split is not None:
-            fp.attrs["split"] = split
-        if backbone is not None:
-            fp.attrs["backbone"] = backbone
+        for name, value in attrs.items():
+            if value is not None:
+                fp.attrs[name] = value
 
 
-def _write_npz(
-    p: Path, X: np.ndarray, y: np.ndarray | None, split: str | None, backbone: str | None
-) -> None:
+def _write_npz(p: Path, X: np.ndarray, y: np.ndarray | None, attrs: Attrs) -> None:
     arrays: dict[str, np.ndarray] = {"features": X}
     if y is not None:
         arrays["labels"] = y
-    if split is not None:
-        arrays["split"] = np.array(split)
-    if backbone is not None:
-        arrays["backbone"] = np.array(backbone)
+    for name, value in attrs.items():
+        if value is not None:
+            arrays[name] = np.array(value)
     with open(p, "wb") as fh:
         np.savez(fh, **arrays)
 
