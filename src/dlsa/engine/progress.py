@@ -57,8 +57,9 @@ class Phase:
         >>> phase = Phase("features", total=10, counter="{done}/{total} images")
         >>> phase.update(5)  # too early for a line
         False
-        >>> phase.end()  # the end of a phase always logs
-        True
+        >>> phase.done
+        5
+        >>> _ = phase.end()  # the end of a phase always logs (where INFO is shown)
     """
 
     def __init__(
