@@ -391,7 +391,7 @@ def test_max_t_threshold_is_the_quantile_of_the_largest_of_m_normals():
 
 def test_max_t_rule_departs_less_often_by_luck_than_the_per_candidate_rule():
     """17 candidates equal in truth, 100 simulated sets: the per-candidate rule departs
-    in about a fifth of them, max-t near its nominal 5% (benchmarks/selection_nulls.py)."""
+    in about a fifth of them, max-t near its nominal 5% (benchmarks/studies/selection_nulls.py)."""
     from dlsa.selection.rule import Candidate, choose
 
     rng = np.random.default_rng(1)

@@ -188,7 +188,7 @@ def small() -> DLSAConfig:
     (``residual``) with the class prior of all data (``stage_prior``), and turns on the
     safeguard with 2-fold out-of-fold decisions. K = 100, the share routed (0.3) and one
     filter were chosen on validation splits of the Fashion-MNIST-LT demo features
-    (``benchmarks/tune_preset.py``: +0.75 points of balanced accuracy at depth 1, +0.28 at
+    (``benchmarks/studies/tune_preset.py``: +0.75 points of balanced accuracy at depth 1, +0.28 at
     2, +0.24 at 3; K = 30: +0.07 at depth 1)."""
     return DLSAConfig(
         depth=1,
@@ -210,7 +210,7 @@ def many_classes() -> DLSAConfig:
     :func:`small`, with three filters that each route half of their samples and K = 600
     (3 per class for 200 classes: scale K with the number of classes, e.g.
     ``--flow-filter.mixture.n-components``). Chosen on a validation split of the
-    synthetic 200-class set (``benchmarks/tune_preset.py``: balanced accuracy +4.1
+    synthetic 200-class set (``benchmarks/studies/tune_preset.py``: balanced accuracy +4.1
     points at depth 3 with K = 600 and proportion 0.5; +3.6 with K = 200; +3.1 with
     proportion 0.3)."""
     return dataclasses.replace(

@@ -4,7 +4,7 @@ torch starts one intra-op thread per physical core. When other processes keep so
 those cores busy, its threads wait on each other at every operation: 40 ResNet-8 steps
 of ``dlsa demo``'s stage 1 took 13.1 s with two threads against 6.5 s with one beside
 one busy process on two cores, and 4.1 s against 6.2 s on the idle machine
-(``benchmarks/bench_threads.py``). :func:`free_threads` measures,
+(``benchmarks/speed/bench_threads.py``). :func:`free_threads` measures,
 over a tenth of a second, how many cores other processes use (``/proc/stat``, Linux)
 and returns torch's default minus those, at least one. The CLI applies it at start
 (``--threads auto``, the default) unless ``OMP_NUM_THREADS`` says otherwise.

@@ -8,19 +8,19 @@ start-up nor the per-epoch checkpoint counts.
 
 CPU, the small ResNet (what docs/speed.md reports):
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_train.py --workers 1
+    OMP_NUM_THREADS=1 python -m benchmarks.speed.bench_train --workers 1
 
 One GPU, ResNet-50 at 224 px, with and without bfloat16 (not run here: no GPU):
 
-    python benchmarks/bench_train.py --arch resnet50 --size 224 --image-side 320 \\
+    python -m benchmarks.speed.bench_train --arch resnet50 --size 224 --image-side 320 \\
         --n-images 4096 --batch-size 128 --workers 8 --device cuda --epochs 2
-    python benchmarks/bench_train.py --arch resnet50 --size 224 --image-side 320 \\
+    python -m benchmarks.speed.bench_train --arch resnet50 --size 224 --image-side 320 \\
         --n-images 4096 --batch-size 128 --workers 8 --device cuda --epochs 2 --bf16
 
 What one DataLoader worker delivers (decode, crop, flip; with ``--augment paco`` also
 PaCo's colour jitter / RandAugment / grayscale / blur), to size ``--workers``:
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_train.py --views-only --size 224 \\
+    OMP_NUM_THREADS=1 python -m benchmarks.speed.bench_train --views-only --size 224 \\
         --image-side 320 --n-images 256
 """
 

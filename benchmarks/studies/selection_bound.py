@@ -1,5 +1,5 @@
 """How far the default's cost can fall without changing its fits: the default fit of a
-reference tree (the code when issue 22 was filed) and of this tree, beside an oracle
+reference tree (the code before the selection-cost work) and of this tree, beside an oracle
 that knows the answer and fits only the reference base and the chosen candidate (three
 folds each, then the final fit).
 
@@ -11,8 +11,8 @@ third of the reference's, a third can only be reached by changing the fits thems
 
 Each fit runs in its own process on one torch thread, one after the other::
 
-    git worktree add /tmp/dlsa-ref 9188b45     # the tree when issue 22 was filed
-    OMP_NUM_THREADS=1 python benchmarks/selection_bound.py runs/panel/fmd-tail-s0 \\
+    git worktree add /tmp/dlsa-ref 9188b45     # the tree before the selection-cost work
+    OMP_NUM_THREADS=1 python -m benchmarks.studies.selection_bound runs/panel/fmd-tail-s0 \\
         --reference-src /tmp/dlsa-ref/src [--seeds 0]
 """
 
@@ -21,11 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_selection import in_process  # noqa: E402
+from benchmarks.common import SRC, in_process
 
 FIT = """
 import json, sys, time
@@ -73,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sets", nargs="+", type=Path, help="folders with train.h5")
     parser.add_argument("--reference-src", type=Path, required=True)
-    parser.add_argument("--src", type=Path, default=Path(__file__).parents[1] / "src")
+    parser.add_argument("--src", type=Path, default=SRC)
     parser.add_argument("--seeds", default="0")
     args = parser.parse_args()
     print("| set | seed | chosen | same as the reference's | reference | this tree | oracle "

@@ -7,7 +7,7 @@ symmetric Dirichlet at two concentrations; for each, a test set is resampled fro
 large balanced pool and the prior is set to uniform / train / EM / BBSE / the oracle
 (the drawn prior). Printed: mean L1 error of the prior and mean accuracy (%).
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/prior_estimate.py
+    PYTHONPATH=src OMP_NUM_THREADS=1 python -m benchmarks.studies.prior_estimate
 """
 
 from __future__ import annotations

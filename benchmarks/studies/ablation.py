@@ -8,9 +8,9 @@ as mean ± std (%) with the gain over the base. Each number touches the test set
 nothing is selected on it.
 
 Usage:
-    python benchmarks/ablation.py --train runs/demo/train.h5 --test runs/demo/test.h5 \
+    python -m benchmarks.studies.ablation --train runs/demo/train.h5 --test runs/demo/test.h5 \
         --config small --seeds 0,1,2
-    python benchmarks/ablation.py --train runs/syn200/train.h5 --test runs/syn200/test.h5 \
+    python -m benchmarks.studies.ablation --train runs/syn200/train.h5 --test runs/syn200/test.h5 \
         --config many-classes --no-safeguard --seeds 0,1,2
 """
 

@@ -11,9 +11,9 @@ accuracy (mean per-class recall, the quantity a balanced test set measures) over
 base method, averaged over files and seeds.
 
 Usage:
-    python benchmarks/tune_preset.py --train runs/demo-r500-s0/train.h5 \
+    python -m benchmarks.studies.tune_preset --train runs/demo-r500-s0/train.h5 \
         runs/demo-r100-s0/train.h5 --config small --seeds 0,1
-    python benchmarks/tune_preset.py --train runs/syn200/train.h5 --config small \
+    python -m benchmarks.studies.tune_preset --train runs/syn200/train.h5 --config small \
         --k 200,600 --seeds 0,1
 """
 

@@ -1,13 +1,13 @@
 """Seconds of the default (out-of-fold selection + final fit) with its fold fits in one
 process against ``n_jobs`` worker processes, and whether the two predict the same.
 
-Each set is a folder with ``train.h5`` and ``test.h5`` (``benchmarks/panel.py`` writes
+Each set is a folder with ``train.h5`` and ``test.h5`` (``benchmarks/protocol/panel.py`` writes
 them under ``runs/panel``). The one-process run uses one torch thread, as each worker
 does on a machine with ``n_jobs`` cores, so the predictions should be bit-identical.
 
 Usage::
 
-    python benchmarks/bench_selection_jobs.py runs/panel/fm-digits runs/panel/emb-c100-d512
+    python -m benchmarks.speed.bench_selection_jobs runs/panel/fm-digits runs/panel/emb-c100-d512
 """
 
 from __future__ import annotations

@@ -23,12 +23,12 @@ of:
 * ``original head``: the bare step with the release's head, which forms the (rows, K, D)
   difference tensor (rebuilt from the paper's description; its memory is shown on CUDA).
 
-Goal (issue 10): ``real`` within 1.3x of ``bare``.
+Goal (the stage-2 speed target on GPU): ``real`` within 1.3x of ``bare``.
 
 Usage::
 
-    python benchmarks/bench_filter_step.py                          # CPU, smaller shapes
-    python benchmarks/bench_filter_step.py --device cuda --shapes 512,500,256 \\
+    python -m benchmarks.speed.bench_filter_step                          # CPU, smaller shapes
+    python -m benchmarks.speed.bench_filter_step --device cuda --shapes 512,500,256 \\
         2048,500,128 2048,500,1024
 """
 

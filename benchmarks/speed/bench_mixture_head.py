@@ -9,8 +9,8 @@ The batch of each step also carries ``purity_pairs * batch`` pairs (two rows eac
 batch of 512 puts 768 rows through the head.
 
 Usage:
-    python benchmarks/bench_mixture_head.py            # D=512 and D=2048, K=500
-    python benchmarks/bench_mixture_head.py --quick    # smaller, for a smoke run
+    python -m benchmarks.speed.bench_mixture_head            # D=512 and D=2048, K=500
+    python -m benchmarks.speed.bench_mixture_head --quick    # smaller, for a smoke run
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 Model: the default configuration without selection, Balanced Softmax + DLSA at depth 1
 (``DLSAConfig(selection=None, base="balsoftmax")``), so that DLSA is always on and
-every stage trains. For each set of the transfer panel (``benchmarks/panel.py`` builds
+every stage trains. For each set of the transfer panel (``benchmarks/protocol/panel.py`` builds
 them into ``runs/panel``) and seed, the table gives the test accuracy of both (overall
 and few-shot, in points), their paired difference, and the fit time of each on this
 device. The sets are fixed below, before any number was seen; no setting is chosen by
@@ -11,8 +11,8 @@ this table.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_precision.py --panel runs/panel
-    python benchmarks/bench_precision.py --panel runs/panel --device cuda --precision tf32
+    OMP_NUM_THREADS=1 python -m benchmarks.speed.bench_precision --panel runs/panel
+    python -m benchmarks.speed.bench_precision --panel runs/panel --device cuda --precision tf32
 """
 
 from __future__ import annotations

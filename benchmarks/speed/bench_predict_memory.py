@@ -12,13 +12,13 @@ subprocess and reads its peak resident memory (``VmHWM`` of ``/proc/self/status`
 
 Smoke run (200k x 512, ~400 MB file, about a minute)::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_predict_memory.py
+    OMP_NUM_THREADS=1 python -m benchmarks.speed.bench_predict_memory
 
 Larger than this machine's free memory allows comfortably (2M x 2048, 16 GB file;
 ``--memory-limit-gb`` caps the address space of the in-memory run, so it fails with a
 MemoryError instead of waking the kernel's OOM killer on a shared machine)::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_predict_memory.py --rows 2000000 \\
+    OMP_NUM_THREADS=1 python -m benchmarks.speed.bench_predict_memory --rows 2000000 \\
         --dim 2048 --depth 0 --folder /tmp/bench_predict_2m --memory-limit-gb 12
 
 ``--depth 0`` (the base classifier alone) keeps that run I/O-bound (minutes); the depth-1

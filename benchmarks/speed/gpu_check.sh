@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 10 and 13 as one prepared run, for a session that is lent a
-# CUDA machine (device tool: run it from the repository root, e.g.
-#   bash benchmarks/gpu_check.sh            # everything, ~9 min on one H200 (estimated)
-#   bash benchmarks/gpu_check.sh tests step # only some parts
-#   bash benchmarks/gpu_check.sh host inat  # a second call: host-memory features, iNat shape
-#   bash benchmarks/gpu_check.sh tf32       # with carry runs/panel/{fm-ce-r500,fm-digits,emb-c100-d512}
+# The GPU checks of stage 2 (speed, precision) and stage 1 (throughput) as one prepared
+# run, for a session that is lent a CUDA machine (device tool: run it from the repository
+# root, e.g.
+#   bash benchmarks/speed/gpu_check.sh            # everything, ~9 min on one H200 (estimated)
+#   bash benchmarks/speed/gpu_check.sh tests step # only some parts
+#   bash benchmarks/speed/gpu_check.sh host inat  # a second call: host-memory features, iNat shape
+#   bash benchmarks/speed/gpu_check.sh tf32       # with carry runs/panel/{fm-ce-r500,fm-digits,emb-c100-d512}
 # ). Each part writes its table to $OUT (the device tool's folder that comes back) or
 # runs/gpu, and has its own time limit, so one slow part cannot eat the others.
 #
@@ -19,7 +20,7 @@
 #               runs/panel/emb-c100-d512, 25 MB): evidence for a tf32 default on CUDA
 #        train  dlsa train throughput, ResNet-50 at 224 px, bf16, vs a bare loop
 set -u -o pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 out="${OUT:-runs/gpu}"
 dev="${DEVICE:-cuda}"  # DEVICE=cpu: a smoke run of the script itself on a CPU machine
@@ -36,23 +37,23 @@ for part in "${parts[@]}"; do
         timeout 180 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_devices.py \
             2>&1 | tail -n 30 | tee "$out/tests.log" ;;
     step)
-        timeout 120 python3 benchmarks/bench_filter_step.py --device "$dev" --compile \
+        timeout 120 python3 -m benchmarks.speed.bench_filter_step --device "$dev" --compile \
             --shapes 512,500,256 2048,500,128 2048,500,1024 2>&1 | tee "$out/filter_step.md" ;;
     stage2)
-        timeout 240 python3 benchmarks/bench_stage2.py --device "$dev" --shape imagenet-lt \
+        timeout 240 python3 -m benchmarks.speed.bench_stage2 --device "$dev" --shape imagenet-lt \
             --precision fp32 bf16 2>&1 | tee "$out/stage2.md" ;;
     host)
-        timeout 240 python3 benchmarks/bench_stage2.py --device "$dev" --shape imagenet-lt \
+        timeout 240 python3 -m benchmarks.speed.bench_stage2 --device "$dev" --shape imagenet-lt \
             --precision fp32 --features-on host 2>&1 | tee "$out/stage2_host.md" ;;
     inat)
-        timeout 590 python3 benchmarks/bench_stage2.py --device "$dev" --shape inat18 \
+        timeout 590 python3 -m benchmarks.speed.bench_stage2 --device "$dev" --shape inat18 \
             --precision bf16 2>&1 | tee "$out/stage2_inat.md" ;;
     tf32)
-        timeout 400 python3 benchmarks/bench_precision.py --panel runs/panel --device "$dev" \
+        timeout 400 python3 -m benchmarks.speed.bench_precision --panel runs/panel --device "$dev" \
             --precision tf32 --sets fm-ce-r500 fm-digits emb-c100-d512 \
             2>&1 | tee "$out/precision_tf32.md" ;;
     train)
-        timeout 120 python3 benchmarks/bench_train.py --arch resnet50 --size 224 \
+        timeout 120 python3 -m benchmarks.speed.bench_train --arch resnet50 --size 224 \
             --image-side 320 --n-images 2048 --batch-size 128 --workers 8 --device "$dev" \
             --epochs 2 --bf16 2>&1 | tee "$out/train.md" ;;
     *)

@@ -6,12 +6,12 @@ Each fit runs in its own process on one torch thread, the reference and this tre
 after the other for every set and seed, so that the machine's load is alike for both.
 The reference is any source folder of dlsa, e.g. a worktree of an older commit::
 
-    git worktree add /tmp/dlsa-ref 84c42e0      # before issue 22's step 5
-    OMP_NUM_THREADS=1 python benchmarks/bench_selection.py runs/panel/fmd-tail-s0 \\
+    git worktree add /tmp/dlsa-ref 84c42e0      # before the drop rule and shared phases
+    OMP_NUM_THREADS=1 python -m benchmarks.speed.bench_selection runs/panel/fmd-tail-s0 \\
         runs/panel/fm-digits --reference-src /tmp/dlsa-ref/src --seeds 0,1,2 \\
         [--json runs/bench_selection.jsonl]
 
-Each set is a folder with ``train.h5`` and ``test.h5`` (``benchmarks/panel.py`` writes
+Each set is a folder with ``train.h5`` and ``test.h5`` (``benchmarks/protocol/panel.py`` writes
 them under ``runs/panel``).
 """
 
@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import SRC, in_process
 
 FIT = """
 import json, sys, time
@@ -48,18 +47,6 @@ print(json.dumps({"seconds": seconds, "chosen": clf.selection_["chosen"],
 """
 
 
-def in_process(script: str, src: Path, *args: str) -> dict:
-    """Run ``script`` with the dlsa in ``src`` in a new process on one torch thread; the
-    JSON object it prints last."""
-    env = os.environ | {"PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True
-    )
-    if done.returncode:
-        raise SystemExit(f"{src} {' '.join(args)}: the fit failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def fit(src: Path, folder: Path, seed: int, out: Path) -> dict:
     """The default fit of ``folder``'s train.h5 by the dlsa in ``src``, in a new process."""
     return in_process(FIT, src, str(folder), str(seed), str(out))
@@ -69,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sets", nargs="+", type=Path, help="folders with train.h5, test.h5")
     parser.add_argument("--reference-src", type=Path, required=True)
-    parser.add_argument("--src", type=Path, default=Path(__file__).parents[1] / "src")
+    parser.add_argument("--src", type=Path, default=SRC)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--json", type=Path, default=None, help="append one record per run")
     args = parser.parse_args()

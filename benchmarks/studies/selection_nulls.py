@@ -1,5 +1,5 @@
 """How often the selection rule departs from the reference when no candidate is better
-in truth (issue 21): simulated out-of-fold hits, the per-candidate rule and the max-t rule.
+in truth: simulated out-of-fold hits, the per-candidate rule and the max-t rule.
 
 Each simulated training set has long-tailed classes; the reference's out-of-fold hit of a
 sample is a Bernoulli draw with its class's accuracy (head classes 95%, the rarest 50%).
@@ -11,7 +11,7 @@ every class and counts how often the rule departs (to it or to another).
 
 Usage::
 
-    python benchmarks/selection_nulls.py --sets 300
+    python -m benchmarks.studies.selection_nulls --sets 300
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The release's procedure with one of dlsa's choices at a time (issues 14 and 20): an
+"""The release's procedure with one of dlsa's choices at a time: an
 ablation in the layout of the paper's Table 4.
 
 "release" is a release preset (``--preset``, default ``ImgNet_CE_R50_bsm``: the
@@ -10,7 +10,7 @@ last one (the release picks them by test accuracy; we never do).
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/release_ablation.py --panel runs/panel \
+    OMP_NUM_THREADS=1 python -m benchmarks.protocol.release_ablation --panel runs/panel \
         --sets fm-digits,fm-ce-r100 --seeds 0 --out runs/release-ablation
 """
 

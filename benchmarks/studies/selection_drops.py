@@ -1,7 +1,7 @@
 """How often dropping candidates between folds (``selection.drop_behind``) changes the
-selection's choice, on simulated out-of-fold hits (issue 22).
+selection's choice, on simulated out-of-fold hits.
 
-The sets and candidates are those of ``benchmarks/selection_nulls.py`` (long-tailed
+The sets and candidates are those of ``benchmarks/studies/selection_nulls.py`` (long-tailed
 classes, candidates correlated with the reference), with three random folds and a mix of
 true gains: most candidates worse than the reference by 0 to 6 points, one better by
 ``--better`` points (0: none). The same hits are judged twice: every candidate on every
@@ -14,7 +14,7 @@ two choices differ; "dropped" the mean share of candidates dropped.
 
 Usage::
 
-    python benchmarks/selection_drops.py --sets 300 [--rule behind]
+    python -m benchmarks.studies.selection_drops --sets 300 [--rule behind]
 """
 
 from __future__ import annotations

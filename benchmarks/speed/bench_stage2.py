@@ -3,18 +3,20 @@ paper preset, on one device, in the same run.
 
 Features are synthetic (``make_embedding_like_features``) with the shape of a paper set:
 ``imagenet-lt`` 1,000 classes x 2048-d, 640 ... 5 training samples per class (~130k rows,
-as the issue's measurement), ``inat18`` 8,142 classes x 2048-d, 1,000 ... 2 per class and
-437,513 rows as iNaturalist 2018 (a power-law profile fitted to those four numbers: the
-exponential profile from 1,000 to 2 would give 1.3M rows). ``--scale`` multiplies the
-per-class counts (and divides nothing else), for a smoke run on the CPU.
+as the original measurement of the stage-2 cost), ``inat18`` 8,142 classes x 2048-d,
+1,000 ... 2 per class and 437,513 rows as iNaturalist 2018 (a power-law profile fitted to
+those four numbers: the exponential profile from 1,000 to 2 would give 1.3M rows).
+``--scale`` multiplies the per-class counts (and divides nothing else), for a smoke run on
+the CPU.
 
 Prints seconds of each fit, the DLSA overhead ratio, and peak GPU memory on CUDA.
 
 Usage::
 
-    python benchmarks/bench_stage2.py --device cuda --shape imagenet-lt --precision fp32 tf32 bf16
-    python benchmarks/bench_stage2.py --device cuda --shape inat18
-    OMP_NUM_THREADS=1 python benchmarks/bench_stage2.py --shape imagenet-lt --scale 0.2 \\
+    python -m benchmarks.speed.bench_stage2 --device cuda --shape imagenet-lt \\
+        --precision fp32 tf32 bf16
+    python -m benchmarks.speed.bench_stage2 --device cuda --shape inat18
+    OMP_NUM_THREADS=1 python -m benchmarks.speed.bench_stage2 --shape imagenet-lt --scale 0.2 \\
         --classes 200 --dim 256     # CPU smoke run
 """
 

@@ -6,7 +6,7 @@ folds) are fitted on the rest, where the safeguard makes its own inner folds, an
 by the gain in class-balanced accuracy on the outer split.
 
 Usage:
-    python benchmarks/safeguard_policy.py --train runs/demo-r500-s0/train.h5 \
+    python -m benchmarks.studies.safeguard_policy --train runs/demo-r500-s0/train.h5 \
         runs/demo-r100-s0/train.h5 --config small --folds 0,2,5 --seeds 0,1
 """
 

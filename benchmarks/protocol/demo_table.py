@@ -2,7 +2,7 @@
 
 Usage:
     for s in 0 1 2; do dlsa demo --imbalance 100 --seed $s --out runs/demo-r100-s$s; done
-    python benchmarks/demo_table.py runs/demo-r100-s*
+    python -m benchmarks.protocol.demo_table runs/demo-r100-s*
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Build the transfer panel: feature sets of different kinds, split once into a tuning
-half and a report half (issue 9).
+half and a report half.
 
 The split is fixed here, in writing, before any number of the report half is looked at:
 settings of the default (``dlsa.config.DLSAConfig()``) may only be chosen on the
 ``TUNE`` sets; the ``REPORT`` sets are evaluated once per release with
-``benchmarks/transfer.py``.
+``benchmarks/protocol/transfer.py``.
 
 Kinds of sets:
 
@@ -26,7 +26,7 @@ Kinds of sets:
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/panel.py --out runs/panel [--only NAME ...]
+    OMP_NUM_THREADS=1 python -m benchmarks.protocol.panel --out runs/panel [--only NAME ...]
 
 Each set is written as ``<out>/<name>/train.h5`` and ``test.h5``; existing sets are kept.
 """
@@ -57,8 +57,9 @@ REPORT = (
     "fmd-tail-s1",
     "fmd-tail-s2",
 )
-"""Sets only reported on, once per release. The ``fmd-tail-s*`` sets (issue 21, fixed
-before any result on them was seen) are one image split with three stage-1 runs."""
+"""Sets only reported on, once per release. The ``fmd-tail-s*`` sets (added with the max-t
+selection rule, fixed before any result on them was seen) are one image split with three
+stage-1 runs."""
 
 BACKBONE_EPOCHS = 20
 

@@ -1,4 +1,4 @@
-"""The original release and a dlsa preset side by side, on the same feature files (issue 20).
+"""The original release and a dlsa preset side by side, on the same feature files.
 
 Runs a local clone of the original release (github.com/silicx/DLSA; not part of this
 project: pass its folder) and the matching dlsa preset on the same train / test features,
@@ -25,7 +25,7 @@ functions' arguments and results, recorded by a small driver that wraps them.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/release_side_by_side.py --release ~/src/DLSA \\
+    OMP_NUM_THREADS=1 python -m benchmarks.protocol.release_side_by_side --release ~/src/DLSA \\
         --set parity=feat:ImgNet_CE_R50_bsm \\
         --set fm-ce-r100=runs/panel/fm-ce-r100:ImgNet_CE_R50_bsm \\
         --seeds 0,1,2 --out runs/release-parity --jobs 2

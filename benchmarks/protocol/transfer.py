@@ -1,5 +1,5 @@
-"""Transfer protocol (issue 9): Balanced Softmax alone, the paper preset and the default
-configuration on the sets of one half of the panel (``benchmarks/panel.py``), 3 seeds.
+"""Transfer protocol: Balanced Softmax alone, the paper preset and the default
+configuration on the sets of one half of the panel (``benchmarks/protocol/panel.py``), 3 seeds.
 
 Every model is fitted on the train features and evaluated once on the test features.
 Results are cached per (set, model, seed) as JSON under ``--out``, so an interrupted run
@@ -10,9 +10,9 @@ fold on train when the default chose no filter), and what the default chose.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/transfer.py --half tune --panel runs/panel \\
+    OMP_NUM_THREADS=1 python -m benchmarks.protocol.transfer --half tune --panel runs/panel \\
         --out runs/transfer [--seeds 0,1,2] [--paper-seeds 0]
-    OMP_NUM_THREADS=1 python benchmarks/transfer.py --half report --seeds 0 \\
+    OMP_NUM_THREADS=1 python -m benchmarks.protocol.transfer --half report --seeds 0 \\
         --release-presets ImgNet_CE_R50_bsm,imagenet-lt --out runs/transfer-release
 """
 
@@ -21,19 +21,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.protocol.panel import REPORT, TUNE
 from dlsa import DLSAClassifier
 from dlsa.analysis.evaluation import evaluate
 from dlsa.config import DLSAConfig, SelectionConfig, get_preset
 from dlsa.io.features import load_features
-
-sys.path.insert(0, str(Path(__file__).parent))
-from panel import REPORT, TUNE  # noqa: E402
 
 
 def _chosen_base(default_record: dict) -> DLSAConfig:
@@ -62,7 +59,7 @@ def model_config(name: str, seed: int, default_record: dict | None = None) -> DL
         cfg = get_preset("imagenet-lt")
     elif name.startswith("paper:"):  # a release preset by name
         cfg = get_preset(name.split(":", 1)[1])
-    elif name == "default-v1":  # the default before issue 21: per-candidate bar, crt too
+    elif name == "default-v1":  # the default before the max-t bar: per-candidate bar, crt too
         from dlsa.config import BASE_NAMES
 
         sel = SelectionConfig(multiplicity="per-candidate", bases=BASE_NAMES)

@@ -6,7 +6,7 @@ thread count, measured in the same run.
 
 Usage::
 
-    python benchmarks/bench_threads.py [--busy 0,1] [--steps 60]
+    python -m benchmarks.speed.bench_threads [--busy 0,1] [--steps 60]
 
 Run it on an otherwise idle machine: the busy processes are the load it studies.
 """

@@ -13,7 +13,7 @@ or 1.0 few-shot on any seed; its mean at or above the peer's.
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/peer_check.py --sets runs/panel/fmd-tail-s0 \\
+    OMP_NUM_THREADS=1 python -m benchmarks.protocol.peer_check --sets runs/panel/fmd-tail-s0 \\
         ../shared/cases/fa20 --seeds 0,1,2 --out runs/peer
 """
 

@@ -1,0 +1,1 @@
+"""The transfer panel and the protocols behind reported results."""

@@ -1,0 +1,1 @@
+"""One-off studies: the selection rule, the safeguard, preset tuning, ablations."""
