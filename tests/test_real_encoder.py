@@ -3,11 +3,12 @@ EfficientNet-Lite0 with its ImageNet weights (the ``encoders`` extra, also in ``
 on real images, 3 Fashion-MNIST classes x 40 written as PNG class folders.
 
 What only a real network shows (measured on this machine at 96 pixels, 120 images):
-a linear probe on the features separates trouser, bag and ankle boot (accuracy 1.00 on
-5 stratified 50/50 splits; a randomly initialised Lite0 gives chance, 0.33); the
-features of an image and its mirror image agree (cosine similarity mean 0.987, min
-0.951), and storing them as float16 changes them by float16 rounding only (cosine
-> 0.99999). The whole module takes about 10 s on one CPU thread.
+a linear probe on the features separates trouser, bag and ankle boot (accuracy 0.98 to
+1.00, mean 0.997, on 5 stratified 50/50 splits; a randomly initialised Lite0 gives the
+same features for every image here, so chance, 0.33); the features of an image and of
+its mirror image agree (cosine similarity mean 0.987, min 0.951), and storing them as
+float16 changes them by float16 rounding only (cosine min 0.9999998, largest change
+0.002, relative 5e-4). The module takes about 13 s on one CPU thread.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def test_a_linear_probe_on_the_features_beats_chance_by_far(fashion):
             plain.X, plain.y, test_size=0.5, stratify=plain.y, random_state=seed
         )
         scores.append(LogisticRegression(max_iter=2000).fit(a, ya).score(b, yb))
-    assert np.mean(scores) > 0.9, scores  # chance: 1/3; measured 1.00
+    assert np.mean(scores) > 0.9, scores  # chance: 1/3; measured 0.997
 
 
 def test_flip_averaged_and_float16_features_agree(fashion):
