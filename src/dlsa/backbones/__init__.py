@@ -1,11 +1,14 @@
 """Stage 1: feature learning (small ResNets trained with CE, CBS or PaCo) and extraction.
 
 Optional pretrained torchvision / timm / open_clip models with local weights live in
-:mod:`dlsa.backbones.pretrained` (imported on demand, never downloaded).
+:mod:`dlsa.backbones.pretrained` (imported on demand, never downloaded); any torch
+encoder of your own code through :func:`load_encoder` (:mod:`dlsa.backbones.custom`,
+``--backbone MODULE:CALLABLE``).
 This subpackage never imports the DLSA cascade.
 """
 
 from dlsa.backbones.checkpoint import load_checkpoint, save_checkpoint
+from dlsa.backbones.custom import load_encoder
 from dlsa.backbones.extract import extract_features, extract_to_file
 from dlsa.backbones.history import EpochRecord, TrainHistory
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
@@ -28,6 +31,7 @@ __all__ = [
     "extract_features",
     "extract_to_file",
     "load_checkpoint",
+    "load_encoder",
     "paco_loss",
     "random_crop_flip",
     "save_checkpoint",

@@ -103,9 +103,10 @@ def parse_backbone(spec: str) -> tuple[Library, str] | None:
         return None  # a folder (also one whose name holds a colon, or C:\\...)
     if library not in LIBRARIES:
         raise DLSAInputError(
-            f"--backbone {spec}: unknown library {library!r} (and no such backbone "
-            f"folder); use LIBRARY:MODEL with LIBRARY one of {', '.join(LIBRARIES)}, or "
-            "a folder of dlsa train"
+            f"--backbone {spec}: unknown library {library!r} (nor a module that can be "
+            f"imported, nor a backbone folder); use LIBRARY:MODEL with LIBRARY one of "
+            f"{', '.join(LIBRARIES)}, MODULE:CALLABLE (a module you can import), or a "
+            "folder of dlsa train"
         )
     if not name:
         raise DLSAInputError(f"--backbone {spec}: no model name after {library}:")

@@ -4,7 +4,8 @@ features (``backbone_trained_on``: whether the backbone trained on these images)
 For a ``dlsa train`` run folder the provenance is worked out per image from the images
 the run trained on (:mod:`dlsa.backbones.provenance`), and ``--subset`` keeps only the
 images it trained on or held out; a pretrained ``LIBRARY:MODEL`` encoder may have
-trained on anything, so its features are "unknown" unless ``--backbone-trained-on`` says.
+trained on anything, so its features are "unknown" unless ``--backbone-trained-on`` says;
+so may a ``MODULE:CALLABLE`` encoder of your own code (:mod:`dlsa.backbones.custom`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ SUBSETS = ("all", "train", "holdout")
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    """Embed image files with a saved stage-1 backbone or a pretrained encoder
-    (``LIBRARY:MODEL`` with ``--weights``) into a feature file; prints images/s.
+    """Embed image files with a saved stage-1 backbone, a pretrained encoder
+    (``LIBRARY:MODEL`` with ``--weights``) or any torch encoder (``MODULE:CALLABLE``,
+    :mod:`dlsa.backbones.custom`) into a feature file; prints images/s.
 
     Under torchrun every rank embeds its share of the images and rank 0 alone writes the
     feature file and its ``.files.csv``, the image file of each row
@@ -92,8 +94,17 @@ def _extract_backbone(
     (a stage-1 run folder's, or None: class folders by sorted name) and the metadata of
     a run folder (None for a pretrained encoder)."""
     from dlsa.backbones import load_checkpoint
+    from dlsa.backbones.custom import parse_factory
     from dlsa.backbones.pretrained import load_pretrained, parse_backbone
 
+    try:
+        factory = parse_factory(str(args.backbone))
+    except DLSAInputError as err:
+        raise CLIError(one_line(err)) from err
+    if factory is not None:
+        return _factory_backbone(args)
+    if args.mean or args.std:
+        raise CLIError("--mean and --std are for a MODULE:CALLABLE backbone")
     pretrained = parse_backbone(str(args.backbone))
     if pretrained is not None:
         if not args.weights:
@@ -107,8 +118,8 @@ def _extract_backbone(
         except (OSError, ImportError, ValueError, RuntimeError, KeyError) as err:
             raise CLIError(f"--backbone {args.backbone}: {one_line(err)}") from err
         size = args.size or model.input_size  # the model's crop, and its resize ratio
-        resize = round(size * model.resize / model.input_size)
-        return model, int(size), resize, "RGB", None, None
+        resize = args.resize or round(size * model.resize / model.input_size)
+        return model, int(size), _resize(int(size), resize), "RGB", None, None
     if args.weights:
         raise CLIError("--weights is for a LIBRARY:MODEL backbone; a folder has its own")
     try:
@@ -119,7 +130,52 @@ def _extract_backbone(
     if not size:
         raise CLIError("--size is required: the backbone does not record its image size")
     mode = "L" if model.config()["in_channels"] == 1 else "RGB"
-    return model, int(size), None, mode, meta.get("class_names"), meta
+    return model, int(size), _resize(int(size), args.resize), mode, meta.get("class_names"), meta
+
+
+def _resize(size: int, resize: int | None) -> int | None:
+    """``resize``, checked against the crop ``size``."""
+    if resize is not None and resize < size:
+        raise CLIError(f"--resize {resize} must be at least the image side {size}")
+    return resize
+
+
+def _factory_backbone(
+    args: argparse.Namespace,
+) -> tuple[Any, int, int | None, str, Any, dict[str, Any] | None]:
+    """A ``MODULE:CALLABLE`` backbone (:func:`dlsa.backbones.custom.load_encoder`), with
+    the preprocessing of the flags, else of the module's ``dlsa_preprocess``."""
+    from dlsa.backbones.custom import load_encoder
+
+    try:
+        model = load_encoder(
+            str(args.backbone), args.weights, size=args.size, resize=args.resize,
+            mean=_floats(args.mean, "--mean"), std=_floats(args.std, "--std"),
+        )  # fmt: skip
+    except (ModelFileError, FileNotFoundError) as err:
+        raise CLIError(f"--weights {one_line(err)}") from err
+    except DLSAInputError as err:
+        message = one_line(err)
+        prefix = "" if message.startswith("--") else f"--backbone {args.backbone}: "
+        raise CLIError(prefix + message) from err
+    except Exception as err:  # the user's factory or module failed: one line, exit 2
+        raise CLIError(
+            f"--backbone {args.backbone}: {type(err).__name__}: {one_line(err)}"
+        ) from err
+    return model, model.input_size, model.resize, "RGB", None, None
+
+
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    """``"0.5,0.5,0.5"`` as floats (None stays None)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise CLIError(f"{flag} {text}: expected 3 comma-separated numbers") from None
+    if len(values) != 3:
+        raise CLIError(f"{flag} {text}: expected 3 comma-separated numbers (R,G,B)")
+    return values
 
 
 def _images_to_extract(

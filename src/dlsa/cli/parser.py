@@ -135,13 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="a backbone folder (dlsa train, dlsa demo), or a pretrained encoder as "
         "LIBRARY:MODEL (torchvision:resnet50, timm:vit_base_patch14_dinov2.lvd142m, "
-        "open_clip:ViT-B-16) with --weights",
+        "open_clip:ViT-B-16) with --weights, or any torch encoder as MODULE:CALLABLE "
+        "(mypkg.models:make_encoder, a function of yours on sys.path or in the current "
+        "directory returning an nn.Module: images to (N, D), or (N, D, h, w) averaged; "
+        "optional --weights; preprocessing from --size/--resize/--mean/--std, else its "
+        "dlsa_preprocess dict, else ImageNet's)",
     )
     ext.add_argument(
         "--weights",
         default=None,
-        help="local weights file of a LIBRARY:MODEL backbone (.safetensors, .pth; nothing "
-        "is downloaded)",
+        help="local weights file of a LIBRARY:MODEL (required) or MODULE:CALLABLE "
+        "(optional) backbone (.safetensors, .pth read without running pickled code; "
+        "nothing is downloaded)",
     )
     ext.add_argument(
         "--float16", action="store_true", help="store the features as float16 (half the file)"
@@ -173,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=int, default=None,
         help="image side (default: the backbone's recorded size, or the pretrained model's)",
     )  # fmt: skip
+    ext.add_argument(
+        "--resize", type=int, default=None,
+        help="shorter side before the center crop to --size (default: the pretrained "
+        "model's ratio, e.g. 256 for 224; none for a run folder)",
+    )  # fmt: skip
+    ext.add_argument("--mean", default=None, help="R,G,B input mean of a MODULE:CALLABLE")
+    ext.add_argument("--std", default=None, help="R,G,B input std of a MODULE:CALLABLE")
     ext.add_argument(
         "--out", required=True, help="feature file (.h5/.hdf5/.npz), and OUT.files.csv beside it"
     )
