@@ -2,6 +2,7 @@
 training data: the rule (:mod:`~dlsa.selection.rule`) and the search over base methods
 and DLSA variants (:mod:`~dlsa.selection.search`)."""
 
+from dlsa.selection.candidates import c_variants, tau_variants
 from dlsa.selection.folds import fold_candidates, out_of_fold
 from dlsa.selection.rule import (
     Candidate,
@@ -19,7 +20,6 @@ from dlsa.selection.search import (
     select_base,
     select_dlsa,
     separation,
-    tau_variants,
 )
 
 __all__ = [
@@ -39,4 +39,5 @@ __all__ = [
     "select_dlsa",
     "separation",
     "tau_variants",
+    "c_variants",
 ]

@@ -17,24 +17,22 @@ reuses the base trained on that fold. The evidence records the seconds spent.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dlsa.cascade import Cascade
-from dlsa.config import DLSAConfig, FilterConfig, SelectionConfig
+from dlsa.config import DLSAConfig, SelectionConfig
 from dlsa.engine.progress import Phase
 from dlsa.engine.splits import append_validation, stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
-from dlsa.selection.folds import FoldSpec, Variants, fold_candidates, out_of_fold
+from dlsa.selection.candidates import base_spec, dlsa_specs
+from dlsa.selection.folds import fold_candidates, out_of_fold
 from dlsa.selection.rule import Candidate, DropRule, choose, describe, ruled_out
-from dlsa.stage2.bases import BASES, make_base
 
 logger = logging.getLogger(__name__)
 
@@ -106,46 +104,6 @@ class Evidence:
             cand.stage = None if cand.stage is None else cand.stage[self.scored]
             cand.seen = None if cand.seen is None else cand.seen[self.scored]
         return found
-
-
-def tau_variants(name: str, grid: Sequence[float]) -> Variants:
-    """Variants of a base whose ``tau`` acts after training (``tau-norm``,
-    ``logit-adjust``): the fold cascade is trained once and re-scored for every tau
-    (:meth:`Cascade.with_base`)."""
-
-    def apply(cascade: Cascade) -> Iterator[tuple[str, dict[str, Any], Cascade]]:
-        for tau in grid:
-            params = {"base": name, "base_params": {"tau": float(tau)}}
-            yield describe(params), params, cascade.with_base(make_base(name, {"tau": tau}))
-
-    return apply
-
-
-def c_variants(grid: Sequence[float]) -> Variants:
-    """Variants of ``logreg`` at every ``C`` of ``grid``: the fold cascade is fitted once
-    along the regularisation path (``inner_folds=0`` keeps every solution) and re-scored
-    at each ``C``, strongest regularisation (the simplest model) first."""
-
-    def apply(cascade: Cascade) -> Iterator[tuple[str, dict[str, Any], Cascade]]:
-        for c in sorted(grid):
-            params = {"base": "logreg", "base_params": {"c": float(c)}}
-            yield describe(params), params, cascade.with_base(make_base("logreg", {"c": c}))
-
-    return apply
-
-
-def base_spec(fixed: dict[str, Any], name: str, cfg: SelectionConfig) -> FoldSpec:
-    """The fold configuration of base candidate ``name``: methods with a post-hoc
-    hyper-parameter (tau, or ``logreg``'s C) are fitted once and re-scored per value."""
-    posthoc = BASES[name].posthoc_params
-    if posthoc == ("tau",):
-        over = {"base": name, "base_params": {}}
-        return FoldSpec(fixed | over, tau_variants(name, cfg.tau_grid))
-    if posthoc == ("c",):
-        over = {"base": name, "base_params": {"inner_folds": 0}}
-        return FoldSpec(fixed | over, c_variants(make_base(name).cs))
-    group = "plain" if make_base(name).plain_phase else None
-    return FoldSpec(fixed | {"base": name, "base_params": {}}, None, group=group)
 
 
 def _round(
@@ -269,30 +227,6 @@ FITS = "{done}/{total} fold fits"
 def _scored(candidates: list[Candidate], chosen: Candidate) -> str:
     """The last progress line of a round: candidates scored and the one chosen."""
     return f"{len(candidates)} candidates scored, chosen: {chosen.name}"
-
-
-def dlsa_specs(
-    fixed: dict[str, Any],
-    flt: FilterConfig,
-    depth: int,
-    proportions: Sequence[float],
-    base_models: Sequence[Cascade] | None,
-) -> tuple[list[dict[str, Any]], list[FoldSpec]]:
-    """The DLSA candidates of depth 1 ... ``depth`` (every routed share; 0.9+ only at
-    depth 1: nothing is left below it) as fold configurations that reuse: depth 1's
-    first share reuses the base's fold models (``base_models``), the other shares its
-    filters, depth d the filters of depth d - 1 of the same share."""
-    overs: list[dict[str, Any]] = []
-    specs: list[FoldSpec] = []
-    index: dict[tuple[int, float], int] = {}
-    for d in range(1, depth + 1):
-        for share in [p for p in proportions if d == 1 or p < 0.9]:
-            over = {"depth": d, "flow_filter": dataclasses.replace(flt, proportion=share)}
-            parent = index.get((d - 1, share) if d > 1 else (1, proportions[0]))
-            index[(d, share)] = len(specs)
-            overs.append(over)
-            specs.append(FoldSpec(fixed | over, donors=base_models, parent=parent))
-    return overs, specs
 
 
 def guard(cfg: SelectionConfig, source: str) -> float | None:
