@@ -66,19 +66,25 @@ def _field_docs(cls: type[Any]) -> dict[str, str]:
 
 
 def config_fields(
-    cls: type[Any] = DLSAConfig, prefix: str = ""
+    cls: type[Any] = DLSAConfig, prefix: str = "", default: Any = None
 ) -> Iterator[tuple[str, Any, Any, str]]:
-    """Leaf fields of a config as ``(dotted path, type hint, default, help)``."""
+    """Leaf fields of a config as ``(dotted path, type hint, default, help)``; the
+    defaults are those of ``default`` (an instance of ``cls``; ``cls()`` if None), so a
+    nested config shows the values the enclosing default really uses (``DLSAConfig()``'s
+    filter and head, not ``FilterConfig()``'s)."""
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
-    default = cls()
+    default = cls() if default is None else default
     for f in dataclasses.fields(cls):
         if f.name in SKIPPED_FIELDS:
             continue
         hint = hints[f.name]
         sub = dataclass_in(hint)
         if sub is not None:
-            yield from config_fields(sub, f"{prefix}{f.name}.")
+            inner = getattr(default, f.name)
+            yield from config_fields(
+                sub, f"{prefix}{f.name}.", inner if isinstance(inner, sub) else None
+            )
         else:
             yield f"{prefix}{f.name}", hint, getattr(default, f.name), docs.get(f.name, "")
 

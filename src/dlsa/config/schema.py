@@ -317,8 +317,9 @@ class DLSAConfig:
     regular_cluster_aided: bool = False
     """With ``regular_data="remaining"`` and depth >= 1, make the regular classifier a
     (never residual) cluster-aided one on ``[x, z]`` and the cluster prior of the last
-    filter (original release: True, FC(x) + FC([z, prior]); ours is the paper's regular
-    classifier, a linear map of x alone, Sec. 3.4)."""
+    filter (not the original release: its regular classifier is FC(x) + FC(x), two maps
+    of x without the cluster prior, docs/presets.md; ours by default is the paper's
+    regular classifier, a linear map of x alone, Sec. 3.4)."""
     cluster_prior_data: Literal["level", "all"] = "level"
     """Samples whose clusters under a level's filter make its cluster prior P(y | k):
     "level" (the level's own training samples, the paper's definition) or "all" (every
