@@ -36,8 +36,11 @@ class DemoSettings:
 
     data_root: str = FASHION_MNIST_ROOT
     """Folder of the Fashion-MNIST idx files (Debian package dataset-fashion-mnist)."""
-    imbalance: float = 100.0
-    """rho = n_max / n_min of the long-tailed train set."""
+    imbalance: float = 1000.0
+    """rho = n_max / n_min of the long-tailed train set. 1000 gives a few-shot tail: with
+    ``n_max`` 6000 the classes keep 6000 ... 27, 12, 6 images, 5400 ... 24, 11, 5 for
+    training after the validation split (two classes under 20, the "few" group), and
+    every class keeps at least one validation image."""
     n_max: int = 6000
     """Train images of the largest class before the validation split (at most 6000)."""
     seed: int = 0
