@@ -43,6 +43,7 @@ T = TypeVar("T")
 __all__ = [
     "BaseMethod",
     "StageData",
+    "balanced_accuracy",
     "class_balanced_order",
     "frozen",
     "run_phase",
@@ -174,6 +175,22 @@ def run_phase(
         values = [p.detach().clone() for p in params]
         cache[key] = (values, shared[2].get_state(), copy.deepcopy(history))  # type: ignore[index]
     return history
+
+
+def balanced_accuracy(pred: Tensor, target: Tensor) -> float:
+    """Mean over the classes present in ``target`` (N,) of the recall of the predicted
+    classes ``pred`` (N,) (float64 sums; both on one device).
+
+    Example:
+        >>> balanced_accuracy(torch.tensor([0, 0, 1, 0]), torch.tensor([0, 0, 1, 1]))
+        0.75
+    """
+    correct = (pred == target).to(torch.float64)
+    classes, inverse = torch.unique(target, return_inverse=True)
+    hits = torch.zeros(classes.numel(), dtype=torch.float64, device=target.device)
+    hits.index_add_(0, inverse, correct)
+    sizes = torch.bincount(inverse, minlength=classes.numel()).to(torch.float64)
+    return float((hits / sizes).mean())
 
 
 @contextmanager

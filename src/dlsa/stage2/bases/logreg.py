@@ -12,7 +12,8 @@ with samples), so the data term is the mean over classes of each class's mean lo
 means in :class:`sklearn.linear_model.LogisticRegression` (penalty ``||W||^2 / 2``
 against ``C`` times the summed weighted loss).
 
-``C`` is chosen like :class:`sklearn.linear_model.LogisticRegressionCV` chooses it: the
+``C`` is chosen much as :class:`sklearn.linear_model.LogisticRegressionCV` chooses it
+(which averages per-fold scores where this pools the held-out predictions): the
 grid ``cs`` is fitted from the strongest regularisation to the weakest, each fit
 starting from the previous solution, on ``inner_folds`` stratified folds of the stage's
 data; the ``C`` of the best pooled held-out balanced accuracy (ties: the stronger
@@ -43,7 +44,7 @@ from dlsa.engine import rng
 from dlsa.engine.rows import SCORE_CHUNK
 from dlsa.engine.splits import stratified_folds
 from dlsa.errors import TrainingDivergedError
-from dlsa.stage2.bases._base import BaseMethod, StageData
+from dlsa.stage2.bases._base import BaseMethod, StageData, balanced_accuracy
 from dlsa.stage2.classifiers import LinearHead, StageClassifier
 from dlsa.stage2.losses import balanced_softmax_loss
 
@@ -155,15 +156,17 @@ class BalancedLogisticRegression(BaseMethod):
         """Whether a fit keeps every solution of the path (model selection's mode)."""
         return self.c is None and self.inner_folds == 0
 
-    def path(self) -> list[float]:
-        """The values of ``C`` fitted in order: the grid up to ``c`` (and ``c``), or the
-        whole grid; strongest regularisation first."""
+    def path(self, c: float | None = None) -> list[float]:
+        """The values of ``C`` fitted in order, strongest regularisation first: the grid
+        up to ``c`` (default: this method's) and ``c`` itself, or the whole grid when
+        there is no ``c``."""
+        c = self.c if c is None else c
         grid = sorted(set(self.cs))
-        return grid if self.c is None else [v for v in grid if v < self.c] + [self.c]
+        return grid if c is None else [v for v in grid if v < c] + [c]
 
     def build_head(self, n_inputs: int, n_classes: int) -> nn.Module:
         """A :class:`PathHead` (zero weights), holding the path in model selection."""
-        return PathHead(n_inputs, n_classes, n_path=len(self.cs) if self.keeps_path else 0)
+        return PathHead(n_inputs, n_classes, n_path=len(self.path()) if self.keeps_path else 0)
 
     def posthoc(self, model: StageClassifier) -> None:
         """Set the weights of a model fitted with ``inner_folds=0`` to its solution at
@@ -194,7 +197,7 @@ class BalancedLogisticRegression(BaseMethod):
         if c is None and self.inner_folds >= 2:
             c = self._choose_c(model, params, initial, data, generator, desc)
         _restore(params, initial)
-        path = self.path() if c is None else [v for v in self.path() if v < c] + [c]
+        path = self.path(c)
         for i, value in enumerate(path):
             self._minimise(model, params, data, value, desc)
             if self.keeps_path:
@@ -293,18 +296,6 @@ class BalancedLogisticRegression(BaseMethod):
             return total + penalty.detach()
 
         return closure
-
-
-def balanced_accuracy(pred: Tensor, target: Tensor) -> float:
-    """Mean over the classes present in ``target`` (N,) of the recall of ``pred`` (N,).
-
-    Example:
-        >>> balanced_accuracy(torch.tensor([0, 0, 1, 0]), torch.tensor([0, 0, 1, 1]))
-        0.75
-    """
-    classes = torch.unique(target)
-    hits = pred == target
-    return float(torch.stack([hits[target == c].float().mean() for c in classes]).mean())
 
 
 def _is_int(value: object) -> bool:

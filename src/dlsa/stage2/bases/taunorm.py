@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from dlsa.config import HeadConfig
 from dlsa.engine import rng
 from dlsa.engine.splits import stratified_split
-from dlsa.stage2.bases._base import BaseMethod, StageData
+from dlsa.stage2.bases._base import BaseMethod, StageData, balanced_accuracy
 from dlsa.stage2.classifiers import StageClassifier
 
 TAU_GRID = tuple(round(0.1 * i, 1) for i in range(21))
@@ -70,12 +70,7 @@ class TauNormHead(nn.Module):
 
 def mean_class_accuracy(logits: Tensor, target: Tensor) -> float:
     """Mean over the classes present in ``target`` (N,) of the accuracy of logits (N, C)."""
-    correct = (logits.argmax(dim=1) == target).to(torch.float64)
-    classes, inverse = torch.unique(target, return_inverse=True)
-    hits = torch.zeros(classes.numel(), dtype=torch.float64, device=target.device)
-    hits.index_add_(0, inverse, correct)
-    sizes = torch.bincount(inverse, minlength=classes.numel()).to(torch.float64)
-    return float((hits / sizes).mean())
+    return balanced_accuracy(logits.argmax(dim=1), target)
 
 
 def split_stage(
