@@ -211,6 +211,21 @@ def _embedding(
     return build
 
 
+def _gaussian(folder: Path) -> dict:
+    """200 Gaussian classes of 500 ... 5 train images at D = 128 (one mode each, test 30
+    per class): classes of five samples, where the strength of L2 matters. Built beside
+    the peer check of ``logreg`` (it informed its objective: a spare set, in neither half)."""
+    from dlsa.datasets.synthetic import make_long_tailed_features
+
+    d = make_long_tailed_features(
+        n_classes=200, n_features=128, n_max=500, imbalance=100, n_test_per_class=30,
+        modes_per_class=1, separation=0.4, noise=1.0, seed=0,
+    )  # fmt: skip
+    save_features(folder / "train.h5", d.X_train, d.y_train)
+    save_features(folder / "test.h5", d.X_test, d.y_test)
+    return {"kind": "isotropic Gaussian synthetic", "n_max": 500, "rho": 100.0}
+
+
 BUILDERS: dict[str, Callable[[Path], dict]] = {
     "fm-ce-r10": _fashion(10, "ce"),
     "fm-ce-r100": _fashion(100, "ce"),
@@ -224,6 +239,7 @@ BUILDERS: dict[str, Callable[[Path], dict]] = {
     "emb-c1000-d512": _embedding(1000, 512, 100, rho=50.0),
     "emb-c100-d2048": _embedding(100, 2048, 200),
     **{f"fmd-tail-s{k}": _tail(k) for k in range(3)},
+    "gauss-c200": _gaussian,
 }
 assert set(TUNE) | set(REPORT) <= set(BUILDERS) and not set(TUNE) & set(REPORT)
 
