@@ -151,10 +151,9 @@ def rarer_half(y: np.ndarray, n_classes: int, counts: np.ndarray | None = None) 
         >>> rarer_half(np.array([0, 1, 2]), 3, counts=np.array([5, 90, 1])).tolist()
         [True, False, True]
     """
-    present = np.flatnonzero(np.bincount(y, minlength=n_classes))
-    counts = np.bincount(y, minlength=n_classes) if counts is None else np.asarray(counts)
-    order = present[np.argsort(counts[present], kind="stable")]
-    return np.isin(y, order[: (len(order) + 1) // 2])
+    in_y = np.bincount(y, minlength=n_classes)
+    by = in_y if counts is None else np.asarray(counts)
+    return rarer_classes(by, present=in_y > 0)[y]
 
 
 def choose(

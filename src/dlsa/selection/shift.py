@@ -24,16 +24,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def rarer_classes(counts: np.ndarray) -> np.ndarray:
-    """Mask (C,) of the rarer half of the classes with samples (``ceil(C'/2)`` of the C'
-    classes with a count, ties by class index), by training ``counts`` (C,).
+def rarer_classes(counts: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Mask (C,) of the rarer half (``ceil(C'/2)``, ties by class index) of the C' classes
+    in ``present`` (C,) (default: those with a count), rarer by ``counts`` (C,).
 
     Example:
         >>> rarer_classes(np.array([50, 5, 0, 9, 100])).tolist()
         [False, True, False, True, False]
     """
     counts = np.asarray(counts)
-    present = np.flatnonzero(counts > 0)
+    present = np.flatnonzero(counts > 0 if present is None else present)
     order = present[np.argsort(counts[present], kind="stable")]
     mask = np.zeros(len(counts), dtype=bool)
     mask[order[: (len(order) + 1) // 2]] = True
