@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlsa.datasets.synthetic import make_long_tailed_features
-from dlsa.engine.splits import long_tailed_counts
+from dlsa.datasets.synthetic import make_imagenet_lt_like, make_long_tailed_features
+from dlsa.engine.splits import imagenet_lt_counts, long_tailed_counts
 
 
 def test_profile_balanced_test_and_seed():
@@ -17,3 +17,22 @@ def test_profile_balanced_test_and_seed():
     np.testing.assert_array_equal(d.X_train, again.X_train)
     other = make_long_tailed_features(n_classes=12, n_features=5, n_max=200, imbalance=50, seed=2)
     assert not np.array_equal(d.X_train, other.X_train)
+
+
+def test_imagenet_lt_counts_have_its_groups_and_total() -> None:
+    counts = imagenet_lt_counts()
+    assert counts.shape == (1000,) and int(counts.sum()) == 115_846
+    assert (np.diff(counts) <= 0).all() and counts.max() == 1280 and counts.min() == 5
+    many, few = counts > 100, counts < 20
+    assert (many.sum(), (~many & ~few).sum(), few.sum()) == (385, 479, 136)
+
+
+def test_imagenet_lt_like_splits_are_balanced_and_disjoint_draws() -> None:
+    split, X_val, y_val = make_imagenet_lt_like(
+        n_features=8, n_val_per_class=2, n_test_per_class=3
+    )
+    assert split.X_train.shape == (115_846, 8) and split.X_test.shape == (3000, 8)
+    assert np.bincount(y_val).tolist() == [2] * 1000
+    assert np.bincount(split.y_test).tolist() == [3] * 1000
+    assert np.array_equal(np.bincount(split.y_train), imagenet_lt_counts())
+    assert not {r.tobytes() for r in X_val} & {r.tobytes() for r in split.X_test}  # other rows

@@ -42,6 +42,50 @@ def long_tailed_counts(n_max: int, n_classes: int, imbalance: float) -> np.ndarr
     return np.maximum(counts, 1)
 
 
+IMAGENET_LT_GROUPS = ((385, 1280, 101), (479, 100, 20), (136, 19, 5))
+"""ImageNet-LT's training classes (Liu et al., CVPR 2019) by shot group: (classes, most,
+fewest images of a class) for many (> 100), medium (20 ... 100) and few (< 20) shots."""
+
+IMAGENET_LT_TRAIN = 115_846
+"""Training images of ImageNet-LT."""
+
+
+def _log_ramp(first: float, last: float, n: int, power: float) -> np.ndarray:
+    """(n,) values from ``first`` to ``last``, log-spaced along ``t ** power``."""
+    t = np.linspace(0.0, 1.0, n) ** power
+    return np.exp(np.log(first) + (np.log(last) - np.log(first)) * t)
+
+
+def imagenet_lt_counts() -> np.ndarray:
+    """Per-class training counts (1000,) shaped like ImageNet-LT's: its shot groups
+    exactly (385 classes of 101 ... 1,280 images, 479 of 20 ... 100, 136 of 5 ... 19) and
+    its 115,846 images in all. Within the medium and few groups the counts are
+    log-spaced; within the many group log-spaced along ``t ** p``, with ``p`` chosen so
+    that the total is exact (ImageNet-LT's own list of images is not shipped here, so
+    the counts of single classes are not its).
+
+    Example:
+        >>> counts = imagenet_lt_counts()
+        >>> int(counts.sum()), int(counts.max()), int(counts.min())
+        (115846, 1280, 5)
+        >>> [int((counts > 100).sum()), int(((counts >= 20) & (counts <= 100)).sum())]
+        [385, 479]
+    """
+    (n_many, top, bottom), *rest = IMAGENET_LT_GROUPS
+    tail = np.concatenate([np.round(_log_ramp(a, b, n, 1.0)) for n, a, b in rest])
+    target = IMAGENET_LT_TRAIN - tail.sum()
+    low, high = 0.05, 1.0  # the many group's sum falls as the power falls
+    for _ in range(60):
+        power = 0.5 * (low + high)
+        if np.round(_log_ramp(top, bottom, n_many, power)).sum() > target:
+            high = power
+        else:
+            low = power
+    many = np.round(_log_ramp(top, bottom, n_many, low))
+    many[1 : 1 + int(target - many.sum())] += 1  # the rounding's remainder, below the top
+    return np.concatenate([many, tail]).astype(np.int64)
+
+
 def class_counts(y: np.ndarray, n_classes: int | None = None) -> np.ndarray:
     """Number of samples per class of integer labels ``0 .. C-1``.
 
