@@ -568,3 +568,29 @@ def test_coverage_samples_are_the_lowest_scored_non_routed_of_each_class(labels,
         idx = torch.nonzero((y == c) & ~mask).flatten()
         want[idx[torch.argsort(scores[idx])[:r]]] = True
     assert torch.equal(got, want) and not bool((got & mask).any())
+
+
+@pytest.mark.parametrize("depth", [0, 1])
+def test_the_pair_trains_the_reference_once_and_equals_fresh_fits(lt_data, monkeypatch, depth):
+    """``fit_pair`` hands the reference to the configured model as its base: the base
+    method is trained once less, and both models predict exactly as fitted apart."""
+    from dlsa.analysis.pair import fit_pair
+    from dlsa.config import DLSAConfig
+    from dlsa.stage2.bases import BalancedSoftmax
+
+    config = DLSAConfig(**(make(depth=depth).get_params() | {"base_params": {}}))
+    fresh = {
+        "base": make(depth=0).fit(lt_data.X_train, lt_data.y_train),
+        "dlsa": make(depth=depth).fit(lt_data.X_train, lt_data.y_train),
+    }
+    calls = []
+    original = BalancedSoftmax.fit
+    monkeypatch.setattr(
+        BalancedSoftmax, "fit", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    models = fit_pair(config, lt_data.X_train, lt_data.y_train)
+    assert len(calls) == 1 + 2 * depth  # the reference, then the heads of the levels only
+    for name, model in models.items():
+        np.testing.assert_array_equal(
+            model.predict_proba(lt_data.X_test), fresh[name].predict_proba(lt_data.X_test)
+        )

@@ -42,9 +42,12 @@ def fit_pair(
         start = time.perf_counter()
         logger.info("fitting %s (%s, depth %d)", name, params["base"], params["depth"])
         fit_val = {} if val is None or name == "base" else {"X_val": val[0], "y_val": val[1]}
+        # the configured model's final fit takes the reference as its base when it is
+        # the same model (same seed, method and head): not trained twice, same numbers
+        donor = {"reuse_filters": models["base"]} if name == "dlsa" else {}
         phase = Phase(f"stage 2: {_label(name, params)}", counter="")
         phase.note(f"fitting on {len(y)} samples")
-        models[name] = DLSAClassifier(**params).fit(X, y, **fit_val)
+        models[name] = DLSAClassifier(**params).fit(X, y, **fit_val, **donor)
         selection = models[name].selection_
         phase.end("fitted" + (f", chosen: {selection['chosen']}" if selection else ""))
         if timings is not None:
