@@ -1,12 +1,16 @@
-"""Estimating the deployment prior from unlabelled rows: EM and BBSE under a synthetic
-label shift, shrinkage with few rows, refusals, persistence and the CLI."""
+"""Estimating the deployment prior from unlabelled rows: EM (on bias-corrected
+temperature scaling) and BBSE under a synthetic label shift, shrinkage with few rows,
+refusals, persistence and the CLI."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
+import torch
+from scipy.special import softmax
 
 from dlsa import DLSAClassifier
 from dlsa.cascade.prior_estimate import (
@@ -16,9 +20,11 @@ from dlsa.cascade.prior_estimate import (
     confusion_counts,
     em_prior,
 )
+from dlsa.cascade.temperature import fit_bias_corrected_temperature
 from dlsa.config import HeadConfig
 from dlsa.datasets.synthetic import make_long_tailed_features
-from dlsa.errors import DLSAInputError
+from dlsa.errors import DLSAInputError, ModelFileError
+from dlsa.estimator.calibration import cascade_logits
 
 C = 10
 
@@ -37,7 +43,7 @@ def data():
 def model(data):
     clf = DLSAClassifier(depth=0, base="balsoftmax", selection=None, head=HeadConfig(epochs=100))
     clf.fit(data.X_train, data.y_train)
-    return clf.calibrate_out_of_fold(data.X_train, data.y_train)  # T and BBSE's confusion
+    return clf.calibrate_out_of_fold(data.X_train, data.y_train)  # T, BCTS, BBSE's confusion
 
 
 def _draws(data, n_draws=20, rows=5000, alpha=1.0, seed=1):
@@ -56,9 +62,10 @@ def _accuracy(model, X, y, prior):
 
 
 def test_em_and_bbse_recover_a_shifted_prior_and_its_accuracy(model, data):
-    """20 Dirichlet(1) priors, 5000 rows each. Measured: mean L1 error 0.102 (EM), 0.067
-    (BBSE), against 0.686 for the uniform prior; accuracy 81.25 / 81.74 % against
-    81.71 % with the true prior and 76.83 % with the uniform one."""
+    """20 Dirichlet(1) priors, 5000 rows each. Measured: mean L1 error 0.056 (EM on BCTS;
+    0.102 on the temperature alone), 0.067 (BBSE), against 0.686 for the uniform prior;
+    accuracy 81.84 / 81.74 % against 81.71 % with the true prior and 76.83 % with the
+    uniform one."""
     l1 = {"estimate": [], "estimate-bbse": []}
     acc = {"estimate": [], "estimate-bbse": [], "uniform": [], "oracle": []}
     for X, y, truth in _draws(data):
@@ -70,22 +77,68 @@ def test_em_and_bbse_recover_a_shifted_prior_and_its_accuracy(model, data):
         acc["oracle"].append(_accuracy(model, X, y, truth))
     model.set_test_prior(None)
     mean = {k: float(np.mean(v)) for k, v in acc.items()}
-    assert np.mean(l1["estimate"]) < 0.2 and np.mean(l1["estimate-bbse"]) < 0.15
+    assert np.mean(l1["estimate"]) < 0.1 and np.mean(l1["estimate-bbse"]) < 0.15
     for name in l1:
         assert mean[name] > mean["oracle"] - 0.015
         assert mean[name] > mean["uniform"] + 0.03
 
 
 def test_a_balanced_test_set_stays_near_uniform(model, data):
-    """The whole balanced pool (20000 rows). Measured: L1 to uniform 0.120 (EM) and 0.039
-    (BBSE); accuracy -0.51 (EM) and +0.08 (BBSE) points against the uniform prior (EM
-    inherits the bias of the tail classes' posteriors; see docs/method.md)."""
+    """The whole balanced pool (20000 rows); the bar: the estimate stays near uniform and
+    accuracy does not drop by more than 0.1 point. Measured: L1 to uniform 0.046 (EM on
+    BCTS) and 0.039 (BBSE); accuracy -0.07 (EM) and +0.08 (BBSE) points against the
+    uniform prior. EM on the temperature alone (0.120, -0.51 points) inherits the bias
+    of the tail classes' posteriors, which BCTS's per-class bias takes out. Other seeds
+    of the same data miss the bar more often than not (docs/method.md)."""
     X, y = data.X_test, data.y_test
     plain = _accuracy(model, X, y, "uniform")
-    for name, bound, drop in (("estimate", 0.2, 0.01), ("estimate-bbse", 0.1, 0.003)):
+    for name, bound in (("estimate", 0.06), ("estimate-bbse", 0.05)):
         got = _accuracy(model, X, y, name)
         assert np.abs(model.test_prior_ - 1 / C).sum() < bound
-        assert got >= plain - drop
+        assert got >= plain - 0.001
+    assert model.set_test_prior("estimate", X).test_prior_estimate_["calibration"] == "bcts"
+    model.set_test_prior(None)
+
+
+def test_bcts_recovers_a_known_bias_and_temperature():
+    """Logits of a calibrated softmax model, scaled by 2 and shifted by a per-class
+    bias a: BCTS finds T = 2 and b = -a / 2 up to a constant (b has mean 0), within 0.05
+    (20000 rows; the bias prior's pull is ~1e-4). -inf logits (a class a fold never
+    saw: class 4 in a tenth of the rows) are no probability, not NaN; a class no row
+    belongs to, closed by the offset (class 5), keeps b near 0 instead of -inf."""
+    rng = np.random.default_rng(0)
+    n, a = 20000, np.array([1.0, -0.6, 0.3, 0.0, -0.7])
+    z = 1.5 * rng.normal(size=(n, 5))
+    z[: n // 10, 4] = -np.inf
+    y = (rng.random((n, 1)) > softmax(z, axis=1).cumsum(axis=1)).sum(axis=1)
+    centred = -(a - a.mean()) / 2
+    fit = fit_bias_corrected_temperature(2.0 * z + a, y)
+    assert abs(fit.temperature - 2.0) < 0.05
+    np.testing.assert_allclose(fit.bias, centred, atol=0.05)
+    assert abs(fit.bias.mean()) < 1e-9
+    fit = fit_bias_corrected_temperature(np.c_[2.0 * z + a, np.zeros(n)], y, [0.0] * 5 + [-np.inf])
+    assert abs(fit.temperature - 2.0) < 0.05 and abs(fit.bias[5]) < 0.05
+    np.testing.assert_allclose(fit.bias[:5] - fit.bias[:5].mean(), centred, atol=0.05)
+    with pytest.raises(DLSAInputError, match="at least 2 held-out samples, got 1"):
+        fit_bias_corrected_temperature(z[:1], y[:1])
+
+
+def test_bcts_enters_predictions_only_with_an_em_estimate(model, data):
+    """Without an estimated prior (uniform, train, given, BBSE) predictions are those of
+    the temperature alone; with EM's estimate pi the logits are Bayes' rule relative to
+    the held-out prior on the BCTS posteriors: ``logits / T_b + b + log pi`` (Balanced
+    Softmax: the balanced frame is the logits')."""
+    X = data.X_test[:3000]
+    raw = torch.from_numpy(cascade_logits(model.cascade_, X)).double().numpy()
+    bcts, t = model.bcts_, model.temperature_
+    assert bcts is not None and bcts.bias.shape == (C,) and t is not None
+    for prior in (None, "train", np.arange(1, C + 1.0), "estimate-bbse"):
+        model.set_test_prior(prior, X)
+        shift = 0.0 if model.test_prior_ is None else np.log(model.test_prior_)
+        np.testing.assert_allclose(model.decision_function(X), raw / t + shift, atol=1e-4)
+    model.set_test_prior("estimate", X)
+    expected = raw / bcts.temperature + bcts.bias + np.log(model.test_prior_)
+    np.testing.assert_allclose(model.decision_function(X), expected, atol=1e-4)
     model.set_test_prior(None)
 
 
@@ -131,10 +184,63 @@ def test_the_estimate_is_saved_with_the_model(model, data, tmp_path):
     np.testing.assert_allclose(loaded.test_prior_, model.test_prior_)
     assert loaded.test_prior_estimate_ == model.test_prior_estimate_
     np.testing.assert_array_equal(loaded.held_out_confusion_, model.held_out_confusion_)
+    assert loaded.bcts_.temperature == model.bcts_.temperature
+    np.testing.assert_array_equal(loaded.bcts_.bias, model.bcts_.bias)
     np.testing.assert_array_equal(loaded.predict(data.X_test), model.predict(data.X_test))
     model.set_test_prior("train")
     assert model.test_prior_estimate_ is None
     model.set_test_prior(None)
+
+
+def _edited_copy(saved, folder, edit):
+    folder.mkdir()
+    for name in ("model.safetensors", "model.json"):
+        (folder / name).write_bytes((saved / name).read_bytes())
+    meta = json.loads((folder / "model.json").read_text())
+    edit(meta)
+    (folder / "model.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_a_model_saved_before_bcts_loads_and_estimates_on_the_temperature(model, data, tmp_path):
+    """A model.json without ``bcts`` (written before it existed) loads with none; its EM
+    estimate is the temperature's, as before. A damaged ``bcts`` is refused at load."""
+    X = data.X_test[:3000]
+    saved = model.save(tmp_path / "m")
+
+    def before_bcts(meta):
+        del meta["bcts"]
+
+    old = DLSAClassifier.load(_edited_copy(saved, tmp_path / "old", before_bcts))
+    assert old.bcts_ is None and old.temperature_ == model.temperature_
+    old.set_test_prior("estimate", X)
+    assert old.test_prior_estimate_["calibration"] == "temperature"
+    bcts, model.bcts_ = model.bcts_, None
+    try:
+        again = model.set_test_prior("estimate", X).test_prior_
+        np.testing.assert_allclose(old.test_prior_, again)
+        np.testing.assert_array_equal(old.predict(X), model.predict(X))
+    finally:
+        model.bcts_ = bcts
+        model.set_test_prior(None)
+    model.set_test_prior("estimate", X)
+    with_estimate = model.save(tmp_path / "e")
+    model.set_test_prior(None)
+    bad = {
+        "missing": before_bcts,
+        "length": lambda meta: meta["bcts"].update(bias=[0.0] * (C - 1)),
+        "temperature": lambda meta: meta["bcts"].update(temperature=-1.0),
+        "tiny": lambda meta: meta["bcts"]["bias"].__setitem__(0, 1e-300),
+    }
+    messages = {
+        "missing": "made with BCTS, but bcts is missing",
+        "length": f"bcts.bias must be {C} finite numbers",
+        "temperature": "bcts must be",
+        "tiny": "bcts.bias[0] = 1e-300 is 0",
+    }
+    for name, edit in bad.items():
+        with pytest.raises(ModelFileError, match=re.escape(messages[name])):
+            DLSAClassifier.load(_edited_copy(with_estimate, tmp_path / name, edit))
 
 
 def test_cli_predict_and_evaluate_with_an_estimated_prior(model, data, tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Held-out logits of a fitted model for temperature scaling
 (:mod:`dlsa.cascade.temperature`): on a validation set, or out of fold on the training
 data by refitting the model's configuration without each fold. Raw logits: temperature
-1 and the uniform prior."""
+1 and the uniform prior. What is fitted on them: :func:`set_calibration`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from dlsa.cascade import Cascade, fit_cascade
+from dlsa.cascade.temperature import fit_temperature
 from dlsa.engine.splits import stratified_folds
 from dlsa.estimator.inputs import encoded_validation
+from dlsa.estimator.prior_estimate import fit_bcts, held_out_confusion
 
 if TYPE_CHECKING:
     from dlsa.estimator.classifier import DLSAClassifier
@@ -57,3 +59,17 @@ def out_of_fold_logits(
         cascade = fit_cascade(clf.cascade_.spec, X_enc[fit], y_fit)
         logits[np.ix_(held, present)] = cascade_logits(cascade, X_enc[held])
     return logits, y_enc
+
+
+def set_calibration(clf: DLSAClassifier, logits: np.ndarray, target: np.ndarray) -> None:
+    """Fit on held-out raw logits (M, C) of classes ``target`` (M,): the temperature
+    (``clf.temperature_``, every probability), BCTS (``clf.bcts_``, EM's posteriors,
+    :func:`dlsa.estimator.prior_estimate.fit_bcts`) and BBSE's confusion matrix
+    (``clf.held_out_confusion_``).
+
+    Raises:
+        DLSAInputError: with fewer than 2 usable held-out rows.
+    """
+    clf.temperature_ = fit_temperature(logits, target)
+    clf.bcts_ = fit_bcts(clf, logits, target)
+    clf.held_out_confusion_ = held_out_confusion(logits, target, clf)

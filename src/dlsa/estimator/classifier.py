@@ -29,15 +29,15 @@ from torch import Tensor
 from dlsa.cascade import Cascade, resolve, selection_of
 from dlsa.cascade.model import finite_scores
 from dlsa.cascade.spec import DEFAULT
-from dlsa.cascade.temperature import fit_temperature
-from dlsa.cascade.test_prior import PriorSpec, logit_shift, resolve_test_prior
+from dlsa.cascade.temperature import BiasCorrection
+from dlsa.cascade.test_prior import PriorSpec, resolve_test_prior
 from dlsa.config import FilterConfig, HeadConfig, SelectionConfig
 from dlsa.errors import DLSAInputError
-from dlsa.estimator.calibration import held_out_logits, out_of_fold_logits
+from dlsa.estimator.calibration import held_out_logits, out_of_fold_logits, set_calibration
 from dlsa.estimator.final_fit import fit_chosen
 from dlsa.estimator.inputs import fit_data, with_components
 from dlsa.estimator.persistence import load_model, save_model
-from dlsa.estimator.prior_estimate import held_out_confusion, set_estimated_prior
+from dlsa.estimator.prior_estimate import held_out_confusion, scoring, set_estimated_prior
 from dlsa.io.features import check_features
 from dlsa.selection import select
 
@@ -202,6 +202,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             params["depth"] = 0
         self.test_prior_: np.ndarray | None = None  # uniform until set_test_prior
         self.temperature_: float | None = None  # 1 until calibrate
+        self.bcts_: BiasCorrection | None = None  # EM's bias-corrected calibration
         self.test_prior_estimate_: dict[str, Any] | None = None  # how an estimate was made
         self.held_out_confusion_: np.ndarray | None = None  # (C, C) counts for BBSE
         self.selection_: dict[str, Any] | None = None
@@ -267,10 +268,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         X (N, D), adjusted to the deployment prior when one is set; a row whose
         probabilities would be NaN raises :class:`DLSAInputError`."""
         x = self._check_X(X)
-        cascade = self.cascade_
-        shift = logit_shift(self.test_prior_, self.class_counts_, cascade.base.balanced)
-        offset = None if shift is None else torch.from_numpy(shift).to(cascade.device)
-        return finite_scores(cascade.chunks(x, offset, self.temperature_))
+        shift, temperature = scoring(self)
+        offset = None if shift is None else torch.from_numpy(shift).to(self.cascade_.device)
+        return finite_scores(self.cascade_.chunks(x, offset, temperature))
 
     def set_test_prior(self, prior: PriorSpec, X: np.ndarray | None = None) -> DLSAClassifier:
         """Set the class frequencies of the data this model will predict on: "uniform"
@@ -315,24 +315,22 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         """Fit the temperature (:mod:`dlsa.cascade.temperature`) on labelled features
         X (M, D), y (M,) of images the model did not train on (a validation set; never
         the test set). Probabilities become ``softmax(logits / T)`` (before the
-        deployment prior); predicted classes do not change. Saved with the model.
-        Returns self."""
+        deployment prior); predicted classes do not change. Also fitted: BCTS (``bcts_``:
+        a temperature and biases (C,), for EM's "estimate" only; see
+        :mod:`dlsa.estimator.prior_estimate`) and BBSE's held-out confusion matrix.
+        Saved with the model. Returns self."""
         check_is_fitted(self, "cascade_")
-        held = held_out_logits(self, X, y)
-        self.temperature_ = fit_temperature(*held)
-        self.held_out_confusion_ = held_out_confusion(*held, self)
+        set_calibration(self, *held_out_logits(self, X, y))
         return self
 
     def calibrate_out_of_fold(
         self, X: np.ndarray, y: np.ndarray, *, folds: int = 3
     ) -> DLSAClassifier:
-        """Fit the temperature on the training data X (N, D), y (N,) the model was fitted
+        """:meth:`calibrate` on the training data X (N, D), y (N,) the model was fitted
         on: on the held-out logits of ``folds`` cascades of the fitted configuration,
         each fitted without one stratified fold (``folds`` more fits). Returns self."""
         check_is_fitted(self, "cascade_")
-        held = out_of_fold_logits(self, X, y, folds)
-        self.temperature_ = fit_temperature(*held)
-        self.held_out_confusion_ = held_out_confusion(*held, self)
+        set_calibration(self, *out_of_fold_logits(self, X, y, folds))
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

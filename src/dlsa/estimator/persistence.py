@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from dlsa._version import __version__
 from dlsa.cascade import Cascade, resolve
+from dlsa.cascade.temperature import BiasCorrection
 from dlsa.cascade.test_prior import resolve_test_prior
 from dlsa.config import DLSAConfig, from_dict, to_dict
 from dlsa.engine.devices import resolve_device
@@ -70,10 +71,10 @@ def load_model(
         ModelFileError: if the folder is not a dlsa model, a file is damaged (its
             SHA-256 differs from the one saved; folders saved without checksums skip
             this check), a weight is not finite, a number that predictions use
-            (the temperature, the test prior, the base method's parameters) is finite
-            but 0 or infinite in float32 (:func:`dlsa.io.integrity.check_float32`), or
-            the tensors do not match the metadata. The message names the file (and the
-            field).
+            (the temperatures, BCTS's biases, the test prior, the base method's
+            parameters) is finite but 0 or infinite in float32
+            (:func:`dlsa.io.integrity.check_float32`), or the tensors do not match the
+            metadata. The message names the file (and the field).
     """
     folder = Path(path)
     target = resolve_device(device)
@@ -98,12 +99,13 @@ def load_model(
 
 
 def _check_scoring_numbers(meta: dict[str, Any], meta_path: Path) -> None:
-    """Refuse numbers of ``model.json`` that predictions use (temperature, test prior,
-    ``params.base_params``) and that float32 would turn to 0 or infinity (the
+    """Refuse numbers of ``model.json`` that predictions use (temperature, BCTS, test
+    prior, ``params.base_params``) and that float32 would turn to 0 or infinity (the
     training-only parameters are left alone: they do not change a prediction)."""
     params = meta.get("params")
     fields = {
         "temperature": meta.get("temperature"),
+        "bcts": meta.get("bcts"),
         "test_prior": meta.get("test_prior"),
         "params.base_params": params.get("base_params") if isinstance(params, dict) else None,
     }
@@ -152,6 +154,7 @@ def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
         "selection": clf.selection_,
         "test_prior": None if clf.test_prior_ is None else clf.test_prior_.tolist(),
         "temperature": clf.temperature_,
+        "bcts": _bcts_to_json(getattr(clf, "bcts_", None)),
         "test_prior_estimate": getattr(clf, "test_prior_estimate_", None),
         "held_out_confusion": confusion_to_json(getattr(clf, "held_out_confusion_", None)),
     }
@@ -181,6 +184,9 @@ def _restore(
     estimate = meta.get("test_prior_estimate")
     if estimate is not None and not (isinstance(estimate, dict) and prior is not None):
         raise ValueError("test_prior_estimate must be an object, with a test_prior")
+    clf.bcts_ = _bcts_from_json(meta.get("bcts"), len(clf.classes_))
+    if estimate is not None and estimate.get("calibration") == "bcts" and clf.bcts_ is None:
+        raise ValueError("test_prior_estimate was made with BCTS, but bcts is missing")
     clf.test_prior_estimate_ = estimate
     clf.held_out_confusion_ = confusion_from_json(
         meta.get("held_out_confusion"), len(clf.classes_)
@@ -219,6 +225,31 @@ def _restore(
         for head in cascade.heads:
             head.make_residual(cascade.fallback, zero=False)
     clf.cascade_ = cascade
+
+
+def _bcts_to_json(bcts: BiasCorrection | None) -> dict[str, Any] | None:
+    if bcts is None:
+        return None
+    return {"temperature": bcts.temperature, "bias": bcts.bias.tolist()}
+
+
+def _bcts_from_json(data: Any, n_classes: int) -> BiasCorrection | None:
+    """:func:`_bcts_to_json`'s object read back; absent (models saved before BCTS, or
+    never calibrated): None.
+
+    Raises:
+        ValueError: not an object of a temperature > 0 and ``n_classes`` finite biases.
+    """
+    if data is None:
+        return None
+    t, bias = (data.get("temperature"), data.get("bias")) if isinstance(data, dict) else (0, 0)
+    numbers = isinstance(bias, list) and all(isinstance(v, int | float) for v in bias)
+    if not (isinstance(t, int | float) and np.isfinite(t) and t > 0 and numbers):
+        raise ValueError("bcts must be {temperature: a number > 0, bias: [numbers]}")
+    values = np.asarray(bias, dtype=np.float64)
+    if values.shape != (n_classes,) or not np.isfinite(values).all():
+        raise ValueError(f"bcts.bias must be {n_classes} finite numbers")
+    return BiasCorrection(float(t), values)
 
 
 MACHINE_PARAMS = ("device", "features_on", "n_jobs", "verbose")

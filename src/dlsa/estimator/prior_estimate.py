@@ -4,6 +4,16 @@
 Scores are taken in the balanced frame: ``logits / T`` (T the model's temperature, if
 calibrated), minus ``log pi_train`` for a base whose logits carry the training prior
 (plain CE), i.e. the posteriors under the uniform prior, whatever test prior is set.
+
+EM on a calibrated model (``clf.bcts_``, fitted by :func:`fit_bcts` beside the
+temperature) takes them bias-corrected instead: ``logits / T_b + offset + b``, where
+``softmax(logits / T_b + offset + log pi_0 + b)`` is the BCTS posterior of the held-out
+rows, whose class frequencies ``pi_0`` it was fitted on (out of fold: the training
+prior; a validation set: its own). EM with the reference prior ``pi_0`` on those
+posteriors, ``p_pi ∝ q pi / pi_0``, is EM with the uniform reference on the corrected
+balanced scores (``log pi_0`` cancels), which also serves a class ``pi_0`` lacks. A
+prior estimated so is applied the same way (:func:`scoring`): ``logits / T_b + offset +
+b + log pi``, Bayes' rule relative to ``pi_0`` on the calibrated posteriors.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from dlsa.cascade.prior_estimate import (
     em_prior,
     shrink,
 )
+from dlsa.cascade.temperature import BiasCorrection, fit_bias_corrected_temperature
 from dlsa.cascade.test_prior import logit_shift, resolve_test_prior
 from dlsa.errors import DLSAInputError
 
@@ -40,12 +51,49 @@ def balanced_offset(clf: DLSAClassifier) -> np.ndarray:
     return shift
 
 
-def _balanced_chunks(clf: DLSAClassifier, chunks: Iterable[np.ndarray]) -> Iterable[Any]:
-    """Balanced-frame logits (B, C) (a CPU tensor) of each chunk of rows (B, D)."""
-    offset = torch.from_numpy(balanced_offset(clf)).to(clf.cascade_.device)
+def fit_bcts(clf: DLSAClassifier, logits: np.ndarray, target: np.ndarray) -> BiasCorrection:
+    """BCTS on held-out raw logits (M, C) of classes ``target`` (M,): b = 0 is the
+    balanced frame plus ``log pi_0``, ``pi_0`` (C,) the class frequencies of ``target``
+    (a class it lacks keeps b = 0). The bias returned corrects the balanced frame.
+
+    Raises:
+        DLSAInputError: with fewer than 2 usable held-out rows.
+    """
+    counts = np.bincount(target, minlength=len(clf.classes_))
+    with np.errstate(divide="ignore"):
+        reference = balanced_offset(clf) + np.log(counts / counts.sum())
+    return fit_bias_corrected_temperature(logits, target, reference)
+
+
+def _corrected(clf: DLSAClassifier) -> bool:
+    """Whether the test prior was estimated by EM on bias-corrected scores."""
+    info = getattr(clf, "test_prior_estimate_", None) or {}
+    bcts = getattr(clf, "bcts_", None) is not None
+    return bcts and clf.test_prior_ is not None and info.get("calibration") == "bcts"
+
+
+def scoring(clf: DLSAClassifier) -> tuple[np.ndarray | None, float | None]:
+    """What predictions add to the logits (C,) (None: nothing) and divide them by (None:
+    1): the test prior's :func:`~dlsa.cascade.test_prior.logit_shift` and the
+    temperature; for a prior EM estimated on BCTS scores, BCTS's bias and temperature."""
+    shift = logit_shift(clf.test_prior_, clf.class_counts_, clf.cascade_.base.balanced)
+    if shift is None or not _corrected(clf):
+        return shift, clf.temperature_
+    return shift + clf.bcts_.bias, clf.bcts_.temperature
+
+
+def _balanced_chunks(
+    clf: DLSAClassifier, chunks: Iterable[np.ndarray], corrected: bool = False
+) -> Iterable[Any]:
+    """Balanced-frame logits (B, C) (a CPU tensor) of each chunk of rows (B, D),
+    bias-corrected (BCTS) when ``corrected``."""
+    offset, temperature = balanced_offset(clf), clf.temperature_
+    if corrected:
+        offset, temperature = offset + clf.bcts_.bias, clf.bcts_.temperature
+    device_offset = torch.from_numpy(offset).to(clf.cascade_.device)
     for X in chunks:
         x = clf._check_X(X)
-        for logits, _ in clf.cascade_.chunks(x, offset, clf.temperature_):
+        for logits, _ in clf.cascade_.chunks(x, device_offset, temperature):
             yield logits.cpu()
 
 
@@ -54,7 +102,8 @@ def estimate_test_prior(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The estimated prior (C,) of the rows of ``chunks`` (arrays (B, D)) by ``name``
     ("estimate": EM; "estimate-bbse": BBSE), shrunk toward the training prior, and what
-    was done (method, rows, shrinkage pseudo-rows, EM iterations, the unshrunk prior).
+    was done (method, rows, shrinkage pseudo-rows, the unshrunk prior; for EM its
+    iterations and the calibration of its posteriors: "bcts", "temperature" or None).
 
     Memory: EM keeps the posteriors (N, C) in float32; BBSE only counts (C,).
 
@@ -74,12 +123,16 @@ def estimate_test_prior(
         )
     info: dict[str, Any] = {"method": method}
     if method == "em":
-        parts = [torch.softmax(z, dim=1).to(torch.float32) for z in _balanced_chunks(clf, chunks)]
+        corrected = getattr(clf, "bcts_", None) is not None
+        scores = _balanced_chunks(clf, chunks, corrected)
+        parts = [torch.softmax(z, dim=1).to(torch.float32) for z in scores]
         posteriors = torch.cat(parts).numpy() if parts else np.zeros((0, n_classes))
         n_rows = len(posteriors)
         check_rows(n_rows)
         raw, iterations = em_prior(posteriors)
+        calibration = "bcts" if corrected else "temperature" if clf.temperature_ else None
         info |= {"iterations": iterations, "converged": iterations < EM_MAX_ITER}
+        info |= {"calibration": calibration}
     else:
         counts = np.zeros(n_classes, dtype=np.int64)
         for z in _balanced_chunks(clf, chunks):
