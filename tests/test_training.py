@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from dlsa.engine.training import OptimSettings, minibatches, train_epochs
+from dlsa.engine import training
+from dlsa.engine.training import SGD, OptimSettings, minibatches, train_epochs
 
 
 def test_minibatches_cover_the_order_and_skip_small_tail():
@@ -104,3 +105,34 @@ def test_sgd_is_torch_sgd_bit_for_bit(momentum, weight_decay):
 
     for lean, ref in zip(run(True), run(False), strict=True):
         assert torch.equal(lean, ref)
+
+
+def test_max_steps_runs_fewer_epochs_and_anneals_over_them() -> None:
+    """100 steps an epoch: 40 epochs would be 4000 steps; ``max_steps=250`` runs 3 epochs
+    (300 steps), the cosine schedule annealed over those 300; at 6 steps an epoch the
+    limit does not bind."""
+    w = nn.Parameter(torch.zeros(1))
+    lrs: list[float] = []
+
+    class Recording(SGD):
+        def step(self) -> None:
+            lrs.append(self.lr)
+            super().step()
+
+    settings = OptimSettings(epochs=40, batch_size=10, lr=1.0, cosine=True, max_steps=250)
+
+    def loss(batch: torch.Tensor) -> torch.Tensor:
+        return (w * batch.float()).sum()
+
+    original = training.SGD
+    training.SGD = Recording
+    try:
+        history = train_epochs([w], loss, lambda: torch.arange(1000), settings)
+        assert len(history.losses) == 3 and len(lrs) == 300
+        last = 0.5 * (1 + math.cos(math.pi * 299 / 300))
+        assert lrs[0] == 1.0 and lrs[-1] == pytest.approx(last)
+        lrs.clear()
+        history = train_epochs([w], loss, lambda: torch.arange(60), settings)
+        assert len(history.losses) == 40 and len(lrs) == 240
+    finally:
+        training.SGD = original

@@ -113,6 +113,7 @@ DOMAINS: dict[str, dict[str, Domain]] = {
     "HeadConfig": {
         "epochs": COUNT,
         "batch_size": COUNT,
+        "max_steps": COUNT,
         "lr": POSITIVE,
         "momentum": UNIT,
         "weight_decay": NON_NEGATIVE,

@@ -195,6 +195,12 @@ class HeadConfig:
     """Matmul precision of the classifiers' training steps: "fp32", "tf32" (CUDA only) or
     "bf16" (autocast; logits and losses stay float32). Prediction is always float32 (not
     in the paper)."""
+    max_steps: int | None = None
+    """Most SGD steps of a training phase: on more samples than ``max_steps x
+    batch_size / epochs`` the phase runs fewer epochs, ``ceil(max_steps / steps per
+    epoch)``, its schedule annealed over them (a head converges in steps, not passes:
+    at ImageNet-LT's 115,846 rows, 10 and 40 epochs of Balanced Softmax are within 0.1
+    point, docs/speed.md). None: always ``epochs`` (not in the paper)."""
 
 
 MethodName = Literal[
@@ -300,8 +306,11 @@ class DLSAConfig:
     own)."""
     flow_filter: FilterConfig = field(default_factory=lambda: safe_filter())
     """Configuration shared by every flow filter of the cascade."""
-    head: HeadConfig = field(default_factory=lambda: HeadConfig(epochs=40, batch_size=256))
-    """Training of every classifier of the cascade."""
+    head: HeadConfig = field(
+        default_factory=lambda: HeadConfig(epochs=40, batch_size=256, max_steps=5000)
+    )
+    """Training of every classifier of the cascade (40 epochs, at most 5,000 steps: the
+    limit binds from 32,000 samples on, e.g. 12 epochs at ImageNet-LT's size)."""
     selection: SelectionConfig | None = field(default_factory=SelectionConfig)
     """Out-of-fold model selection of the base method and of DLSA on top of it; None fits
     the configuration as given (the paper presets)."""

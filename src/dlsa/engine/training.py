@@ -48,6 +48,8 @@ class OptimSettings:
         cosine: anneal the learning rate to 0 with a per-step cosine schedule.
         min_batch: smaller trailing batches are skipped (batch norm needs >= 2).
         precision: matmul precision of each step, see :func:`dlsa.engine.precision.step_precision`.
+        max_steps: most steps in all; fewer epochs are run when ``epochs`` would take
+            more (:meth:`epochs_for`); None: no limit.
     """
 
     epochs: int
@@ -59,6 +61,20 @@ class OptimSettings:
     cosine: bool = False
     min_batch: int = 1
     precision: str = "fp32"
+    max_steps: int | None = None
+
+    def epochs_for(self, per_epoch: int) -> int:
+        """Epochs to run at ``per_epoch`` steps an epoch: ``epochs``, or fewer when that
+        would exceed ``max_steps`` (at least one).
+
+        Example:
+            >>> s = OptimSettings(epochs=40, batch_size=256, lr=0.1, max_steps=5000)
+            >>> s.epochs_for(100), s.epochs_for(453)
+            (40, 12)
+        """
+        if self.max_steps is None or self.epochs * per_epoch <= self.max_steps:
+            return self.epochs
+        return max(1, math.ceil(self.max_steps / per_epoch))
 
     @classmethod
     def of(cls, config: Any, **overrides: Any) -> OptimSettings:
@@ -192,12 +208,11 @@ def train_epochs(
     history = TrainHistory()
     first_order = epoch_order()
     per_epoch = max(1, math.ceil(first_order.numel() / settings.batch_size))
-    total, step = settings.epochs * per_epoch, 0
+    epochs = settings.epochs_for(per_epoch)
+    total, step = epochs * per_epoch, 0
     # disable=None: drawn only when stderr is a terminal (no frames in redirected logs)
-    bar = tqdm(
-        range(1, settings.epochs + 1), desc=desc, disable=None if progress else True, leave=False
-    )
-    phase = Phase(f"fit: {desc}", settings.epochs, "epoch {done}/{total}") if progress else None
+    bar = tqdm(range(1, epochs + 1), desc=desc, disable=None if progress else True, leave=False)
+    phase = Phase(f"fit: {desc}", epochs, "epoch {done}/{total}") if progress else None
     for epoch in bar:
         order = first_order if epoch == 1 else epoch_order()
         total_loss, n_batches = None, 0  # summed on the loss's device, read once per epoch
