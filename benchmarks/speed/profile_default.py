@@ -9,16 +9,21 @@ None), so the seconds add up to the fit's wall time less the rule's bookkeeping:
     OMP_NUM_THREADS=2 python -m benchmarks.speed.profile_default runs/panel/fm-digits \\
         [--seed 0] [--val] [--json runs/profile.json]
 
-A set is a folder with ``train.h5`` and ``test.h5`` (and ``val.h5`` for ``--val``).
+A set is a folder with ``train.h5`` and ``test.h5`` (and ``val.h5`` for ``--val``), or
+a folder of ``bench_imagenet_lt`` (``X.npy``, ``y.npy``, ``X_val.npy`` ...). Progress
+lines of every phase go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,6 +31,7 @@ import numpy as np
 import dlsa.estimator.final_fit as final_fit
 import dlsa.selection.folds as folds
 from dlsa import DLSAClassifier
+from dlsa.engine.progress import PROGRESS_LOGGER
 from dlsa.io.features import load_features
 from dlsa.selection.rule import describe
 
@@ -43,12 +49,24 @@ def _timed(records: list[dict[str, Any]], label: str, fn: Any) -> Any:
     return wrapper
 
 
+def _sets(folder: Path, val: bool) -> tuple[Any, Any, Any]:
+    """(train, test, val or None) of a set folder: ``train.h5``, ``test.h5``, ``val.h5``,
+    or the ``X.npy``, ``y.npy``, ``X_test.npy`` ... of ``bench_imagenet_lt``."""
+    if not (folder / "X.npy").exists():
+        names = ["train", "test"] + (["val"] if val else [])
+        sets = [load_features(folder / f"{name}.h5") for name in names]
+        return sets[0], sets[1], sets[2] if val else None
+    sets = [
+        SimpleNamespace(X=np.load(folder / f"X{end}.npy"), y=np.load(folder / f"y{end}.npy"))
+        for end in ("", "_test", "_val")
+    ]
+    return sets[0], sets[1], sets[2] if val else None
+
+
 def profile(folder: Path, seed: int, val: bool) -> dict[str, Any]:
     """Seconds of one Balanced Softmax fit, of the default's fit and of each of its
     parts on the set in ``folder``."""
-    train = load_features(folder / "train.h5")
-    test = load_features(folder / "test.h5")
-    evidence = load_features(folder / "val.h5") if val else None
+    train, test, evidence = _sets(folder, val)
     start = time.perf_counter()
     bsm = DLSAClassifier(depth=0, base="balsoftmax", selection=None, random_state=seed)
     bsm.fit(train.X, train.y)
@@ -107,6 +125,8 @@ def main() -> None:
     parser.add_argument("--val", action="store_true", help="use the set's val.h5")
     parser.add_argument("--json", type=Path, help="append each profile as a JSON line")
     args = parser.parse_args()
+    logging.basicConfig(format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
     for folder in args.sets:
         result = profile(folder, args.seed, args.val)
         show(result)
