@@ -536,3 +536,35 @@ def test_an_unknown_drop_rule_fails_before_any_fit(monkeypatch):
     y = np.repeat(np.arange(3), 20)
     with pytest.raises(ValueError, match="drop_rule must be one of"):
         DLSAClassifier(selection=SelectionConfig(drop_rule="sometimes")).fit(X, y)
+
+
+@pytest.mark.parametrize("margin", [2.0, -1e9])  # keeps the base / takes DLSA 30%
+def test_on_a_validation_split_the_final_fit_reuses_the_chosen_candidate(monkeypatch, margin):
+    """With ``X_val`` every candidate is fitted once on all the training data, with the
+    final fit's seed: the final fit takes the chosen one's filters and base instead of
+    training them again, and predicts exactly as a fresh fit of the chosen parameters."""
+    from dlsa.stage2.filter import FlowFilter
+
+    d = make_long_tailed_features(
+        n_classes=30, n_features=8, n_max=120, imbalance=40, n_test_per_class=10, seed=3
+    )
+    val = make_long_tailed_features(
+        n_classes=30, n_features=8, n_max=120, imbalance=40, n_test_per_class=5, seed=3
+    )
+    fits: list[int] = []
+    original = FlowFilter.fit
+    monkeypatch.setattr(FlowFilter, "fit", lambda *a, **k: fits.append(1) or original(*a, **k))
+    sel = SelectionConfig(
+        bases=("balsoftmax", "tau-norm"), proportions=(0.3, 0.99), margin=margin,
+        min_gain=-1.0 if margin < 0 else 0.002, multiplicity="per-candidate",
+    )  # fmt: skip
+    flt = FilterConfig(mixture=MixtureConfig(n_components=30), epochs=3, batch_size=128)
+    clf = DLSAClassifier(
+        depth=1, flow_filter=flt, head=HeadConfig(epochs=5, batch_size=128), selection=sel,
+        random_state=0,
+    )  # fmt: skip
+    clf.fit(d.X_train, d.y_train, X_val=val.X_test, y_val=val.y_test)
+    assert ("DLSA" in clf.selection_["chosen"]) == (margin < 0)
+    assert len(fits) == 1  # the selection's one filter; none in the final fit
+    fresh = DLSAClassifier(**clf.fitted_params_).fit(d.X_train, d.y_train)
+    np.testing.assert_array_equal(clf.predict_proba(d.X_test), fresh.predict_proba(d.X_test))

@@ -206,14 +206,15 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.test_prior_estimate_: dict[str, Any] | None = None  # how an estimate was made
         self.held_out_confusion_: np.ndarray | None = None  # (C, C) counts for BBSE
         self.selection_: dict[str, Any] | None = None
-        sel = selection_of(params)
+        sel, fitted = selection_of(params), None
         if sel is not None:
-            params, self.selection_ = select(
+            params, self.selection_, fitted = select(
                 params | {"selection": sel, "verbose": False},
                 X, y_enc, len(self.classes_), val,
             )  # fmt: skip
             params["verbose"] = self.verbose
-        donor = None if reuse_filters is None else _donor(reuse_filters)
+        # on a validation split the chosen candidate was fitted on exactly these data
+        donor = fitted if fitted is not None or reuse_filters is None else _donor(reuse_filters)
         self.cascade_, self.fitted_params_ = fit_chosen(
             params, X, y_enc, len(self.classes_), val, donor, self.selection_
         )

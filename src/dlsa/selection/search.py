@@ -281,7 +281,7 @@ def select(
     y: np.ndarray,
     n_classes: int,
     val: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], Cascade | None]:
     """Choose the base method (if ``params["base"] == "auto"``) and DLSA on top (if
     ``params["depth"] >= 1``) by the rule of this module.
 
@@ -295,10 +295,12 @@ def select(
             once on all of X and scored on it instead of out of fold.
 
     Returns:
-        The concrete parameters to fit on all the data (``selection`` None), and the
+        The concrete parameters to fit on all the data (``selection`` None); the
         evidence: folds, rule, per round every candidate's out-of-fold balanced accuracy
         and paired gain ± standard error over the round's reference, what was chosen and
-        why, and the seconds spent.
+        why, and the seconds spent; and, on a validation split, the chosen candidate's
+        cascade fitted on all of X (the final fit's donor: its filters and base are the
+        final model's, :func:`chosen_fit`), else None.
     """
     cfg: SelectionConfig = params["selection"]
     if cfg.folds < 2:
@@ -312,7 +314,7 @@ def select(
         chosen = params | {"selection": None}
         return chosen, {"folds": cfg.folds, "margin": cfg.margin, "min_gain": cfg.min_gain,
                         "source": source, "rounds": [], "chosen": describe(chosen),
-                        "seconds": 0.0}  # fmt: skip
+                        "seconds": 0.0}, None  # fmt: skip
     seed = _fold_seed(params["random_state"])
     ev = Evidence.build(X, y, n_classes, cfg.folds, seed, val)
     rounds = []
@@ -327,11 +329,13 @@ def select(
         base = ev.scored_candidates(found)[0]
         base.params = {"base": params["base"], "base_params": dict(params["base_params"] or {})}
     chosen = params | {"selection": None} | base.params | {"depth": 0}
+    fitted = base
     if params["depth"] >= 1:
         tail = ev.counts <= HEAD_THRESHOLD
         dlsa, record = select_dlsa(params, base, ev, n_classes, tail, base.models)
         rounds.append(record)
         chosen |= dlsa.params
+        fitted = dlsa if dlsa.models else base
     evidence = {
         "folds": cfg.folds if val is None else None,
         "source": source,
@@ -345,7 +349,17 @@ def select(
         "chosen": describe(chosen),
         "seconds": time.perf_counter() - start,
     }
-    return chosen, evidence
+    return chosen, evidence, chosen_fit(ev, fitted)
+
+
+def chosen_fit(ev: Evidence, chosen: Candidate) -> Cascade | None:
+    """The chosen candidate's cascade fitted on all the training rows: on a validation
+    split its one fit is on exactly the data, seed and configuration of the final fit
+    (up to post-hoc values), so the final fit reuses its filters and base; out of fold
+    there is none (None)."""
+    if ev.source != "validation" or not chosen.models:
+        return None
+    return chosen.models[0]
 
 
 def reference_params(config: DLSAConfig, reference: str | None = None) -> dict[str, Any]:
