@@ -45,10 +45,13 @@ interior minimum)."""
 @dataclass(frozen=True)
 class BiasCorrection:
     """A fitted BCTS map (:func:`fit_bias_corrected_temperature`): the temperature and
-    the biases (C,) added to the scaled logits."""
+    the biases (C,) added to the scaled logits; ``null_weights`` (C - 1,), if computed,
+    what the biases' uncertainty adds to the null of the no-shift test
+    (:func:`dlsa.cascade.shift_test.null_weights`)."""
 
     temperature: float
     bias: np.ndarray
+    null_weights: np.ndarray | None = None
 
 
 def nll_at(log_t: float, logits: np.ndarray, target: np.ndarray) -> float:

@@ -279,7 +279,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         label to frequency, an array (C,) in the order of ``classes_``, or "estimate"
         (EM) / "estimate-bbse" (BBSE; needs :meth:`fit_held_out_confusion` or a
         calibration) from the unlabelled features X (N, D) to be predicted
-        (:mod:`dlsa.cascade.prior_estimate`; what was done in ``test_prior_estimate_``).
+        (:mod:`dlsa.cascade.prior_estimate`; what was done in ``test_prior_estimate_``;
+        EM's estimate only if its no-shift test finds a shift, else the prior predictions
+        use without one: :mod:`dlsa.cascade.shift_test`).
         Scores are then adjusted by Bayes' rule (:mod:`dlsa.cascade.test_prior`);
         routing is unchanged. Saved with the model. Returns self.
 

@@ -230,15 +230,20 @@ def _restore(
 def _bcts_to_json(bcts: BiasCorrection | None) -> dict[str, Any] | None:
     if bcts is None:
         return None
-    return {"temperature": bcts.temperature, "bias": bcts.bias.tolist()}
+    data = {"temperature": bcts.temperature, "bias": bcts.bias.tolist()}
+    if bcts.null_weights is not None:
+        data["null_weights"] = bcts.null_weights.tolist()
+    return data
 
 
 def _bcts_from_json(data: Any, n_classes: int) -> BiasCorrection | None:
     """:func:`_bcts_to_json`'s object read back; absent (models saved before BCTS, or
-    never calibrated): None.
+    never calibrated): None. ``null_weights`` absent (saved before the no-shift test):
+    None, the test's null is then Wilks' chi-square.
 
     Raises:
-        ValueError: not an object of a temperature > 0 and ``n_classes`` finite biases.
+        ValueError: not an object of a temperature > 0 and ``n_classes`` finite biases,
+            null weights that are not at most ``n_classes - 1`` finite numbers >= 0.
     """
     if data is None:
         return None
@@ -249,7 +254,18 @@ def _bcts_from_json(data: Any, n_classes: int) -> BiasCorrection | None:
     values = np.asarray(bias, dtype=np.float64)
     if values.shape != (n_classes,) or not np.isfinite(values).all():
         raise ValueError(f"bcts.bias must be {n_classes} finite numbers")
-    return BiasCorrection(float(t), values)
+    return BiasCorrection(float(t), values, _null_weights(data.get("null_weights"), n_classes))
+
+
+def _null_weights(data: Any, n_classes: int) -> np.ndarray | None:
+    """``bcts.null_weights`` read back (None if absent)."""
+    if data is None:
+        return None
+    numbers = isinstance(data, list) and all(type(v) in (int, float) for v in data)
+    weights = np.asarray(data if numbers else [np.nan], dtype=np.float64)
+    if len(weights) > n_classes - 1 or not (np.isfinite(weights).all() and (weights >= 0).all()):
+        raise ValueError(f"bcts.null_weights must be at most {n_classes - 1} finite numbers >= 0")
+    return weights
 
 
 MACHINE_PARAMS = ("device", "features_on", "n_jobs", "verbose")

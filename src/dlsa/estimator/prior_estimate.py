@@ -14,11 +14,18 @@ posteriors, ``p_pi ∝ q pi / pi_0``, is EM with the uniform reference on the co
 balanced scores (``log pi_0`` cancels), which also serves a class ``pi_0`` lacks. A
 prior estimated so is applied the same way (:func:`scoring`): ``logits / T_b + offset +
 b + log pi``, Bayes' rule relative to ``pi_0`` on the calibrated posteriors.
+
+EM's estimate is used only when its rows give evidence of a shift away from the
+reference prior (:func:`reference_prior`: the one the model predicts with when no test
+prior is set), by the likelihood-ratio test of :mod:`dlsa.cascade.shift_test`, whose
+null counts BCTS's bias uncertainty (``bcts_.null_weights``, from the same held-out
+rows). Otherwise the test prior is the reference and predictions are those without one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +41,12 @@ from dlsa.cascade.prior_estimate import (
     em_prior,
     shrink,
 )
-from dlsa.cascade.temperature import BiasCorrection, fit_bias_corrected_temperature
+from dlsa.cascade.shift_test import LEVEL, null_weights, shift_test
+from dlsa.cascade.temperature import (
+    BIAS_PRIOR_SD,
+    BiasCorrection,
+    fit_bias_corrected_temperature,
+)
 from dlsa.cascade.test_prior import logit_shift, resolve_test_prior
 from dlsa.errors import DLSAInputError
 
@@ -51,25 +63,43 @@ def balanced_offset(clf: DLSAClassifier) -> np.ndarray:
     return shift
 
 
+def reference_prior(clf: DLSAClassifier) -> np.ndarray:
+    """The prior (C,) the model predicts with when no test prior is set, which EM's
+    estimate must beat: uniform for a balanced base, the training prior for one whose
+    logits carry it (plain CE)."""
+    if clf.cascade_.base.balanced:
+        return np.full(len(clf.classes_), 1.0 / len(clf.classes_))
+    counts = np.asarray(clf.class_counts_, dtype=np.float64)
+    return counts / counts.sum()
+
+
 def fit_bcts(clf: DLSAClassifier, logits: np.ndarray, target: np.ndarray) -> BiasCorrection:
     """BCTS on held-out raw logits (M, C) of classes ``target`` (M,): b = 0 is the
     balanced frame plus ``log pi_0``, ``pi_0`` (C,) the class frequencies of ``target``
-    (a class it lacks keeps b = 0). The bias returned corrects the balanced frame.
+    (a class it lacks keeps b = 0). The bias returned corrects the balanced frame; its
+    ``null_weights`` (C - 1,) are those of the no-shift test at :func:`reference_prior`.
 
     Raises:
         DLSAInputError: with fewer than 2 usable held-out rows.
     """
     counts = np.bincount(target, minlength=len(clf.classes_))
+    held_prior = counts / counts.sum()
     with np.errstate(divide="ignore"):
-        reference = balanced_offset(clf) + np.log(counts / counts.sum())
-    return fit_bias_corrected_temperature(logits, target, reference)
+        reference = balanced_offset(clf) + np.log(held_prior)
+    fit = fit_bias_corrected_temperature(logits, target, reference)
+    weights = null_weights(
+        logits, target, fit.temperature, balanced_offset(clf) + fit.bias, held_prior,
+        reference_prior(clf), 1.0 / BIAS_PRIOR_SD**2,
+    )  # fmt: skip
+    return replace(fit, null_weights=weights)
 
 
 def _corrected(clf: DLSAClassifier) -> bool:
     """Whether the test prior was estimated by EM on bias-corrected scores."""
     info = getattr(clf, "test_prior_estimate_", None) or {}
     bcts = getattr(clf, "bcts_", None) is not None
-    return bcts and clf.test_prior_ is not None and info.get("calibration") == "bcts"
+    shifted = (info.get("shift_test") or {}).get("shift_detected", True)
+    return bcts and clf.test_prior_ is not None and info.get("calibration") == "bcts" and shifted
 
 
 def scoring(clf: DLSAClassifier) -> tuple[np.ndarray | None, float | None]:
@@ -98,12 +128,15 @@ def _balanced_chunks(
 
 
 def estimate_test_prior(
-    clf: DLSAClassifier, chunks: Iterable[np.ndarray], name: str
+    clf: DLSAClassifier, chunks: Iterable[np.ndarray], name: str, level: float | None = LEVEL
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The estimated prior (C,) of the rows of ``chunks`` (arrays (B, D)) by ``name``
     ("estimate": EM; "estimate-bbse": BBSE), shrunk toward the training prior, and what
     was done (method, rows, shrinkage pseudo-rows, the unshrunk prior; for EM its
-    iterations and the calibration of its posteriors: "bcts", "temperature" or None).
+    iterations, the calibration of its posteriors: "bcts", "temperature" or None, and
+    ``shift_test``: the no-shift test at ``level`` (:func:`dlsa.cascade.shift_test.shift_test`;
+    None: not tested, as for BBSE). When EM's rows give no evidence of a shift, the
+    prior is :func:`reference_prior`, unshrunk.
 
     Memory: EM keeps the posteriors (N, C) in float32; BBSE only counts (C,).
 
@@ -121,7 +154,7 @@ def estimate_test_prior(
             "estimate-bbse needs a held-out confusion matrix: fit it with "
             "fit_held_out_confusion or calibrate (dlsa fit --calibrate, or --val)"
         )
-    info: dict[str, Any] = {"method": method}
+    info: dict[str, Any] = {"method": method, "shift_test": None}
     if method == "em":
         corrected = getattr(clf, "bcts_", None) is not None
         scores = _balanced_chunks(clf, chunks, corrected)
@@ -133,6 +166,11 @@ def estimate_test_prior(
         calibration = "bcts" if corrected else "temperature" if clf.temperature_ else None
         info |= {"iterations": iterations, "converged": iterations < EM_MAX_ITER}
         info |= {"calibration": calibration}
+        if level is not None:
+            weights = clf.bcts_.null_weights if corrected else None
+            test = shift_test(posteriors, raw, reference_prior(clf), weights, level)
+            reference = "uniform" if clf.cascade_.base.balanced else "train"
+            info["shift_test"] = test | {"reference": reference}
     else:
         counts = np.zeros(n_classes, dtype=np.int64)
         for z in _balanced_chunks(clf, chunks):
@@ -140,7 +178,8 @@ def estimate_test_prior(
         n_rows = int(counts.sum())
         check_rows(n_rows)
         raw = bbse_prior(confusion, counts)
-    prior = shrink(raw, n_rows, clf.class_counts_)
+    kept = info["shift_test"] is not None and not info["shift_test"]["shift_detected"]
+    prior = reference_prior(clf) if kept else shrink(raw, n_rows, clf.class_counts_)
     info |= {
         "rows": n_rows,
         "shrinkage_rows": SHRINK_PER_CLASS * n_classes,
@@ -150,14 +189,17 @@ def estimate_test_prior(
     return prior / prior.sum(), info
 
 
-def set_estimated_prior(clf: DLSAClassifier, chunks: Iterable[np.ndarray], name: str) -> None:
+def set_estimated_prior(
+    clf: DLSAClassifier, chunks: Iterable[np.ndarray], name: str, level: float | None = LEVEL
+) -> None:
     """Set ``clf.test_prior_`` (C,) to :func:`estimate_test_prior`'s estimate on the rows
-    of ``chunks`` (arrays (B, D)) and ``clf.test_prior_estimate_`` to what was done.
+    of ``chunks`` (arrays (B, D)) (EM's no-shift test at ``level``; None: untested) and
+    ``clf.test_prior_estimate_`` to what was done.
 
     Raises:
         DLSAInputError: what :func:`estimate_test_prior` raises.
     """
-    prior, info = estimate_test_prior(clf, chunks, name)
+    prior, info = estimate_test_prior(clf, chunks, name, level)
     clf.test_prior_ = resolve_test_prior(prior, clf.classes_, clf.class_counts_)
     clf.test_prior_estimate_ = info
 
