@@ -14,7 +14,7 @@ from dlsa._version import __version__
 from dlsa.analysis.evaluation import per_class
 from dlsa.analysis.pair import calibrate_pair, evaluate_pair, fit_pair
 from dlsa.analysis.report import calibration_table, demo_report, fit_report, metrics_table
-from dlsa.cascade.test_prior import PriorSpec
+from dlsa.cascade.deployment_prior import PriorSpec
 from dlsa.cli.common import (
     CLIError,
     apply_test_prior,

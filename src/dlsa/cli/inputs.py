@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from dlsa.cascade.deployment_prior import PriorSpec, resolve_test_prior
 from dlsa.cascade.prior_estimate import METHODS as ESTIMATORS
 from dlsa.cascade.temperature import MIN_SAMPLES
-from dlsa.cascade.test_prior import PriorSpec, resolve_test_prior
 from dlsa.cli.common import CLIError, one_line, read_test_prior
 from dlsa.config import DLSAConfig
 from dlsa.errors import DLSAInputError

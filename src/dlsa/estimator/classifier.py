@@ -27,10 +27,10 @@ from sklearn.utils.validation import check_is_fitted
 from torch import Tensor
 
 from dlsa.cascade import Cascade, resolve, selection_of
+from dlsa.cascade.deployment_prior import PriorSpec, resolve_test_prior
 from dlsa.cascade.model import finite_scores
 from dlsa.cascade.spec import DEFAULT
 from dlsa.cascade.temperature import BiasCorrection
-from dlsa.cascade.test_prior import PriorSpec, resolve_test_prior
 from dlsa.config import FilterConfig, HeadConfig, SelectionConfig
 from dlsa.errors import DLSAInputError
 from dlsa.estimator.calibration import held_out_logits, out_of_fold_logits, set_calibration
@@ -282,11 +282,11 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         (:mod:`dlsa.cascade.prior_estimate`; what was done in ``test_prior_estimate_``;
         EM's estimate only if its no-shift test finds a shift, else the prior predictions
         use without one: :mod:`dlsa.cascade.shift_test`).
-        Scores are then adjusted by Bayes' rule (:mod:`dlsa.cascade.test_prior`);
+        Scores are then adjusted by Bayes' rule (:mod:`dlsa.cascade.deployment_prior`);
         routing is unchanged. Saved with the model. Returns self.
 
         Raises:
-            DLSAInputError: see :func:`dlsa.cascade.test_prior.resolve_test_prior` and
+            DLSAInputError: see :func:`dlsa.cascade.deployment_prior.resolve_test_prior` and
                 :func:`dlsa.estimator.prior_estimate.estimate_test_prior`; "estimate"
                 without X.
         """

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from dlsa._version import __version__
 from dlsa.cascade import Cascade, resolve
+from dlsa.cascade.deployment_prior import resolve_test_prior
 from dlsa.cascade.temperature import BiasCorrection
-from dlsa.cascade.test_prior import resolve_test_prior
 from dlsa.config import DLSAConfig, from_dict, to_dict
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import ModelFileError

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from dlsa.cascade.deployment_prior import logit_shift, resolve_test_prior
 from dlsa.cascade.prior_estimate import (
     EM_MAX_ITER,
     METHODS,
@@ -47,7 +48,6 @@ from dlsa.cascade.temperature import (
     BiasCorrection,
     fit_bias_corrected_temperature,
 )
-from dlsa.cascade.test_prior import logit_shift, resolve_test_prior
 from dlsa.errors import DLSAInputError
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def _corrected(clf: DLSAClassifier) -> bool:
 
 def scoring(clf: DLSAClassifier) -> tuple[np.ndarray | None, float | None]:
     """What predictions add to the logits (C,) (None: nothing) and divide them by (None:
-    1): the test prior's :func:`~dlsa.cascade.test_prior.logit_shift` and the
+    1): the test prior's :func:`~dlsa.cascade.deployment_prior.logit_shift` and the
     temperature; for a prior EM estimated on BCTS scores, BCTS's bias and temperature."""
     shift = logit_shift(clf.test_prior_, clf.class_counts_, clf.cascade_.base.balanced)
     if shift is None or not _corrected(clf):

@@ -227,7 +227,7 @@ class BaseMethod:
     balanced: ClassVar[bool] = True
     """Whether the logits are trained for a balanced test set (they estimate the
     posterior under the uniform prior); plain cross-entropy's carry the training prior
-    (:mod:`dlsa.cascade.test_prior`)."""
+    (:mod:`dlsa.cascade.deployment_prior`)."""
     plain_head: ClassVar[bool] = False
     """Set True by a method whose head computes, in :meth:`train` (its first phase), the
     same logits from the same initial weights as ``ce``'s linear head (``ce``,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dlsa import DLSAClassifier
-from dlsa.cascade.test_prior import logit_shift, resolve_test_prior
+from dlsa.cascade.deployment_prior import logit_shift, resolve_test_prior
 from dlsa.config import HeadConfig
 from dlsa.datasets.synthetic import make_long_tailed_features
 from dlsa.errors import DLSAInputError
