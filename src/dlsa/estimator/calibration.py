@@ -5,19 +5,15 @@ data by refitting the model's configuration without each fold. Raw logits: tempe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
 from dlsa.cascade import Cascade, fit_cascade
 from dlsa.cascade.temperature import fit_temperature
 from dlsa.engine.splits import stratified_folds
+from dlsa.estimator.fitted import FittedModel
 from dlsa.estimator.inputs import encoded_validation
 from dlsa.estimator.prior_estimate import fit_bcts, held_out_confusion
-
-if TYPE_CHECKING:
-    from dlsa.estimator.classifier import DLSAClassifier
 
 
 def cascade_logits(cascade: Cascade, X: np.ndarray) -> np.ndarray:
@@ -27,7 +23,7 @@ def cascade_logits(cascade: Cascade, X: np.ndarray) -> np.ndarray:
 
 
 def held_out_logits(
-    clf: DLSAClassifier, X: np.ndarray, y: np.ndarray
+    clf: FittedModel, X: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw logits (M, C) of ``clf`` on labelled features X (M, D), y (M,), and the class
     indices (M,) of y in ``clf.classes_``.
@@ -41,7 +37,7 @@ def held_out_logits(
 
 
 def out_of_fold_logits(
-    clf: DLSAClassifier, X: np.ndarray, y: np.ndarray, folds: int = 3
+    clf: FittedModel, X: np.ndarray, y: np.ndarray, folds: int = 3
 ) -> tuple[np.ndarray, np.ndarray]:
     """Held-out raw logits (N, C) of the training data X (N, D), y (N,): for each of
     ``folds`` stratified folds, a cascade of ``clf``'s configuration fitted on the other
@@ -61,7 +57,7 @@ def out_of_fold_logits(
     return logits, y_enc
 
 
-def set_calibration(clf: DLSAClassifier, logits: np.ndarray, target: np.ndarray) -> None:
+def set_calibration(clf: FittedModel, logits: np.ndarray, target: np.ndarray) -> None:
     """Fit on held-out raw logits (M, C) of classes ``target`` (M,): the temperature
     (``clf.temperature_``, every probability), BCTS (``clf.bcts_``, EM's posteriors,
     :func:`dlsa.estimator.prior_estimate.fit_bcts`) and BBSE's confusion matrix

@@ -14,9 +14,9 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -31,21 +31,21 @@ from dlsa.cascade.temperature import BiasCorrection
 from dlsa.config import DLSAConfig, from_dict, to_dict
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import ModelFileError
+from dlsa.estimator.fitted import FittedModel
 from dlsa.estimator.prior_estimate import confusion_from_json, confusion_to_json
 from dlsa.io.integrity import check_float32, checksums, read_tensors, verify_checksums
 from dlsa.io.outputs import output_folder
 from dlsa.stage2.filter import FlowFilter
-
-if TYPE_CHECKING:
-    from dlsa.estimator.classifier import DLSAClassifier
 
 FORMAT = "dlsa-model"
 FORMAT_VERSION = 1
 TENSOR_FILE = "model.safetensors"
 """The one tensor file of a model folder (its SHA-256 is kept in ``model.json``)."""
 
+Model = TypeVar("Model", bound=FittedModel)
 
-def save_model(clf: DLSAClassifier, path: str | os.PathLike[str]) -> Path:
+
+def save_model(clf: FittedModel, path: str | os.PathLike[str]) -> Path:
     """Write the fitted model to the folder ``path``; it is written beside its
     destination and renamed into place, so a failure leaves nothing half-written. An
     existing ``path`` is replaced only if dlsa wrote it (:mod:`dlsa.io.outputs`).
@@ -62,10 +62,9 @@ def save_model(clf: DLSAClassifier, path: str | os.PathLike[str]) -> Path:
     return dest
 
 
-def load_model(
-    cls: type[DLSAClassifier], path: str | os.PathLike[str], device: str
-) -> DLSAClassifier:
-    """Read a model written by :func:`save_model` onto ``device``.
+def load_model(cls: Callable[..., Model], path: str | os.PathLike[str], device: str) -> Model:
+    """Read a model written by :func:`save_model` onto ``device``: ``cls`` (the model's
+    class) is called with the saved parameters, then given the fitted attributes.
 
     Raises:
         ModelFileError: if the folder is not a dlsa model, a file is damaged (its
@@ -129,7 +128,7 @@ def _modules(cascade: Cascade) -> list[tuple[str, nn.Module]]:
     return modules
 
 
-def _state_tensors(clf: DLSAClassifier) -> dict[str, Tensor]:
+def _state_tensors(clf: FittedModel) -> dict[str, Tensor]:
     tensors: dict[str, Tensor] = {}
     for prefix, module in _modules(clf.cascade_):
         for key, value in module.state_dict().items():
@@ -137,7 +136,7 @@ def _state_tensors(clf: DLSAClassifier) -> dict[str, Tensor]:
     return tensors
 
 
-def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
+def _metadata(clf: FittedModel) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -161,7 +160,7 @@ def _metadata(clf: DLSAClassifier) -> dict[str, Any]:
 
 
 def _restore(
-    clf: DLSAClassifier, meta: dict[str, Any], tensors: dict[str, Tensor], device: torch.device
+    clf: FittedModel, meta: dict[str, Any], tensors: dict[str, Tensor], device: torch.device
 ) -> None:
     """Set the fitted attributes of ``clf`` (built with the saved params) from the saved
     metadata and tensors: a cascade with modules of the saved shapes, then their states."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,12 +49,10 @@ from dlsa.cascade.temperature import (
     fit_bias_corrected_temperature,
 )
 from dlsa.errors import DLSAInputError
-
-if TYPE_CHECKING:
-    from dlsa.estimator.classifier import DLSAClassifier
+from dlsa.estimator.fitted import FittedModel
 
 
-def balanced_offset(clf: DLSAClassifier) -> np.ndarray:
+def balanced_offset(clf: FittedModel) -> np.ndarray:
     """What puts the model's logits (C,) in the balanced frame (a constant for a
     balanced base; ``- log pi_train`` up to a constant for plain CE)."""
     n = len(clf.classes_)
@@ -63,7 +61,7 @@ def balanced_offset(clf: DLSAClassifier) -> np.ndarray:
     return shift
 
 
-def reference_prior(clf: DLSAClassifier) -> np.ndarray:
+def reference_prior(clf: FittedModel) -> np.ndarray:
     """The prior (C,) the model predicts with when no test prior is set, which EM's
     estimate must beat: uniform for a balanced base, the training prior for one whose
     logits carry it (plain CE)."""
@@ -73,7 +71,7 @@ def reference_prior(clf: DLSAClassifier) -> np.ndarray:
     return counts / counts.sum()
 
 
-def fit_bcts(clf: DLSAClassifier, logits: np.ndarray, target: np.ndarray) -> BiasCorrection:
+def fit_bcts(clf: FittedModel, logits: np.ndarray, target: np.ndarray) -> BiasCorrection:
     """BCTS on held-out raw logits (M, C) of classes ``target`` (M,): b = 0 is the
     balanced frame plus ``log pi_0``, ``pi_0`` (C,) the class frequencies of ``target``
     (a class it lacks keeps b = 0). The bias returned corrects the balanced frame; its
@@ -94,7 +92,7 @@ def fit_bcts(clf: DLSAClassifier, logits: np.ndarray, target: np.ndarray) -> Bia
     return replace(fit, null_weights=weights)
 
 
-def _corrected(clf: DLSAClassifier) -> bool:
+def _corrected(clf: FittedModel) -> bool:
     """Whether the test prior was estimated by EM on bias-corrected scores."""
     info = getattr(clf, "test_prior_estimate_", None) or {}
     bcts = getattr(clf, "bcts_", None) is not None
@@ -102,7 +100,7 @@ def _corrected(clf: DLSAClassifier) -> bool:
     return bcts and clf.test_prior_ is not None and info.get("calibration") == "bcts" and shifted
 
 
-def scoring(clf: DLSAClassifier) -> tuple[np.ndarray | None, float | None]:
+def scoring(clf: FittedModel) -> tuple[np.ndarray | None, float | None]:
     """What predictions add to the logits (C,) (None: nothing) and divide them by (None:
     1): the test prior's :func:`~dlsa.cascade.deployment_prior.logit_shift` and the
     temperature; for a prior EM estimated on BCTS scores, BCTS's bias and temperature."""
@@ -113,7 +111,7 @@ def scoring(clf: DLSAClassifier) -> tuple[np.ndarray | None, float | None]:
 
 
 def _balanced_chunks(
-    clf: DLSAClassifier, chunks: Iterable[np.ndarray], corrected: bool = False
+    clf: FittedModel, chunks: Iterable[np.ndarray], corrected: bool = False
 ) -> Iterable[Any]:
     """Balanced-frame logits (B, C) (a CPU tensor) of each chunk of rows (B, D),
     bias-corrected (BCTS) when ``corrected``."""
@@ -128,7 +126,7 @@ def _balanced_chunks(
 
 
 def estimate_test_prior(
-    clf: DLSAClassifier, chunks: Iterable[np.ndarray], name: str, level: float | None = LEVEL
+    clf: FittedModel, chunks: Iterable[np.ndarray], name: str, level: float | None = LEVEL
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The estimated prior (C,) of the rows of ``chunks`` (arrays (B, D)) by ``name``
     ("estimate": EM; "estimate-bbse": BBSE), shrunk toward the training prior, and what
@@ -190,7 +188,7 @@ def estimate_test_prior(
 
 
 def set_estimated_prior(
-    clf: DLSAClassifier, chunks: Iterable[np.ndarray], name: str, level: float | None = LEVEL
+    clf: FittedModel, chunks: Iterable[np.ndarray], name: str, level: float | None = LEVEL
 ) -> None:
     """Set ``clf.test_prior_`` (C,) to :func:`estimate_test_prior`'s estimate on the rows
     of ``chunks`` (arrays (B, D)) (EM's no-shift test at ``level``; None: untested) and
@@ -204,7 +202,7 @@ def set_estimated_prior(
     clf.test_prior_estimate_ = info
 
 
-def held_out_confusion(logits: np.ndarray, target: np.ndarray, clf: DLSAClassifier) -> np.ndarray:
+def held_out_confusion(logits: np.ndarray, target: np.ndarray, clf: FittedModel) -> np.ndarray:
     """Counts (C, C) of held-out raw logits (N, C) (``[i, j]``: class j predicted as i,
     in the balanced frame) for class indices ``target`` (N,)."""
     if len(target) < 1:

@@ -11,12 +11,14 @@ References:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from dlsa.config import FilterConfig
 from dlsa.engine.rng import randperm
 from dlsa.engine.rows import Rows, gather
 from dlsa.engine.sampling import PurityPairSampler, class_balanced_order
@@ -29,9 +31,6 @@ from dlsa.stage2.losses import (
     class_weights,
     purity_loss,
 )
-
-if TYPE_CHECKING:
-    from dlsa.stage2.filter import FlowFilter
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +75,66 @@ class FilterReport:
     threshold: float = float("nan")
 
 
+class FilterScores(Protocol):
+    """What the trainer reads of a filter's scores of N samples
+    (:class:`~dlsa.stage2.filter.FilterOutput`)."""
+
+    @property
+    def log_prob(self) -> Tensor:
+        """(N,) log-likelihoods ``log p(x)``."""
+        ...
+
+    @property
+    def cluster(self) -> Tensor:
+        """(N,) most probable cluster."""
+        ...
+
+
+class TrainableFilter(Protocol):
+    """What :class:`FilterTrainer` uses of the filter it trains (a
+    :class:`~dlsa.stage2.filter.FlowFilter`, which calls the trainer: this protocol keeps
+    the training loop from importing it). D features, K clusters, C classes.
+
+    Attributes:
+        config: the filter's configuration.
+        n_classes: C.
+        flow: the flow, whose parameters are optimised.
+    """
+
+    config: FilterConfig
+    n_classes: int
+    flow: nn.Module
+
+    @property
+    def n_components(self) -> int:
+        """K."""
+        ...
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """z (N, D), ``log p(x)`` (N,) and ``log P(k | x)`` (N, K) of x (N, D)."""
+        ...
+
+    def transform(self, x: Rows) -> FilterScores:
+        """Scores of x (N, D) in eval mode."""
+        ...
+
+    def train(self, mode: bool = True) -> Any:
+        """Set training mode (``nn.Module.train``)."""
+        ...
+
+    def eval(self) -> Any:
+        """Set eval mode (``nn.Module.eval``)."""
+        ...
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The weights and buffers by name (``nn.Module.state_dict``)."""
+        ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> Any:
+        """Load weights and buffers by name (``nn.Module.load_state_dict``)."""
+        ...
+
+
 def cluster_class_histogram(
     clusters: Tensor, target: Tensor, n_clusters: int, n_classes: int
 ) -> Tensor:
@@ -95,7 +154,7 @@ def cluster_class_histogram(
     return counts.reshape(n_clusters, n_classes).float()
 
 
-def _snapshot(module: nn.Module, into: dict[str, Tensor] | None) -> dict[str, Tensor]:
+def _snapshot(module: TrainableFilter, into: dict[str, Tensor] | None) -> dict[str, Tensor]:
     """Copy of the module's state: into the tensors of ``into`` when given (allocated by an
     earlier snapshot of the same module), else into new ones."""
     if into is None:
@@ -106,11 +165,11 @@ def _snapshot(module: nn.Module, into: dict[str, Tensor] | None) -> dict[str, Te
 
 
 class FilterTrainer:
-    """The training run of one :class:`FlowFilter` (losses, epoch selection)."""
+    """The training run of one flow filter (losses, epoch selection)."""
 
     def __init__(
         self,
-        flt: FlowFilter,
+        flt: TrainableFilter,
         x: Rows,
         y: Tensor,
         generator: torch.Generator,
