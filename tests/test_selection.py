@@ -364,7 +364,7 @@ def noisy_predictions(n: int, n_classes: int) -> tuple[np.ndarray, np.ndarray, n
 
 def test_gain_covariance_matches_paired_gain_and_an_explicit_sum():
     from dlsa.selection.multiplicity import gain_covariance
-    from dlsa.selection.rule import paired_gain
+    from dlsa.selection.paired import paired_gain
 
     y, ref, preds = noisy_predictions(300, 5)
     gains, cov = gain_covariance(preds, ref, y, 5)

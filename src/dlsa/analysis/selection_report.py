@@ -27,6 +27,16 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
     """
     if not selection:
         return "selection: off (the configuration was fitted as given)"
+    parts = _summary(selection)
+    for rnd in selection["rounds"]:
+        parts += _round_lines(rnd, selection.get("source"))
+    return "\n".join(parts)
+
+
+def _summary(selection: Mapping[str, Any]) -> list[str]:
+    """The lines above the rounds' tables: the evidence, the bar a departure must clear
+    (margin, max-t, minimum gain, prior guard), the time and the choice; where the
+    training features came from; a final fit that diverged."""
     bar = f"> {selection['margin']:g} standard errors"
     if selection.get("multiplicity") == "max-t":
         bar += " (or the max-t bar of the round's departures, whichever is higher)"
@@ -51,66 +61,78 @@ def selection_table(selection: Mapping[str, Any] | None) -> str:
             "The DLSA option the rounds below chose diverged when fitted on all the data "
             f"({selection['final_fit_diverged']}); the chosen base is used alone."
         )
-    for rnd in selection["rounds"]:
-        rows = []
-        for row in rnd["candidates"]:
-            gain = (
-                "-"
-                if row["name"] == rnd["reference"]
-                else (f"{100 * row['gain']:+.2f} ± {100 * row['se']:.2f}")
-            )
-            routed = row.get("tail_share_routed")
-            extra = (
-                []
-                if "tail_share_routed" not in row
-                else [
-                    "-"
-                    if routed is None
-                    else f"{100 * routed:.0f}% of routed vs {100 * row['tail_share_input']:.0f}%"
-                ]
-            )
-            tail = (
-                "-"
-                if row["name"] == rnd["reference"] or "tail_gain" not in row
-                else (f"{100 * row['tail_gain']:+.2f}")
-            )
-            decision = (
-                "chosen"
-                if row["chosen"]
-                else f"dropped after {row['n_scored']} samples"
-                if row.get("dropped")
-                else ("not eligible" if row.get("eligible") is False else "")
-            )
-            if row.get("prior_guard") and not row.get("dropped"):
-                decision = "not eligible (prior guard)"
-            flow = [] if "to_head" not in row else [_flow(row, rnd["reference"])]
-            rows.append(
-                [row["name"], pct(row["balanced_accuracy"], 2), gain, tail, *extra, *flow,
-                 decision]
-            )  # fmt: skip
-        header = [
-            "candidate",
-            "validation balanced acc"
-            if selection.get("source") == "validation"
-            else "out-of-fold balanced acc",
-            f"gain over {rnd['reference']}",
-            "rarer half gain",
+    return parts
+
+
+def _round_lines(rnd: Mapping[str, Any], source: str | None) -> list[str]:
+    """One round's lines: its title and time, the table of its candidates (one row each,
+    :func:`_candidate_row`), why it chose, and the candidates it skipped. ``source`` is
+    the selection's ("validation", or out of fold otherwise)."""
+    rows = [_candidate_row(row, rnd["reference"]) for row in rnd["candidates"]]
+    header = [
+        "candidate",
+        "validation balanced acc" if source == "validation" else "out-of-fold balanced acc",
+        f"gain over {rnd['reference']}",
+        "rarer half gain",
+    ]
+    if rnd["candidates"] and "tail_share_routed" in rnd["candidates"][0]:
+        header.append("tail share (filter 1)")
+    if rnd["candidates"] and "to_head" in rnd["candidates"][0]:
+        header.append("to the head / back")
+    table = markdown_table([*header, "decision"], rows)
+    parts = ["", f"{rnd['what']} ({rnd['seconds']:.1f} s):", "", table, ""]
+    parts.append(f"why: {rnd['reason']}")
+    for skip in rnd.get("skipped", []):
+        parts.append(f"skipped (its training diverged, not eligible): {skip['name']}")
+    if rnd.get("skipped"):
+        parts.append(
+            "A diverging flow filter usually means features of a large scale or offset: "
+            "`--flow-filter.standardize true` makes the filter scale-free."
+        )
+    return parts
+
+
+def _candidate_row(row: Mapping[str, Any], reference: str) -> list[str]:
+    """A candidate's cells: name, balanced accuracy, gain ± standard error and rarer-half
+    gain over the round's ``reference`` ("-" for the reference itself), the tail share
+    its first filter routes and the prior guard's counts (where the round has them), and
+    the decision (:func:`_decision`)."""
+    gain = (
+        "-" if row["name"] == reference else (f"{100 * row['gain']:+.2f} ± {100 * row['se']:.2f}")
+    )
+    routed = row.get("tail_share_routed")
+    extra = (
+        []
+        if "tail_share_routed" not in row
+        else [
+            "-"
+            if routed is None
+            else f"{100 * routed:.0f}% of routed vs {100 * row['tail_share_input']:.0f}%"
         ]
-        if rnd["candidates"] and "tail_share_routed" in rnd["candidates"][0]:
-            header.append("tail share (filter 1)")
-        if rnd["candidates"] and "to_head" in rnd["candidates"][0]:
-            header.append("to the head / back")
-        table = markdown_table([*header, "decision"], rows)
-        parts += ["", f"{rnd['what']} ({rnd['seconds']:.1f} s):", "", table, ""]
-        parts.append(f"why: {rnd['reason']}")
-        for skip in rnd.get("skipped", []):
-            parts.append(f"skipped (its training diverged, not eligible): {skip['name']}")
-        if rnd.get("skipped"):
-            parts.append(
-                "A diverging flow filter usually means features of a large scale or offset: "
-                "`--flow-filter.standardize true` makes the filter scale-free."
-            )
-    return "\n".join(parts)
+    )
+    tail = (
+        "-"
+        if row["name"] == reference or "tail_gain" not in row
+        else (f"{100 * row['tail_gain']:+.2f}")
+    )
+    flow = [] if "to_head" not in row else [_flow(row, reference)]
+    return [row["name"], pct(row["balanced_accuracy"], 2), gain, tail, *extra, *flow,
+            _decision(row)]  # fmt: skip
+
+
+def _decision(row: Mapping[str, Any]) -> str:
+    """What became of a candidate: "chosen", dropped early (after how many samples), not
+    eligible (by the prior guard, or otherwise), or "" (scored, not chosen)."""
+    decision = (
+        "chosen"
+        if row["chosen"]
+        else f"dropped after {row['n_scored']} samples"
+        if row.get("dropped")
+        else ("not eligible" if row.get("eligible") is False else "")
+    )
+    if row.get("prior_guard") and not row.get("dropped"):
+        decision = "not eligible (prior guard)"
+    return decision
 
 
 def _flow(row: Mapping[str, Any], reference: str) -> str:

@@ -3,8 +3,9 @@
 Configuration flags are generated from the dataclasses of :mod:`dlsa.config`
 (:mod:`dlsa.cli.flags`); the commands are in :mod:`dlsa.cli.commands`, the shared IO in
 :mod:`dlsa.cli.common`, reports are rendered by :mod:`dlsa.analysis.report`, and
-:mod:`dlsa.cli.parser` builds the parser and runs a command, turning user errors into
-one line with exit status 2.
+:mod:`dlsa.cli.parser` builds the parser (each command's flags are added by
+:mod:`dlsa.cli.command_flags`) and runs a command, turning user errors into one line with
+exit status 2.
 """
 
 from dlsa.cli.common import CLIError

@@ -10,7 +10,7 @@ gain exceeds that many standard errors is a departure whose family-wise false-de
 rate is ``1 - level`` (asymptotically; Hothorn, Bretz & Westfall 2008). Correlated
 candidates (tau variants of one training) cost less than independent ones.
 
-The gains are the paired balanced-accuracy gains of :func:`dlsa.selection.rule.paired_gain`;
+The gains are the paired balanced-accuracy gains of :func:`dlsa.selection.paired.paired_gain`;
 their covariance treats the out-of-fold samples of each class as independent draws:
 ``Cov(g_j, g_k) = (1/C'^2) sum_c cov_c(d_j, d_k) / n_c`` with ``d_j = hit_j - hit_ref``.
 

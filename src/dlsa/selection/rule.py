@@ -8,10 +8,7 @@ does not lose accuracy on the rarer half of the classes. No eligible candidate: 
 reference is kept. Otherwise the chosen one is the simplest eligible candidate that the
 best eligible one does not clearly beat; ties go to the simpler option.
 
-The paired gain of a over b is ``g = (1/C) sum_c mean_{i in c} (hit_a(i) - hit_b(i))``,
-the difference of balanced accuracies over the same samples; its standard error treats
-the out-of-fold samples of each class as independent draws:
-``se^2 = (1/C^2) sum_c var_c(hit_a - hit_b) / n_c``.
+The paired gain and its standard error: :mod:`dlsa.selection.paired`.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from dlsa.selection.multiplicity import (
     max_t_threshold,
     nested_gain_correlation,
 )
+from dlsa.selection.paired import balanced_accuracy, paired_gain, rarer_half
 from dlsa.selection.shift import head_shift, rarer_classes
 
 if TYPE_CHECKING:
@@ -72,88 +70,6 @@ def describe(params: dict[str, Any]) -> str:
         share = params["flow_filter"].proportion
         text += f" + DLSA (depth {params['depth']}, {100 * share:.0f}% routed)"
     return text
-
-
-def class_hits(pred: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class hit sums (C,) and class sizes (C,) of predictions (N,) for labels (N,)."""
-    hits = np.bincount(y, weights=(pred == y).astype(np.float64), minlength=n_classes)
-    return hits, np.bincount(y, minlength=n_classes).astype(np.float64)
-
-
-def balanced_accuracy(pred: np.ndarray, y: np.ndarray, n_classes: int) -> float:
-    """Mean over the classes present in ``y`` (N,) of the accuracy of ``pred`` (N,).
-
-    Example:
-        >>> balanced_accuracy(np.array([0, 0, 1, 0]), np.array([0, 0, 1, 1]), 2)
-        0.75
-    """
-    hits, sizes = class_hits(pred, y, n_classes)
-    present = sizes > 0
-    return float(np.mean(hits[present] / sizes[present]))
-
-
-def paired_gain(
-    pred_a: np.ndarray, pred_b: np.ndarray, y: np.ndarray, n_classes: int, *, floor: bool = True
-) -> tuple[float, float]:
-    """Balanced-accuracy gain of a over b on the same samples, and its standard error.
-
-    Args:
-        pred_a: (N,) predictions of a.
-        pred_b: (N,) predictions of b.
-        y: (N,) labels.
-        n_classes: C.
-        floor: apply the per-class floor below (False: the plain sample variance, as
-            :func:`~dlsa.selection.multiplicity.gain_covariance` computes it).
-
-    Returns:
-        ``(gain, se)`` with ``gain = (1/C') sum_c mean_{i in c} d_i`` for
-        ``d_i = hit_a(i) - hit_b(i)`` over the C' classes present, and
-        ``se = sqrt(sum_c max(var_c(d) / n_c, f_c)) / C'`` (sample variance within each
-        class), floored per class at ``f_c``, the variance of the mean of the class's
-        differences with one pseudo-pair (+1, -1) added: ``f_c = (sum d^2 + 2 -
-        (sum d)^2 / (n_c + 2)) / ((n_c + 1)(n_c + 2))``. Without discordant samples a class
-        of 6 gets ``f_c = 2 / 56``, as if it might still hide a loss; a class of 1,000,
-        ``2e-6``.
-
-    Example:
-        >>> y = np.array([0, 0, 1, 1])
-        >>> g, se = paired_gain(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 0]), y, 2)
-        >>> g, round(se, 3)
-        (0.5, 0.354)
-    """
-    d = (pred_a == y).astype(np.float64) - (pred_b == y).astype(np.float64)
-    sizes = np.bincount(y, minlength=n_classes).astype(np.float64)
-    present = sizes > 0
-    total = np.bincount(y, weights=d, minlength=n_classes)[present]
-    sq = np.bincount(y, weights=d * d, minlength=n_classes)[present]
-    n = sizes[present]
-    mean = total / n
-    var = np.where(n > 1, (sq - n * mean**2) / np.maximum(n - 1, 1), 0.0)
-    # Floor: the variance of the class's differences with one more discordant pair each
-    # way (+1, -1), so that a rare class without a discordant sample never reads as a
-    # class whose gain is known exactly.
-    var_mean = np.maximum(var, 0.0) / n
-    if floor:
-        var_mean = np.maximum(var_mean, (sq + 2.0 - total**2 / (n + 2.0)) / (n + 1.0) / (n + 2.0))
-    c = float(present.sum())
-    return float(mean.sum() / c), float(np.sqrt(np.sum(var_mean)) / c)
-
-
-def rarer_half(y: np.ndarray, n_classes: int, counts: np.ndarray | None = None) -> np.ndarray:
-    """Mask (N,) of the samples whose class is in the rarer half of the classes present
-    in ``y`` (N,) (``ceil(C' / 2)`` classes, ties by class index), rarer by ``counts``
-    (C,) (the training counts, when ``y`` is a validation set), else by their count in
-    ``y``.
-
-    Example:
-        >>> rarer_half(np.array([0, 0, 0, 1, 2, 2]), 3).tolist()
-        [False, False, False, True, True, True]
-        >>> rarer_half(np.array([0, 1, 2]), 3, counts=np.array([5, 90, 1])).tolist()
-        [True, False, True]
-    """
-    in_y = np.bincount(y, minlength=n_classes)
-    by = in_y if counts is None else np.asarray(counts)
-    return rarer_classes(by, present=in_y > 0)[y]
 
 
 def choose(
@@ -209,79 +125,130 @@ def choose(
     ref = candidates[0].pred
     bar = family_margin(candidates, y, n_classes, margin, multiplicity)
     rarer = rarer_classes(np.bincount(y, minlength=n_classes) if counts is None else counts)
-    rows = []
-    for i, cand in enumerate(candidates):
-        seen = cand.rows(len(y))
-        score = balanced_accuracy(cand.pred[seen], y[seen], n_classes)
-        gain, se = paired_gain(cand.pred[seen], ref[seen], y[seen], n_classes, floor=floor)
-        part = seen & tail
-        tail_gain, tail_se = paired_gain(
-            cand.pred[part], ref[part], y[part], n_classes, floor=floor
-        )
-        plain = [
-            paired_gain(cand.pred[m], ref[m], y[m], n_classes, floor=False)[1]
-            for m in (seen, part)
-        ]
-        if i == 0:  # the reference against itself: no gain, no uncertainty
-            se = tail_se = 0.0
-        clear = gain > max(bar * se, min_gain)
-        shift = head_shift(cand.pred[seen], ref[seen], rarer)
-        guarded = prior_guard is not None and shift["shift_z"] > prior_guard
-        rows.append(
-            {
-                "name": cand.name,
-                "params": jsonable(cand.params),
-                "balanced_accuracy": score,
-                "gain": gain,
-                "se": se,
-                "tail_gain": tail_gain,
-                "tail_se": tail_se,
-                "se_plain": plain[0],
-                "tail_se_plain": plain[1],
-                "eligible": i == 0
-                or (cand.seen is None and clear and tail_gain >= 0.0 and not guarded),
-                **shift,
-                "prior_guard": bool(guarded),
-                "chosen": False,
-                "margin": bar,
-                "n_scored": int(seen.sum()),
-                "dropped": cand.seen is not None,
-            }
-        )
+    rows = [
+        _evidence_row(i, cand, ref, y, n_classes, tail, rarer, bar, min_gain, prior_guard, floor)
+        for i, cand in enumerate(candidates)
+    ]
+    chosen, reason = _decide(candidates, rows, y, n_classes, bar, margin, min_gain, floor)
+    rows[chosen]["chosen"] = True
+    return chosen, reason, rows
+
+
+def _evidence_row(
+    i: int,
+    cand: Candidate,
+    ref: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    tail: np.ndarray,
+    rarer: np.ndarray,
+    bar: float,
+    min_gain: float,
+    prior_guard: float | None,
+    floor: bool,
+) -> dict[str, Any]:
+    """:func:`choose`'s evidence row of candidate ``i`` against the reference's
+    predictions ``ref`` (N,) for labels ``y`` (N,), on the samples it predicted: its
+    score, gain and rarer-half gain (``tail``: the mask (N,) of :func:`rarer_half`) with
+    their standard errors, the prior guard's counts (``rarer``: the classes (C,) of the
+    rarer half) and whether it is eligible (the reference always is) at the bar of ``bar``
+    standard errors and ``min_gain``."""
+    seen = cand.rows(len(y))
+    score = balanced_accuracy(cand.pred[seen], y[seen], n_classes)
+    gain, se = paired_gain(cand.pred[seen], ref[seen], y[seen], n_classes, floor=floor)
+    part = seen & tail
+    tail_gain, tail_se = paired_gain(cand.pred[part], ref[part], y[part], n_classes, floor=floor)
+    plain = [
+        paired_gain(cand.pred[m], ref[m], y[m], n_classes, floor=False)[1] for m in (seen, part)
+    ]
+    if i == 0:  # the reference against itself: no gain, no uncertainty
+        se = tail_se = 0.0
+    clear = gain > max(bar * se, min_gain)
+    shift = head_shift(cand.pred[seen], ref[seen], rarer)
+    guarded = prior_guard is not None and shift["shift_z"] > prior_guard
+    return {
+        "name": cand.name,
+        "params": jsonable(cand.params),
+        "balanced_accuracy": score,
+        "gain": gain,
+        "se": se,
+        "tail_gain": tail_gain,
+        "tail_se": tail_se,
+        "se_plain": plain[0],
+        "tail_se_plain": plain[1],
+        "eligible": i == 0 or (cand.seen is None and clear and tail_gain >= 0.0 and not guarded),
+        **shift,
+        "prior_guard": bool(guarded),
+        "chosen": False,
+        "margin": bar,
+        "n_scored": int(seen.sum()),
+        "dropped": cand.seen is not None,
+    }
+
+
+def _decide(
+    candidates: Sequence[Candidate],
+    rows: list[dict[str, Any]],
+    y: np.ndarray,
+    n_classes: int,
+    bar: float,
+    margin: float,
+    min_gain: float,
+    floor: bool,
+) -> tuple[int, str]:
+    """:func:`choose`'s choice from the evidence ``rows`` (one per candidate): the index
+    and the reason. The best eligible candidate (the simplest of equal scores; dropped
+    ones score -inf): the reference when the best is the reference, else the simplest
+    eligible departure the best does not clearly beat (:func:`_simplest_close`)."""
     scores = [row["balanced_accuracy"] if not row["dropped"] else -np.inf for row in rows]
     eligible = [i for i, row in enumerate(rows) if row["eligible"]]
     best = max(eligible, key=lambda i: (scores[i], -i))  # the simplest of equal scores
-    top = int(np.argmax(scores))
     if best == 0:
-        chosen = 0
-        if top == 0:
-            reason = "the reference has the best balanced accuracy"
-        else:
-            t = rows[top]
-            reason = (
-                f"no departure beats the reference by {bar:.2f} standard errors without "
-                f"losing on the rarer half of the classes (best: {t['name']}, "
-                f"{100 * t['gain']:+.2f} ± {100 * t['se']:.2f} points, rarer half "
-                f"{100 * t['tail_gain']:+.2f}); the reference is kept"
+        return 0, _kept_reason(rows, int(np.argmax(scores)), bar)
+    return _simplest_close(candidates, eligible, best, y, n_classes, margin, min_gain, floor)
+
+
+def _kept_reason(rows: list[dict[str, Any]], top: int, bar: float) -> str:
+    """Why the reference is kept: it scores best, or ``rows[top]`` (the best score) is
+    not eligible (its gain, standard error and rarer-half gain, against the bar of ``bar``
+    standard errors)."""
+    if top == 0:
+        return "the reference has the best balanced accuracy"
+    t = rows[top]
+    return (
+        f"no departure beats the reference by {bar:.2f} standard errors without "
+        f"losing on the rarer half of the classes (best: {t['name']}, "
+        f"{100 * t['gain']:+.2f} ± {100 * t['se']:.2f} points, rarer half "
+        f"{100 * t['tail_gain']:+.2f}); the reference is kept"
+    )
+
+
+def _simplest_close(
+    candidates: Sequence[Candidate],
+    eligible: list[int],
+    best: int,
+    y: np.ndarray,
+    n_classes: int,
+    margin: float,
+    min_gain: float,
+    floor: bool,
+) -> tuple[int, str]:
+    """The chosen index and reason when ``best`` (> 0) is the best eligible departure:
+    the first eligible departure simpler than it that it does not beat by more than
+    ``margin`` standard errors and ``min_gain`` (all samples), else ``best``."""
+    for i in eligible:
+        if i >= best:
+            break
+        gain, se = paired_gain(
+            candidates[best].pred, candidates[i].pred, y, n_classes, floor=floor
+        )
+        if i > 0 and gain <= max(margin * se, min_gain):
+            return i, (
+                f"{candidates[best].name} scores {100 * gain:+.2f} ± {100 * se:.2f} points "
+                f"over it, not above {margin:g} standard errors and "
+                f"{100 * min_gain:.2f} points; the simpler option is kept"
             )
-    else:
-        chosen, reason = best, "the best balanced accuracy of the eligible departures"
-        for i in eligible:
-            if i >= best:
-                break
-            gain, se = paired_gain(
-                candidates[best].pred, candidates[i].pred, y, n_classes, floor=floor
-            )
-            if i > 0 and gain <= max(margin * se, min_gain):
-                chosen = i
-                reason = (
-                    f"{candidates[best].name} scores {100 * gain:+.2f} ± {100 * se:.2f} points "
-                    f"over it, not above {margin:g} standard errors and "
-                    f"{100 * min_gain:.2f} points; the simpler option is kept"
-                )
-                break
-    rows[chosen]["chosen"] = True
-    return chosen, reason, rows
+    return best, "the best balanced accuracy of the eligible departures"
 
 
 def family_margin(
