@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from functools import reduce
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,17 @@ def test_help_defaults_are_the_default_configuration(command, monkeypatch):
                         ("--head.batch-size", 256)]:  # fmt: skip
         own = r" (?:(?! --).)*?\(default: " + re.escape(str(value)) + r"\)"
         assert re.search(re.escape(flag) + own, text), flag
+
+
+def test_regular_cluster_aided_help_agrees_with_the_presets_doc(monkeypatch):
+    # docs/presets.md: the original release's regular classifier is FC(x) + FC(x), two
+    # maps of x without the cluster prior (issue 33 found the help saying FC([z, prior]))
+    monkeypatch.setenv("COLUMNS", "100000")
+    text = _help("fit")
+    own = re.search(r"--regular-cluster-aided BOOL ((?:(?! --).)*)", text).group(1)
+    assert "FC(x) + FC(x)" in own and "without the cluster prior" in own
+    assert "FC([" not in own
+    doc = Path(__file__).resolve().parents[1] / "docs" / "presets.md"
+    lines = doc.read_text(encoding="utf-8").splitlines()
+    regular = next(line for line in lines if line.startswith("| regular classifier"))
+    assert "`FC(x) + FC(x)`" in regular and "no cluster prior" in regular

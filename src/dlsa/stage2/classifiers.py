@@ -8,8 +8,9 @@ connected layer on the cluster prior:
 
 where the caller passes the concatenation ``[x, z]`` as the input and the cluster prior
 (N, C) as ``prior``. The Regular Classifier is the same module without the prior branch
-(with it, on ``[x, z]`` of the last filter, when it is cluster-aided as in the original
-release: ``DLSAConfig.regular_cluster_aided``).
+(with it, on ``[x, z]`` of the last filter, when it is cluster-aided:
+``DLSAConfig.regular_cluster_aided``, in neither the paper nor the original release,
+whose regular classifier is FC(x) + FC(x) without the cluster prior, docs/presets.md).
 A *residual* stage (:meth:`StageClassifier.make_residual`, not in the paper) also adds the
 frozen logits of another stage classifier on ``x`` and starts from zero, so it begins as
 that classifier and learns a correction. No losses, samplers or training loops live here.
