@@ -92,8 +92,10 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_no_product_module_named_like_a_test():
-    named = [name for name in _modules() if name.rpartition(".")[2].startswith("test_")]
-    assert not named, f"modules of dlsa named test_* (pytest collects them): {named}"
+    # pytest's default python_files: test_*.py and *_test.py
+    leaves = {name: name.rpartition(".")[2] for name in _modules()}
+    named = [n for n, leaf in leaves.items() if leaf.startswith("test_") or leaf.endswith("_test")]
+    assert not named, f"modules of dlsa named test_* or *_test (pytest collects them): {named}"
 
 
 def test_no_import_circle_inside_a_folder():

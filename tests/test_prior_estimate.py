@@ -14,7 +14,7 @@ import torch
 from scipy.special import softmax
 
 from dlsa import DLSAClassifier
-from dlsa.cascade import shift_test
+from dlsa.cascade import shift_detection
 from dlsa.cascade.prior_estimate import (
     MIN_ROWS,
     SHRINK_PER_CLASS,
@@ -22,7 +22,7 @@ from dlsa.cascade.prior_estimate import (
     confusion_counts,
     em_prior,
 )
-from dlsa.cascade.shift_test import log_likelihood_ratio, lr_threshold, null_weights
+from dlsa.cascade.shift_detection import log_likelihood_ratio, lr_threshold, null_weights
 from dlsa.cascade.temperature import fit_bias_corrected_temperature
 from dlsa.config import HeadConfig
 from dlsa.datasets.synthetic import make_long_tailed_features
@@ -240,7 +240,7 @@ def test_null_weights_scale_with_the_held_out_rows_and_their_diagonal_approximat
         np.r_[logits, logits], np.r_[target, target], *args, np.full(C, 1 / C), 0.0
     )
     np.testing.assert_allclose(twice, once / 2, rtol=1e-6)
-    monkeypatch.setattr(shift_test, "EXACT_MAX_CLASSES", C - 1)
+    monkeypatch.setattr(shift_detection, "EXACT_MAX_CLASSES", C - 1)
     diagonal = null_weights(logits, target, *args, np.full(C, 1 / C), 1.0)
     assert diagonal.shape == (C - 1,)
     assert abs(diagonal.sum() / exact.sum() - 1) < 0.15

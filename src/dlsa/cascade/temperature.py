@@ -47,7 +47,7 @@ class BiasCorrection:
     """A fitted BCTS map (:func:`fit_bias_corrected_temperature`): the temperature and
     the biases (C,) added to the scaled logits; ``null_weights`` (C - 1,), if computed,
     what the biases' uncertainty adds to the null of the no-shift test
-    (:func:`dlsa.cascade.shift_test.null_weights`)."""
+    (:func:`dlsa.cascade.shift_detection.null_weights`)."""
 
     temperature: float
     bias: np.ndarray

@@ -281,7 +281,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         calibration) from the unlabelled features X (N, D) to be predicted
         (:mod:`dlsa.cascade.prior_estimate`; what was done in ``test_prior_estimate_``;
         EM's estimate only if its no-shift test finds a shift, else the prior predictions
-        use without one: :mod:`dlsa.cascade.shift_test`).
+        use without one: :mod:`dlsa.cascade.shift_detection`).
         Scores are then adjusted by Bayes' rule (:mod:`dlsa.cascade.deployment_prior`);
         routing is unchanged. Saved with the model. Returns self.
 

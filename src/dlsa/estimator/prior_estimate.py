@@ -17,7 +17,7 @@ b + log pi``, Bayes' rule relative to ``pi_0`` on the calibrated posteriors.
 
 EM's estimate is used only when its rows give evidence of a shift away from the
 reference prior (:func:`reference_prior`: the one the model predicts with when no test
-prior is set), by the likelihood-ratio test of :mod:`dlsa.cascade.shift_test`, whose
+prior is set), by the likelihood-ratio test of :mod:`dlsa.cascade.shift_detection`, whose
 null counts BCTS's bias uncertainty (``bcts_.null_weights``, from the same held-out
 rows). Otherwise the test prior is the reference and predictions are those without one.
 """
@@ -42,7 +42,7 @@ from dlsa.cascade.prior_estimate import (
     em_prior,
     shrink,
 )
-from dlsa.cascade.shift_test import LEVEL, null_weights, shift_test
+from dlsa.cascade.shift_detection import LEVEL, null_weights, shift_test
 from dlsa.cascade.temperature import (
     BIAS_PRIOR_SD,
     BiasCorrection,
@@ -132,7 +132,7 @@ def estimate_test_prior(
     ("estimate": EM; "estimate-bbse": BBSE), shrunk toward the training prior, and what
     was done (method, rows, shrinkage pseudo-rows, the unshrunk prior; for EM its
     iterations, the calibration of its posteriors: "bcts", "temperature" or None, and
-    ``shift_test``: the no-shift test at ``level`` (:func:`dlsa.cascade.shift_test.shift_test`;
+    ``shift_test``: the no-shift test at ``level`` (:func:`shift_test`;
     None: not tested, as for BBSE). When EM's rows give no evidence of a shift, the
     prior is :func:`reference_prior`, unshrunk.
 
