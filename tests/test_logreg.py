@@ -156,3 +156,29 @@ def test_the_guard_is_off_on_a_validation_split_and_on_unseen_features():
     assert guard(cfg, "validation") is None
     assert guard(SelectionConfig(train_features="unseen"), "out-of-fold") is None
     assert guard(SelectionConfig(train_features="seen", prior_guard=None), "out-of-fold") is None
+
+
+def test_a_validation_selection_reuses_the_path_fit_for_the_final_model(tmp_path, monkeypatch):
+    """On a validation split the chosen ``logreg (c=...)`` is the path fit's solution:
+    the final fit trains nothing more, keeps no path, predicts as a fresh fit at that C
+    and round-trips through save / load."""
+    from dlsa.stage2.bases.logreg import BalancedLogisticRegression as LR
+
+    d = make_long_tailed_features(
+        n_classes=12, n_features=6, n_max=80, imbalance=20, n_test_per_class=10, seed=4
+    )
+    val = make_long_tailed_features(
+        n_classes=12, n_features=6, n_max=80, imbalance=20, n_test_per_class=6, seed=4
+    )
+    runs: list[float] = []
+    original = LR._minimise
+    monkeypatch.setattr(LR, "_minimise", lambda self, m, p, data, c, desc: runs.append(c)
+                        or original(self, m, p, data, c, desc))  # fmt: skip
+    clf = DLSAClassifier(depth=0, selection=SelectionConfig(bases=("logreg",)), random_state=0)
+    clf.fit(d.X_train, d.y_train, X_val=val.X_test, y_val=val.y_test)
+    assert clf.fitted_params_["base"] == "logreg" and len(runs) == len(LR().cs)
+    assert clf.fallback_.head.path_c.numel() == 0
+    fresh = DLSAClassifier(**clf.fitted_params_).fit(d.X_train, d.y_train)
+    np.testing.assert_array_equal(clf.predict_proba(d.X_test), fresh.predict_proba(d.X_test))
+    loaded = DLSAClassifier.load(clf.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict_proba(d.X_test), clf.predict_proba(d.X_test))

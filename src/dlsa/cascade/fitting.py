@@ -313,10 +313,4 @@ def same_base(donor: Cascade, base: BaseMethod, head_cfg: Any) -> bool:
     (equal up to post-hoc hyper-parameters)."""
     if type(donor.base) is not type(base) or donor.spec.head != head_cfg:
         return False
-
-    def fixed(method: BaseMethod) -> dict[str, Any]:
-        return {
-            k: v for k, v in dataclasses.asdict(method).items() if k not in base.posthoc_params
-        }
-
-    return fixed(donor.base) == fixed(base)
+    return base.served_by(donor.base)

@@ -19,6 +19,7 @@ Multi-phase methods (``tau-norm``, ``lws``, ``m2m``, ``ride``) run each phase th
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -256,6 +257,17 @@ class BaseMethod:
         hyper-parameter (0: none), its ``inner_folds`` parameter; the training data must
         have a class with as many samples."""
         return 0
+
+    def served_by(self, trained: BaseMethod) -> bool:
+        """Whether a model that ``trained`` fitted is, after :meth:`posthoc`, the model
+        this method would fit (same data and seed): the same method with the same
+        hyper-parameters but the post-hoc ones."""
+
+        def fixed(method: BaseMethod) -> dict[str, object]:
+            items = dataclasses.asdict(method).items()
+            return {k: v for k, v in items if k not in self.posthoc_params}
+
+        return type(trained) is type(self) and fixed(trained) == fixed(self)
 
     def posthoc(self, model: StageClassifier) -> None:
         """Apply this method's post-hoc hyper-parameters to a model trained by any

@@ -84,6 +84,12 @@ class PathHead(LinearHead):
         self.register_buffer("path_bias", torch.zeros(n_path, n_classes))
         self.register_buffer("c", torch.zeros(()))
 
+    def drop_path(self) -> None:
+        """Keep no path (P = 0), only the current weights."""
+        for name in ("path_c", "path_weight", "path_bias"):
+            buffer = getattr(self, name)
+            setattr(self, name, buffer.new_zeros((0, *buffer.shape[1:])))
+
     @torch.no_grad()
     def use(self, c: float) -> None:
         """Set the weights to the path's solution at ``c``.
@@ -168,12 +174,27 @@ class BalancedLogisticRegression(BaseMethod):
         """A :class:`PathHead` (zero weights), holding the path in model selection."""
         return PathHead(n_inputs, n_classes, n_path=len(self.path()) if self.keeps_path else 0)
 
+    def served_by(self, trained: BaseMethod) -> bool:
+        """Also a path fit (``inner_folds=0``) with the same grid and solver serves every
+        ``c`` of its grid: the solution at ``c`` is the one a fit at ``c`` reaches (the
+        same warm-started path, up to ``c``)."""
+        if super().served_by(trained):
+            return True
+        if not isinstance(trained, BalancedLogisticRegression) or not trained.keeps_path:
+            return False
+        solver = ("cs", "objective", "max_iter", "tol")
+        same = all(getattr(trained, k) == getattr(self, k) for k in solver)
+        return same and self.c is not None and self.c in trained.cs
+
     def posthoc(self, model: StageClassifier) -> None:
         """Set the weights of a model fitted with ``inner_folds=0`` to its solution at
-        this method's ``c`` (nothing to do for other fits)."""
+        this method's ``c`` (nothing to do for other fits); a method that keeps no path
+        drops it, so that the model is the one it would have fitted."""
         head = model.head
         if self.c is not None and isinstance(head, PathHead) and head.path_c.numel():
             head.use(self.c)
+            if not self.keeps_path:
+                head.drop_path()
 
     def fit(
         self,
