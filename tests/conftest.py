@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -44,3 +48,45 @@ def lt_data() -> SyntheticSplit:
 @pytest.fixture(scope="session")
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+Calls = list[tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+@pytest.fixture
+def count_calls(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any, str], Calls]:
+    """``count_calls(owner, name)`` wraps ``owner.name`` for the test; the list it returns
+    gets the (args, kwargs) of every call, and the calls go through."""
+
+    def patch(owner: Any, name: str) -> Calls:
+        calls: Calls = []
+        original = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls.append((args, kwargs))
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+        return calls
+
+    return patch
+
+
+@pytest.fixture
+def write_photos() -> Callable[[Path, tuple[tuple[str, int], ...], tuple[int, int]], Path]:
+    """``write_photos(folder, ((class, n), ...), (height, width))``: n random RGB PNGs per
+    class folder (``numpy.random.default_rng(0)``, classes in the order given);
+    returns the folder."""
+
+    def write(folder: Path, classes: tuple[tuple[str, int], ...], size: tuple[int, int]) -> Path:
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for cls, n in classes:
+            (folder / cls).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / cls / f"{i}.png")
+        return folder
+
+    return write

@@ -571,7 +571,7 @@ def test_coverage_samples_are_the_lowest_scored_non_routed_of_each_class(labels,
 
 
 @pytest.mark.parametrize("depth", [0, 1])
-def test_the_pair_trains_the_reference_once_and_equals_fresh_fits(lt_data, monkeypatch, depth):
+def test_the_pair_trains_the_reference_once_and_equals_fresh_fits(lt_data, count_calls, depth):
     """``fit_pair`` hands the reference to the configured model as its base: the base
     method is trained once less, and both models predict exactly as fitted apart."""
     from dlsa.analysis.pair import fit_pair
@@ -583,11 +583,7 @@ def test_the_pair_trains_the_reference_once_and_equals_fresh_fits(lt_data, monke
         "base": make(depth=0).fit(lt_data.X_train, lt_data.y_train),
         "dlsa": make(depth=depth).fit(lt_data.X_train, lt_data.y_train),
     }
-    calls = []
-    original = BalancedSoftmax.fit
-    monkeypatch.setattr(
-        BalancedSoftmax, "fit", lambda *a, **k: calls.append(1) or original(*a, **k)
-    )
+    calls = count_calls(BalancedSoftmax, "fit")
     models = fit_pair(config, lt_data.X_train, lt_data.y_train)
     assert len(calls) == 1 + 2 * depth  # the reference, then the heads of the levels only
     for name, model in models.items():

@@ -9,7 +9,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
@@ -73,14 +72,8 @@ def user_package(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def photos(tmp_path):
-    rng = np.random.default_rng(0)
-    for cls, n in (("ant", 2), ("cat", 3)):
-        (tmp_path / "photos" / cls).mkdir(parents=True)
-        for i in range(n):
-            pixels = rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "photos" / cls / f"{i}.png")
-    return tmp_path / "photos"
+def photos(tmp_path, write_photos):
+    return write_photos(tmp_path / "photos", (("ant", 2), ("cat", 3)), (24, 30))
 
 
 def _run(argv, capsys) -> tuple[int, str]:

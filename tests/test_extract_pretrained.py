@@ -19,7 +19,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
@@ -51,14 +50,8 @@ def fake_torchvision(monkeypatch):
 
 
 @pytest.fixture
-def photos(tmp_path):
-    rng = np.random.default_rng(0)
-    for cls, n in (("cat", 3), ("ant", 2)):
-        (tmp_path / "photos" / cls).mkdir(parents=True)
-        for i in range(n):
-            pixels = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "photos" / cls / f"{i}.png")
-    return tmp_path / "photos"
+def photos(tmp_path, write_photos):
+    return write_photos(tmp_path / "photos", (("cat", 3), ("ant", 2)), (40, 52))
 
 
 def test_extract_with_a_pretrained_encoder_from_local_weights(

@@ -158,7 +158,7 @@ def test_the_guard_is_off_on_a_validation_split_and_on_unseen_features():
     assert guard(SelectionConfig(train_features="seen", prior_guard=None), "out-of-fold") is None
 
 
-def test_a_validation_selection_reuses_the_path_fit_for_the_final_model(tmp_path, monkeypatch):
+def test_a_validation_selection_reuses_the_path_fit_for_the_final_model(tmp_path, count_calls):
     """On a validation split the chosen ``logreg (c=...)`` is the path fit's solution:
     the final fit trains nothing more, keeps no path, predicts as a fresh fit at that C
     and round-trips through save / load."""
@@ -170,10 +170,7 @@ def test_a_validation_selection_reuses_the_path_fit_for_the_final_model(tmp_path
     val = make_long_tailed_features(
         n_classes=12, n_features=6, n_max=80, imbalance=20, n_test_per_class=6, seed=4
     )
-    runs: list[float] = []
-    original = LR._minimise
-    monkeypatch.setattr(LR, "_minimise", lambda self, m, p, data, c, desc: runs.append(c)
-                        or original(self, m, p, data, c, desc))  # fmt: skip
+    runs = count_calls(LR, "_minimise")
     clf = DLSAClassifier(depth=0, selection=SelectionConfig(bases=("logreg",)), random_state=0)
     clf.fit(d.X_train, d.y_train, X_val=val.X_test, y_val=val.y_test)
     assert clf.fitted_params_["base"] == "logreg" and len(runs) == len(LR().cs)

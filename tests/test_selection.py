@@ -539,7 +539,7 @@ def test_an_unknown_drop_rule_fails_before_any_fit(monkeypatch):
 
 
 @pytest.mark.parametrize("margin", [2.0, -1e9])  # keeps the base / takes DLSA 30%
-def test_on_a_validation_split_the_final_fit_reuses_the_chosen_candidate(monkeypatch, margin):
+def test_on_a_validation_split_the_final_fit_reuses_the_chosen_candidate(count_calls, margin):
     """With ``X_val`` every candidate is fitted once on all the training data, with the
     final fit's seed: the final fit takes the chosen one's filters and base instead of
     training them again, and predicts exactly as a fresh fit of the chosen parameters."""
@@ -551,9 +551,7 @@ def test_on_a_validation_split_the_final_fit_reuses_the_chosen_candidate(monkeyp
     val = make_long_tailed_features(
         n_classes=30, n_features=8, n_max=120, imbalance=40, n_test_per_class=5, seed=3
     )
-    fits: list[int] = []
-    original = FlowFilter.fit
-    monkeypatch.setattr(FlowFilter, "fit", lambda *a, **k: fits.append(1) or original(*a, **k))
+    fits = count_calls(FlowFilter, "fit")
     sel = SelectionConfig(
         bases=("balsoftmax", "tau-norm"), proportions=(0.3, 0.99), margin=margin,
         min_gain=-1.0 if margin < 0 else 0.002, multiplicity="per-candidate",
