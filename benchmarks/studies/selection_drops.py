@@ -24,6 +24,7 @@ import dataclasses
 
 import numpy as np
 
+from benchmarks.common import as_candidates, simulated_classes
 from dlsa.selection.rule import Candidate, DropRule, choose, ruled_out
 
 PROFILES = {
@@ -37,10 +38,8 @@ def simulate(profile, m: int, better: float, rng: np.random.Generator):
     accuracy: candidate j's accuracy on each class is the reference's minus a gap drawn
     from 0 ... 6 points (candidate 1: plus ``better``), its hit a copy of the
     reference's with probability 0.3."""
-    n_classes, n_max, n_min = profile
-    counts = np.round(n_max * (n_min / n_max) ** (np.arange(n_classes) / (n_classes - 1)))
-    y = np.repeat(np.arange(n_classes), counts.astype(int))
-    p_class = 0.5 + 0.45 * np.log(counts / n_min) / np.log(n_max / n_min)
+    n_classes = profile[0]
+    y, p_class = simulated_classes(profile)
     p = p_class[y]
     ref = rng.random(y.size) < p
     hits, shifts = [ref], [0.0]
@@ -50,9 +49,7 @@ def simulate(profile, m: int, better: float, rng: np.random.Generator):
         own = rng.random(y.size) < np.clip(p + shift, 0.0, 1.0)
         copy = rng.random(y.size) < 0.3
         hits.append(np.where(copy & (ref if shift > 0 else True), ref, own))
-    cands = [
-        Candidate(f"c{j}", {}, np.where(h, y, (y + 1) % n_classes)) for j, h in enumerate(hits)
-    ]
+    cands = as_candidates(hits, y, n_classes)
     folds = np.array_split(rng.permutation(y.size), 3)
     truth = np.array([np.clip(p_class + t, 0.0, 1.0).mean() for t in shifts])
     return cands, y, n_classes, folds, truth

@@ -20,7 +20,8 @@ import argparse
 
 import numpy as np
 
-from dlsa.selection.rule import Candidate, choose
+from benchmarks.common import as_candidates, simulated_classes
+from dlsa.selection.rule import choose
 
 PROFILES = {
     "20 classes, 2000 ... 10": (20, 2000, 10),
@@ -30,10 +31,8 @@ PROFILES = {
 
 
 def simulate(profile, m: int, rho: float, better: float, rng: np.random.Generator):
-    n_classes, n_max, n_min = profile
-    counts = np.round(n_max * (n_min / n_max) ** (np.arange(n_classes) / (n_classes - 1)))
-    y = np.repeat(np.arange(n_classes), counts.astype(int))
-    acc = 0.5 + 0.45 * np.log(counts / n_min) / np.log(n_max / n_min)
+    n_classes = profile[0]
+    y, acc = simulated_classes(profile)
     p = acc[y]
     ref = rng.random(y.size) < p
     hits = [ref]
@@ -43,10 +42,7 @@ def simulate(profile, m: int, rho: float, better: float, rng: np.random.Generato
         if j == 0 and better:  # a better candidate copies only the reference's hits
             copy &= ref
         hits.append(np.where(copy, ref, own))
-    cands = [
-        Candidate(f"c{j}", {}, np.where(h, y, (y + 1) % n_classes)) for j, h in enumerate(hits)
-    ]
-    return cands, y, n_classes
+    return as_candidates(hits, y, n_classes), y, n_classes
 
 
 def main() -> None:
