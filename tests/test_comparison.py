@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dlsa.analysis.comparison import compare_bases, comparison_table, format_mean_std
+from dlsa.analysis.peer import PEER_NAME
 from dlsa.analysis.report import COLUMNS
 from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, MixtureConfig
 from dlsa.datasets.synthetic import make_long_tailed_features
@@ -101,14 +102,45 @@ def test_table_has_the_shape_of_table_1(compared):
         "| balsoftmax + DLSA",
         "| cbs",
         "| cbs + DLSA",
+        f"| {PEER_NAME}, C {result['peer']['c']:g}",
     ]
-    for row in rows:
+    assert "±" not in rows[-1]
+    for row in rows[:-1]:
         cells = row.strip("| ").split(" | ")[1:]
         assert len(cells) == 6
         present = [c for c in cells if c != "-"]
         assert present and all(" ± " in c for c in present)
         if "DLSA" in row:
             assert all(c.endswith(")") and ("(+" in c or "(-" in c) for c in present)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_the_peer_row_is_scikit_learns_logistic_regression_cv(compared, data):
+    """One fit of the user's ten lines, scored like every row (not a number of ours)."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import accuracy_score, matthews_corrcoef
+    from sklearn.preprocessing import StandardScaler
+
+    result, _ = compared
+    scaler = StandardScaler().fit(data.X_train)
+    lr = LogisticRegressionCV(
+        Cs=[1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0], cv=3, class_weight="balanced",
+        scoring="balanced_accuracy", max_iter=1000,
+    ).fit(scaler.transform(data.X_train), data.y_train)  # fmt: skip
+    pred = lr.predict(scaler.transform(data.X_test))
+    peer = result["peer"]
+    assert peer["c"] == pytest.approx(float(lr.C_[0]))
+    assert peer["metrics"]["overall"] == pytest.approx(accuracy_score(data.y_test, pred))
+    assert peer["metrics"]["mcc"] == pytest.approx(matthews_corrcoef(data.y_test, pred))
+
+
+def test_without_the_peer_there_is_no_peer_row(data):
+    cfg = dataclasses.replace(CONFIG, depth=1)
+    result = compare_bases(
+        data.X_train, data.y_train, data.X_test, data.y_test,
+        bases=["balsoftmax"], config=cfg, seeds=[0], peer=False,
+    )  # fmt: skip
+    assert "peer" not in result and "peer" not in comparison_table(result)
 
 
 def test_mean_std_formatting():

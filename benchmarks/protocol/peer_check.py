@@ -22,17 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from dlsa import DLSAClassifier
+from dlsa.analysis.peer import fit_peer
 from dlsa.config import DLSAConfig
 from dlsa.io.features import load_features
 from dlsa.metrics.accuracy import shot_accuracy
 
-CS = [1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0]
 MODELS = ("balsoftmax", "default", "default-val", "peer")
 
 
@@ -47,16 +46,8 @@ def _files(folder: Path) -> dict[str, Path]:
 
 
 def _peer(X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, dict]:
-    from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    lr = LogisticRegressionCV(Cs=CS, cv=3, class_weight="balanced",
-                              scoring="balanced_accuracy", max_iter=1000)  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf = make_pipeline(StandardScaler(), lr).fit(X, y)
-    return clf.predict(X_test), {"C": float(np.ravel(lr.C_)[0])}
+    model = fit_peer(X, y)
+    return model.predict(X_test), {"C": float(np.ravel(model[-1].C_)[0])}
 
 
 def run_one(folder: Path, model: str, seed: int) -> dict | None:

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dlsa.analysis.evaluation import evaluate
+from dlsa.analysis.peer import PEER_NAME, peer_report
 from dlsa.analysis.report import COLUMNS, markdown_table
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.engine.parallel import run_jobs, worker_count
@@ -91,8 +92,10 @@ def compare_bases(
     seeds: Sequence[int],
     progress: bool = False,
     base_params: Mapping[str, Mapping[str, Any]] | None = None,
+    peer: bool = True,
 ) -> dict[str, Any]:
-    """Fit every base method alone and with DLSA for every seed; evaluate each model once.
+    """Fit every base method alone and with DLSA for every seed, and the scikit-learn
+    peer once; evaluate each model once.
 
     Args:
         X_train: (N, D) training features.
@@ -110,14 +113,17 @@ def compare_bases(
             and log a progress line as seeds finish (:mod:`dlsa.engine.progress`).
         base_params: hyper-parameters per base name; a base without an entry uses
             ``config.base_params`` if it is ``config.base``, else its defaults.
+        peer: also fit the scikit-learn peer (:mod:`dlsa.analysis.peer`; it does not
+            depend on the seed).
 
     Returns:
         A JSON-ready dict: ``bases``, ``seeds``, ``config``, ``base_params`` (per base),
         ``runs`` (per seed and base: the metrics of ``base`` and ``dlsa``, fit times),
         ``summary`` (per base: ``base``, ``dlsa`` and ``gain``, each metric as
         ``{"mean", "std"}``; std is the sample std over seeds, None for one seed; a
-        metric absent for the data, e.g. an empty shot group, is None), and
-        ``filter_fits`` (how many DLSA models trained their own filters: one per seed).
+        metric absent for the data, e.g. an empty shot group, is None),
+        ``filter_fits`` (how many DLSA models trained their own filters: one per seed)
+        and, with ``peer``, ``peer`` (its ``metrics``, chosen ``c`` and ``fit_s``).
 
     Raises:
         ValueError: for an unknown base, repeated bases or seeds, or ``config.depth < 1``.
@@ -141,7 +147,8 @@ def compare_bases(
         phase.end()
     runs = [run for seed_runs, _ in per_seed for run in seed_runs]
     filter_fits = sum(fits for _, fits in per_seed)
-    return {
+    extra = {"peer": _peer(X_train, y_train, X_test, y_test)} if peer else {}
+    return extra | {
         "bases": names,
         "seeds": seed_list,
         "config": to_dict(config),
@@ -189,6 +196,16 @@ def _seed_runs(
     return runs, filter_fits
 
 
+def _peer(
+    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray
+) -> dict[str, Any]:
+    """The peer's record: metrics of :data:`COLUMNS`, ``c`` and ``fit_s``."""
+    report = peer_report(X_train, y_train, X_test, y_test)
+    report["metrics"] = _metrics(report["metrics"])
+    logger.info("peer (C %g): %s", report["c"], report["metrics"])
+    return report
+
+
 def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
     if any(v is None for v in values):
         return {"mean": None, "std": None}
@@ -233,7 +250,8 @@ def comparison_table(result: Mapping[str, Any], digits: int = 1) -> str:
 
     Two rows per base method, ``<base>`` and ``<base> + DLSA``; columns overall, many,
     medium, few, MCC and NMI, each ``mean ± std`` over seeds in percent; the DLSA row
-    also gives the mean gain over the base method in brackets.
+    also gives the mean gain over the base method in brackets. The scikit-learn peer,
+    when fitted, is the last row (one fit, no std).
 
     Args:
         result: the output of :func:`compare_bases`.
@@ -251,6 +269,12 @@ def comparison_table(result: Mapping[str, Any], digits: int = 1) -> str:
                 cell += f" ({100 * gain:+.{digits}f})"
             cells.append(cell)
         rows.append(cells)
+    if result.get("peer") is not None:
+        peer = result["peer"]
+        stats = [{"mean": peer["metrics"][c], "std": None} for c in COLUMNS]
+        rows.append(
+            [f"{PEER_NAME}, C {peer['c']:g}"] + [format_mean_std(v, digits) for v in stats]
+        )
     header = ["classifier", "overall", "many", "medium", "few", "MCC", "NMI"]
     n = len(result["seeds"])
     caption = f"Test metrics (%), mean ± std over {n} seed{'s' if n > 1 else ''}"

@@ -92,6 +92,13 @@ def add_compare(parser: argparse.ArgumentParser) -> None:
         + "; the first one's filters are shared",
     )
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also fit the scikit-learn peer (StandardScaler + LogisticRegressionCV, "
+        'class_weight="balanced", C of 0.001 ... 1 on 3 folds) once, as the last row',
+    )
     parser.add_argument("--out", required=True, help="results folder")
     add_overwrite(parser)
     add_cluster_arguments(parser)

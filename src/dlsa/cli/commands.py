@@ -177,6 +177,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             result = compare_bases(
                 train.X, train.y, test.X, test.y,
                 bases=bases, config=config, seeds=seeds, progress=not args.quiet,
+                peer=args.peer,
             )  # fmt: skip
         except (ValueError, FloatingPointError) as err:
             raise CLIError(f"--train {args.train}: {err}") from err

@@ -205,6 +205,7 @@ class HeadConfig:
 
 MethodName = Literal[
     "balsoftmax",
+    "balsoftmax-tuned",
     "logreg",
     "logit-adjust",
     "tau-norm",
@@ -219,11 +220,15 @@ MethodName = Literal[
 """A stage-2 base method (a candidate of ``selection.bases``); the one declaration of
 the names."""
 BASE_NAMES: tuple[str, ...] = get_args(MethodName)
-"""The eleven stage-2 base methods, simplest first (the order ties are broken in)."""
-SELECTION_BASES: tuple[str, ...] = tuple(n for n in BASE_NAMES if n != "crt")
-"""The default's base candidates: every base but ``crt``, which on frozen features is
-the same training as ``cbs`` (a fresh linear head on class-balanced draws) and would
-count one candidate twice."""
+"""The twelve stage-2 base methods, simplest first (the order ties are broken in)."""
+SELECTION_BASES: tuple[str, ...] = tuple(
+    n for n in BASE_NAMES if n not in ("crt", "balsoftmax-tuned")
+)
+"""The default's base candidates, the reference (``balsoftmax``) first: every base but
+``crt``, which on frozen features is the same training as ``cbs`` (a fresh linear head
+on class-balanced draws) and would count one candidate twice, and ``balsoftmax-tuned``,
+which out-of-fold evidence from memorised features prefers to DLSA where DLSA is better
+on test (docs/decisions.md, "A tuned Balanced Softmax")."""
 BaseName = Literal["auto", MethodName]
 """A base method of :data:`BASE_NAMES`, or "auto" (chosen by selection)."""
 DropRuleName = Literal["futile", "behind"]

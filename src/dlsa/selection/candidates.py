@@ -9,10 +9,12 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from dlsa.cascade import Cascade
 from dlsa.config import FilterConfig, SelectionConfig
 from dlsa.selection.folds import FoldSpec, Variants
-from dlsa.selection.rule import describe
+from dlsa.selection.rule import Candidate, describe
 from dlsa.stage2.bases import BASES, make_base
 
 
@@ -29,17 +31,43 @@ def tau_variants(name: str, grid: Sequence[float]) -> Variants:
     return apply
 
 
-def c_variants(grid: Sequence[float]) -> Variants:
-    """Variants of ``logreg`` at every ``C`` of ``grid``: the fold cascade is fitted once
-    along the regularisation path (``inner_folds=0`` keeps every solution) and re-scored
-    at each ``C``, strongest regularisation (the simplest model) first."""
+def c_variants(name: str, grid: Sequence[float]) -> Variants:
+    """Variants of a regularisation-path base (``logreg``, ``balsoftmax-tuned``) at every
+    ``C`` of ``grid``: the fold cascade is fitted once along the path (``inner_folds=0``
+    keeps every solution) and re-scored at each ``C``, strongest regularisation (the
+    simplest model) first."""
 
     def apply(cascade: Cascade) -> Iterator[tuple[str, dict[str, Any], Cascade]]:
         for c in sorted(grid):
-            params = {"base": "logreg", "base_params": {"c": float(c)}}
-            yield describe(params), params, cascade.with_base(make_base("logreg", {"c": c}))
+            params = {"base": name, "base_params": {"c": float(c)}}
+            yield describe(params), params, cascade.with_base(make_base(name, {"c": c}))
 
     return apply
+
+
+def tunes_on_log_loss(name: str) -> bool:
+    """Whether base ``name`` chooses its ``C`` by held-out log-loss (then the selection
+    chooses it that way too: :func:`tuned_variant`)."""
+    return getattr(make_base(name), "criterion", None) == "log-loss"
+
+
+def tuned_variant(found: list[Candidate], y: np.ndarray) -> tuple[Candidate, dict[str, float]]:
+    """The one candidate of a base that tunes its ``C`` by log-loss: of its variants
+    (one per ``C``, scored on the same rows y (S,)), the one of the lowest balanced
+    log-loss (the mean over classes of each class's mean ``nll``; rows some variant has
+    no finite loss for are left out of all), ties to the stronger regularisation; and
+    each variant's balanced log-loss by name.
+
+    Its ``C`` is chosen on the evidence that then scores it against the other
+    candidates: one value of a smooth criterion, so the optimism is small, and it lies
+    with the reference (departures from it need more, not less, evidence)."""
+    nll = np.stack([cand.nll for cand in found])  # type: ignore[misc]
+    rows = np.isfinite(nll).all(axis=0)
+    classes, inverse = np.unique(y[rows], return_inverse=True)
+    sizes = np.bincount(inverse, minlength=len(classes))
+    losses = [float(np.mean(np.bincount(inverse, v[rows], len(classes)) / sizes)) for v in nll]
+    best = int(np.argmin(losses))
+    return found[best], {cand.name: loss for cand, loss in zip(found, losses, strict=True)}
 
 
 def base_spec(fixed: dict[str, Any], name: str, cfg: SelectionConfig) -> FoldSpec:
@@ -51,7 +79,7 @@ def base_spec(fixed: dict[str, Any], name: str, cfg: SelectionConfig) -> FoldSpe
         return FoldSpec(fixed | over, tau_variants(name, cfg.tau_grid))
     if posthoc == ("c",):
         over = {"base": name, "base_params": {"inner_folds": 0}}
-        return FoldSpec(fixed | over, c_variants(make_base(name).cs))
+        return FoldSpec(fixed | over, c_variants(name, make_base(name).cs))
     group = "plain" if make_base(name).plain_phase else None
     return FoldSpec(fixed | {"base": name, "base_params": {}}, None, group=group)
 

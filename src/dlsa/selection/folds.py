@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from dlsa.cascade import Cascade, fit_cascade, resolve
 from dlsa.engine.parallel import run_jobs
@@ -72,11 +73,11 @@ class FoldSpec:
 
 @dataclass
 class _FoldResult:
-    """A fitted fold cascade and the held-out (labels, stages) of each of its variants,
-    or the error that stopped its training."""
+    """A fitted fold cascade and the held-out (labels, stages, log-losses) of each of its
+    variants, or the error that stopped its training."""
 
     model: Cascade | None
-    scored: list[tuple[str, dict[str, Any], np.ndarray, np.ndarray]]
+    scored: list[tuple[str, dict[str, Any], np.ndarray, np.ndarray, np.ndarray]]
     error: TrainingDivergedError | None = None
 
 
@@ -112,11 +113,32 @@ def _fit_fold(
         cascade = fit_cascade(resolve(params), X[fit_idx], y_fit, donor=donor)
     except TrainingDivergedError as err:
         return _FoldResult(None, [], err)
+    pos = np.minimum(np.searchsorted(classes, y[val_idx]), len(classes) - 1)
+    truth = np.where(classes[pos] == y[val_idx], pos, -1)
     scored = []
     for name, cand_params, variant in (variants or _as_fitted(params))(cascade):
-        pred, stage = variant.predict_and_route(X[val_idx])
-        scored.append((name, cand_params, classes[pred], stage))
+        pred, stage, nll = _score(variant, X[val_idx], truth)
+        scored.append((name, cand_params, classes[pred], stage, nll))
     return _FoldResult(cascade, scored)
+
+
+def _score(
+    cascade: Cascade, X: np.ndarray, truth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted classes (M,), stages (M,) and the negative log-likelihood of the true
+    class (M,) under the softmax of the logits, of X (M, D) with true class indices
+    ``truth`` (M,) of the cascade's classes (-1: a class it never saw; NaN there). The
+    predictions are :meth:`Cascade.predict_and_route`'s."""
+    preds, stages, nlls = [], [], []
+    start = 0
+    for logits, stage in cascade.chunks(torch.from_numpy(X)):
+        t = torch.from_numpy(truth[start : start + logits.shape[0]]).to(logits.device)
+        start += logits.shape[0]
+        log_p = torch.log_softmax(logits.double(), dim=1).gather(1, t.clamp_min(0)[:, None])
+        nlls.append((-log_p[:, 0]).masked_fill(t < 0, float("nan")).cpu())
+        preds.append(logits.argmax(dim=1).cpu())
+        stages.append(stage.cpu())
+    return torch.cat(preds).numpy(), torch.cat(stages).numpy(), torch.cat(nlls).numpy()
 
 
 def _fit_together(
@@ -263,11 +285,13 @@ def _pool(
     """One configuration's candidates from its fold results so far, in variant order."""
     preds: dict[str, np.ndarray] = {}
     stages: dict[str, np.ndarray] = {}
+    nlls: dict[str, np.ndarray] = {}
     named: dict[str, dict[str, Any]] = {}
     for result, val_idx in zip(track.results, folds, strict=False):
-        for name, cand_params, labels, stage in result.scored:
+        for name, cand_params, labels, stage, nll in result.scored:
             preds.setdefault(name, np.zeros(n, dtype=np.int64))[val_idx] = labels
             stages.setdefault(name, np.zeros(n, dtype=np.int64))[val_idx] = stage
+            nlls.setdefault(name, np.full(n, np.nan))[val_idx] = nll
             named[name] = cand_params
     seen = None
     if len(track.results) < len(folds):
@@ -276,7 +300,8 @@ def _pool(
     models = [r.model for r in track.results if r.model is not None]
     deep = spec.params["depth"] > 0
     out = [
-        Candidate(k, named[k], preds[k], stages[k] if deep else None, models, seen) for k in named
+        Candidate(k, named[k], preds[k], stages[k] if deep else None, models, seen, nlls[k])
+        for k in named
     ]
     return out, models
 

@@ -45,6 +45,9 @@ class Candidate:
         models: the fitted fold cascades (shared by the variants of one training).
         seen: (N,) True for the samples predicted so far, when the candidate was dropped
             before its last fold (:mod:`dlsa.selection.folds`); None: every sample.
+        nll: (N,) out-of-fold negative log-likelihood of each sample's class (NaN where
+            the fold model did not know the class, or the sample was not predicted);
+            None when not recorded.
     """
 
     name: str
@@ -53,6 +56,7 @@ class Candidate:
     stage: np.ndarray | None = None
     models: list[Cascade] | None = None
     seen: np.ndarray | None = None
+    nll: np.ndarray | None = None
 
     def rows(self, n: int) -> np.ndarray:
         """(N,) mask of the samples this candidate predicted (of N)."""

@@ -30,7 +30,7 @@ from dlsa.engine.progress import Phase
 from dlsa.engine.splits import append_validation, stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD
-from dlsa.selection.candidates import base_spec, dlsa_specs
+from dlsa.selection.candidates import base_spec, dlsa_specs, tuned_variant, tunes_on_log_loss
 from dlsa.selection.folds import fold_candidates, out_of_fold
 from dlsa.selection.rule import Candidate, DropRule, choose, describe, ruled_out
 
@@ -103,6 +103,7 @@ class Evidence:
             cand.pred = cand.pred[self.scored]
             cand.stage = None if cand.stage is None else cand.stage[self.scored]
             cand.seen = None if cand.seen is None else cand.seen[self.scored]
+            cand.nll = None if cand.nll is None else cand.nll[self.scored]
         return found
 
 
@@ -147,11 +148,14 @@ def select_base(
     specs = [base_spec(fixed, name, cfg) for name in cfg.bases]
     candidates: list[Candidate] = []
     skipped: list[dict[str, str]] = []
+    tuned: dict[str, dict[str, float]] = {}
 
     rule = drop_rule(cfg)
 
     def behind(pooled: list[list[Candidate] | None]) -> list[int]:
         ref = pooled[0]  # the reference: never dropped
+        if ref is not None and tunes_on_log_loss(cfg.bases[0]):
+            ref = [tuned_variant(ref, ev.y)[0]]  # its rows so far: the others are NaN
         return [] if ref is None else ev.behind([None, *pooled[1:]], ref[0].pred, rule)
 
     judge = behind if cfg.drop_behind is not None else None
@@ -166,11 +170,15 @@ def select_base(
         found = ev.scored_candidates(result[0])
         if spec.variants is None:
             found[0].params = over
+        if tunes_on_log_loss(over["base"]):
+            best, tuned[over["base"]] = tuned_variant(found, ev.y_scored)
+            found = [best]
         candidates.extend(found)
         logger.info("selection: base %s scored", over["base"])
     chosen, record = _round("base method", candidates, ev, n_classes, cfg, start)
     phase.end(_scored(candidates, chosen))
     record["skipped"] = skipped
+    record["log_loss"] = tuned
     return chosen, record
 
 

@@ -32,11 +32,13 @@ from dlsa.stage2.bases.lws import LearnableWeightScaling
 from dlsa.stage2.bases.m2m import MajorToMinor
 from dlsa.stage2.bases.ride import Ride
 from dlsa.stage2.bases.taunorm import TauNorm
+from dlsa.stage2.bases.tuned_balsoftmax import TunedBalancedSoftmax
 
 BASES: Mapping[str, type[BaseMethod]] = types.MappingProxyType(
     {
         "ce": CrossEntropy,
         "balsoftmax": BalancedSoftmax,
+        "balsoftmax-tuned": TunedBalancedSoftmax,
         "logreg": BalancedLogisticRegression,
         "cbs": ClassBalancedSampling,
         "cosine": Cosine,

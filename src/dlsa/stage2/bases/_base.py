@@ -45,6 +45,7 @@ __all__ = [
     "BaseMethod",
     "StageData",
     "balanced_accuracy",
+    "balanced_mean",
     "class_balanced_order",
     "frozen",
     "run_phase",
@@ -192,6 +193,22 @@ def balanced_accuracy(pred: Tensor, target: Tensor) -> float:
     hits.index_add_(0, inverse, correct)
     sizes = torch.bincount(inverse, minlength=classes.numel()).to(torch.float64)
     return float((hits / sizes).mean())
+
+
+def balanced_mean(values: Tensor, target: Tensor) -> float:
+    """Mean over the classes present in ``target`` (N,) of each class's mean of
+    ``values`` (N,) (float64 sums; both on one device): with per-row losses, the
+    class-balanced loss.
+
+    Example:
+        >>> balanced_mean(torch.tensor([1.0, 3.0, 10.0]), torch.tensor([0, 0, 1]))
+        6.0
+    """
+    classes, inverse = torch.unique(target, return_inverse=True)
+    sums = torch.zeros(classes.numel(), dtype=torch.float64, device=target.device)
+    sums.index_add_(0, inverse, values.to(torch.float64))
+    sizes = torch.bincount(inverse, minlength=classes.numel()).to(torch.float64)
+    return float((sums / sizes).mean())
 
 
 @contextmanager

@@ -44,7 +44,7 @@ from dlsa.engine import rng
 from dlsa.engine.rows import SCORE_CHUNK
 from dlsa.engine.splits import stratified_folds
 from dlsa.errors import TrainingDivergedError
-from dlsa.stage2.bases._base import BaseMethod, StageData, balanced_accuracy
+from dlsa.stage2.bases._base import BaseMethod, StageData, balanced_accuracy, balanced_mean
 from dlsa.stage2.classifiers import LinearHead, StageClassifier
 from dlsa.stage2.losses import balanced_softmax_loss
 
@@ -125,6 +125,13 @@ class BalancedLogisticRegression(BaseMethod):
     objective: Literal["weighted", "balsoftmax"] = "weighted"
     """Data term: class-weighted cross-entropy (scikit-learn's ``class_weight=
     "balanced"``) or the Balanced Softmax loss (:meth:`loss`)."""
+    criterion: Literal["accuracy", "log-loss"] = "accuracy"
+    """What chooses ``C`` on held-out rows: the pooled balanced accuracy, or the
+    balanced log-loss (the mean over classes of each class's mean negative
+    log-likelihood of its rows; smooth in ``C``, so the choice is stable across seeds:
+    :class:`~dlsa.stage2.bases.tuned_balsoftmax.TunedBalancedSoftmax`). Model selection
+    scores a log-loss method's ``C`` the same way on its own evidence
+    (:func:`dlsa.selection.candidates.tuned_variant`)."""
     max_iter: int = 50
     """L-BFGS iterations per value of ``C``."""
     tol: float = 1e-4
@@ -147,6 +154,10 @@ class BalancedLogisticRegression(BaseMethod):
         if self.objective not in ("weighted", "balsoftmax"):
             raise ValueError(
                 f"logreg: objective must be 'weighted' or 'balsoftmax', got {self.objective!r}"
+            )
+        if self.criterion not in ("accuracy", "log-loss"):
+            raise ValueError(
+                f"logreg: criterion must be 'accuracy' or 'log-loss', got {self.criterion!r}"
             )
         if not _is_int(self.max_iter) or self.max_iter not in COUNT:
             raise ValueError(f"logreg: max_iter must be an int {COUNT}, got {self.max_iter!r}")
@@ -182,7 +193,7 @@ class BalancedLogisticRegression(BaseMethod):
             return True
         if not isinstance(trained, BalancedLogisticRegression) or not trained.keeps_path:
             return False
-        solver = ("cs", "objective", "max_iter", "tol")
+        solver = ("cs", "objective", "max_iter", "tol")  # not the criterion: no part of a fit
         same = all(getattr(trained, k) == getattr(self, k) for k in solver)
         return same and self.c is not None and self.c in trained.cs
 
@@ -239,13 +250,14 @@ class BalancedLogisticRegression(BaseMethod):
         generator: torch.Generator,
         desc: str,
     ) -> float:
-        """The ``C`` of the grid with the best pooled balanced accuracy on held-out
-        stratified folds of ``data`` (ties: the smaller ``C``)."""
+        """The ``C`` of the grid with the best pooled held-out score on stratified folds
+        of ``data`` (:attr:`criterion`; ties: the smaller ``C``)."""
         target = data.target
         seed = rng.seed_from(generator)
         folds = stratified_folds(target.cpu().numpy(), self.inner_folds, seed=seed)
         grid = self.path()
-        pred = torch.full((len(grid), target.numel()), -1, dtype=torch.long)
+        # per C and row: the predicted class (accuracy) or the true class's NLL (log-loss)
+        held_out = torch.zeros((len(grid), target.numel()), dtype=torch.float64)
         for held in folds:
             held_t = torch.as_tensor(held, device=target.device)
             keep = torch.ones(target.numel(), dtype=torch.bool, device=target.device)
@@ -255,8 +267,20 @@ class BalancedLogisticRegression(BaseMethod):
             for j, value in enumerate(grid):
                 self._minimise(model, params, train, value, f"{desc} (C search)")
                 with torch.no_grad():
-                    pred[j, torch.as_tensor(held)] = test.logits(model).argmax(1).cpu()
-        scores = [balanced_accuracy(p, target.cpu()) for p in pred]
+                    logits = test.logits(model)
+                    if self.criterion == "log-loss":  # rows of a class the fold lacks: NaN
+                        rows = F.cross_entropy(logits, test.target, reduction="none")
+                        seen = torch.bincount(train.target, minlength=logits.shape[1]) > 0
+                        rows = rows.masked_fill(~seen[test.target], float("nan"))
+                    else:
+                        rows = logits.argmax(1)
+                    held_out[j, torch.as_tensor(held)] = rows.cpu().to(torch.float64)
+        truth = target.cpu()
+        if self.criterion == "log-loss":
+            known = ~held_out[0].isnan()  # the same rows for every C
+            scores = [-balanced_mean(row[known], truth[known]) for row in held_out]
+        else:
+            scores = [balanced_accuracy(row.long(), truth) for row in held_out]
         return grid[int(np.argmax(scores))]
 
     def _minimise(
