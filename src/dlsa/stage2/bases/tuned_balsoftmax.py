@@ -13,10 +13,11 @@ folds; in model selection on the selection's own folds or validation split
 Not in the DLSA paper. Why (issue 29, docs/selection.md): the Balanced Softmax head of
 the other bases trains by SGD with one fixed weight decay (5e-4), which gives a class of
 five samples too little regularisation, or too much for a well separated set; a tuned
-strength gains up to 6 points over it (fm-digits 72.1 -> 79.1) and is never far below it.
+strength gains up to 7 points over it (fm-digits 72.1 -> 79.5) and was level with it or
+above on every panel set.
 Log-loss rather than accuracy chooses ``C`` because it is smooth in ``C``: on the
-shared case fa20 balanced accuracy chose C between 0.1 and 3 across fold draws (test
-85.5-86.9), log-loss chose 0.3 on 6 of 6.
+shared case fa20 balanced accuracy chose C between 0.01 and 0.3 across six fold draws
+(test 85.95-86.90), log-loss chose 0.3 on 6 of 6 (``benchmarks.studies.c_criterion``).
 """
 
 from __future__ import annotations
