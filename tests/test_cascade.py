@@ -555,7 +555,7 @@ def test_safeguard_folds_in_worker_processes_decide_the_same(lt_data, monkeypatc
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=80), st.integers(0, 2**31 - 1))
 def test_coverage_samples_are_the_lowest_scored_non_routed_of_each_class(labels, seed):
-    from dlsa.cascade.fitting import _coverage_samples
+    from dlsa.cascade.levels import _coverage_samples
     from dlsa.engine import rng
 
     y = torch.tensor(labels)

@@ -465,7 +465,7 @@ def test_a_dlsa_share_whose_parent_was_dropped_reuses_the_base_and_equals_its_ow
         FoldSpec(fixed(depth=1, flow_filter=flt[0.3]), donors=base),
         FoldSpec(fixed(depth=1, flow_filter=flt[0.5]), donors=base, parent=0),
     ]
-    dropped = fold_candidates(specs, X, y, folds, behind=lambda pooled: [0])
+    dropped = fold_candidates(specs, X, y, folds, drop_check=lambda pooled: [0])
     together = fold_candidates(specs, X, y, folds)
     assert dropped[0][0][0].seen.sum() == len(folds[0])  # the 30% share saw fold 1
     assert together[0][0][0].seen is None

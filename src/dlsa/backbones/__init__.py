@@ -10,7 +10,7 @@ This subpackage never imports the DLSA cascade.
 from dlsa.backbones.checkpoint import load_checkpoint, save_checkpoint
 from dlsa.backbones.custom import load_encoder
 from dlsa.backbones.extract import extract_features, extract_to_file
-from dlsa.backbones.history import EpochRecord, TrainHistory
+from dlsa.backbones.history import EpochRecord, Stage1History
 from dlsa.backbones.images import as_image_tensor, channel_stats, random_crop_flip, to_float
 from dlsa.backbones.paco import PaCoObjective, paco_loss, train_paco
 from dlsa.backbones.resnet import BasicBlock, ResNet
@@ -25,7 +25,7 @@ __all__ = [
     "ResNet",
     "ImageTrainConfig",
     "Stage1Config",
-    "TrainHistory",
+    "Stage1History",
     "as_image_tensor",
     "channel_stats",
     "extract_features",

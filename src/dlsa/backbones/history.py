@@ -8,7 +8,7 @@ from typing import Any
 
 from dlsa.engine.progress import Phase, fmt_seconds
 
-__all__ = ["EpochRecord", "TrainHistory", "epoch_line", "fmt_score", "update_history"]
+__all__ = ["EpochRecord", "Stage1History", "epoch_line", "fmt_score", "update_history"]
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,10 @@ class EpochRecord:
 
 
 @dataclass(frozen=True)
-class TrainHistory:
-    """Per-epoch records and the epoch whose weights were kept.
+class Stage1History:
+    """The history of a stage-1 (backbone) run: per-epoch records and the epoch whose
+    weights were kept (not :class:`dlsa.engine.training.TrainHistory`, the losses of
+    one stage-2 training loop).
 
     Attributes:
         epochs: one :class:`EpochRecord` per epoch.
@@ -47,18 +49,18 @@ class TrainHistory:
         }
 
 
-def update_history(history: TrainHistory, record: EpochRecord) -> TrainHistory:
+def update_history(history: Stage1History, record: EpochRecord) -> Stage1History:
     """Append ``record``; it becomes the best epoch if its score beats the best so far."""
     epochs = (*history.epochs, record)
     best = history.best_epoch
     if history.selection == "last_epoch" or best == 0:
-        return TrainHistory(epochs, record.epoch, history.selection)
+        return Stage1History(epochs, record.epoch, history.selection)
     score, best_score = (
         record.val_balanced_accuracy,
         history.epochs[best - 1].val_balanced_accuracy,
     )
     assert score is not None and best_score is not None
-    return TrainHistory(epochs, record.epoch if score > best_score else best, history.selection)
+    return Stage1History(epochs, record.epoch if score > best_score else best, history.selection)
 
 
 def fmt_score(value: float | None) -> str:

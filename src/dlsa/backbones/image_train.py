@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from dlsa.backbones import distributed as D
 from dlsa.backbones.batches import EpochBatches
 from dlsa.backbones.checkpoint import Backbone
-from dlsa.backbones.history import EpochRecord, TrainHistory, epoch_line, update_history
+from dlsa.backbones.history import EpochRecord, Stage1History, epoch_line, update_history
 from dlsa.backbones.images import to_float
 from dlsa.backbones.paco import PaCoObjective
 from dlsa.backbones.provenance import holdout_mask, subset
@@ -64,7 +64,7 @@ StepHook = Callable[[int, int], None]
 
 def train_images(
     config: ImageTrainConfig, *, on_step: StepHook | None = None
-) -> tuple[Backbone, TrainHistory]:
+) -> tuple[Backbone, Stage1History]:
     """Train a backbone on image files; the run folder feeds ``dlsa extract``.
 
     Args:
@@ -153,7 +153,7 @@ class _Run(RunFiles):
             world_size=info.world_size,
         )  # fmt: skip
         self.steps = cfg.epochs * len(self.batches)
-        self.history = TrainHistory(
+        self.history = Stage1History(
             (), 0, "last_epoch" if self.val_src is None else "val_balanced_accuracy"
         )  # noqa: E501
         self.best_state: dict[str, torch.Tensor] = {}
@@ -218,7 +218,7 @@ class _Run(RunFiles):
         return keep
 
     # ------------------------------------------------------------------ running
-    def run(self) -> tuple[Backbone, TrainHistory]:
+    def run(self) -> tuple[Backbone, Stage1History]:
         """Train the remaining epochs and write the kept epoch as ``<out>/best.*``; a run
         that fails before its first saved epoch gives ``out`` back as it found it."""
         self._prepare_out()
@@ -228,7 +228,7 @@ class _Run(RunFiles):
             self._release_out()
             raise
 
-    def _train(self) -> tuple[Backbone, TrainHistory]:
+    def _train(self) -> tuple[Backbone, Stage1History]:
         start = self._resume() if self.cfg.resume else 1
         ddp: nn.Module = self.net
         if self.info.world_size > 1:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlsa.backbones.bottleneck import BottleneckResNet
-from dlsa.backbones.history import TrainHistory
+from dlsa.backbones.history import Stage1History
 from dlsa.backbones.resnet import ResNet
 from dlsa.backbones.train import (
     Augment,
@@ -266,7 +266,7 @@ def train_paco(
     progress: bool = True,
     crop_padding: int = 2,
     **settings: Any,
-) -> tuple[ResNet, TrainHistory]:
+) -> tuple[ResNet, Stage1History]:
     """Train a :class:`ResNet` with PaCo (+ Balanced Softmax), keeping the best val epoch.
 
     The loop, samplers, schedule, seeding, epoch selection and checkpoints are those of

@@ -18,7 +18,7 @@ import torch
 from dlsa.backbones import distributed as D
 from dlsa.backbones import run_state as S
 from dlsa.backbones.checkpoint import Backbone, save_checkpoint
-from dlsa.backbones.history import EpochRecord, TrainHistory
+from dlsa.backbones.history import EpochRecord, Stage1History
 from dlsa.backbones.paco import PaCoObjective
 from dlsa.backbones.provenance import HOLDOUT_FILE, holdout_record
 from dlsa.backbones.stream import ImageSource
@@ -47,7 +47,7 @@ class RunFiles:
     model: Backbone
     objective: PaCoObjective | None
     optimizer: torch.optim.Optimizer
-    history: TrainHistory
+    history: Stage1History
     best_state: dict[str, torch.Tensor]
     skipped: list[int]
 
@@ -119,7 +119,7 @@ class RunFiles:
         S.load_optimizer(self.optimizer, S.split_prefix(tensors, "optim"))
         h = saved["history"]
         records = tuple(EpochRecord(**r) for r in h["epochs"])
-        self.history = TrainHistory(records, h["best_epoch"], h["selection"])
+        self.history = Stage1History(records, h["best_epoch"], h["selection"])
         self.skipped = list(saved["skipped_unreadable"])
         logger.info("resuming %s after epoch %d", self.out, saved["epoch"])
         return int(saved["epoch"]) + 1
@@ -156,7 +156,7 @@ class RunFiles:
         text = holdout_record(self.cfg.images, self.cfg.split_list, self.cfg.holdout, self.held)
         write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
-    def _finish(self) -> tuple[Backbone, TrainHistory]:
+    def _finish(self) -> tuple[Backbone, Stage1History]:
         self.model.load_state_dict(self.best_state)
         if self.info.is_main:
             save_checkpoint(self.model, self.out, "best", self._metadata())

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from dlsa.backbones.checkpoint import save_checkpoint
 from dlsa.backbones.history import (
     EpochRecord,
-    TrainHistory,
+    Stage1History,
     epoch_line,
     fmt_score,
     update_history,
@@ -75,7 +75,7 @@ def train_backbone(
     progress: bool = True,
     crop_padding: int = 2,
     **settings: Any,
-) -> tuple[ResNet, TrainHistory]:
+) -> tuple[ResNet, Stage1History]:
     """Train a :class:`ResNet` with cross-entropy, keeping the best validation epoch.
 
     Args:
@@ -193,7 +193,7 @@ def fit(
     crop_padding: int,
     checkpoint_dir: str | os.PathLike[str] | None,
     progress: bool,
-) -> tuple[ResNet, TrainHistory]:
+) -> tuple[ResNet, Stage1History]:
     """Run the epochs, keep the best validation epoch, write checkpoints (see module doc)."""
     if crop_padding < 0:
         raise DLSAInputError(f"crop_padding must be >= 0, got {crop_padding}")
@@ -201,7 +201,7 @@ def fit(
     model.to(device)
     steps = math.ceil(len(y) / settings.batch_size)
     loop = _Loop(model, objective, settings, steps, device, crop_padding)
-    history = TrainHistory((), 0, "last_epoch" if val is None else "val_balanced_accuracy")
+    history = Stage1History((), 0, "last_epoch" if val is None else "val_balanced_accuracy")
     best_state: dict[str, torch.Tensor] = {}
     desc = f"stage 1 ({settings.loss})"
     bar = tqdm(range(1, settings.epochs + 1), desc=desc, disable=None if progress else True)
@@ -226,7 +226,7 @@ def fit(
 def _save(
     model: ResNet,
     directory: str | os.PathLike[str] | None,
-    history: TrainHistory,
+    history: Stage1History,
     settings: Stage1Config,
     crop_padding: int,
     objective: Objective,

@@ -1,12 +1,14 @@
-"""Fitting one configuration: the safeguard's decisions (on held-out training samples or
-a validation set), then the cascade on all the data. What the estimator does without
-selection, and what the selection does for every candidate and fold."""
+"""Fitting one configuration, the public entry (:func:`fit_cascade`): the safeguard's
+decisions (on held-out training samples or a validation set), the donor checked, then
+the cascade's parts trained on all the data (:func:`dlsa.cascade.levels.fit_levels`).
+What the estimator does without selection, and what the selection does for every
+candidate and fold."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from dlsa.cascade.fitting import check_donor, fit_levels
+from dlsa.cascade.levels import check_donor, fit_levels
 from dlsa.cascade.model import Cascade
 from dlsa.cascade.safeguard import validate
 from dlsa.cascade.spec import CascadeSpec

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dlsa.cascade.fitting import fit_levels
+from dlsa.cascade.levels import fit_levels
 from dlsa.cascade.spec import CascadeSpec
 from dlsa.engine.parallel import run_jobs
 from dlsa.engine.splits import append_validation, stratified_folds, stratified_split

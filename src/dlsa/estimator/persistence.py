@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from dlsa._version import __version__
 from dlsa.cascade import Cascade, resolve
+from dlsa.cascade.blueprint import Blueprint
 from dlsa.cascade.deployment_prior import resolve_test_prior
 from dlsa.cascade.temperature import BiasCorrection
 from dlsa.config import DLSAConfig, from_dict, to_dict
@@ -35,7 +36,6 @@ from dlsa.estimator.fitted import FittedModel
 from dlsa.estimator.prior_estimate import confusion_from_json, confusion_to_json
 from dlsa.io.integrity import check_float32, checksums, read_tensors, verify_checksums
 from dlsa.io.outputs import output_folder
-from dlsa.stage2.filter import FlowFilter
 
 FORMAT = "dlsa-model"
 FORMAT_VERSION = 1
@@ -163,7 +163,8 @@ def _restore(
     clf: FittedModel, meta: dict[str, Any], tensors: dict[str, Tensor], device: torch.device
 ) -> None:
     """Set the fitted attributes of ``clf`` (built with the saved params) from the saved
-    metadata and tensors: a cascade with modules of the saved shapes, then their states."""
+    metadata and tensors: the untrained cascade of the saved structure
+    (:meth:`~dlsa.cascade.blueprint.Blueprint.build`), then the saved states."""
     spec = resolve(clf.get_params())
     clf.classes_ = np.asarray(meta["classes"])
     clf.class_counts_ = np.asarray(meta["class_counts"], dtype=np.int64)
@@ -190,39 +191,21 @@ def _restore(
     clf.held_out_confusion_ = confusion_from_json(
         meta.get("held_out_confusion"), len(clf.classes_)
     )
-    d, c, n_levels = clf.n_features_in_, len(clf.classes_), int(meta["n_levels"])
-    base, twin = spec.base, spec.twin
-    cluster_inputs = (d if twin else 2 * d) + c * spec.stack_base
-    dummy = torch.Generator().manual_seed(0)
-    cascade = Cascade(spec, d, clf.class_counts_)
+    plan = Blueprint.of(
+        spec,
+        clf.n_features_in_,
+        len(clf.classes_),
+        n_levels=int(meta["n_levels"]),
+        fallback_is_regular=bool(meta["fallback_is_regular"]),
+    )
+    cascade = plan.build(clf.class_counts_)
     cascade.reports = meta.get("reports", [])
     cascade.validation = meta.get("validation")
     cascade.stage_enabled = [bool(v) for v in meta["stage_enabled"]]
-    cascade.filters = nn.ModuleList(
-        FlowFilter(d, c, spec.flow_filter, generator=dummy) for _ in range(n_levels)
-    )
-    cascade.heads = nn.ModuleList(
-        base.build(cluster_inputs, c, use_prior=True, generator=dummy, twin=twin)
-        for _ in range(n_levels)
-    )
-    separate_regular = not meta["fallback_is_regular"]
-    cascade.regular = (
-        base.build(cluster_inputs, c, use_prior=True, generator=dummy, twin=twin)
-        if dataclasses.replace(spec, depth=n_levels).regular_is_cluster_aided
-        else base.build(d, c, use_prior=False, generator=dummy, twin=twin and separate_regular)
-    )
-    cascade.fallback = (
-        cascade.regular
-        if meta["fallback_is_regular"]
-        else base.build(d, c, use_prior=False, generator=dummy)
-    )
     for prefix, module in _modules(cascade):
         state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         module.load_state_dict(state, strict=True)
         module.to(device).eval()
-    if spec.residual:
-        for head in cascade.heads:
-            head.make_residual(cascade.fallback, zero=False)
     clf.cascade_ = cascade
 
 

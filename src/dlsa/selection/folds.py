@@ -4,7 +4,7 @@ folds.
 
 A selection round fits several configurations (a base method, a routed share of DLSA)
 once per fold and scores each on its held-out fold. The folds are fitted in order; after
-every fold but the last, ``behind`` may drop a configuration whose candidates are all
+every fold but the last, ``drop_check`` may drop a configuration whose candidates are all
 ruled out against the round's reference on the folds so far (the selection's
 :class:`~dlsa.selection.rule.DropRule`): it is not fitted on the next
 folds and keeps the predictions of the folds it saw (:attr:`Candidate.seen`). Within one
@@ -36,14 +36,14 @@ from dlsa.errors import TrainingDivergedError
 from dlsa.selection.rule import Candidate, describe
 from dlsa.stage2.bases import shared_phases
 
-__all__ = ["Behind", "FoldSpec", "Variants", "fold_candidates", "out_of_fold"]
+__all__ = ["DropCheck", "FoldSpec", "Variants", "fold_candidates", "out_of_fold"]
 
 Variants = Callable[[Cascade], Iterator[tuple[str, dict[str, Any], Cascade]]]
 """Yields each post-hoc variant of a fitted fold cascade: ``(name, params, cascade)``
 (:meth:`Cascade.with_base`)."""
 
-Behind = Callable[[list[list[Candidate] | None]], list[int]]
-"""``behind(pooled)``: given each configuration's candidates with the predictions of the
+DropCheck = Callable[[list[list[Candidate] | None]], list[int]]
+"""``drop_check(pooled)``: given each configuration's candidates with the predictions of the
 folds so far (``seen``; None for a configuration no longer fitted), the indices of the
 configurations that are ruled out and dropped."""
 
@@ -202,7 +202,7 @@ def fold_candidates(
     y: np.ndarray,
     folds: Sequence[np.ndarray],
     n_jobs: int | None = None,
-    behind: Behind | None = None,
+    drop_check: DropCheck | None = None,
     phase: Phase | None = None,
 ) -> list[tuple[list[Candidate], list[Cascade]] | TrainingDivergedError]:
     """Fit every configuration on the folds in order and pool its held-out predictions.
@@ -213,9 +213,9 @@ def fold_candidates(
         y: (N,) class indices ``0 .. C-1``.
         folds: validation index arrays that cover ``0 .. N-1`` once.
         n_jobs: worker processes for the fits of a fold (of every fold at once without
-            ``behind``; see :func:`dlsa.engine.parallel.worker_count`); None or 1 fits
+            ``drop_check``; see :func:`dlsa.engine.parallel.worker_count`); None or 1 fits
             them here, one after the other.
-        behind: after every fold but the last, drops the configurations it rules
+        drop_check: after every fold but the last, drops the configurations it rules
             out; None fits every configuration on every fold.
         phase: counts the fold fits done (its total: configurations x folds, less the
             folds of dropped configurations) for the progress lines.
@@ -227,17 +227,17 @@ def fold_candidates(
     """
     tracks = [_Track() for _ in specs]
     # without dropping, every fold at once (the widest jobs for many workers)
-    stages = [list(range(len(folds)))] if behind is None else [[f] for f in range(len(folds))]
+    stages = [list(range(len(folds)))] if drop_check is None else [[f] for f in range(len(folds))]
     if phase is not None:
         phase.total = len(specs) * len(folds)
     for stage in stages:
         _fit_stage(specs, tracks, X, y, folds, stage, n_jobs, phase)
-        if behind is not None and stage[-1] + 1 < len(folds):
+        if drop_check is not None and stage[-1] + 1 < len(folds):
             pooled = [
                 _pool(t, folds, spec, len(y))[0] if t.alive else None
                 for t, spec in zip(tracks, specs, strict=True)
             ]
-            for i in behind(pooled):
+            for i in drop_check(pooled):
                 tracks[i].dropped = True
         if phase is not None:  # the folds left of the configurations still fitted
             phase.total = phase.done + sum(t.alive for t in tracks) * (len(folds) - stage[-1] - 1)

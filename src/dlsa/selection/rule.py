@@ -350,7 +350,7 @@ def ruled_out(
     """
     tail = rarer_half(y, n_classes, counts)
 
-    def behind(cand: Candidate) -> bool:
+    def dropped(cand: Candidate) -> bool:
         seen = cand.rows(len(y))
         unseen = 1.0 - seen.mean()
         for part, is_tail in ((seen, False), (seen & tail, True)):
@@ -359,7 +359,7 @@ def ruled_out(
                 return True
         return False
 
-    return all(behind(c) for c in cands)
+    return all(dropped(c) for c in cands)
 
 
 def jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class Evidence:
         X_all, y_all, rows = append_validation(X, y, val)
         return cls(X_all, y_all, [rows], rows, counts, "validation")
 
-    def behind(
+    def ruled_out_configs(
         self, pooled: list[list[Candidate] | None], ref: np.ndarray, rule: DropRule
     ) -> list[int]:
         """Indices of the configurations whose candidates ``rule`` all rules out against
@@ -152,13 +152,13 @@ def select_base(
 
     rule = drop_rule(cfg)
 
-    def behind(pooled: list[list[Candidate] | None]) -> list[int]:
+    def configs_to_drop(pooled: list[list[Candidate] | None]) -> list[int]:
         ref = pooled[0]  # the reference: never dropped
         if ref is not None and tunes_on_log_loss(cfg.bases[0]):
             ref = [tuned_variant(ref, ev.y)[0]]  # its rows so far: the others are NaN
-        return [] if ref is None else ev.behind([None, *pooled[1:]], ref[0].pred, rule)
+        return [] if ref is None else ev.ruled_out_configs([None, *pooled[1:]], ref[0].pred, rule)
 
-    judge = behind if cfg.drop_behind is not None else None
+    judge = configs_to_drop if cfg.drop_behind is not None else None
     phase = Phase("selection: base method", counter=FITS)
     results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge, phase)
     for over, spec, result in zip(overs, specs, results, strict=True):
@@ -204,10 +204,10 @@ def select_dlsa(
 
     rule = drop_rule(cfg)
 
-    def behind(pooled: list[list[Candidate] | None]) -> list[int]:
-        return ev.behind(pooled, base.pred, rule)
+    def configs_to_drop(pooled: list[list[Candidate] | None]) -> list[int]:
+        return ev.ruled_out_configs(pooled, base.pred, rule)
 
-    judge = behind if cfg.drop_behind is not None else None
+    judge = configs_to_drop if cfg.drop_behind is not None else None
     phase = Phase("selection: DLSA on the chosen base", counter=FITS)
     results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge, phase)
     for over, spec, result in zip(overs, specs, results, strict=True):

@@ -1,9 +1,11 @@
-"""Fitting the cascade: flow filter, cluster-aided classifier and routing of each level,
-then the regular classifier and the fallback (the base method on all data).
+"""Training the parts of one cascade, given its seed: the fallback (the base method on
+all data), then the flow filter, routing and cluster-aided classifier of each level, then
+the regular classifier. Which parts there are and how they are wired is
+:mod:`dlsa.cascade.blueprint`'s; the safeguard and the checked donor come from
+:func:`dlsa.cascade.fit.fit_cascade`, the public entry, which calls :func:`fit_levels`.
 
 Each level's threshold is fixed on the training samples that reach it; the samples it
-does not route go on to the next level. :func:`fit_levels` builds a
-:class:`~dlsa.cascade.model.Cascade` from a :class:`~dlsa.cascade.spec.CascadeSpec`.
+does not route go on to the next level.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dlsa.cascade.blueprint import Blueprint
 from dlsa.cascade.model import Cascade
 from dlsa.cascade.spec import CascadeSpec
 from dlsa.engine import rng
@@ -61,13 +64,15 @@ def fit_levels(
     gens.append(torch_generator(fallback_seed))
     device = resolve_device(spec.device)
     full = _TrainingSet.of(X, y, len(class_counts), class_counts, device, spec.features_on)
+    plan = Blueprint.of(spec, X.shape[1], len(class_counts))
     cascade = Cascade(spec, X.shape[1], np.asarray(class_counts))
     if donor is not None and same_base(donor, spec.base, spec.head):
         # same data, seed, method and head config: the same model; tau set post hoc
         cascade.fallback = copy.deepcopy(donor.fallback)
         spec.base.posthoc(cascade.fallback)
     else:
-        cascade.fallback = _fit_stage(cascade, spec.base, full.x, None, full.y, gens[-1], "base")
+        fallback = plan.fallback(gens[-1])
+        cascade.fallback = _train_stage(cascade, fallback, full.x, None, full.y, gens[-1], "base")
     x, yl = full.x, full.y
     for level in range(spec.depth):
         reused = None
@@ -75,14 +80,20 @@ def fit_levels(
             same_share = donor.filters[level].config.proportion == spec.flow_filter.proportion
             if level == 0 or same_share:
                 reused = (donor.filters[level], donor.reports[level])
-        x, yl = _fit_level(cascade, level, x, yl, full, gens[2 * level : 2 * level + 2], reused)
-    cascade.regular = _fit_regular(cascade, x, yl, full.counts, gens[-2])
+        gen_pair = gens[2 * level : 2 * level + 2]
+        x, yl = _fit_level(cascade, plan, level, x, yl, full, gen_pair, reused)
+    cascade.regular = _fit_regular(cascade, plan, x, yl, full.counts, gens[-2])
     cascade.stage_enabled = [True] * (spec.depth + 1)
     return cascade
 
 
 def _fit_regular(
-    cascade: Cascade, x: Rows, y: Tensor, all_counts: Tensor, gen: torch.Generator
+    cascade: Cascade,
+    plan: Blueprint,
+    x: Rows,
+    y: Tensor,
+    all_counts: Tensor,
+    gen: torch.Generator,
 ) -> StageClassifier:
     """The regular classifier of the samples x (N, D), y (N,) that no filter took: the
     fallback with ``regular_data="all"`` or no filter, else one trained on them (on
@@ -90,20 +101,20 @@ def _fit_regular(
     loss takes ``all_counts`` (C,) as the class counts with
     ``regular_prior="global"``."""
     spec = cascade.spec
-    if spec.depth == 0 or spec.regular_data == "all":
+    if plan.fallback_is_regular:
         assert cascade.fallback is not None
         return cascade.fallback
     inputs, prior = x, None
-    if spec.regular_is_cluster_aided:
+    if plan.regular_is_cluster_aided:
         inputs, prior = cascade.last_filter_inputs(x)
     counts = all_counts if spec.regular_prior == "global" else None
-    return _fit_stage(
-        cascade, spec.base, inputs, prior, y, gen, "regular", prior_counts=counts, twin=spec.twin
-    )
+    model = plan.regular(gen)
+    return _train_stage(cascade, model, inputs, prior, y, gen, "regular", prior_counts=counts)
 
 
 def _fit_level(
     cascade: Cascade,
+    plan: Blueprint,
     level: int,
     x: Rows,
     y: Tensor,
@@ -112,7 +123,8 @@ def _fit_level(
     reused: tuple[FlowFilter, dict[str, Any]] | None = None,
 ) -> tuple[Rows, Tensor]:
     """Fit filter ``level`` on the level's samples x (N, D), y (N,) and its
-    cluster-aided classifier; append them to ``cascade``; return the samples that go on.
+    cluster-aided classifier (built by ``plan``); append them to ``cascade``; return the
+    samples that go on.
 
     ``full`` is all the data the cascade is fitted on (its class counts are the class
     prior of ``stage_prior="global"``; its samples make the cluster prior with
@@ -120,7 +132,7 @@ def _fit_level(
     spec = cascade.spec
     flt_cfg = spec.flow_filter
     if reused is None:
-        flt = FlowFilter(x.shape[1], cascade.n_classes, flt_cfg, generator=gens[0]).to(x.device)
+        flt = plan.flow_filter(gens[0]).to(x.device)
         logger.info("level %d: flow filter on %d samples", level + 1, x.shape[0])
         report = flt.fit(x, y, generator=gens[0], progress=spec.verbose)
     else:
@@ -140,17 +152,16 @@ def _fit_level(
     train = mask | _coverage_samples(y, mask, gens[1]) if spec.cover_classes else mask
     inputs = cascade.cluster_inputs(x[train], out.z[train])
     prior = flt.cluster_prior(out.cluster[train])
-    head = _fit_stage(
+    assert cascade.fallback is not None
+    head = _train_stage(
         cascade,
-        spec.base,
+        plan.head(gens[1], cascade.fallback),  # drawn after the coverage samples
         inputs,
         prior,
         y[train],
         gens[1],
         f"cluster-aided {level + 1}",
-        offset=cascade.fallback if spec.residual else None,
         prior_counts=full.counts if spec.stage_prior == "global" else None,
-        twin=spec.twin,
     )
     cascade.filters.append(flt)
     cascade.heads.append(head)
@@ -177,31 +188,25 @@ def _with_cluster_prior(
     return flt
 
 
-def _fit_stage(
+def _train_stage(
     cascade: Cascade,
-    base: BaseMethod,
+    model: StageClassifier,
     inputs: Rows,
     prior: Prior | None,
     y: Tensor,
     generator: torch.Generator,
     desc: str,
-    offset: StageClassifier | None = None,
     prior_counts: Tensor | None = None,
-    twin: bool = False,
 ) -> StageClassifier:
-    """Build and train one stage classifier; with ``offset``, a residual one that starts
-    as ``offset`` (see :meth:`StageClassifier.make_residual`); with ``twin``, the
-    release's two summed maps. The base method's losses and post-hoc corrections use
-    ``prior_counts`` (C,) as the class counts if given, else the counts of ``y``."""
+    """Train the untrained stage classifier ``model`` (moved to the device of the
+    inputs) on inputs (N, W), the cluster prior (N, C) if it takes one, and classes y
+    (N,). The base method's losses and post-hoc corrections use ``prior_counts`` (C,) as
+    the class counts if given, else the counts of ``y``."""
     spec, n_classes = cascade.spec, cascade.n_classes
-    model = base.build(
-        inputs.shape[1], n_classes, use_prior=prior is not None, generator=generator, twin=twin
-    ).to(inputs.device)
-    if offset is not None:
-        model.make_residual(offset)
+    model = model.to(inputs.device)
     counts = torch.bincount(y, minlength=n_classes).to(inputs.dtype)
     data = StageData(inputs, y, counts if prior_counts is None else prior_counts, prior)
-    base.fit(model, data, spec.head, generator, progress=spec.verbose, desc=desc)
+    spec.base.fit(model, data, spec.head, generator, progress=spec.verbose, desc=desc)
     if spec.mask_unseen:
         model.set_seen_classes(counts)
     return model
