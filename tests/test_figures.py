@@ -1,9 +1,14 @@
-"""Figures from a feature file read in chunks equal those from features in memory."""
+"""Figures from a feature file read in chunks equal those from features in memory; the
+t-SNE of the cascade (Fig. 8) they embed."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from dlsa import DLSAClassifier
 from dlsa.analysis.figures import write_figures, write_figures_file
+from dlsa.analysis.tsne import tsne_embedding, tsne_rows
 from dlsa.config import FilterConfig, HeadConfig, MixtureConfig
 from dlsa.io.features import save_features
 
@@ -71,3 +76,35 @@ def test_legends_name_the_reference_and_the_chosen_model_as_the_report(
     title = drawn["confusion_difference.png"].axes[0].get_title()
     assert title == f"Difference ({chosen} \u2212 {ref})"
     assert not any("base + DLSA" in name for name in _legend(drawn["per_class_accuracy.png"]))
+
+
+# --- t-SNE -------------------------------------------------------------------------------
+
+
+def test_tsne_embedding_subsample_is_deterministic() -> None:
+    X = np.random.default_rng(1).normal(size=(60, 5))
+    emb_a, idx_a = tsne_embedding(X, random_state=3, perplexity=5.0, max_samples=25, n_threads=1)
+    emb_b, idx_b = tsne_embedding(X, random_state=3, perplexity=5.0, max_samples=25, n_threads=1)
+    assert emb_a.shape == (25, 2) and idx_a.shape == (25,)
+    assert np.all(np.diff(idx_a) > 0) and idx_a.max() < 60
+    np.testing.assert_array_equal(idx_a, idx_b)
+    np.testing.assert_allclose(emb_a, emb_b)
+    _, idx_c = tsne_embedding(X, random_state=4, perplexity=5.0, max_samples=25, n_threads=1)
+    assert not np.array_equal(idx_a, idx_c)
+
+
+def test_tsne_embedding_keeps_all_when_small_and_validates() -> None:
+    X = np.random.default_rng(2).normal(size=(15, 3))
+    emb, idx = tsne_embedding(X, random_state=0, perplexity=4.0, n_threads=1)
+    assert emb.shape == (15, 2) and idx.tolist() == list(range(15))
+    assert np.isfinite(emb).all()
+    with pytest.raises(ValueError, match=r"X must be 2-D.*\(15,\)"):
+        tsne_embedding(X[:, 0], random_state=0)
+    with pytest.raises(ValueError, match="perplexity"):
+        tsne_embedding(X, random_state=0, perplexity=30.0)
+
+
+def test_tsne_rows_are_the_rows_tsne_embedding_embeds() -> None:
+    X = np.random.default_rng(1).normal(size=(60, 5))
+    _, idx = tsne_embedding(X, random_state=3, perplexity=5.0, max_samples=25, n_threads=1)
+    np.testing.assert_array_equal(tsne_rows(60, 25, random_state=3), idx)

@@ -21,10 +21,10 @@ from dlsa.metrics import (
     mcc,
     nmi,
     per_class_accuracy,
+    separation_from_counts,
     shot_accuracy,
     shot_groups,
     tail_half_accuracy,
-    tsne_embedding,
 )
 
 
@@ -177,29 +177,31 @@ def test_classification_report_collects_metrics(random_run: tuple) -> None:
 def test_head_tail_separation_hand_example() -> None:
     counts = np.array([200, 51, 50, 3])  # head: 0, 1; tail: 2, 3
     target = np.array([0, 1, 2, 3, 3, 0, 2, 1])
-    selected = np.array([True, False, True, True, False, False, True, True])
-    result = head_tail_separation(selected, target, counts)
+    routed = np.array([True, False, True, True, False, False, True, True])
+    result = head_tail_separation(routed, target, counts)
     assert result == {
         "accuracy": 0.6,
-        "tail_share_selected": 0.6,
+        "tail_share_routed": 0.6,
         "tail_share_input": 0.5,
-        "n_selected": 5,
+        "n_routed": 5,
         "n_input": 8,
     }
+    assert separation_from_counts(5, 3, 8, 4) == result
 
 
-def test_head_tail_separation_threshold_and_empty_selection() -> None:
+def test_head_tail_separation_threshold_and_nothing_routed() -> None:
     counts, target = np.array([200, 51]), np.array([0, 1])
     result = head_tail_separation(np.array([False, True]), target, counts, head_threshold=60)
     assert result["accuracy"] == 1.0
     empty = head_tail_separation(np.zeros(2, bool), target, counts)
-    assert empty["accuracy"] is None and empty["tail_share_selected"] is None
-    assert empty["n_selected"] == 0 and empty["tail_share_input"] == 0.0
+    assert empty["accuracy"] is None and empty["tail_share_routed"] is None
+    assert empty["n_routed"] == 0 and empty["tail_share_input"] == 0.0
+    assert separation_from_counts(0, 0, 0, 0)["tail_share_input"] is None
 
 
 def test_head_tail_separation_validates() -> None:
     counts = np.array([200, 5])
-    with pytest.raises(ValueError, match="boolean mask"):
+    with pytest.raises(ValueError, match="routed must be a boolean mask"):
         head_tail_separation(np.array([1, 0]), np.array([0, 1]), counts)
     with pytest.raises(ValueError, match=r"\(2,\).*\(3,\)"):
         head_tail_separation(np.ones(3, bool), np.array([0, 1]), counts)
@@ -303,32 +305,6 @@ def test_confusion_binned_validates() -> None:
         confusion_matrix_binned(np.zeros(2, int), np.zeros(2, int), np.array([1, 2]), n_bins=0)
     with pytest.raises(ValueError, match=r"\(2,\) and \(1,\)"):
         confusion_matrix_binned(np.zeros(2, int), np.zeros(1, int), np.array([1, 2]))
-
-
-# --- t-SNE -------------------------------------------------------------------------------
-
-
-def test_tsne_embedding_subsample_is_deterministic() -> None:
-    X = np.random.default_rng(1).normal(size=(60, 5))
-    emb_a, idx_a = tsne_embedding(X, random_state=3, perplexity=5.0, max_samples=25, n_threads=1)
-    emb_b, idx_b = tsne_embedding(X, random_state=3, perplexity=5.0, max_samples=25, n_threads=1)
-    assert emb_a.shape == (25, 2) and idx_a.shape == (25,)
-    assert np.all(np.diff(idx_a) > 0) and idx_a.max() < 60
-    np.testing.assert_array_equal(idx_a, idx_b)
-    np.testing.assert_allclose(emb_a, emb_b)
-    _, idx_c = tsne_embedding(X, random_state=4, perplexity=5.0, max_samples=25, n_threads=1)
-    assert not np.array_equal(idx_a, idx_c)
-
-
-def test_tsne_embedding_keeps_all_when_small_and_validates() -> None:
-    X = np.random.default_rng(2).normal(size=(15, 3))
-    emb, idx = tsne_embedding(X, random_state=0, perplexity=4.0, n_threads=1)
-    assert emb.shape == (15, 2) and idx.tolist() == list(range(15))
-    assert np.isfinite(emb).all()
-    with pytest.raises(ValueError, match=r"X must be 2-D.*\(15,\)"):
-        tsne_embedding(X[:, 0], random_state=0)
-    with pytest.raises(ValueError, match="perplexity"):
-        tsne_embedding(X, random_state=0, perplexity=30.0)
 
 
 def test_tail_half_is_the_accuracy_of_the_rarer_half_of_the_classes() -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.analysis.accumulate import EvaluationCounts
 from dlsa.estimator import DLSAClassifier
 from dlsa.estimator.inputs import class_indices
 from dlsa.metrics import HEAD_THRESHOLD
+from dlsa.metrics.evaluation_counts import EvaluationCounts
 from dlsa.metrics.per_class import per_class_rows
 
 
@@ -41,14 +41,15 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of ``clf`` on features X (N, D) with labels y (N,).
 
-    The numbers come from :class:`~dlsa.analysis.accumulate.EvaluationCounts`, the one
+    The numbers come from :class:`~dlsa.metrics.evaluation_counts.EvaluationCounts`, the one
     path that :func:`dlsa.analysis.streaming.evaluate_file` takes chunk by chunk.
 
     Returns:
         ``metrics`` (overall/many/medium/few/mcc/nmi, see
         :func:`dlsa.metrics.classification_report`), ``stages`` (per stage: samples,
         accuracy, tail share), ``separation`` (per filter: head-tail separation of the
-        samples that reached it, see :func:`dlsa.metrics.head_tail_separation`; accuracy
+        samples that reached it, see :func:`dlsa.metrics.head_tail_separation`, under
+        the keys of :data:`dlsa.metrics.evaluation_counts.SEPARATION_KEYS`; accuracy
         None when no class has ``head_threshold`` train samples or fewer),
         ``calibration`` (ECE, NLL, Brier and reliability bins of ``predict_proba``), the
         predictions ``pred`` (N,) and stages ``stage`` (N,) as lists-ready arrays, and

@@ -1,12 +1,13 @@
 """The paper's figures for a fitted model on a labelled feature set.
 
-Glue between fitted models, :mod:`dlsa.metrics` (which computes) and :mod:`dlsa.analysis.plots`
-(which draws): binned confusion matrices (Fig. 1; supplement Fig. 1-3 with a base
-model), cluster sizes and purity of each filter on its training samples (Fig. 5-6),
-head-tail separation per filter (Fig. 7), the t-SNE of the cascade (Fig. 8), each
-class's test accuracy against its training count and the reliability diagram.
-:func:`write_figures` scores features held in memory, :func:`write_figures_file` a
-feature file of any size, chunk by chunk; both draw the same figures.
+Glue between fitted models, :mod:`dlsa.metrics` and :mod:`dlsa.analysis.tsne` (which
+compute) and :mod:`dlsa.analysis.plots` (which draws): binned confusion matrices
+(Fig. 1; supplement Fig. 1-3 with a base model), cluster sizes and purity of each
+filter on its training samples (Fig. 5-6), head-tail separation per filter (Fig. 7),
+the t-SNE of the cascade (Fig. 8), each class's test accuracy against its training
+count and the reliability diagram. :func:`write_figures` scores features held in
+memory, :func:`write_figures_file` a feature file of any size, chunk by chunk; both
+draw the same figures.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from dlsa.analysis.plots import (
     save_figure,
 )
 from dlsa.analysis.streaming import evaluate_file
+from dlsa.analysis.tsne import tsne_embedding, tsne_rows
 from dlsa.estimator import DLSAClassifier
 from dlsa.io.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
-from dlsa.metrics import HEAD_THRESHOLD, confusion_matrix_binned, histogram_purity, tsne_embedding
+from dlsa.metrics import HEAD_THRESHOLD, confusion_matrix_binned, histogram_purity
 from dlsa.metrics.confusion import binned_from_confusion
 from dlsa.metrics.per_class import class_recall
 from dlsa.selection import describe
@@ -134,9 +136,10 @@ def write_figures_file(
 ) -> list[Path]:
     """:func:`write_figures` on a labelled feature file of any size, read ``chunk_rows``
     rows at a time: the confusion matrices come from counts
-    (:func:`dlsa.analysis.streaming.evaluate_file`), and only the ``tsne_samples`` rows the t-SNE
-    embeds (the same rows :func:`dlsa.metrics.tsne_embedding` draws) are kept. Reads the
-    file two times (three with ``base``).
+    (:func:`dlsa.analysis.streaming.evaluate_file`), and only the ``tsne_samples`` rows
+    the t-SNE embeds (:func:`dlsa.analysis.tsne.tsne_rows`, the rows
+    :func:`dlsa.analysis.tsne.tsne_embedding` draws) are kept. Reads the file two times
+    (three with ``base``).
 
     Returns:
         The PNG files written.
@@ -153,7 +156,7 @@ def write_figures_file(
         recall = {ref: class_recall(base_eval["confusion"])} | recall
         reliability = {ref: base_eval["calibration"]["bins"]} | reliability
     X, y = _rows(
-        path, _tsne_rows(feature_file_info(path).n_rows, tsne_samples, random_state), chunk_rows
+        path, tsne_rows(feature_file_info(path).n_rows, tsne_samples, random_state), chunk_rows
     )
     emb, _ = tsne_embedding(X, random_state=random_state, max_samples=len(X), n_threads=1)
     data = _FigureData(
@@ -167,14 +170,6 @@ def write_figures_file(
         reliability=reliability,
     )
     return _draw(model, data, folder, base)
-
-
-def _tsne_rows(n_rows: int, max_samples: int, random_state: int) -> np.ndarray:
-    """The sorted rows (M,) :func:`dlsa.metrics.tsne_embedding` embeds out of ``n_rows``."""
-    if n_rows <= max_samples:
-        return np.arange(n_rows)
-    rng = np.random.default_rng(random_state)
-    return np.sort(rng.choice(n_rows, size=max_samples, replace=False))
 
 
 def _rows(

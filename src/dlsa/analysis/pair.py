@@ -1,12 +1,16 @@
 """The reference base method alone and the configured model, fitted on the same features
 and seed, then evaluated once on the same test set: what ``dlsa fit`` and ``dlsa demo``
-report, so that what the configuration bought over the reference stays visible."""
+report, so that what the configuration bought over the reference stays visible. Both
+take the one path :func:`fit_and_evaluate_pair`: fit, calibrate, save, evaluate."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 NAMES = ("base", "dlsa")
 """Keys of the two models: the reference base method alone, the configured model."""
+
+Step = Literal["fit", "calibrate", "evaluate"]
+"""The steps of :func:`fit_and_evaluate_pair` that a caller may wrap."""
 
 
 def fit_pair(
@@ -99,3 +106,63 @@ def evaluate_pair(
         "reference": models["base"].fitted_params_["base"],
         "chosen": describe(models["dlsa"].fitted_params_),
     }
+
+
+def _no_wrap(step: Step) -> AbstractContextManager[None]:
+    """Run a step of :func:`fit_and_evaluate_pair` as it is."""
+    return nullcontext()
+
+
+def fit_and_evaluate_pair(
+    config: DLSAConfig,
+    train: Any,
+    test: Any,
+    folder: Path,
+    *,
+    reference: str | None = None,
+    val: Any = None,
+    calibrate: bool = False,
+    timings: dict[str, float] | None = None,
+    before_save: Callable[[dict[str, DLSAClassifier]], None] | None = None,
+    around: Callable[[Step], AbstractContextManager[None]] = _no_wrap,
+    source: str = "y",
+) -> tuple[dict[str, DLSAClassifier], dict[str, Any]]:
+    """The path of ``dlsa fit`` and ``dlsa demo``: :func:`fit_pair` on the training
+    features, :func:`calibrate_pair` when ``calibrate``, ``before_save`` (e.g. a test
+    prior), both models saved under ``folder`` (``model/``, ``base_model/``), then
+    :func:`evaluate_pair` once on the test features.
+
+    Args:
+        config: the configured model's config; the reference is :func:`fit_pair`'s.
+        train: training features (``.X`` (N, D), ``.y`` (N,)).
+        test: test features (``.X`` (M, D), ``.y`` (M,)).
+        folder: where the two models are saved.
+        reference: the reference base method (:func:`fit_pair`).
+        val: validation features (``.X`` (V, D), ``.y`` (V,)) or None: what the
+            configured model's selection and safeguard decide on, and what the
+            temperature is fitted on (else out of fold on ``train``).
+        calibrate: temperature-scale both models (:func:`calibrate_pair`).
+        timings: seconds of the fits (``fit_base``, ``fit_dlsa``) and of ``calibrate``.
+        before_save: called with both fitted (and calibrated) models before they are saved.
+        around: a context manager for each step ("fit", "calibrate", "evaluate"), e.g.
+            one that turns an error into a command's message or times the step.
+        source: how the test labels are named in an error (:func:`evaluate_pair`).
+
+    Returns:
+        The two models (:data:`NAMES`) and :func:`evaluate_pair`'s result.
+    """
+    with around("fit"):
+        models = fit_pair(
+            config, train.X, train.y, reference=reference, timings=timings,
+            val=None if val is None else (val.X, val.y),
+        )  # fmt: skip
+    if calibrate:
+        with around("calibrate"):
+            calibrate_pair(models, train, val, timings)
+    if before_save is not None:
+        before_save(models)
+    models["dlsa"].save(folder / "model")
+    models["base"].save(folder / "base_model")
+    with around("evaluate"):
+        pair = evaluate_pair(models, test.X, test.y, source=source)
+    return models, pair

@@ -13,14 +13,14 @@ import dataclasses
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from dlsa.analysis.pair import calibrate_pair, evaluate_pair, fit_pair
+from dlsa.analysis.pair import Step, fit_and_evaluate_pair
 from dlsa.backbones import extract_to_file, save_checkpoint, train_backbone
 from dlsa.config import DLSAConfig, to_dict
 from dlsa.datasets.fashion_mnist import FASHION_MNIST_ROOT, fashion_mnist_lt
@@ -128,14 +128,19 @@ def run_demo(
     test = load_features(folder / "test.h5")
     config = dataclasses.replace(config, random_state=settings.seed, verbose=progress)
     fit_times: dict[str, float] = {}
-    models = fit_pair(config, train.X, train.y, timings=fit_times, val=(val.X, val.y))
+    evaluated: dict[str, float] = {}
+
+    def around(step: Step) -> AbstractContextManager[None]:
+        return _timed(evaluated, "evaluation") if step == "evaluate" else nullcontext()
+
+    # the temperature on the val split: one pass
+    models, pair = fit_and_evaluate_pair(
+        config, train, test, folder, val=val, calibrate=True, timings=fit_times, around=around
+    )
     timings["stage 2: reference"] = fit_times["fit_base"]
     timings["stage 2: chosen model"] = fit_times["fit_dlsa"]
-    calibrate_pair(models, train, val, timings)  # temperature on the val split: one pass
-    with _timed(timings, "evaluation"):
-        pair = evaluate_pair(models, test.X, test.y)
-    models["dlsa"].save(folder / "model")
-    models["base"].save(folder / "base_model")
+    timings["calibrate"] = fit_times["calibrate"]
+    timings |= evaluated
     evals = pair["evals"]
     return DemoResult(
         metrics={name: e["metrics"] for name, e in evals.items()},

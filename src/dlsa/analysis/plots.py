@@ -283,7 +283,7 @@ def plot_cascade_tsne(
 
     Args:
         embedding: 2-D coordinates of shape (N, 2), e.g. from
-            :func:`dlsa.metrics.tsne_embedding`.
+            :func:`dlsa.analysis.tsne.tsne_embedding`.
         is_tail: boolean mask of shape (N,), true for samples of tail classes.
         stage: stage of each sample, shape (N,), in ``0 .. n_levels``.
         n_levels: number of flow filters.

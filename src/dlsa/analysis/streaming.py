@@ -30,13 +30,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from dlsa.analysis.accumulate import EvaluationCounts
 from dlsa.analysis.evaluation import encode_labels
 from dlsa.errors import DLSAInputError
 from dlsa.estimator import DLSAClassifier
 from dlsa.io.feature_chunks import CHUNK_ROWS, feature_file_info, iter_feature_chunks
 from dlsa.io.outputs import output_file
 from dlsa.metrics import HEAD_THRESHOLD
+from dlsa.metrics.evaluation_counts import EvaluationCounts
 
 OUTPUT_SUFFIXES = (".csv", ".npz")
 """Output formats of :func:`predict_file`, as ``dlsa predict --out`` accepts."""

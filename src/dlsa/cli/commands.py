@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from dlsa._version import __version__
 from dlsa.analysis.evaluation import per_class
-from dlsa.analysis.pair import calibrate_pair, evaluate_pair, fit_pair
+from dlsa.analysis.pair import Step, fit_and_evaluate_pair
 from dlsa.analysis.report import calibration_table, demo_report, fit_report, metrics_table
 from dlsa.cascade.deployment_prior import PriorSpec
 from dlsa.cli.common import (
@@ -30,6 +32,7 @@ from dlsa.cli.evidence import with_provenance
 from dlsa.cli.flags import dataclass_from_args, resolve_config
 from dlsa.cli.inputs import check_base_model, check_features_for, compare_lists, training_inputs
 from dlsa.config import DLSAConfig, to_dict
+from dlsa.estimator import DLSAClassifier
 from dlsa.io.outputs import (
     OutputRefusedError,
     check_file,
@@ -79,25 +82,17 @@ def _fit_and_evaluate(
     calibrate: bool = False,
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
-    try:
-        models = fit_pair(
-            config, train.X, train.y, reference=reference, timings=timings,
-            val=None if val is None else (val.X, val.y),
-        )  # fmt: skip
-    except (ValueError, FloatingPointError) as err:
-        raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
-    if calibrate:
-        try:
-            calibrate_pair(models, train, val, timings)
-        except (ValueError, FloatingPointError) as err:
-            on = "out of fold on --train" if val is None else f"on --val {val.path}"
-            raise CLIError(f"--calibrate ({on}): {one_line(err)}") from err
-    if test_prior is not None:  # read and checked against --train before the fits
-        for model in models.values():
-            set_fit_prior(model, test_prior, train, test, val)
-    models["dlsa"].save(folder / "model")
-    models["base"].save(folder / "base_model")
-    pair = evaluate_pair(models, test.X, test.y, source="--test")
+
+    def set_priors(models: dict[str, DLSAClassifier]) -> None:
+        if test_prior is not None:  # read and checked against --train before the fits
+            for model in models.values():
+                set_fit_prior(model, test_prior, train, test, val)
+
+    models, pair = fit_and_evaluate_pair(
+        config, train, test, folder, reference=reference, val=val, calibrate=calibrate,
+        timings=timings, before_save=set_priors, around=_fit_errors(train, val),
+        source="--test",
+    )  # fmt: skip
     evals = pair["evals"]
     rows = per_class(models["dlsa"], evals["dlsa"])
     base_rows = per_class(models["base"], evals["base"])
@@ -129,6 +124,25 @@ def _fit_and_evaluate(
         "classes": models["dlsa"].classes_.tolist(),
         "class_counts": models["dlsa"].class_counts_.tolist(),
     }
+
+
+def _fit_errors(train: Any, val: Any) -> Callable[[Step], AbstractContextManager[None]]:
+    """Around each step of :func:`fit_and_evaluate_pair`: a failed fit or calibration
+    becomes ``dlsa fit``'s one-line message naming ``--train`` or ``--calibrate``."""
+
+    @contextmanager
+    def around(step: Step) -> Iterator[None]:
+        try:
+            yield
+        except (ValueError, FloatingPointError) as err:
+            if step == "fit":
+                raise CLIError(f"--train {getattr(train, 'path', '')}: {err}") from err
+            if step == "calibrate":
+                on = "out of fold on --train" if val is None else f"on --val {val.path}"
+                raise CLIError(f"--calibrate ({on}): {one_line(err)}") from err
+            raise
+
+    return around
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:

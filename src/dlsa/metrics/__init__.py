@@ -8,8 +8,8 @@ References:
     Xu, Y., Li, Y.-L., Li, J., Lu, C. "Constructing Balance from Imbalance for
     Long-tailed Image Recognition", ECCV 2022 (https://arxiv.org/abs/2208.02567):
     many/medium/few-shot accuracy and MCC/NMI (Sec. 4), binned confusion matrices
-    (Fig. 1), cluster sizes and purity (Fig. 5, 6), head-tail separation (Fig. 7),
-    t-SNE of the cascade (Fig. 8).
+    (Fig. 1), cluster sizes and purity (Fig. 5, 6), head-tail separation (Fig. 7).
+    The t-SNE of the cascade (Fig. 8) is figure preparation, in :mod:`dlsa.analysis.tsne`.
 """
 
 from dlsa.metrics.accuracy import (
@@ -23,13 +23,14 @@ from dlsa.metrics.accuracy import (
     shot_groups,
     tail_half_accuracy,
 )
-from dlsa.metrics.figure_data import confusion_matrix_binned, tsne_embedding
+from dlsa.metrics.confusion import confusion_matrix_binned
 from dlsa.metrics.filters import (
     HEAD_THRESHOLD,
     cluster_statistics,
     good_clusters,
     head_tail_separation,
     histogram_purity,
+    separation_from_counts,
 )
 
 __all__ = [
@@ -45,8 +46,8 @@ __all__ = [
     "mcc",
     "nmi",
     "per_class_accuracy",
+    "separation_from_counts",
     "shot_accuracy",
     "shot_groups",
     "tail_half_accuracy",
-    "tsne_embedding",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from math import log
 
 import numpy as np
+from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
 from dlsa.metrics._checks import _counts, _pair
 from dlsa.metrics.accuracy import SHOT_GROUPS, frequency_order, shot_groups
@@ -149,6 +150,59 @@ def _rate(correct: np.ndarray, total: np.ndarray, classes: np.ndarray) -> float 
     return int(correct[classes].sum()) / n if n else None
 
 
+def confusion_matrix_binned(
+    preds: np.ndarray,
+    target: np.ndarray,
+    train_counts: np.ndarray,
+    n_bins: int = 20,
+    *,
+    exclude_correct: bool = False,
+) -> np.ndarray:
+    """Confusion matrix over frequency bins of classes (Fig. 1).
+
+    Classes are sorted by :func:`frequency_order` and split into ``B = min(n_bins, C)``
+    contiguous bins (``np.array_split``); bin 0 holds the most frequent classes. Entry
+    ``(i, j)`` is the share of the test samples of true bin ``i`` predicted in bin ``j``.
+
+    Args:
+        preds: predicted labels, shape (N,).
+        target: true labels, shape (N,).
+        train_counts: training samples per class, shape (C,).
+        n_bins: number of bins (>= 1).
+        exclude_correct: drop correctly classified samples from the counts (but not from
+            the row totals), as Fig. 1 does, so entries are error rates.
+
+    Returns:
+        Row-normalised rates of shape (B, B), float64; rows of bins without test samples
+        are NaN. Without ``exclude_correct`` each other row sums to 1.
+
+    Raises:
+        ValueError: on bad shapes, labels outside ``0 .. C-1`` or ``n_bins < 1``.
+
+    Example:
+        >>> confusion_matrix_binned(
+        ...     np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), np.array([10, 5]), n_bins=2
+        ... ).tolist()
+        [[0.5, 0.5], [0.0, 1.0]]
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    order = frequency_order(train_counts)
+    preds, target = _pair(preds, target, order.shape[0])
+    n_merged = min(n_bins, order.shape[0])
+    sizes = [len(part) for part in np.array_split(order, n_merged)]
+    bin_of_class = np.empty_like(order)
+    bin_of_class[order] = np.repeat(np.arange(n_merged), sizes)
+    # Binning before counting keeps memory at B x B instead of C x C.
+    rows_total = np.bincount(bin_of_class[target], minlength=n_merged)
+    keep = preds != target if exclude_correct else np.ones_like(target, dtype=bool)
+    counts = _sk_confusion_matrix(
+        bin_of_class[target[keep]], bin_of_class[preds[keep]], labels=np.arange(n_merged)
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows_total[:, None] > 0, counts / rows_total[:, None], np.nan)
+
+
 def binned_from_confusion(
     matrix: np.ndarray,
     train_counts: np.ndarray,
@@ -156,7 +210,7 @@ def binned_from_confusion(
     *,
     exclude_correct: bool = False,
 ) -> np.ndarray:
-    """:func:`dlsa.metrics.confusion_matrix_binned` from a (C, C) count matrix.
+    """:func:`confusion_matrix_binned` from a (C, C) count matrix.
 
     Returns:
         Row-normalised rates (B, B), ``B = min(n_bins, C)``; NaN rows for bins without

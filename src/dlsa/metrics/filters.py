@@ -1,5 +1,6 @@
 """What the flow filters do: head-tail separation of the samples a filter routes
-(Fig. 7) and the sizes and purity of its clusters (Fig. 5, 6)."""
+(Fig. 7; one formula, from counts or from arrays) and the sizes and purity of its
+clusters (Fig. 5, 6)."""
 
 from __future__ import annotations
 
@@ -12,32 +13,67 @@ HEAD_THRESHOLD = 50
 (head-tail separation of the flow filters, Fig. 7)."""
 
 
+def separation_from_counts(
+    n_routed: int, tail_routed: int, n_input: int, tail_input: int
+) -> dict[str, float | int | None]:
+    """Head-tail separation accuracy of one flow filter from counts (Fig. 7).
+
+    The filter's accuracy is the share of tail samples among those it routes to its
+    cluster-aided classifier; compare it with ``tail_share_input``, the share a random
+    filter would reach. Counts add up over chunks of samples, so accumulated counts
+    (:class:`dlsa.metrics.evaluation_counts.EvaluationCounts`) and arrays in memory
+    (:func:`head_tail_separation`) give the same numbers.
+
+    Args:
+        n_routed: samples the filter routed, out of the ``n_input`` that reached it.
+        tail_routed: tail-class samples among the routed ones.
+        n_input: samples that reached the filter.
+        tail_input: tail-class samples among those that reached it.
+
+    Returns:
+        ``accuracy`` (= ``tail_share_routed``; ``None`` when nothing is routed),
+        ``tail_share_routed``, ``tail_share_input`` (``None`` when nothing reached the
+        filter), ``n_routed``, ``n_input``.
+
+    Example:
+        >>> s = separation_from_counts(n_routed=2, tail_routed=2, n_input=4, tail_input=3)
+        >>> s["accuracy"], s["tail_share_routed"], s["tail_share_input"], s["n_routed"]
+        (1.0, 1.0, 0.75, 2)
+    """
+    share = tail_routed / n_routed if n_routed else None
+    return {
+        "accuracy": share,
+        "tail_share_routed": share,
+        "tail_share_input": tail_input / n_input if n_input else None,
+        "n_routed": n_routed,
+        "n_input": n_input,
+    }
+
+
 def head_tail_separation(
-    selected: np.ndarray,
+    routed: np.ndarray,
     target: np.ndarray,
     train_counts: np.ndarray,
     head_threshold: int = HEAD_THRESHOLD,
 ) -> dict[str, float | int | None]:
-    """Head-tail separation accuracy of one flow filter (Fig. 7).
+    """Head-tail separation accuracy of one flow filter (Fig. 7) on samples in memory:
+    :func:`separation_from_counts` of their counts.
 
     A head class has more than ``head_threshold`` training samples, the rest are tail.
-    The filter's accuracy is the share of tail samples among those it sends to its
-    cluster-aided classifier; compare it with ``tail_share_input``, the share a random
-    filter would reach.
 
     Args:
-        selected: boolean mask of shape (N,), the samples the filter selected, out of
-            the N samples that reached it.
+        routed: boolean mask of shape (N,), the samples the filter routed to its
+            cluster-aided classifier, out of the N samples that reached it.
         target: true labels of those samples, shape (N,).
         train_counts: training samples per class, shape (C,).
         head_threshold: a class with more training samples than this is head.
 
     Returns:
-        ``accuracy`` (= ``tail_share_selected``; ``None`` when nothing is selected),
-        ``tail_share_selected``, ``tail_share_input``, ``n_selected``, ``n_input``.
+        :func:`separation_from_counts`'s ``accuracy``, ``tail_share_routed``,
+        ``tail_share_input``, ``n_routed``, ``n_input``.
 
     Raises:
-        ValueError: on bad shapes, a non-boolean ``selected`` or labels out of range.
+        ValueError: on bad shapes, a non-boolean ``routed`` or labels out of range.
 
     Example:
         >>> r = head_tail_separation(
@@ -46,26 +82,23 @@ def head_tail_separation(
         >>> r["accuracy"], r["tail_share_input"]
         (1.0, 0.75)
     """
-    selected = np.asarray(selected)
+    routed = np.asarray(routed)
     target = _labels(target, "target")
-    if selected.dtype != np.bool_:
-        raise ValueError(f"selected must be a boolean mask, got dtype {selected.dtype}")
-    if selected.shape != target.shape:
+    if routed.dtype != np.bool_:
+        raise ValueError(f"routed must be a boolean mask, got dtype {routed.dtype}")
+    if routed.shape != target.shape:
         raise ValueError(
-            f"selected must have the shape of target {target.shape}, got {selected.shape}"
+            f"routed must have the shape of target {target.shape}, got {routed.shape}"
         )
     counts = _counts(train_counts)
     _in_range(target, "target", counts.shape[0])
     is_tail = counts[target] <= head_threshold
-    n_selected = int(selected.sum())
-    share = float(is_tail[selected].mean()) if n_selected else None
-    return {
-        "accuracy": share,
-        "tail_share_selected": share,
-        "tail_share_input": float(is_tail.mean()),
-        "n_selected": n_selected,
-        "n_input": int(target.shape[0]),
-    }
+    return separation_from_counts(
+        n_routed=int(routed.sum()),
+        tail_routed=int(is_tail[routed].sum()),
+        n_input=int(target.shape[0]),
+        tail_input=int(is_tail.sum()),
+    )
 
 
 def good_clusters(

@@ -29,7 +29,7 @@ from dlsa.config import DLSAConfig, SelectionConfig
 from dlsa.engine.progress import Phase
 from dlsa.engine.splits import append_validation, stratified_folds
 from dlsa.errors import TrainingDivergedError
-from dlsa.metrics import HEAD_THRESHOLD
+from dlsa.metrics import HEAD_THRESHOLD, head_tail_separation
 from dlsa.selection.candidates import base_spec, dlsa_specs, tuned_variant, tunes_on_log_loss
 from dlsa.selection.folds import fold_candidates, out_of_fold
 from dlsa.selection.rule import Candidate, DropRule, choose, describe, ruled_out
@@ -187,7 +187,6 @@ def select_dlsa(
     base: Candidate,
     ev: Evidence,
     n_classes: int,
-    tail: np.ndarray,
     base_models: list[Cascade] | None = None,
 ) -> tuple[Candidate, dict[str, Any]]:
     """Round 2: DLSA on top of the chosen base (depth 1 ... ``params["depth"]``, every
@@ -223,7 +222,7 @@ def select_dlsa(
     for row, cand in zip(record["candidates"], candidates, strict=True):
         seen = cand.rows(len(ev.y_scored))
         stage = None if cand.stage is None else cand.stage[seen]
-        row |= separation(stage, ev.y_scored[seen], tail)
+        row |= separation(stage, ev.y_scored[seen], ev.counts)
     record["skipped"] = skipped
     return chosen, record
 
@@ -262,25 +261,23 @@ def _skip(name: str, err: Exception) -> dict[str, str]:
     return {"name": name, "error": str(err)}
 
 
-def separation(stage: np.ndarray | None, y: np.ndarray, tail: np.ndarray) -> dict[str, Any]:
-    """Head-tail separation of filter 1 on out-of-fold samples: the tail share of the
-    samples it routes (stage 0) against the tail share of all samples.
+def separation(
+    stage: np.ndarray | None, y: np.ndarray, train_counts: np.ndarray
+) -> dict[str, Any]:
+    """Head-tail separation of filter 1 on out-of-fold samples
+    (:func:`dlsa.metrics.head_tail_separation` of the samples it routes, stage 0), with
+    the keys a selection record writes: ``tail_share_routed``, ``tail_share_input`` and
+    ``n_routed``, all None for a model without filters or data without a tail class.
 
     Args:
         stage: (N,) out-of-fold stages, or None for a model without filters.
         y: (N,) classes.
-        tail: (C,) True for tail classes.
+        train_counts: (C,) training samples per class.
     """
-    if stage is None or not tail.any():
+    if stage is None or not (train_counts <= HEAD_THRESHOLD).any():
         return {"tail_share_routed": None, "tail_share_input": None, "n_routed": None}
-    routed = stage == 0
-    is_tail = tail[y]
-    share = float(is_tail[routed].mean()) if routed.any() else None
-    return {
-        "tail_share_routed": share,
-        "tail_share_input": float(is_tail.mean()),
-        "n_routed": int(routed.sum()),
-    }
+    sep = head_tail_separation(stage == 0, y, train_counts)
+    return {k: sep[k] for k in ("tail_share_routed", "tail_share_input", "n_routed")}
 
 
 def select(
@@ -339,8 +336,7 @@ def select(
     chosen = params | {"selection": None} | base.params | {"depth": 0}
     fitted = base
     if params["depth"] >= 1:
-        tail = ev.counts <= HEAD_THRESHOLD
-        dlsa, record = select_dlsa(params, base, ev, n_classes, tail, base.models)
+        dlsa, record = select_dlsa(params, base, ev, n_classes, base.models)
         rounds.append(record)
         chosen |= dlsa.params
         fitted = dlsa if dlsa.models else base

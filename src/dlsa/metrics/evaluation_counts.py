@@ -12,10 +12,22 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.metrics import HEAD_THRESHOLD
 from dlsa.metrics.calibration import CalibrationCounts
 from dlsa.metrics.confusion import confusion_counts, report_from_confusion
+from dlsa.metrics.filters import HEAD_THRESHOLD, separation_from_counts
 from dlsa.metrics.per_class import class_stage_counts
+
+SEPARATION_KEYS = {
+    "accuracy": "accuracy",
+    "tail_share_selected": "tail_share_routed",
+    "tail_share_input": "tail_share_input",
+    "n_selected": "n_routed",
+    "n_input": "n_input",
+}
+"""Key of each separation row that evaluation writes (``results.json``, ``dlsa evaluate
+--out``; read by their users, so kept) -> key of
+:func:`dlsa.metrics.filters.separation_from_counts` it holds: "selected" there means
+routed."""
 
 
 class EvaluationCounts:
@@ -76,11 +88,12 @@ class EvaluationCounts:
 
     def compute(self, *, many: int = 100, few: int = 20) -> dict[str, Any]:
         """``metrics`` (:func:`dlsa.metrics.classification_report`'s keys), ``stages``
-        (per stage: samples, accuracy, tail share), ``separation`` (per filter, see
-        :func:`dlsa.metrics.head_tail_separation`: the samples that reached filter l are
-        those of stages >= l, it selected those of stage l; accuracy None without a tail
-        class), ``calibration`` (ECE, NLL, Brier, reliability bins;
-        :mod:`dlsa.metrics.calibration`; None values without probabilities),
+        (per stage: samples, accuracy, tail share), ``separation`` (per filter,
+        :func:`dlsa.metrics.filters.separation_from_counts`: the samples that reached
+        filter l are those of stages >= l, it routed those of stage l; accuracy None
+        without a tail class; the keys of :data:`SEPARATION_KEYS`), ``calibration``
+        (ECE, NLL, Brier, reliability bins; :mod:`dlsa.metrics.calibration`; None values
+        without probabilities),
         ``confusion`` (C, C) and ``class_stage`` (C, L + 1)."""
         metrics = report_from_confusion(self.confusion, self.class_counts, many=many, few=few)
         return {
@@ -114,15 +127,8 @@ class EvaluationCounts:
             if n_input == 0 or not has_tail:
                 out.append({"accuracy": None, "n_input": 0, "n_selected": 0})
                 continue
-            n_selected, tail_selected = (int(v) for v in self.per_stage[[0, 2], level])
-            share = tail_selected / n_selected if n_selected else None
-            out.append(
-                {
-                    "accuracy": share,
-                    "tail_share_selected": share,
-                    "tail_share_input": int(self.per_stage[2, level:].sum()) / n_input,
-                    "n_selected": n_selected,
-                    "n_input": n_input,
-                }
-            )
+            n_routed, tail_routed = (int(v) for v in self.per_stage[[0, 2], level])
+            tail_input = int(self.per_stage[2, level:].sum())
+            sep = separation_from_counts(n_routed, tail_routed, n_input, tail_input)
+            out.append({written: sep[key] for written, key in SEPARATION_KEYS.items()})
         return out
