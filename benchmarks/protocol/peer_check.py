@@ -8,6 +8,9 @@ only. Each model is fitted on ``train.h5`` (or ``feature_train.h5``) and evaluat
 the test file; ``--val`` runs also decide on ``val.h5`` where the set has one. Records are
 cached per (set, model, seed) under ``--out``; an interrupted run resumes.
 
+The default runs as ``dlsa fit`` runs it: ``selection.train_features`` follows the
+training file's recorded provenance (``backbone_trained_on``; "unknown" when absent).
+
 The table's checks: the default never below Balanced Softmax by more than 0.1 overall
 or 1.0 few-shot on any seed; its mean at or above the peer's.
 
@@ -28,7 +31,8 @@ import numpy as np
 
 from dlsa import DLSAClassifier
 from dlsa.analysis.peer import fit_peer
-from dlsa.config import DLSAConfig
+from dlsa.cli.evidence import train_features_from
+from dlsa.config import DLSAConfig, SelectionConfig
 from dlsa.io.features import load_features
 from dlsa.metrics.accuracy import shot_accuracy
 
@@ -61,8 +65,9 @@ def run_one(folder: Path, model: str, seed: int) -> dict | None:
     extra: dict = {}
     if model == "peer":
         pred, extra = _peer(train.X, y, test.X)
-    else:
-        cfg = DLSAConfig(random_state=seed)
+    else:  # as `dlsa fit`: the training file's provenance decides the evidence's guard
+        sel = SelectionConfig(train_features=train_features_from(train.provenance))
+        cfg = DLSAConfig(random_state=seed, selection=sel)
         if model == "balsoftmax":
             cfg = DLSAConfig(depth=0, base="balsoftmax", selection=None, random_state=seed)
         fit_kw = {}
