@@ -10,19 +10,18 @@ cascades of the same configuration, never on the one being fitted.
 
 from __future__ import annotations
 
-import logging
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from dlsa.cascade.folds import AsGiven, FoldModel, run_folds
 from dlsa.cascade.levels import fit_levels
+from dlsa.cascade.model import Cascade
 from dlsa.cascade.spec import CascadeSpec
-from dlsa.engine.parallel import run_jobs
 from dlsa.engine.splits import append_validation, stratified_folds, stratified_split
-
-logger = logging.getLogger(__name__)
 
 
 def validation_splits(
@@ -38,21 +37,27 @@ def validation_splits(
     return [stratified_split(y, spec.validation_fraction, seed=seed, min_per_class=2)]
 
 
-def _scored_fold(
+def _fit_fold(
     spec: CascadeSpec,
+    class_counts: np.ndarray,
+    cascade_seed: np.random.SeedSequence,
     X: np.ndarray,
     y: np.ndarray,
-    class_counts: np.ndarray,
-    fit_idx: np.ndarray,
-    val_idx: np.ndarray,
-    cascade_seed: np.random.SeedSequence,
+    donor: Cascade | None,
+) -> Cascade:
+    """A cascade of ``spec`` fitted on a fit part X (F, D), y (F,) (class indices of all
+    the data: ``class_counts`` (C,) are the full data's) with the cascade's seed; never
+    a donor."""
+    return fit_levels(spec, X, y, class_counts, cascade_seed)
+
+
+def _score_fold(
+    model: FoldModel, X: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit a cascade of ``spec`` on ``fit_idx``; return, for ``val_idx``, its predicted
-    classes, stages and the base method's predicted classes (each (V,))."""
-    logger.info("safeguard: fitting on %d samples, validating on %d", len(fit_idx), len(val_idx))
-    fold = fit_levels(spec, X[fit_idx], y[fit_idx], class_counts, cascade_seed)
-    pred, stage = fold.predict_and_route(X[val_idx])
-    return pred, stage, fold.base_predictions(X[val_idx])
+    """Of the held-out rows X (V, D): the fold cascade's predicted classes, stages and
+    the base method's predicted classes (each (V,))."""
+    pred, stage = model.cascade.predict_and_route(X)
+    return pred, stage, model.cascade.base_predictions(X)
 
 
 def validate(
@@ -82,8 +87,9 @@ def validate(
         n = len(y)
         X, y, rows = append_validation(X, y, val)
         splits = [(np.arange(n), rows)]
-    jobs = [(spec, X, y, class_counts, fit, val_idx, cascade_seed) for fit, val_idx in splits]
-    scored = run_jobs(_scored_fold, jobs, spec.n_jobs)  # the fold cascades are independent
+    fit = AsGiven(partial(_fit_fold, spec, class_counts, cascade_seed))
+    # the fold cascades are independent
+    scored = run_folds(fit, _score_fold, X, y, splits, n_jobs=spec.n_jobs, label="safeguard")
     pred, stage, base_pred = (
         torch.from_numpy(np.concatenate(c)) for c in zip(*scored, strict=True)
     )

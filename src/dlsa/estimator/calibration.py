@@ -5,10 +5,13 @@ data by refitting the model's configuration without each fold. Raw logits: tempe
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
-from dlsa.cascade import Cascade, fit_cascade
+from dlsa.cascade import Cascade, CascadeSpec, fit_cascade
+from dlsa.cascade.folds import FoldModel, Reencoded, run_folds
 from dlsa.cascade.temperature import fit_temperature
 from dlsa.engine.splits import stratified_folds
 from dlsa.estimator.fitted import FittedModel
@@ -47,14 +50,31 @@ def out_of_fold_logits(
     assert data is not None
     X_enc, y_enc = data
     seed = int(np.random.SeedSequence(clf.cascade_.spec.random_state).generate_state(1)[0])
-    logits = np.full((len(y_enc), len(clf.classes_)), -np.inf, dtype=np.float32)
     every = np.arange(len(y_enc))
-    for held in stratified_folds(y_enc, folds, seed=seed):
-        fit = np.setdiff1d(every, held, assume_unique=True)
-        present, y_fit = np.unique(y_enc[fit], return_inverse=True)
-        cascade = fit_cascade(clf.cascade_.spec, X_enc[fit], y_fit)
-        logits[np.ix_(held, present)] = cascade_logits(cascade, X_enc[held])
+    splits = [
+        (np.setdiff1d(every, held, assume_unique=True), held)
+        for held in stratified_folds(y_enc, folds, seed=seed)
+    ]
+    fit = Reencoded(partial(_fit_spec, clf.cascade_.spec))
+    score = partial(_held_out_columns, len(clf.classes_))
+    scored = run_folds(fit, score, X_enc, y_enc, splits)  # in this process, fold by fold
+    logits = np.full((len(y_enc), len(clf.classes_)), -np.inf, dtype=np.float32)
+    for (_, held), fold_logits in zip(splits, scored, strict=True):
+        logits[held] = fold_logits
     return logits, y_enc
+
+
+def _fit_spec(spec: CascadeSpec, X: np.ndarray, y: np.ndarray, donor: Cascade | None) -> Cascade:
+    """A cascade of ``spec`` fitted on X (F, D), y (F,) class indices (no donor)."""
+    return fit_cascade(spec, X, y)
+
+
+def _held_out_columns(
+    n_classes: int, model: FoldModel, X: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """Raw logits (V, ``n_classes``) of the fold model on the held-out rows X (V, D):
+    ``-inf`` for the classes its fit part missed."""
+    return model.columns(cascade_logits(model.cascade, X), n_classes)
 
 
 def set_calibration(clf: FittedModel, logits: np.ndarray, target: np.ndarray) -> None:

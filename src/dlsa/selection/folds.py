@@ -24,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
 from dlsa.cascade import Cascade, fit_cascade, resolve
+from dlsa.cascade.folds import FoldModel, Reencoded, fit_and_score
 from dlsa.engine.parallel import run_jobs
 from dlsa.engine.progress import Phase
 from dlsa.errors import TrainingDivergedError
@@ -104,22 +106,40 @@ def _fit_fold(
     val_idx: np.ndarray,
 ) -> _FoldResult:
     """Fit the configuration ``params`` on ``fit_idx`` (reusing ``donor``'s filters) and
-    score each variant on ``val_idx``. The fold cascade knows the classes of its fit
-    part only (a class of one sample is missing from the fold that holds it out, for
-    every candidate alike); its predictions are mapped back to the classes of y. A job
-    gets only its own fold's donor, not the whole list."""
-    classes, y_fit = np.unique(y[fit_idx], return_inverse=True)
-    try:
-        cascade = fit_cascade(resolve(params), X[fit_idx], y_fit, donor=donor)
-    except TrainingDivergedError as err:
-        return _FoldResult(None, [], err)
-    pos = np.minimum(np.searchsorted(classes, y[val_idx]), len(classes) - 1)
-    truth = np.where(classes[pos] == y[val_idx], pos, -1)
+    score each variant on ``val_idx`` (:func:`dlsa.cascade.folds.fit_and_score`). The
+    fold cascade knows the classes of its fit part only (:class:`Reencoded`: a class of
+    one sample is missing from the fold that holds it out, for every candidate alike);
+    its predictions are mapped back to the classes of y. A job gets only its own fold's
+    donor, not the whole list."""
+    fit = Reencoded(partial(_fit_params, params))
+    score = partial(_score_variants, variants or _as_fitted(params))
+    return fit_and_score(fit, score, X, y, fit_idx, val_idx, donor, diverged=_diverged)
+
+
+def _fit_params(
+    params: dict[str, Any], X: np.ndarray, y: np.ndarray, donor: Cascade | None
+) -> Cascade:
+    """The cascade of estimator parameters ``params`` fitted on X (F, D), y (F,) class
+    indices, reusing ``donor``."""
+    return fit_cascade(resolve(params), X, y, donor=donor)
+
+
+def _diverged(err: TrainingDivergedError) -> _FoldResult:
+    """The result of a fold whose training diverged."""
+    return _FoldResult(None, [], err)
+
+
+def _score_variants(
+    variants: Variants, model: FoldModel, X: np.ndarray, y: np.ndarray
+) -> _FoldResult:
+    """The fold model and each variant's held-out (classes of y, stages, log-losses) of
+    the rows X (V, D) of classes y (V,)."""
+    truth = model.indices(y)
     scored = []
-    for name, cand_params, variant in (variants or _as_fitted(params))(cascade):
-        pred, stage, nll = _score(variant, X[val_idx], truth)
-        scored.append((name, cand_params, classes[pred], stage, nll))
-    return _FoldResult(cascade, scored)
+    for name, cand_params, variant in variants(model.cascade):
+        pred, stage, nll = _score(variant, X, truth)
+        scored.append((name, cand_params, model.labels(pred), stage, nll))
+    return _FoldResult(model.cascade, scored)
 
 
 def _score(
