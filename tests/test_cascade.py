@@ -175,7 +175,7 @@ def test_more_clusters_than_samples_at_a_level(lt_data):
     ("params", "match"),
     [
         ({"depth": -1}, "depth"),
-        ({"base": "nope"}, "unknown base"),
+        ({"base": "nope"}, "base must be one of 'auto', 'balsoftmax'"),
         ({"random_state": "x"}, "random_state"),
     ],
 )
@@ -324,7 +324,7 @@ def test_stage_prior_sets_the_counts_the_cluster_aided_loss_corrects_for(
 
 
 def test_bad_stage_prior_is_rejected(lt_data):
-    with pytest.raises(ValueError, match="stage_prior must be 'routed' or 'global'"):
+    with pytest.raises(ValueError, match="stage_prior must be one of 'routed', 'global'"):
         make(stage_prior="test").fit(lt_data.X_train, lt_data.y_train)
 
 
@@ -462,11 +462,11 @@ def test_models_saved_before_the_release_options_load_with_their_defaults(
 
 
 def test_bad_release_choices_are_rejected(lt_data):
-    with pytest.raises(ValueError, match="regular_prior must be 'reaching' or 'global'"):
+    with pytest.raises(ValueError, match="regular_prior must be one of 'reaching', 'global'"):
         make(regular_prior="all").fit(lt_data.X_train, lt_data.y_train)
-    with pytest.raises(ValueError, match="cluster_prior_data must be 'level' or 'all'"):
+    with pytest.raises(ValueError, match="cluster_prior_data must be one of 'level', 'all'"):
         make(cluster_prior_data="global").fit(lt_data.X_train, lt_data.y_train)
-    with pytest.raises(ValueError, match="classifier_layout must be 'paper' or 'release'"):
+    with pytest.raises(ValueError, match="classifier_layout must be one of 'paper', 'release'"):
         make(classifier_layout="twin").fit(lt_data.X_train, lt_data.y_train)
 
 

@@ -54,6 +54,7 @@ def root(tmp_path_factory):
     (root / "prior9.json").write_text(json.dumps({str(c): 1 for c in (0, 1, 2, 3, 9)}))
     (root / "prior_short.csv").write_text("class,frequency\n0,1\n1,1\n")
     (root / "c.yaml").write_text("flow_filter:\n  lrr: 0.3\n")
+    (root / "choice.yaml").write_text("selection:\n  multiplicity: nope\n")
     head = HeadConfig(epochs=1)
     DLSAClassifier(depth=0, base="balsoftmax", selection=None, head=head).fit(X, y).save(
         root / "model"
@@ -153,8 +154,13 @@ def test_fit_checks_the_test_prior_against_train_before_any_fit(
         (["--random-state", "-1"], ["random_state", "-1"]),
         (["--base", "tau-norm", "--base-params", '{"tau": -1}'], ["base_params", "tau"]),
         (["--selection.prior-guard", "0"], ["selection.prior_guard must be > 0, got 0.0"]),
+        (["--config", "{root}/choice.yaml"], ["--config", "selection.multiplicity must be one"]),
+        (["--selection.bases", "ce,nope"], ["selection.bases[1] must be one of", "'nope'"]),
     ],
-    ids=str.split("yaml-unknown-key K-above-N folds-above-class lr-0 folds-1 seed bp prior-guard"),
+    ids=str.split(
+        "yaml-unknown-key K-above-N folds-above-class lr-0 folds-1 seed bp prior-guard "
+        "yaml-choice bases-item"
+    ),
 )
 def test_config_and_data_size_are_checked_before_any_fit(
     root, tmp_path, capsys, no_work, flags, needles

@@ -16,6 +16,7 @@ from dlsa.cascade import resolve, selection_of
 from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, MixtureConfig, SelectionConfig
 from dlsa.datasets.synthetic import make_long_tailed_features
 from dlsa.engine.splits import stratified_folds
+from dlsa.errors import DLSAInputError
 from dlsa.selection import (
     Candidate,
     balanced_accuracy,
@@ -521,7 +522,7 @@ def test_futile_drop_thresholds_match_the_predictive_bound(unseen):
     # a min_gain above the standard-error bar raises it
     strict = DropRule(z=2.0, rule="futile", margin=2.0, min_gain=0.05)
     assert strict.drops(0.03, 0.01, unseen, tail=False)
-    with pytest.raises(ValueError, match="drop_rule"):
+    with pytest.raises(AssertionError, match="drop rule"):  # checked up front; internal here
         DropRule(rule="sometimes")
 
 
@@ -534,7 +535,7 @@ def test_an_unknown_drop_rule_fails_before_any_fit(monkeypatch):
     monkeypatch.setattr(search, "fold_candidates", no_fit)
     X = np.random.default_rng(0).normal(size=(60, 3)).astype("float32")
     y = np.repeat(np.arange(3), 20)
-    with pytest.raises(ValueError, match="drop_rule must be one of"):
+    with pytest.raises(DLSAInputError, match="selection.drop_rule must be one of"):
         DLSAClassifier(selection=SelectionConfig(drop_rule="sometimes")).fit(X, y)
 
 

@@ -3,34 +3,25 @@ safeguard, the selection and persistence read (never an estimator's attributes).
 
 :func:`resolve` turns estimator parameters (a :class:`dlsa.DLSAClassifier`'s
 ``get_params()``, or a candidate of the selection) into a :class:`CascadeSpec`, raising
-one :class:`~dlsa.errors.DLSAInputError` that names the first bad parameter. The allowed
-values of every choice are the ``Literal`` fields of :class:`dlsa.config.DLSAConfig`.
+one :class:`~dlsa.errors.DLSAInputError` that names the first bad parameter: every field
+of :class:`dlsa.config.DLSAConfig` and of its nested configs is checked by the one check
+of :mod:`dlsa.config.checks` (types, ``Literal`` choices, number domains), before any
+data is read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, SelectionConfig, choices
-from dlsa.config.domains import DOMAINS, check_domains, check_value
+from dlsa.config import DLSAConfig, FilterConfig, HeadConfig, SelectionConfig, check_fields
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import DLSAInputError
 from dlsa.stage2.bases import BaseMethod, make_base
 
 DEFAULT = DLSAConfig()
 """The default configuration; the estimator's defaults are its fields."""
-
-CHOICES = (
-    "features_on",
-    "stage_prior",
-    "regular_data",
-    "regular_prior",
-    "cluster_prior_data",
-    "classifier_layout",
-)
-"""Parameters whose allowed values are the ``Literal`` of their DLSAConfig field."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +71,7 @@ class CascadeSpec:
 
 
 def selection_of(params: Mapping[str, Any]) -> SelectionConfig | None:
-    """The checked selection config of estimator parameters ("default" = the default's).
+    """The selection config of estimator parameters ("default" = the default's).
 
     Raises:
         DLSAInputError: for anything but a SelectionConfig, "default" or None, or for
@@ -94,67 +85,43 @@ def selection_of(params: Mapping[str, Any]) -> SelectionConfig | None:
         )
     if sel is None and params.get("base") == "auto":
         raise DLSAInputError('base="auto" needs a selection config (selection=None given)')
-    if sel is not None:
-        check_domains(sel, "selection")
     return sel
 
 
+def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Check estimator parameters, every field of :class:`DLSAConfig` and of its nested
+    configs (:func:`dlsa.config.checks.check_fields`: types, choices, domains), and
+    return them as config values: a missing parameter is the default's, None for
+    ``flow_filter``, ``head`` or ``base_params`` the default's, "default" for
+    ``selection`` the default's selection.
+
+    Raises:
+        DLSAInputError: naming the first invalid parameter by its path (e.g.
+            ``selection.multiplicity``) and its value.
+    """
+    values = {f.name: params.get(f.name, getattr(DEFAULT, f.name)) for f in fields(DLSAConfig)}
+    for name in ("flow_filter", "head", "base_params"):
+        if values[name] is None:
+            values[name] = getattr(DEFAULT, name)
+    if isinstance(values["selection"], str) and values["selection"] == "default":
+        values["selection"] = DEFAULT.selection
+    check_fields(DLSAConfig, values)  # in the fields' order: the first bad one is named
+    selection_of(values)  # base="auto" needs a selection
+    return values
+
+
 def resolve(params: Mapping[str, Any]) -> CascadeSpec:
-    """Check estimator parameters and build their :class:`CascadeSpec` (with
-    ``base="auto"``, Balanced Softmax stands in until the selection chooses).
+    """Check estimator parameters (:func:`check_params`) and build their
+    :class:`CascadeSpec` (with ``base="auto"``, Balanced Softmax stands in until the
+    selection chooses).
 
     Raises:
         DLSAInputError: naming the first invalid parameter and its value.
     """
-    depth = params.get("depth", DEFAULT.depth)
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-        raise DLSAInputError(f"depth must be an int >= 0, got {depth!r}")
-    check_value("depth", depth, DOMAINS["DLSAConfig"]["depth"])
-    flt = params.get("flow_filter") or DEFAULT.flow_filter
-    head = params.get("head") or DEFAULT.head
-    if not isinstance(flt, FilterConfig):
-        raise DLSAInputError(f"flow_filter must be a FilterConfig, got {type(flt).__name__}")
-    if not isinstance(head, HeadConfig):
-        raise DLSAInputError(f"head must be a HeadConfig, got {type(head).__name__}")
-    if not 0.0 < flt.proportion < 1.0:
-        raise DLSAInputError(f"flow_filter.proportion must be in (0, 1), got {flt.proportion}")
-    check_domains(flt, "flow_filter")
-    check_domains(head, "head")
-    device = params.get("device", DEFAULT.device)
-    resolve_device(device)  # a device that is not here: one line, before training
-    _check_choice("flow_filter.precision", flt.precision, choices(FilterConfig, "precision"))
-    _check_choice("head.precision", head.precision, choices(HeadConfig, "precision"))
-    n_jobs = params.get("n_jobs", DEFAULT.n_jobs)
-    if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs == 0):
-        raise DLSAInputError(f"n_jobs must be None or a non-zero int, got {n_jobs!r}")
-    values = {name: params.get(name, getattr(DEFAULT, name)) for name in CHOICES}
-    for name, value in values.items():
-        _check_choice(name, value, choices(DLSAConfig, name))
-    fraction = params.get("validation_fraction", DEFAULT.validation_fraction)
-    if not 0.0 <= fraction < 0.5:
-        raise DLSAInputError(f"validation_fraction must be in [0, 0.5), got {fraction!r}")
-    folds = params.get("validation_folds", DEFAULT.validation_folds)
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 0 or folds == 1:
-        raise DLSAInputError(f"validation_folds must be 0 (off) or an int >= 2, got {folds!r}")
-    check_value("validation_folds", folds, DOMAINS["DLSAConfig"]["validation_folds"])
-    seed = params.get("random_state", DEFAULT.random_state)
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise DLSAInputError(f"random_state must be an int >= 0 or None, got {seed!r}")
-    selection_of(params)
-    name = params.get("base", DEFAULT.base)
+    values = check_params(params)
+    resolve_device(values["device"])  # a device that is not here: one line, before training
+    name = values["base"]
     own = params.get("base_params") if name != "auto" else None  # auto: a stand-in
     base = make_base("balsoftmax" if name == "auto" else name, own)
-    flags = ("regular_cluster_aided", "mask_unseen", "stack_base", "cover_classes", "residual")
-    return CascadeSpec(
-        depth=depth, base=base, flow_filter=flt, head=head, validation_fraction=fraction,
-        validation_folds=folds, random_state=seed, device=device, n_jobs=n_jobs,
-        verbose=params.get("verbose", DEFAULT.verbose),
-        **values, **{k: params.get(k, getattr(DEFAULT, k)) for k in flags},
-    )  # fmt: skip
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    """Raise DLSAInputError unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        text = " or ".join(repr(c) for c in allowed)
-        raise DLSAInputError(f"{name} must be {text}, got {value!r}")
+    given = {f.name for f in fields(CascadeSpec)} - {"base"}
+    return CascadeSpec(base=base, **{k: values[k] for k in given})

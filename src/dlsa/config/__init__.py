@@ -1,5 +1,6 @@
 """Typed, frozen configuration of DLSA: the dataclasses (:mod:`~dlsa.config.schema`),
-the domains of their numbers (:mod:`~dlsa.config.domains`), the named presets
+the domains of their numbers (:mod:`~dlsa.config.domains`), the one check of every
+field (:mod:`~dlsa.config.checks`: type, choices, domain), the named presets
 (:mod:`~dlsa.config.presets`) and their conversion to and from plain data
 (:mod:`~dlsa.config.io`).
 
@@ -9,7 +10,8 @@ chose it. Variants are made with :func:`dataclasses.replace`; configs are never 
 and never receive values derived during a run (those are fitted attributes).
 """
 
-from dlsa.config.io import choices, dataclass_in, from_dict, set_path, to_dict
+from dlsa.config.checks import check_config, check_fields, dataclass_in
+from dlsa.config.io import choices, from_dict, set_path, to_dict
 from dlsa.config.presets import (
     PAPER_ALIASES,
     PRESETS,
@@ -56,6 +58,8 @@ __all__ = [
     "Precision",
     "SelectionConfig",
     "auto_components",
+    "check_config",
+    "check_fields",
     "dataclass_in",
     "from_dict",
     "get_preset",

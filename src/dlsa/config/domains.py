@@ -2,17 +2,17 @@
 
 The types of the fields (:mod:`dlsa.config.schema`) say int or float; :data:`DOMAINS` says
 which of those numbers make sense (an SGD learning rate above 0, a share within [0, 1],
-a count of at least 1, every float finite). :func:`check_domains` refuses a number
-outside its domain in one :class:`~dlsa.errors.DLSAInputError` naming the field, before
-any data is read; without it, such a value fails (or silently misbehaves) deep inside a
-training run, after earlier fits were paid for. Bounds that depend on the data (no more
-clusters or folds than training samples) are checked when the data is there
+a count of at least 1, every float finite). :func:`dlsa.config.checks.check_field`, the
+one check of every config field, refuses a number outside its domain in one
+:class:`~dlsa.errors.DLSAInputError` naming the field, before any data is read; without
+it, such a value fails (or silently misbehaves) deep inside a training run, after
+earlier fits were paid for. Bounds that depend on the data (no more clusters or folds
+than training samples) are checked when the data is there
 (:mod:`dlsa.estimator.inputs`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -150,20 +150,3 @@ def check_value(name: str, value: Any, domain: Domain) -> None:
     for item in value if isinstance(value, tuple) else (value,):
         if item is not None and item not in domain:
             raise DLSAInputError(f"{name} must be {domain}, got {value!r}")
-
-
-def check_domains(config: Any, where: str) -> None:
-    """Check every number of the config dataclass ``config`` (its nested configs too)
-    against :data:`DOMAINS`; ``where`` is its name in messages ("flow_filter", ...).
-
-    Raises:
-        DLSAInputError: naming the first field outside its domain, e.g.
-            ``flow_filter.lr must be > 0, got 0.0``.
-    """
-    table = DOMAINS.get(type(config).__name__, {})
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            check_domains(value, f"{where}.{f.name}")
-        elif f.name in table:
-            check_value(f"{where}.{f.name}", value, table[f.name])

@@ -262,10 +262,9 @@ def family_margin(
     ``margin``, or with ``rule="max-t"`` at least the max-t threshold of all the
     departures' gains, dropped ones included (their correlations estimated on the
     samples they predicted: :func:`~dlsa.selection.multiplicity.nested_gain_correlation`)."""
+    assert rule in ("per-candidate", "max-t"), rule  # selection.multiplicity, checked up front
     if rule == "per-candidate" or len(candidates) < 2:
         return margin
-    if rule != "max-t":
-        raise ValueError(f"multiplicity must be 'per-candidate' or 'max-t', got {rule!r}")
     preds = np.stack([c.pred for c in candidates[1:]])
     if all(c.seen is None for c in candidates):
         _, cov = gain_covariance(preds, candidates[0].pred, y, n_classes)
@@ -298,9 +297,8 @@ class DropRule:
     min_gain: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.rule not in get_args(DropRuleName):
-            names = ", ".join(map(repr, get_args(DropRuleName)))
-            raise ValueError(f"drop_rule must be one of {names}, got {self.rule!r}")
+        # selection.drop_rule is checked with the estimator's parameters, before any fit
+        assert self.rule in get_args(DropRuleName), f"unknown drop rule {self.rule!r}"
 
     def drops(self, gain: float, se: float, unseen: float, *, tail: bool) -> bool:
         """Whether a gain (or rarer-half gain, ``tail``) of standard error ``se``, with a

@@ -292,7 +292,9 @@ def select(
 
     Args:
         params: estimator parameters with a :class:`SelectionConfig` in ``selection``
-            and a concrete ``flow_filter`` (K resolved).
+            and a concrete ``flow_filter`` (K resolved), checked as
+            :meth:`dlsa.DLSAClassifier.fit` checks them first
+            (:func:`dlsa.cascade.spec.check_params`; nothing here checks them again).
         X: (N, D) features.
         y: (N,) class indices ``0 .. C-1``.
         n_classes: C.
@@ -307,12 +309,7 @@ def select(
         cascade fitted on all of X (the final fit's donor: its filters and base are the
         final model's, :func:`chosen_fit`), else None.
     """
-    cfg: SelectionConfig = params["selection"]
-    if cfg.folds < 2:
-        raise ValueError(f"selection.folds must be >= 2, got {cfg.folds}")
-    if cfg.drop_behind is not None and not cfg.drop_behind > 0:
-        raise ValueError(f"selection.drop_behind must be > 0 or None, got {cfg.drop_behind}")
-    drop_rule(cfg)  # an unknown rule fails here, before any fit
+    cfg: SelectionConfig = params["selection"]  # checked with the estimator's params
     start = time.perf_counter()
     source = "out-of-fold" if val is None else "validation"
     if params["base"] != "auto" and params["depth"] == 0:
