@@ -298,7 +298,7 @@ def test_a_class_of_one_sample_is_learned(files, tmp_path):
     ("flags", "needles"),
     [
         (["--flow-filter.mixture.n-components", "5000"], ["train.h5", "K=5000"]),
-        (["--base", "nope"], ["config.base", "'nope'"]),
+        (["--base", "nope"], ["config: base", "'nope'"]),
         (["--selection.bases", "balsoftmax,nope"], ["selection.bases", "'nope'"]),
         (["--depth", "two"], ["--depth", "'two'"]),
         (["--depth", "-1"], ["config: depth", "-1"]),

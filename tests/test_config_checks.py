@@ -159,7 +159,7 @@ def test_from_dict_names_the_same_field(path, value, named):
     for name in parents:
         node = node[name]
     node[leaf] = list(value) if isinstance(value, tuple) else value
-    with pytest.raises(DLSAInputError, match=f"^{re.escape('config.' + named)} "):
+    with pytest.raises(DLSAInputError, match=f"^{re.escape('config: ' + named)} "):
         from_dict(DLSAConfig, data)
 
 

@@ -52,7 +52,9 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     node[leaf] = value
 
 
-def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config") -> Any:
+def from_dict(
+    cls: type[Any], data: Mapping[str, Any], *, where: str = "config", path: str = ""
+) -> Any:
     """Build the dataclass ``cls`` from a nested mapping, checking every key.
 
     Unknown keys raise, so a typo in a YAML file is reported instead of silently ignored.
@@ -60,7 +62,8 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config")
     Args:
         cls: a config dataclass such as :class:`DLSAConfig`.
         data: mapping of field names to values (nested mappings for sub-configs).
-        where: prefix used in error messages.
+        where: what ``data`` is, the prefix of error messages (``"config: depth ..."``).
+        path: the field path of ``cls`` inside it ("" at the top).
 
     Raises:
         DLSAInputError: (a ``ValueError``) on an unknown key, or a value of the wrong
@@ -72,18 +75,19 @@ def from_dict(cls: type[Any], data: Mapping[str, Any], *, where: str = "config")
         >>> from_dict(DLSAConfig, {"depth": 2, "flow_filter": {"lr": 0.1}}).flow_filter.lr
         0.1
     """
+    here = f"{where}: {path.rstrip('.')}" if path else where
     if not isinstance(data, Mapping):
-        raise DLSAInputError(f"{where} must be a mapping, got {type(data).__name__}")
+        raise DLSAInputError(f"{here} must be a mapping, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names, key=str)  # a YAML key may be a number
     if unknown:
-        raise DLSAInputError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(names)}")
+        raise DLSAInputError(f"{here}: unknown key(s) {unknown}; known keys are {sorted(names)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         sub = dataclass_in(field_hints(cls)[name])
         if sub is not None and isinstance(value, Mapping):
-            value = from_dict(sub, value, where=f"{where}.{name}")
-        kwargs[name] = check_field(cls, name, value, f"{where}.{name}", plain=True)
+            value = from_dict(sub, value, where=where, path=f"{path}{name}.")
+        kwargs[name] = check_field(cls, name, value, f"{where}: {path}{name}", plain=True)
     return cls(**kwargs)
 
 
