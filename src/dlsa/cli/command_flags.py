@@ -97,7 +97,8 @@ def add_compare(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also fit the scikit-learn peer (StandardScaler + LogisticRegressionCV, "
-        'class_weight="balanced", C of 0.001 ... 1 on 3 folds) once, as the last row',
+        'class_weight="balanced", C of 0.001 ... 1 on 3 folds) once, as the last row '
+        "(default: on)",
     )
     parser.add_argument("--out", required=True, help="results folder")
     add_overwrite(parser)
