@@ -180,9 +180,11 @@ def test_post_hoc_tau_variants_equal_models_fitted_with_that_tau(data):
     folds = stratified_folds(y, 2, seed=0)
     params = fixed(depth=0, base="tau-norm", base_params={})
     cands, _ = out_of_fold(
-        params, data.X_train, y, folds, variants=tau_variants("tau-norm", (0.5, 1.5))
+        resolve(params), data.X_train, y, folds, variants=tau_variants("tau-norm", (0.5, 1.5))
     )
-    direct, _ = out_of_fold(params | {"base_params": {"tau": 1.5}}, data.X_train, y, folds)
+    direct, _ = out_of_fold(
+        resolve(params | {"base_params": {"tau": 1.5}}), data.X_train, y, folds
+    )
     assert [c.params["base_params"]["tau"] for c in cands] == [0.5, 1.5]
     np.testing.assert_array_equal(cands[1].pred, direct[0].pred)
     assert not np.array_equal(cands[0].pred, cands[1].pred)
@@ -460,11 +462,11 @@ def test_a_dlsa_share_whose_parent_was_dropped_reuses_the_base_and_equals_its_ow
 
     X, y = data.X_train, data.y_train
     folds = stratified_folds(y, 3, seed=0)
-    base = out_of_fold(fixed(depth=0), X, y, folds)[1]
+    base = out_of_fold(resolve(fixed(depth=0)), X, y, folds)[1]
     flt = {s: dataclasses.replace(FLT, proportion=s) for s in (0.3, 0.5)}
     specs = [
-        FoldSpec(fixed(depth=1, flow_filter=flt[0.3]), donors=base),
-        FoldSpec(fixed(depth=1, flow_filter=flt[0.5]), donors=base, parent=0),
+        FoldSpec(resolve(fixed(depth=1, flow_filter=flt[0.3])), donors=base),
+        FoldSpec(resolve(fixed(depth=1, flow_filter=flt[0.5])), donors=base, parent=0),
     ]
     dropped = fold_candidates(specs, X, y, folds, drop_check=lambda pooled: [0])
     together = fold_candidates(specs, X, y, folds)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dlsa import DLSAClassifier
+from dlsa.cascade import resolve
 from dlsa.config import SelectionConfig
 from dlsa.datasets.synthetic import make_long_tailed_features
 from dlsa.engine.splits import stratified_folds
@@ -70,7 +71,7 @@ def test_out_of_fold_log_losses_are_those_of_the_fold_models_and_nan_for_unknown
     y[np.flatnonzero(y == 4)[1:]] = 3  # class 4: one sample, unknown to the fold lacking it
     folds = stratified_folds(y, 2, seed=0)
     params = DLSAClassifier(base="balsoftmax", depth=0, selection=None).get_params()
-    found, models = out_of_fold(params, X, y, folds)
+    found, models = out_of_fold(resolve(params), X, y, folds)
     nll = found[0].nll
     lone = int(np.flatnonzero(y == 4)[0])
     assert np.isnan(nll[lone]) and np.isfinite(np.delete(nll, lone)).all()

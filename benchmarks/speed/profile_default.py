@@ -31,9 +31,11 @@ import numpy as np
 import dlsa.estimator.final_fit as final_fit
 import dlsa.selection.folds as folds
 from dlsa import DLSAClassifier
+from dlsa.cascade import CascadeSpec
 from dlsa.engine.progress import PROGRESS_LOGGER
 from dlsa.io.features import load_features
 from dlsa.selection.rule import describe
+from dlsa.stage2.bases import base_params, make_base
 
 
 def _timed(records: list[dict[str, Any]], label: str, fn: Any) -> Any:
@@ -47,6 +49,15 @@ def _timed(records: list[dict[str, Any]], label: str, fn: Any) -> Any:
             records.append({"what": label, "args": args, "seconds": time.perf_counter() - start})
 
     return wrapper
+
+
+def _fold_name(spec: CascadeSpec) -> str:
+    """The name of a fold fit's configuration (:func:`describe`, with the base's
+    hyper-parameters that differ from its defaults), e.g. ``"logreg (inner_folds=0)"``."""
+    default = base_params(make_base(spec.base.name))
+    own = {k: v for k, v in base_params(spec.base).items() if v != default[k]}
+    params = {"base": spec.base.name, "base_params": own, "depth": spec.depth}
+    return describe(params | {"flow_filter": spec.flow_filter})
 
 
 def _sets(folder: Path, val: bool) -> tuple[Any, Any, Any]:
@@ -90,7 +101,7 @@ def profile(folder: Path, seed: int, val: bool) -> dict[str, Any]:
     for rec in records:
         name = rec["what"]
         if name == "fold":
-            name = describe(rec["args"][0])
+            name = _fold_name(rec["args"][0])
         parts[name] += rec["seconds"]
         fits[name] += 1
     accuracy = float((clf.predict(test.X) == test.y).mean())

@@ -1,6 +1,11 @@
 """The candidates of the selection's rounds as fold configurations: base methods (one
 training per fold; post-hoc variants re-scored per tau, or per C along ``logreg``'s
 path) and DLSA on top of the chosen base (shares and depths reusing each other's fits).
+
+A round's parameters are resolved once (:func:`dlsa.cascade.resolve`); each candidate's
+:class:`~dlsa.cascade.CascadeSpec` is that spec with :func:`dataclasses.replace` (its
+base, or its depth and routed share), and the parameter dict it records
+(:attr:`Candidate.params`) is only what it changes, for its name and the evidence.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.cascade import Cascade
-from dlsa.config import FilterConfig, SelectionConfig
+from dlsa.cascade import Cascade, CascadeSpec, resolve
+from dlsa.config import SelectionConfig
 from dlsa.selection.folds import FoldSpec, Variants
 from dlsa.selection.rule import Candidate, describe
 from dlsa.stage2.bases import BASES, make_base
@@ -70,39 +75,67 @@ def tuned_variant(found: list[Candidate], y: np.ndarray) -> tuple[Candidate, dic
     return found[best], {cand.name: loss for cand, loss in zip(found, losses, strict=True)}
 
 
-def base_spec(fixed: dict[str, Any], name: str, cfg: SelectionConfig) -> FoldSpec:
-    """The fold configuration of base candidate ``name``: methods with a post-hoc
-    hyper-parameter (tau, or ``logreg``'s C) are fitted once and re-scored per value."""
+def fit_base_params(name: str) -> dict[str, Any]:
+    """The hyper-parameters base candidate ``name`` is fitted with on every fold:
+    ``inner_folds=0`` for a regularisation-path base (every solution of the path kept,
+    re-scored per ``C``), else none (the method's defaults; a post-hoc tau is set per
+    variant)."""
+    return {"inner_folds": 0} if BASES[name].posthoc_params == ("c",) else {}
+
+
+def base_spec(round_spec: CascadeSpec, name: str, cfg: SelectionConfig) -> FoldSpec:
+    """The fold configuration of base candidate ``name``: ``round_spec`` (the round's
+    resolved parameters, depth 0) with base ``name``. Methods with a post-hoc
+    hyper-parameter (tau, or ``logreg``'s C) are fitted once and re-scored per value;
+    the candidate records ``{"base": name, "base_params": {}}``."""
+    over: dict[str, Any] = {"base": name, "base_params": {}}
+    spec = dataclasses.replace(round_spec, base=make_base(name, fit_base_params(name)))
     posthoc = BASES[name].posthoc_params
     if posthoc == ("tau",):
-        over = {"base": name, "base_params": {}}
-        return FoldSpec(fixed | over, tau_variants(name, cfg.tau_grid))
+        return FoldSpec(spec, describe(over), over, tau_variants(name, cfg.tau_grid))
     if posthoc == ("c",):
-        over = {"base": name, "base_params": {"inner_folds": 0}}
-        return FoldSpec(fixed | over, c_variants(name, make_base(name).cs))
+        return FoldSpec(spec, describe(over), over, c_variants(name, make_base(name).cs))
     group = "plain" if make_base(name).plain_phase else None
-    return FoldSpec(fixed | {"base": name, "base_params": {}}, None, group=group)
+    return FoldSpec(spec, describe(over), over, group=group)
+
+
+def base_round(params: dict[str, Any]) -> tuple[dict[str, Any], list[FoldSpec]]:
+    """Round 1's fixed parameters (``selection`` None, depth 0) and its fold
+    configurations, one per base of the selection, simplest first. The parameters are
+    resolved once (:func:`~dlsa.cascade.spec.resolve`, with the reference base standing
+    in); every candidate's spec is that spec with its own base."""
+    cfg: SelectionConfig = params["selection"]
+    fixed = params | {"selection": None, "depth": 0}
+    round_spec = resolve(fixed | {"base": cfg.bases[0], "base_params": {}})
+    return fixed, [base_spec(round_spec, name, cfg) for name in cfg.bases]
 
 
 def dlsa_specs(
     fixed: dict[str, Any],
-    flt: FilterConfig,
     depth: int,
     proportions: Sequence[float],
     base_models: Sequence[Cascade] | None,
-) -> tuple[list[dict[str, Any]], list[FoldSpec]]:
+) -> list[FoldSpec]:
     """The DLSA candidates of depth 1 ... ``depth`` (every routed share; 0.9+ only at
-    depth 1: nothing is left below it) as fold configurations that reuse: depth 1's
-    first share reuses the base's fold models (``base_models``), the other shares its
-    filters, depth d the filters of depth d - 1 of the same share."""
-    overs: list[dict[str, Any]] = []
+    depth 1: nothing is left below it) on the parameters ``fixed`` (a concrete base,
+    ``selection`` None), as fold configurations that reuse: depth 1's first share
+    reuses the base's fold models (``base_models``), the other shares its filters, depth
+    d the filters of depth d - 1 of the same share.
+
+    ``fixed`` is resolved once (:func:`~dlsa.cascade.spec.resolve`); each candidate's
+    spec is that spec at depth d with the routed share in its flow filter, and the
+    candidate records ``{"depth": d, "flow_filter": ...}``."""
+    round_spec = resolve(fixed)
+    flt = round_spec.flow_filter
     specs: list[FoldSpec] = []
     index: dict[tuple[int, float], int] = {}
     for d in range(1, depth + 1):
         for share in [p for p in proportions if d == 1 or p < 0.9]:
             over = {"depth": d, "flow_filter": dataclasses.replace(flt, proportion=share)}
+            spec = dataclasses.replace(round_spec, depth=d, flow_filter=over["flow_filter"])
             parent = index.get((d - 1, share) if d > 1 else (1, proportions[0]))
             index[(d, share)] = len(specs)
-            overs.append(over)
-            specs.append(FoldSpec(fixed | over, donors=base_models, parent=parent))
-    return overs, specs
+            specs.append(
+                FoldSpec(spec, describe(fixed | over), over, donors=base_models, parent=parent)
+            )
+    return specs

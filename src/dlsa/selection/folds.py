@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlsa.cascade import Cascade, fit_cascade, resolve
+from dlsa.cascade import Cascade, CascadeSpec, fit_cascade
 from dlsa.cascade.folds import FoldModel, Reencoded, fit_and_score
 from dlsa.engine.parallel import run_jobs
 from dlsa.engine.progress import Phase
 from dlsa.errors import TrainingDivergedError
-from dlsa.selection.rule import Candidate, describe
+from dlsa.selection.rule import Candidate
 from dlsa.stage2.bases import shared_phases
 
 __all__ = ["DropCheck", "FoldSpec", "Variants", "fold_candidates", "out_of_fold"]
@@ -55,8 +55,13 @@ class FoldSpec:
     """One configuration to fit on every fold.
 
     Attributes:
-        params: estimator parameters (``selection`` None, a concrete base).
-        variants: post-hoc variants of each fitted fold model; None scores it as is.
+        spec: the resolved configuration each fold fits (:func:`fit_cascade`), built by
+            the selection from its round's spec, never resolved again per fold.
+        name: the candidate's name when it is scored as fitted (``variants`` None).
+        params: the parameters that candidate records (:attr:`Candidate.params`: what
+            it overrides of the round's, e.g. ``{"depth": 1, "flow_filter": ...}``).
+        variants: post-hoc variants of each fitted fold model, each naming itself and
+            its parameters; None scores it as is.
         donors: per fold, a cascade whose flow filters (and base) the fold cascade reuses
             when it has no fitted ``parent`` on that fold.
         parent: index of an earlier configuration of the same call whose fold cascade
@@ -66,11 +71,31 @@ class FoldSpec:
             trained once); None: a job of its own.
     """
 
-    params: dict[str, Any]
+    spec: CascadeSpec
+    name: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
     variants: Variants | None = None
     donors: Sequence[Cascade] | None = None
     parent: int | None = None
     group: str | None = None
+
+    @property
+    def scoring(self) -> Variants:
+        """The variants each fitted fold model is scored as: ``variants``, or the fitted
+        cascade itself under ``name`` and ``params``."""
+        return self.variants or _AsFitted(self.name, self.params)
+
+
+@dataclass(frozen=True)
+class _AsFitted:
+    """The fitted cascade itself as the one variant, named ``name`` with ``params``
+    (a plain picklable object, for worker processes)."""
+
+    name: str
+    params: dict[str, Any]
+
+    def __call__(self, cascade: Cascade) -> Iterator[tuple[str, dict[str, Any], Cascade]]:
+        yield self.name, self.params, cascade
 
 
 @dataclass
@@ -97,31 +122,29 @@ class _Track:
 
 
 def _fit_fold(
-    params: dict[str, Any],
-    variants: Variants | None,
+    spec: CascadeSpec,
+    variants: Variants,
     donor: Cascade | None,
     X: np.ndarray,
     y: np.ndarray,
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
 ) -> _FoldResult:
-    """Fit the configuration ``params`` on ``fit_idx`` (reusing ``donor``'s filters) and
-    score each variant on ``val_idx`` (:func:`dlsa.cascade.folds.fit_and_score`). The
-    fold cascade knows the classes of its fit part only (:class:`Reencoded`: a class of
-    one sample is missing from the fold that holds it out, for every candidate alike);
-    its predictions are mapped back to the classes of y. A job gets only its own fold's
-    donor, not the whole list."""
-    fit = Reencoded(partial(_fit_params, params))
-    score = partial(_score_variants, variants or _as_fitted(params))
+    """Fit the configuration ``spec`` on ``fit_idx`` (reusing ``donor``'s filters) and
+    score each of ``variants`` (a :attr:`FoldSpec.scoring`) on ``val_idx``
+    (:func:`dlsa.cascade.folds.fit_and_score`). The fold cascade knows the classes of
+    its fit part only (:class:`Reencoded`: a class of one sample is missing from the
+    fold that holds it out, for every candidate alike); its predictions are mapped back
+    to the classes of y. A job gets only its own fold's donor, not the whole list."""
+    fit = Reencoded(partial(_fit_spec, spec))
+    score = partial(_score_variants, variants)
     return fit_and_score(fit, score, X, y, fit_idx, val_idx, donor, diverged=_diverged)
 
 
-def _fit_params(
-    params: dict[str, Any], X: np.ndarray, y: np.ndarray, donor: Cascade | None
-) -> Cascade:
-    """The cascade of estimator parameters ``params`` fitted on X (F, D), y (F,) class
-    indices, reusing ``donor``."""
-    return fit_cascade(resolve(params), X, y, donor=donor)
+def _fit_spec(spec: CascadeSpec, X: np.ndarray, y: np.ndarray, donor: Cascade | None) -> Cascade:
+    """The cascade of ``spec`` fitted on X (F, D), y (F,) class indices, reusing
+    ``donor``."""
+    return fit_cascade(spec, X, y, donor=donor)
 
 
 def _diverged(err: TrainingDivergedError) -> _FoldResult:
@@ -162,13 +185,13 @@ def _score(
 
 
 def _fit_together(
-    items: list[tuple[dict[str, Any], Variants | None, Cascade | None]],
+    items: list[tuple[CascadeSpec, Variants, Cascade | None]],
     X: np.ndarray,
     y: np.ndarray,
     fit_idx: np.ndarray,
     val_idx: np.ndarray,
 ) -> list[_FoldResult]:
-    """:func:`_fit_fold` of each (params, variants, donor), in one block of
+    """:func:`_fit_fold` of each (spec, variants, donor), in one block of
     :func:`~dlsa.stage2.bases.shared_phases`."""
     with shared_phases():
         return [_fit_fold(*item, X, y, fit_idx, val_idx) for item in items]
@@ -180,15 +203,6 @@ def _jobs(specs: Sequence[FoldSpec], wave: list[int]) -> list[list[int]]:
     for i in wave:
         jobs.setdefault(specs[i].group or i, []).append(i)
     return list(jobs.values())
-
-
-def _as_fitted(params: dict[str, Any]) -> Variants:
-    """The fitted cascade itself as the one variant."""
-
-    def one(cascade: Cascade) -> Iterator[tuple[str, dict[str, Any], Cascade]]:
-        yield describe(params), {}, cascade
-
-    return one
 
 
 def _donor(specs: Sequence[FoldSpec], tracks: list[_Track], i: int, f: int) -> Cascade | None:
@@ -254,15 +268,15 @@ def fold_candidates(
         _fit_stage(specs, tracks, X, y, folds, stage, n_jobs, phase)
         if drop_check is not None and stage[-1] + 1 < len(folds):
             pooled = [
-                _pool(t, folds, spec, len(y))[0] if t.alive else None
-                for t, spec in zip(tracks, specs, strict=True)
+                _pool(t, folds, config, len(y))[0] if t.alive else None
+                for t, config in zip(tracks, specs, strict=True)
             ]
             for i in drop_check(pooled):
                 tracks[i].dropped = True
         if phase is not None:  # the folds left of the configurations still fitted
             phase.total = phase.done + sum(t.alive for t in tracks) * (len(folds) - stage[-1] - 1)
     return [
-        t.error or _pool(t, folds, spec, len(y)) for t, spec in zip(tracks, specs, strict=True)
+        t.error or _pool(t, folds, config, len(y)) for t, config in zip(tracks, specs, strict=True)
     ]
 
 
@@ -283,7 +297,7 @@ def _fit_stage(
     for wave in _waves(specs, [i for i, t in enumerate(tracks) if t.alive]):
         groups = _jobs(specs, wave)
         jobs = [
-            ([(specs[i].params, specs[i].variants, _donor(specs, tracks, i, f)) for i in group],
+            ([(specs[i].spec, specs[i].scoring, _donor(specs, tracks, i, f)) for i in group],
              X, y, np.setdiff1d(every, folds[f], assume_unique=True), folds[f])
             for f in stage
             for group in groups
@@ -300,7 +314,7 @@ def _fit_stage(
 
 
 def _pool(
-    track: _Track, folds: Sequence[np.ndarray], spec: FoldSpec, n: int
+    track: _Track, folds: Sequence[np.ndarray], config: FoldSpec, n: int
 ) -> tuple[list[Candidate], list[Cascade]]:
     """One configuration's candidates from its fold results so far, in variant order."""
     preds: dict[str, np.ndarray] = {}
@@ -318,7 +332,7 @@ def _pool(
         seen = np.zeros(n, dtype=bool)
         seen[np.concatenate(folds[: len(track.results)])] = True
     models = [r.model for r in track.results if r.model is not None]
-    deep = spec.params["depth"] > 0
+    deep = config.spec.depth > 0
     out = [
         Candidate(k, named[k], preds[k], stages[k] if deep else None, models, seen, nlls[k])
         for k in named
@@ -327,24 +341,27 @@ def _pool(
 
 
 def out_of_fold(
-    params: dict[str, Any],
+    spec: CascadeSpec,
     X: np.ndarray,
     y: np.ndarray,
     folds: Sequence[np.ndarray],
     *,
+    name: str = "",
+    params: dict[str, Any] | None = None,
     variants: Variants | None = None,
     donors: Sequence[Cascade] | None = None,
     n_jobs: int | None = None,
     phase: Phase | None = None,
 ) -> tuple[list[Candidate], list[Cascade]]:
-    """Fit the fixed configuration ``params`` once per fold and pool the held-out
-    predictions (of every post-hoc variant, if given); see :func:`fold_candidates`.
+    """Fit the fixed configuration ``spec`` once per fold and pool the held-out
+    predictions (of every post-hoc variant, if given; else of one candidate named
+    ``name`` with ``params``); see :func:`fold_candidates`.
 
     Raises:
         TrainingDivergedError: if the training of a fold diverged.
     """
-    spec = FoldSpec(params, variants, donors)
-    found = fold_candidates([spec], X, y, folds, n_jobs, phase=phase)[0]
+    config = FoldSpec(spec, name, params or {}, variants, donors)
+    found = fold_candidates([config], X, y, folds, n_jobs, phase=phase)[0]
     if isinstance(found, TrainingDivergedError):
         raise found
     return found

@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from dlsa.cascade import Cascade
+from dlsa.cascade import Cascade, resolve
 from dlsa.config import DLSAConfig, SelectionConfig
 from dlsa.engine.progress import Phase
 from dlsa.engine.splits import append_validation, stratified_folds
 from dlsa.errors import TrainingDivergedError
 from dlsa.metrics import HEAD_THRESHOLD, head_tail_separation
-from dlsa.selection.candidates import base_spec, dlsa_specs, tuned_variant, tunes_on_log_loss
+from dlsa.selection.candidates import base_round, dlsa_specs, tuned_variant, tunes_on_log_loss
 from dlsa.selection.folds import fold_candidates, out_of_fold
 from dlsa.selection.rule import Candidate, DropRule, choose, describe, ruled_out
 
@@ -143,9 +143,7 @@ def select_base(
     """Round 1: the base method and its tau, each alone (depth 0), simplest first."""
     cfg: SelectionConfig = params["selection"]
     start = time.perf_counter()
-    fixed = params | {"selection": None, "depth": 0}
-    overs = [{"base": name, "base_params": {}} for name in cfg.bases]
-    specs = [base_spec(fixed, name, cfg) for name in cfg.bases]
+    specs = base_round(params)[1]
     candidates: list[Candidate] = []
     skipped: list[dict[str, str]] = []
     tuned: dict[str, dict[str, float]] = {}
@@ -161,20 +159,19 @@ def select_base(
     judge = configs_to_drop if cfg.drop_behind is not None else None
     phase = Phase("selection: base method", counter=FITS)
     results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge, phase)
-    for over, spec, result in zip(overs, specs, results, strict=True):
+    for config, result in zip(specs, results, strict=True):
         if isinstance(result, TrainingDivergedError):
             if not candidates:  # the reference must train
                 raise result
-            skipped.append(_skip(describe(fixed | over), result))
+            skipped.append(_skip(config.name, result))
             continue
         found = ev.scored_candidates(result[0])
-        if spec.variants is None:
-            found[0].params = over
-        if tunes_on_log_loss(over["base"]):
-            best, tuned[over["base"]] = tuned_variant(found, ev.y_scored)
+        name = config.params["base"]
+        if tunes_on_log_loss(name):
+            best, tuned[name] = tuned_variant(found, ev.y_scored)
             found = [best]
         candidates.extend(found)
-        logger.info("selection: base %s scored", over["base"])
+        logger.info("selection: base %s scored", name)
     chosen, record = _round("base method", candidates, ev, n_classes, cfg, start)
     phase.end(_scored(candidates, chosen))
     record["skipped"] = skipped
@@ -197,8 +194,7 @@ def select_dlsa(
     fixed = params | {"selection": None} | base.params
     alone = Candidate(describe(fixed | {"depth": 0}), {"depth": 0}, base.pred)
     candidates = [alone]
-    flt = params["flow_filter"]
-    overs, specs = dlsa_specs(fixed, flt, params["depth"], cfg.proportions, base_models)
+    specs = dlsa_specs(fixed, params["depth"], cfg.proportions, base_models)
     skipped: list[dict[str, str]] = []
 
     rule = drop_rule(cfg)
@@ -209,12 +205,11 @@ def select_dlsa(
     judge = configs_to_drop if cfg.drop_behind is not None else None
     phase = Phase("selection: DLSA on the chosen base", counter=FITS)
     results = fold_candidates(specs, ev.X, ev.y, ev.folds, params.get("n_jobs"), judge, phase)
-    for over, spec, result in zip(overs, specs, results, strict=True):
+    for config, result in zip(specs, results, strict=True):
         if isinstance(result, TrainingDivergedError):
-            skipped.append(_skip(describe(spec.params), result))
+            skipped.append(_skip(config.name, result))
             continue
         found = ev.scored_candidates(result[0])
-        found[0].params = over
         candidates.extend(found)
         logger.info("selection: %s scored", found[0].name)
     chosen, record = _round("DLSA on the chosen base", candidates, ev, n_classes, cfg, start)
@@ -294,7 +289,8 @@ def select(
         params: estimator parameters with a :class:`SelectionConfig` in ``selection``
             and a concrete ``flow_filter`` (K resolved), checked as
             :meth:`dlsa.DLSAClassifier.fit` checks them first
-            (:func:`dlsa.cascade.spec.check_params`; nothing here checks them again).
+            (:func:`dlsa.cascade.spec.check_params`; a round resolves its parameters
+            once into the spec its candidates are built from, not per fold).
         X: (N, D) features.
         y: (N,) class indices ``0 .. C-1``.
         n_classes: C.
@@ -325,11 +321,13 @@ def select(
         rounds.append(record)
     else:
         fixed = params | {"selection": None, "depth": 0}
+        own = {"base": params["base"], "base_params": dict(params["base_params"] or {})}
         with Phase(f"selection: base {params['base']} out of fold", counter=FITS) as phase:
-            found, _ = out_of_fold(fixed, ev.X, ev.y, ev.folds, n_jobs=params.get("n_jobs"),
-                                   phase=phase)  # fmt: skip
+            found, _ = out_of_fold(
+                resolve(fixed), ev.X, ev.y, ev.folds, name=describe(fixed), params=own,
+                n_jobs=params.get("n_jobs"), phase=phase,
+            )  # fmt: skip
         base = ev.scored_candidates(found)[0]
-        base.params = {"base": params["base"], "base_params": dict(params["base_params"] or {})}
     chosen = params | {"selection": None} | base.params | {"depth": 0}
     fitted = base
     if params["depth"] >= 1:
