@@ -88,8 +88,9 @@ def test_every_dlsa_candidate_spec_is_the_resolved_candidate(params, base, depth
     proportions = params["selection"].proportions
     configs = dlsa_specs(fixed, depth, proportions, None)
     shares = list(proportions) + [p for p in proportions if p < 0.9] * (depth - 1)
-    assert [c.spec.flow_filter.proportion for c in configs] == shares
+    assert [c.spec.routed_share for c in configs] == shares
+    assert {c.spec.flow_filter for c in configs} == {resolve(fixed).flow_filter}
     for config in configs:
-        assert set(config.params) == {"depth", "flow_filter"}
+        assert set(config.params) == {"depth", "routed_share"}
         assert config.spec == resolve(fixed | config.params), config.name
         assert config.name == describe(fixed | config.params)

@@ -304,7 +304,8 @@ def test_a_class_of_one_sample_is_learned(files, tmp_path):
         (["--depth", "-1"], ["config: depth", "-1"]),
         (["--n-jobs", "0"], ["config: n_jobs", "0"]),
         (["--validation-fraction", "0.7"], ["config: validation_fraction", "0.7"]),
-        (["--flow-filter.proportion", "1.5"], ["config: flow_filter.proportion", "1.5"]),
+        (["--routed-share", "1.5"], ["config: routed_share", "1.5"]),
+        (["--flow-filter.proportion", "1.5"], ["config: routed_share", "1.5"]),  # old name
     ],
 )
 def test_bad_values_are_one_line(files, tmp_path, capsys, flags, needles):

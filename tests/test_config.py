@@ -84,7 +84,7 @@ def test_release_preset_pins_its_file(name):
     # no warm-up, no cosine or step schedule, grad_clip False), 43-44 (min_purity, min_size)
     assert (flow.n_blocks, flow.hidden_layers) == (2, 2)  # n_blocks 2, n_hidden 1: D-D-D-2D
     assert (f.mixture.n_components, f.mixture.sigma, f.q, f.momentum) == (500, 0.05, 2.0, 0.0)
-    assert (f.eta, f.detach_purity_target, f.proportion) == (0.7, True, 0.3)
+    assert (f.eta, f.detach_purity_target, cfg.routed_share) == (0.7, True, 0.3)
     assert (f.min_purity, f.min_cluster_size, f.grad_clip) == (0.7, 10, None)
     # lines 44-48 / 60-64 (cacls / regcls batchsize, lr, epoch, momentum); BaseConfig.yaml:
     # no weight decay in the optimiser, constant lr

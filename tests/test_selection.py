@@ -193,16 +193,17 @@ def test_post_hoc_tau_variants_equal_models_fitted_with_that_tau(data):
 def test_filters_and_base_reused_across_routed_shares_equal_fits_from_scratch(data):
     X, y = data.X_train, data.y_train
     donor = DLSAClassifier(**fixed(depth=1, residual=True)).fit(X, y)
-    half = dataclasses.replace(FLT, proportion=0.5)
-    reused = DLSAClassifier(**fixed(depth=1, residual=True, flow_filter=half))
+    reused = DLSAClassifier(**fixed(depth=1, residual=True, routed_share=0.5))
     reused.fit(X, y, reuse_filters=donor)
-    fresh = DLSAClassifier(**fixed(depth=1, residual=True, flow_filter=half)).fit(X, y)
+    fresh = DLSAClassifier(**fixed(depth=1, residual=True, routed_share=0.5)).fit(X, y)
     np.testing.assert_array_equal(
         reused.predict_proba(data.X_test), fresh.predict_proba(data.X_test)
     )
     assert fresh.reports_[0]["n_routed"] == reused.reports_[0]["n_routed"]
     assert reused.filters_[0] is not donor.filters_[0]  # the donor keeps its threshold
-    assert donor.filters_[0].config.proportion == 0.3
+    assert donor.fitted_params_["routed_share"] == 0.3
+    assert reused.filters_[0].config == donor.filters_[0].config  # the share is the level's
+    assert float(reused.filters_[0].threshold) != float(donor.filters_[0].threshold)
 
 
 def test_auto_selects_a_better_base_than_a_poor_reference_and_records_why(data, tmp_path):
@@ -463,10 +464,9 @@ def test_a_dlsa_share_whose_parent_was_dropped_reuses_the_base_and_equals_its_ow
     X, y = data.X_train, data.y_train
     folds = stratified_folds(y, 3, seed=0)
     base = out_of_fold(resolve(fixed(depth=0)), X, y, folds)[1]
-    flt = {s: dataclasses.replace(FLT, proportion=s) for s in (0.3, 0.5)}
     specs = [
-        FoldSpec(resolve(fixed(depth=1, flow_filter=flt[0.3])), donors=base),
-        FoldSpec(resolve(fixed(depth=1, flow_filter=flt[0.5])), donors=base, parent=0),
+        FoldSpec(resolve(fixed(depth=1, routed_share=0.3)), donors=base),
+        FoldSpec(resolve(fixed(depth=1, routed_share=0.5)), donors=base, parent=0),
     ]
     dropped = fold_candidates(specs, X, y, folds, drop_check=lambda pooled: [0])
     together = fold_candidates(specs, X, y, folds)

@@ -57,7 +57,7 @@ def _fold_name(spec: CascadeSpec) -> str:
     default = base_params(make_base(spec.base.name))
     own = {k: v for k, v in base_params(spec.base).items() if v != default[k]}
     params = {"base": spec.base.name, "base_params": own, "depth": spec.depth}
-    return describe(params | {"flow_filter": spec.flow_filter})
+    return describe(params | {"routed_share": spec.routed_share})
 
 
 def _sets(folder: Path, val: bool) -> tuple[Any, Any, Any]:

@@ -46,10 +46,11 @@ def candidates(cfg: DLSAConfig, args: argparse.Namespace) -> list[tuple[str, DLS
     decays = [float(w) for w in args.weight_decay.split(",")]
     for k, prop, wd in itertools.product(ks, props, decays):
         f = cfg.flow_filter
-        f = rep(f, mixture=rep(f.mixture, n_components=k), proportion=prop)
+        f = rep(f, mixture=rep(f.mixture, n_components=k))
         cand = rep(
             cfg,
             flow_filter=f,
+            routed_share=prop,
             head=rep(cfg.head, weight_decay=wd),
             depth=args.max_depth,
             regular_data="all",

@@ -53,8 +53,9 @@ def fit_levels(
         class_counts: (C,) the model's class counts (which decide head and tail in the
             routing reports, also when fitting on a part of the data).
         seed: the cascade's seed.
-        donor: a cascade fitted on the same data and filter config (up to the routed
-            share; :func:`check_donor`) whose filters (and base, if the same) are reused.
+        donor: a cascade fitted on the same data and filter config (:func:`check_donor`)
+            whose filters (and base, if the same) are reused; its first filter is
+            rerouted to ``spec.routed_share``, a later one reused only at the same share.
     """
     # The fallback's seed does not depend on depth, so it equals the depth=0 model.
     # A fresh copy: SeedSequence.spawn is stateful and this runs twice with the safeguard.
@@ -77,9 +78,8 @@ def fit_levels(
     for level in range(spec.depth):
         reused = None
         if donor is not None and level < len(donor.filters):
-            same_share = donor.filters[level].config.proportion == spec.flow_filter.proportion
-            if level == 0 or same_share:
-                reused = (donor.filters[level], donor.reports[level])
+            if level == 0 or donor.spec.routed_share == spec.routed_share:
+                reused = (donor.filters[level], donor.reports[level], donor.spec.routed_share)
         gen_pair = gens[2 * level : 2 * level + 2]
         x, yl = _fit_level(cascade, plan, level, x, yl, full, gen_pair, reused)
     cascade.regular = _fit_regular(cascade, plan, x, yl, full.counts, gens[-2])
@@ -120,7 +120,7 @@ def _fit_level(
     y: Tensor,
     full: _TrainingSet,
     gens: list[torch.Generator],
-    reused: tuple[FlowFilter, dict[str, Any]] | None = None,
+    reused: tuple[FlowFilter, dict[str, Any], float] | None = None,
 ) -> tuple[Rows, Tensor]:
     """Fit filter ``level`` on the level's samples x (N, D), y (N,) and its
     cluster-aided classifier (built by ``plan``); append them to ``cascade``; return the
@@ -128,23 +128,24 @@ def _fit_level(
 
     ``full`` is all the data the cascade is fitted on (its class counts are the class
     prior of ``stage_prior="global"``; its samples make the cluster prior with
-    ``cluster_prior_data="all"``)."""
+    ``cluster_prior_data="all"``). ``reused``: a donor's fitted filter of this level, its
+    level report and the share it routes (rerouted here to ``spec.routed_share``)."""
     spec = cascade.spec
-    flt_cfg = spec.flow_filter
+    share = spec.routed_share
     if reused is None:
         flt = plan.flow_filter(gens[0]).to(x.device)
         logger.info("level %d: flow filter on %d samples", level + 1, x.shape[0])
-        report = flt.fit(x, y, generator=gens[0], progress=spec.verbose)
+        report = flt.fit(x, y, generator=gens[0], share=share, progress=spec.verbose)
     else:
-        flt = reused[0]
-        report = FilterReport(**reused[1]["filter"])
+        flt, donor_report, donor_share = reused
+        report = FilterReport(**donor_report["filter"])
         if report.n_samples != x.shape[0]:
             raise DLSAInputError(
                 f"reuse_filters: level {level + 1} has {x.shape[0]} samples here but "
                 f"{report.n_samples} in the donor model; fit it on the same data"
             )
-        if flt.config.proportion != flt_cfg.proportion:
-            flt = flt.with_proportion(flt_cfg, x)
+        if donor_share != share:
+            flt = flt.rerouted(share, x)
             report.threshold = float(flt.threshold)
     flt = _with_cluster_prior(spec, flt, x, y, full, fresh=reused is None)
     out = flt.transform(x)
@@ -294,16 +295,16 @@ def check_donor(
     donor: Cascade | None, spec: CascadeSpec, n_features: int, class_counts: np.ndarray
 ) -> Cascade | None:
     """Validate a cascade whose filters a cascade of ``spec`` will reuse: same data, same
-    filter config up to the routed share. Levels the donor lacks are trained; a level
-    past the first is reused only with the same routed share (its samples depend on the
-    level above)."""
+    filter config (the routed share is the level's, not the filter's: the first filter is
+    rerouted to ``spec.routed_share``). Levels the donor lacks are trained; a level past
+    the first is reused only with the same routed share (its samples depend on the level
+    above)."""
     if donor is None:
         return None
-    flt_cfg = spec.flow_filter
     same = (
         donor.n_features == n_features
         and np.array_equal(donor.class_counts, class_counts)
-        and dataclasses.replace(donor.spec.flow_filter, proportion=flt_cfg.proportion) == flt_cfg
+        and donor.spec.flow_filter == spec.flow_filter
     )
     if not same:
         raise DLSAInputError(

@@ -33,6 +33,7 @@ class CascadeSpec:
     base: BaseMethod
     flow_filter: FilterConfig
     head: HeadConfig
+    routed_share: float = DEFAULT.routed_share
     regular_data: str = DEFAULT.regular_data
     regular_prior: str = DEFAULT.regular_prior
     regular_cluster_aided: bool = DEFAULT.regular_cluster_aided

@@ -33,6 +33,8 @@ from dlsa.engine.devices import resolve_device
 from dlsa.errors import DLSAInputError
 
 SKIPPED_FIELDS = {"base_params", "verbose"}
+FLAG_ALIASES = {"flow_filter.proportion": "routed_share"}
+"""Flags of fields that moved (old dotted path: new one), accepted without a help line."""
 
 
 def field_docs(cls: type[Any]) -> dict[str, str]:
@@ -150,6 +152,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             default=argparse.SUPPRESS,
             metavar=_metavar(hint),
             help=f"{doc} (default: {shown})".replace("%", "%%"),
+        )
+    for old, new in FLAG_ALIASES.items():  # moved fields: the old flag still works, unlisted
+        group.add_argument(
+            "--" + old.replace("_", "-"),
+            dest=f"cfg:{new}",
+            type=_parser_for(typing.get_type_hints(DLSAConfig)[new]),
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
         )
 
 

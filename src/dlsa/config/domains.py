@@ -102,7 +102,6 @@ DOMAINS: dict[str, dict[str, Domain]] = {
         "batch_size": COUNT,
         "epochs": COUNT,
         "grad_clip": POSITIVE,
-        "proportion": OPEN_UNIT,
         "min_purity": UNIT,
         "min_cluster_size": SIZE,
         "selection_start": UNIT,
@@ -129,6 +128,7 @@ DOMAINS: dict[str, dict[str, Domain]] = {
     },
     "DLSAConfig": {
         "depth": Domain(0, MAX_DEPTH),
+        "routed_share": OPEN_UNIT,
         "validation_fraction": Domain(0.0, 0.5, open_high=True),
         "validation_folds": SIZE,
         "random_state": Domain(0),

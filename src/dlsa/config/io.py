@@ -79,6 +79,7 @@ def from_dict(
     if not isinstance(data, Mapping):
         raise DLSAInputError(f"{here} must be a mapping, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
+    data = _moved_keys(cls, data, where, path)
     unknown = sorted(set(data) - names, key=str)  # a YAML key may be a number
     if unknown:
         raise DLSAInputError(f"{here}: unknown key(s) {unknown}; known keys are {sorted(names)}")
@@ -89,6 +90,35 @@ def from_dict(
             value = from_dict(sub, value, where=where, path=f"{path}{name}.")
         kwargs[name] = check_field(cls, name, value, f"{where}: {path}{name}", plain=True)
     return cls(**kwargs)
+
+
+MOVED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("DLSAConfig", "routed_share"): ("flow_filter", "proportion"),
+}
+"""Fields that moved, by config class and field name: the nested config and key they
+were read from before (``flow_filter.proportion`` became ``routed_share``). YAML files
+and saved models that use the old key still load, its value taken for the new field."""
+
+
+def _moved_keys(
+    cls: type[Any], data: Mapping[str, Any], where: str, path: str
+) -> Mapping[str, Any]:
+    """``data`` with the old keys of :data:`MOVED_KEYS` moved to their new fields (the
+    value checked under the old key's path); the same field given both ways with
+    different values raises."""
+    for (owner, name), (parent, old) in MOVED_KEYS.items():
+        inner = data.get(parent)
+        if owner != cls.__name__ or not isinstance(inner, Mapping) or old not in inner:
+            continue
+        at = f"{where}: {path}{parent}.{old}"
+        value = check_field(cls, name, inner[old], f"{at} (now {path}{name})", plain=True)
+        if name in data and data[name] != value:
+            raise DLSAInputError(
+                f"{at} ({value!r}) and {path}{name} ({data[name]!r}) disagree; "
+                f"{parent}.{old} is now {name}: give only {name}"
+            )
+        data = {**data, parent: {k: v for k, v in inner.items() if k != old}, name: value}
+    return data
 
 
 def choices(cls: type[Any], name: str) -> tuple[Any, ...]:

@@ -81,6 +81,7 @@ def release_config(
         base=base,  # type: ignore[arg-type]
         base_params=dict(base_params or {}),
         flow_filter=flow_filter,
+        routed_share=0.3,
         head=HeadConfig(
             epochs=150,
             batch_size=128,
@@ -193,7 +194,8 @@ def small() -> DLSAConfig:
     return DLSAConfig(
         depth=1,
         base="balsoftmax",
-        flow_filter=_small_filter(n_components=100, proportion=0.3),
+        flow_filter=_small_filter(n_components=100),
+        routed_share=0.3,
         head=HeadConfig(epochs=40, batch_size=256),
         selection=None,
         regular_data="all",
@@ -211,14 +213,14 @@ def many_classes() -> DLSAConfig:
     (3 per class for 200 classes: scale K with the number of classes, e.g.
     ``--flow-filter.mixture.n-components``). Chosen on a validation split of the
     synthetic 200-class set (``benchmarks/studies/tune_preset.py``: balanced accuracy +4.1
-    points at depth 3 with K = 600 and proportion 0.5; +3.6 with K = 200; +3.1 with
-    proportion 0.3)."""
+    points at depth 3 with K = 600 and routed share 0.5; +3.6 with K = 200; +3.1 with
+    share 0.3)."""
     return dataclasses.replace(
-        small(), depth=3, flow_filter=_small_filter(n_components=600, proportion=0.5)
+        small(), depth=3, flow_filter=_small_filter(n_components=600), routed_share=0.5
     )
 
 
-def _small_filter(*, n_components: int, proportion: float) -> FilterConfig:
+def _small_filter(*, n_components: int) -> FilterConfig:
     """Flow-filter settings shared by the presets for small feature sets: smaller batch,
     30 epochs at lr 0.05, clusters of 5 samples count for the epoch rule."""
     return FilterConfig(
@@ -227,7 +229,6 @@ def _small_filter(*, n_components: int, proportion: float) -> FilterConfig:
         epochs=30,
         lr=0.05,
         min_cluster_size=5,
-        proportion=proportion,
     )
 
 

@@ -144,8 +144,6 @@ class FilterConfig:
     """Matmul precision of the flow's training steps: "fp32", "tf32" (CUDA only; no
     effect elsewhere) or "bf16" (autocast; the mixture's distances, log-determinants and
     losses stay float32). Scoring and thresholds are always float32 (not in the paper)."""
-    proportion: float = 0.3
-    """Share of a level's train samples sent to its cluster-aided classifier (Sec. 4.3)."""
     min_purity: float = 0.7
     """Purity a cluster needs to count as good in flow-epoch selection (original release)."""
     min_cluster_size: int = 10
@@ -310,7 +308,15 @@ class DLSAConfig:
     """Hyper-parameters of the base method, by name (each base method documents its
     own)."""
     flow_filter: FilterConfig = field(default_factory=lambda: safe_filter())
-    """Configuration shared by every flow filter of the cascade."""
+    """Configuration shared by every flow filter of the cascade (its training; the share
+    it routes is ``routed_share``)."""
+    routed_share: float = 0.3
+    """Share of each level's training samples that its flow filter routes to the level's
+    cluster-aided classifier: the most likely ones, above the likelihood quantile
+    ``1 - routed_share`` (paper, Sec. 4.3: the top 30% by likelihood). A property of the
+    level, not of the filter's training: filters that differ only in it are the same
+    filter (formerly ``flow_filter.proportion``, still read from YAML files and saved
+    models)."""
     head: HeadConfig = field(
         default_factory=lambda: HeadConfig(epochs=40, batch_size=256, max_steps=5000)
     )

@@ -50,6 +50,8 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         base: stage-2 base method, a key of :data:`dlsa.stage2.bases.BASES`.
         base_params: hyper-parameters of the base method.
         flow_filter: configuration of every flow filter (default :class:`FilterConfig`).
+        routed_share: share of each level's training samples its filter routes to the
+            level's cluster-aided classifier, the most likely ones (paper: 0.3).
         head: training of every classifier (default :class:`HeadConfig`).
         selection: the model selection (:class:`SelectionConfig`; :mod:`dlsa.selection`)
             that chooses the base method and DLSA on top; "default" is the default
@@ -96,6 +98,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         base: str = DEFAULT.base,
         base_params: Mapping[str, Any] | None = None,
         flow_filter: FilterConfig | None = None,
+        routed_share: float = DEFAULT.routed_share,
         head: HeadConfig | None = None,
         selection: SelectionConfig | str | None = "default",
         regular_data: str = DEFAULT.regular_data,
@@ -120,6 +123,7 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
         self.base = base
         self.base_params = base_params
         self.flow_filter = flow_filter
+        self.routed_share = routed_share
         self.head = head
         self.selection = selection
         self.regular_data = regular_data
@@ -180,7 +184,9 @@ class DLSAClassifier(ClassifierMixin, BaseEstimator):
             reuse_filters: a model fitted on the same X, y with the same ``flow_filter``
                 config and ``random_state``, whose flow filters are reused instead of
                 trained again (the paper trains the filters once and shares them across
-                base methods). Not used for the validation run of the safeguard.
+                base methods); at another ``routed_share`` its first filter is rerouted
+                and the later ones trained. Not used for the validation run of the
+                safeguard.
             min_class_samples: fewest training samples a class may have (default 1).
 
         Raises:

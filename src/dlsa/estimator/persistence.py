@@ -30,6 +30,7 @@ from dlsa.cascade.blueprint import Blueprint
 from dlsa.cascade.deployment_prior import resolve_test_prior
 from dlsa.cascade.temperature import BiasCorrection
 from dlsa.config import DLSAConfig, from_dict, to_dict
+from dlsa.config.io import MOVED_KEYS
 from dlsa.engine.devices import resolve_device
 from dlsa.errors import ModelFileError
 from dlsa.estimator.fitted import FittedModel
@@ -281,10 +282,17 @@ LEGACY_PARAMS: dict[str, Any] = {
 
 def _params_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`_params_to_json`, checking every field against
-    :class:`DLSAConfig` (unknown keys raise)."""
+    :class:`DLSAConfig` (unknown keys raise). A key that moved (:data:`MOVED_KEYS`:
+    ``flow_filter.proportion`` of models saved before ``routed_share``) gives its new
+    field."""
     fields = LEGACY_PARAMS | {k: v for k, v in data.items() if k not in MACHINE_PARAMS}
     config = from_dict(DLSAConfig, fields, where="model params")
-    return {k: getattr(config, k) for k in fields}
+    moved = {
+        new
+        for (_, new), (parent, old) in MOVED_KEYS.items()
+        if isinstance(fields.get(parent), Mapping) and old in fields[parent]
+    }
+    return {k: getattr(config, k) for k in [*fields, *sorted(moved - set(fields))]}
 
 
 def _read_metadata(folder: Path) -> dict[str, Any]:

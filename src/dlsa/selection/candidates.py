@@ -123,16 +123,15 @@ def dlsa_specs(
     d the filters of depth d - 1 of the same share.
 
     ``fixed`` is resolved once (:func:`~dlsa.cascade.spec.resolve`); each candidate's
-    spec is that spec at depth d with the routed share in its flow filter, and the
-    candidate records ``{"depth": d, "flow_filter": ...}``."""
+    spec is that spec at depth d and routed share s (every candidate has the same flow
+    filter config), and the candidate records ``{"depth": d, "routed_share": s}``."""
     round_spec = resolve(fixed)
-    flt = round_spec.flow_filter
     specs: list[FoldSpec] = []
     index: dict[tuple[int, float], int] = {}
     for d in range(1, depth + 1):
         for share in [p for p in proportions if d == 1 or p < 0.9]:
-            over = {"depth": d, "flow_filter": dataclasses.replace(flt, proportion=share)}
-            spec = dataclasses.replace(round_spec, depth=d, flow_filter=over["flow_filter"])
+            over = {"depth": d, "routed_share": share}
+            spec = dataclasses.replace(round_spec, depth=d, routed_share=share)
             parent = index.get((d - 1, share) if d > 1 else (1, proportions[0]))
             index[(d, share)] = len(specs)
             specs.append(

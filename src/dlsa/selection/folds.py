@@ -59,7 +59,7 @@ class FoldSpec:
             the selection from its round's spec, never resolved again per fold.
         name: the candidate's name when it is scored as fitted (``variants`` None).
         params: the parameters that candidate records (:attr:`Candidate.params`: what
-            it overrides of the round's, e.g. ``{"depth": 1, "flow_filter": ...}``).
+            it overrides of the round's, e.g. ``{"depth": 1, "routed_share": 0.3}``).
         variants: post-hoc variants of each fitted fold model, each naming itself and
             its parameters; None scores it as is.
         donors: per fold, a cascade whose flow filters (and base) the fold cascade reuses

@@ -71,7 +71,7 @@ def describe(params: dict[str, Any]) -> str:
         text += " (" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                  for k, v in extra.items()) + ")"  # fmt: skip
     if params.get("depth", 0):
-        share = params["flow_filter"].proportion
+        share = params["routed_share"]
         text += f" + DLSA (depth {params['depth']}, {100 * share:.0f}% routed)"
     return text
 

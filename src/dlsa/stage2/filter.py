@@ -2,9 +2,10 @@
 the weighted MLE, balancedness and purity losses, that routes the most likely samples.
 
 ``log p(x) = logsumexp_k log N(z | mu_k, I) - log K + log|det dz/dx|`` with ``z = g^-1(x)``.
-After training, ``threshold`` is the likelihood above which the ``proportion`` most
-likely training samples of this level lie; a sample goes to the level's cluster-aided
-classifier iff ``log p(x) >= threshold``.
+After training, ``threshold`` is the likelihood above which the most likely ``share``
+of the level's training samples lie (the level's routed share,
+:attr:`dlsa.config.DLSAConfig.routed_share`, not a setting of the filter's training); a
+sample goes to the level's cluster-aided classifier iff ``log p(x) >= threshold``.
 
 The filter does not train classifiers; its training loop is
 :mod:`dlsa.stage2.filter_training`.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from dlsa.config import FilterConfig
+from dlsa.config import DLSAConfig, FilterConfig
 from dlsa.engine.rng import seeded
 from dlsa.engine.rows import Rows, column_moments, map_rows
 from dlsa.errors import DLSAInputError
@@ -56,17 +57,17 @@ class FilterOutput:
     cluster: Tensor
 
 
-def top_fraction_threshold(log_prob: Tensor, proportion: float) -> float:
-    """Threshold such that ``log_prob >= threshold`` selects the top ``proportion``.
+def top_fraction_threshold(log_prob: Tensor, share: float) -> float:
+    """Threshold such that ``log_prob >= threshold`` selects the top ``share``.
 
-    With ``k = max(1, round(proportion * N))`` it is the k-th largest value, so exactly k
+    With ``k = max(1, round(share * N))`` it is the k-th largest value, so exactly k
     samples pass when the values are distinct.
 
     Example:
         >>> top_fraction_threshold(torch.arange(10.0), 0.3)
         7.0
     """
-    k = max(1, int(round(proportion * log_prob.numel())))
+    k = max(1, int(round(share * log_prob.numel())))
     return float(torch.topk(log_prob.detach().flatten(), k).values[-1])
 
 
@@ -194,21 +195,27 @@ class FlowFilter(nn.Module):
         hist = cluster_class_histogram(clusters, y, self.n_components, self.n_classes)
         return hist.to(self.cluster_counts)
 
-    def with_proportion(self, config: FilterConfig, x: Rows) -> FlowFilter:
-        """A copy of this fitted filter that routes ``config.proportion`` of the level's
-        training samples x (N, D) (the samples it was fitted on); ``config`` may differ
-        from this filter's only in ``proportion``."""
+    def rerouted(self, share: float, x: Rows) -> FlowFilter:
+        """A copy of this fitted filter that routes the most likely ``share`` of the
+        level's training samples x (N, D) (the samples it was fitted on): the same
+        filter, another threshold."""
         out = copy.deepcopy(self)
-        out.config = config
         lp = out.transform(x).log_prob
-        out.threshold.fill_(top_fraction_threshold(lp, config.proportion))
+        out.threshold.fill_(top_fraction_threshold(lp, share))
         return out
 
     def fit(
-        self, x: Rows, y: Tensor, *, generator: torch.Generator, progress: bool = False
+        self,
+        x: Rows,
+        y: Tensor,
+        *,
+        generator: torch.Generator,
+        share: float = DLSAConfig.routed_share,
+        progress: bool = False,
     ) -> FilterReport:
         """Train on a level's samples x (N, D) with classes y (N,), keep the best epoch by
-        train statistics, and fix the routing threshold.
+        train statistics, and fix the routing threshold: the most likely ``share`` of x
+        is routed (the level's :attr:`~dlsa.config.DLSAConfig.routed_share`).
 
         Raises:
             DLSAInputError: if the level has fewer samples than clusters or fewer than two
@@ -232,7 +239,7 @@ class FlowFilter(nn.Module):
         trainer = FilterTrainer(self, x, y, generator, report)
         trainer.run(progress)
         out = self.transform(x)
-        self.threshold.fill_(top_fraction_threshold(out.log_prob, self.config.proportion))
+        self.threshold.fill_(top_fraction_threshold(out.log_prob, share))
         report.threshold = float(self.threshold)
         hist = cluster_class_histogram(out.cluster, y, k, self.n_classes)
         self.cluster_counts.copy_(hist.to(self.cluster_counts))
