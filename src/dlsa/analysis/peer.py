@@ -4,8 +4,10 @@
 class_weight="balanced", scoring="balanced_accuracy")``, C chosen on the training data
 only. Its test metrics are a row of ``dlsa compare`` and a column of the README's table
 and ``benchmarks.protocol.peer_check`` (issue 29: it beat the default by up to 2.6 points
-before ``logreg`` and the prior guard). Deterministic (L-BFGS, unshuffled stratified
-folds): one fit serves every seed.
+before ``logreg`` and the prior guard). It draws nothing at random (L-BFGS, unshuffled
+stratified folds), so one fit serves every seed; like any L-BFGS fit its result depends
+on the thread count through BLAS's summation order (fm-digits: 79.0 at one thread, 78.8
+at two, the same C).
 """
 
 from __future__ import annotations
