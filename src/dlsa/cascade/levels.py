@@ -27,7 +27,7 @@ from dlsa.engine.devices import resolve_device
 from dlsa.engine.rows import HostRows, Rows, fits_on_device
 from dlsa.engine.training import torch_generator
 from dlsa.errors import DLSAInputError
-from dlsa.metrics import HEAD_THRESHOLD
+from dlsa.metrics import HEAD_THRESHOLD, separation_from_counts
 from dlsa.stage2.bases import BaseMethod, StageData
 from dlsa.stage2.classifiers import Prior, StageClassifier
 from dlsa.stage2.filter import FilterReport, FlowFilter
@@ -280,15 +280,15 @@ def _coverage_samples(y: Tensor, mask: Tensor, generator: torch.Generator) -> Te
 def _level_report(
     report: FilterReport, y: Tensor, mask: Tensor, is_tail: Tensor
 ) -> dict[str, Any]:
+    """The level's diagnostics: its filter's training report and the head-tail
+    separation of its training samples y (N,) routed by ``mask`` (N,), tail classes
+    ``is_tail`` (C,) (:func:`dlsa.metrics.separation_from_counts`, the one formula)."""
     tail = is_tail[y]
-    routed = int(mask.sum())
-    return {
-        "filter": dataclasses.asdict(report),
-        "n_input": int(y.numel()),
-        "n_routed": routed,
-        "tail_share_input": float(tail.float().mean()),
-        "tail_share_routed": float(tail[mask].float().mean()) if routed else None,
-    }
+    sep = separation_from_counts(
+        int(mask.sum()), int(tail[mask].sum()), int(y.numel()), int(tail.sum())
+    )
+    keys = ("n_input", "n_routed", "tail_share_input", "tail_share_routed")
+    return {"filter": dataclasses.asdict(report), **{k: sep[k] for k in keys}}
 
 
 def check_donor(
