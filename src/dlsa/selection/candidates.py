@@ -15,12 +15,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from dlsa.cascade import Cascade, CascadeSpec, resolve
 from dlsa.config import SelectionConfig
 from dlsa.selection.folds import FoldSpec, Variants
 from dlsa.selection.rule import Candidate, describe
-from dlsa.stage2.bases import BASES, make_base
+from dlsa.stage2.bases import BASES, balanced_mean, make_base
 
 
 def tau_variants(name: str, grid: Sequence[float]) -> Variants:
@@ -68,9 +69,8 @@ def tuned_variant(found: list[Candidate], y: np.ndarray) -> tuple[Candidate, dic
     with the reference (departures from it need more, not less, evidence)."""
     nll = np.stack([cand.nll for cand in found])  # type: ignore[misc]
     rows = np.isfinite(nll).all(axis=0)
-    classes, inverse = np.unique(y[rows], return_inverse=True)
-    sizes = np.bincount(inverse, minlength=len(classes))
-    losses = [float(np.mean(np.bincount(inverse, v[rows], len(classes)) / sizes)) for v in nll]
+    target = torch.from_numpy(y[rows])
+    losses = [balanced_mean(torch.from_numpy(v[rows]), target) for v in nll]
     best = int(np.argmin(losses))
     return found[best], {cand.name: loss for cand, loss in zip(found, losses, strict=True)}
 

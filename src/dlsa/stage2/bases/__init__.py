@@ -15,6 +15,7 @@ from dlsa.errors import DLSAInputError
 from dlsa.stage2.bases._base import (
     BaseMethod,
     StageData,
+    balanced_mean,
     class_balanced_order,
     frozen,
     run_phase,
@@ -102,6 +103,8 @@ __all__ = [
     "Ride",
     "StageData",
     "TauNorm",
+    "TunedBalancedSoftmax",
+    "balanced_mean",
     "base_params",
     "class_balanced_order",
     "frozen",

@@ -187,12 +187,7 @@ def balanced_accuracy(pred: Tensor, target: Tensor) -> float:
         >>> balanced_accuracy(torch.tensor([0, 0, 1, 0]), torch.tensor([0, 0, 1, 1]))
         0.75
     """
-    correct = (pred == target).to(torch.float64)
-    classes, inverse = torch.unique(target, return_inverse=True)
-    hits = torch.zeros(classes.numel(), dtype=torch.float64, device=target.device)
-    hits.index_add_(0, inverse, correct)
-    sizes = torch.bincount(inverse, minlength=classes.numel()).to(torch.float64)
-    return float((hits / sizes).mean())
+    return balanced_mean((pred == target).to(torch.float64), target)
 
 
 def balanced_mean(values: Tensor, target: Tensor) -> float:
