@@ -26,6 +26,17 @@ def in_process(script: str, src: Path, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def set_files(folder: Path) -> dict[str, Path]:
+    """train / test / val feature files of a set folder, by split: ``<split>.h5`` (dlsa's
+    naming) or ``feature_<split>.h5`` (the original release's)."""
+    out = {}
+    for split in ("train", "test", "val"):
+        for name in (f"{split}.h5", f"feature_{split}.h5"):
+            if (folder / name).is_file():
+                out[split] = folder / name
+    return out
+
+
 def simulated_classes(profile: tuple[int, int, int]) -> tuple[Any, Any]:
     """Labels y (N,) of a simulated long-tailed set of ``profile`` = (classes, largest,
     smallest count) on the exponential profile, and the reference's accuracy on each

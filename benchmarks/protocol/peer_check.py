@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import set_files
 from dlsa import DLSAClassifier
 from dlsa.analysis.peer import fit_peer
 from dlsa.cli.evidence import train_features_from
@@ -39,23 +40,13 @@ from dlsa.metrics.accuracy import shot_accuracy
 MODELS = ("balsoftmax", "default", "default-val", "peer")
 
 
-def _files(folder: Path) -> dict[str, Path]:
-    """train / test / val feature files of a set folder (either naming)."""
-    out = {}
-    for split in ("train", "test", "val"):
-        for name in (f"{split}.h5", f"feature_{split}.h5"):
-            if (folder / name).is_file():
-                out[split] = folder / name
-    return out
-
-
 def _peer(X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, dict]:
     model = fit_peer(X, y)
     return model.predict(X_test), {"C": float(np.ravel(model[-1].C_)[0])}
 
 
 def run_one(folder: Path, model: str, seed: int) -> dict | None:
-    files = _files(folder)
+    files = set_files(folder)
     if model == "default-val" and "val" not in files:
         return None
     train, test = load_features(files["train"]), load_features(files["test"])

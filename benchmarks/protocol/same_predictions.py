@@ -15,13 +15,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import SRC, in_process
 
 FIT = r"""
 import dataclasses, sys
@@ -40,13 +39,15 @@ cfg = DLSAConfig() if config == "default" else get_preset(config)
 cfg = dataclasses.replace(cfg, random_state=0)
 clf = DLSAClassifier(**cfg.estimator_params()).fit(train.X, np.searchsorted(classes, train.y))
 np.save(out, clf.predict_proba(test.X))
+print("{}")
 """
 
 
 def predictions(src: Path, folder: Path, config: str, out: Path) -> np.ndarray:
-    """``predict_proba`` (M, C) of ``config`` fitted on ``folder`` by the dlsa in ``src``."""
-    env = os.environ | {"PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", FIT, str(folder), config, str(out)], env=env, check=True)
+    """``predict_proba`` (M, C) of ``config`` fitted on ``folder`` by the dlsa in ``src``
+    (its own process, one thread). The fit script finds the files itself: it runs
+    against another tree's ``dlsa`` and imports nothing of this one."""
+    in_process(FIT, src, str(folder), config, str(out))
     return np.load(out)
 
 
@@ -56,13 +57,12 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", type=Path, required=True)
     parser.add_argument("--configs", nargs="+", default=["default"], help="default or presets")
     args = parser.parse_args()
-    here = Path(__file__).resolve().parents[2] / "src"
     print("| set | config | bit-identical | max abs difference |\n|---|---|---|--:|")
     with tempfile.TemporaryDirectory() as tmp:
         for folder in args.sets:
             for config in args.configs:
                 ref = predictions(args.reference_src, folder, config, Path(tmp) / "ref.npy")
-                new = predictions(here, folder, config, Path(tmp) / "new.npy")
+                new = predictions(SRC, folder, config, Path(tmp) / "new.npy")
                 same = ref.shape == new.shape and np.array_equal(ref, new)
                 diff = float(np.abs(ref - new).max()) if ref.shape == new.shape else float("nan")
                 print(f"| {folder.name} | {config} | {'yes' if same else 'NO'} | {diff:g} |")

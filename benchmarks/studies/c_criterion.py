@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.protocol.peer_check import _files
+from benchmarks.common import set_files
 from dlsa import DLSAClassifier
 from dlsa.io.features import load_features
 
@@ -27,7 +27,7 @@ CRITERIA = ("accuracy", "log-loss")
 
 def run_set(folder: Path, seeds: list[int]) -> list[str]:
     """Table rows of one set: per criterion, the chosen C and test accuracy per seed."""
-    files = _files(folder)
+    files = set_files(folder)
     train, test = load_features(files["train"]), load_features(files["test"])
     classes = np.unique(train.y)
     y, y_test = np.searchsorted(classes, train.y), np.searchsorted(classes, test.y)
