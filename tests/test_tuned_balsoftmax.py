@@ -66,13 +66,17 @@ def test_the_tuned_variant_has_the_lowest_balanced_log_loss_over_rows_all_scored
 
 
 def test_out_of_fold_log_losses_are_those_of_the_fold_models_and_nan_for_unknown_classes():
+    """Recorded for a base that tunes on log-loss, and only for such a base."""
     d = make_long_tailed_features(n_classes=5, n_features=4, n_max=40, imbalance=10, seed=1)
     X, y = d.X_train, d.y_train.copy()
     y[np.flatnonzero(y == 4)[1:]] = 3  # class 4: one sample, unknown to the fold lacking it
     folds = stratified_folds(y, 2, seed=0)
-    params = DLSAClassifier(base="balsoftmax", depth=0, selection=None).get_params()
+    tuned = {"base": "balsoftmax-tuned", "base_params": {"c": 0.1}}
+    params = DLSAClassifier(**tuned, depth=0, selection=None).get_params()
     found, models = out_of_fold(resolve(params), X, y, folds)
     nll = found[0].nll
+    plain = DLSAClassifier(base="balsoftmax", depth=0, selection=None).get_params()
+    assert out_of_fold(resolve(plain), X, y, folds)[0][0].nll is None  # not recorded
     lone = int(np.flatnonzero(y == 4)[0])
     assert np.isnan(nll[lone]) and np.isfinite(np.delete(nll, lone)).all()
     for model, held in zip(models, folds, strict=True):

@@ -54,7 +54,7 @@ def c_variants(name: str, grid: Sequence[float]) -> Variants:
 def tunes_on_log_loss(name: str) -> bool:
     """Whether base ``name`` chooses its ``C`` by held-out log-loss (then the selection
     chooses it that way too: :func:`tuned_variant`)."""
-    return getattr(make_base(name), "criterion", None) == "log-loss"
+    return make_base(name).tunes_on_log_loss
 
 
 def tuned_variant(found: list[Candidate], y: np.ndarray) -> tuple[Candidate, dict[str, float]]:

@@ -104,7 +104,7 @@ class _FoldResult:
     variants, or the error that stopped its training."""
 
     model: Cascade | None
-    scored: list[tuple[str, dict[str, Any], np.ndarray, np.ndarray, np.ndarray]]
+    scored: list[tuple[str, dict[str, Any], np.ndarray, np.ndarray, np.ndarray | None]]
     error: TrainingDivergedError | None = None
 
 
@@ -137,7 +137,7 @@ def _fit_fold(
     fold that holds it out, for every candidate alike); its predictions are mapped back
     to the classes of y. A job gets only its own fold's donor, not the whole list."""
     fit = Reencoded(partial(_fit_spec, spec))
-    score = partial(_score_variants, variants)
+    score = partial(_score_variants, variants, spec.base.tunes_on_log_loss)
     return fit_and_score(fit, score, X, y, fit_idx, val_idx, donor, diverged=_diverged)
 
 
@@ -153,11 +153,12 @@ def _diverged(err: TrainingDivergedError) -> _FoldResult:
 
 
 def _score_variants(
-    variants: Variants, model: FoldModel, X: np.ndarray, y: np.ndarray
+    variants: Variants, log_loss: bool, model: FoldModel, X: np.ndarray, y: np.ndarray
 ) -> _FoldResult:
     """The fold model and each variant's held-out (classes of y, stages, log-losses) of
-    the rows X (V, D) of classes y (V,)."""
-    truth = model.indices(y)
+    the rows X (V, D) of classes y (V,); the log-losses only with ``log_loss`` (a base
+    that tunes on them), else None."""
+    truth = model.indices(y) if log_loss else None
     scored = []
     for name, cand_params, variant in variants(model.cascade):
         pred, stage, nll = _score(variant, X, truth)
@@ -166,22 +167,24 @@ def _score_variants(
 
 
 def _score(
-    cascade: Cascade, X: np.ndarray, truth: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Predicted classes (M,), stages (M,) and the negative log-likelihood of the true
-    class (M,) under the softmax of the logits, of X (M, D) with true class indices
-    ``truth`` (M,) of the cascade's classes (-1: a class it never saw; NaN there). The
-    predictions are :meth:`Cascade.predict_and_route`'s."""
+    cascade: Cascade, X: np.ndarray, truth: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Predicted classes (M,), stages (M,) and, given the true class indices ``truth``
+    (M,) of the cascade's classes (-1: a class it never saw; NaN there), the negative
+    log-likelihood of the true class (M,) under the softmax of the logits, of X (M, D);
+    None without ``truth``. The predictions are :meth:`Cascade.predict_and_route`'s."""
     preds, stages, nlls = [], [], []
     start = 0
     for logits, stage in cascade.chunks(torch.from_numpy(X)):
-        t = torch.from_numpy(truth[start : start + logits.shape[0]]).to(logits.device)
+        if truth is not None:
+            t = torch.from_numpy(truth[start : start + logits.shape[0]]).to(logits.device)
+            log_p = torch.log_softmax(logits.double(), dim=1).gather(1, t.clamp_min(0)[:, None])
+            nlls.append((-log_p[:, 0]).masked_fill(t < 0, float("nan")).cpu())
         start += logits.shape[0]
-        log_p = torch.log_softmax(logits.double(), dim=1).gather(1, t.clamp_min(0)[:, None])
-        nlls.append((-log_p[:, 0]).masked_fill(t < 0, float("nan")).cpu())
         preds.append(logits.argmax(dim=1).cpu())
         stages.append(stage.cpu())
-    return torch.cat(preds).numpy(), torch.cat(stages).numpy(), torch.cat(nlls).numpy()
+    nll = torch.cat(nlls).numpy() if truth is not None else None
+    return torch.cat(preds).numpy(), torch.cat(stages).numpy(), nll
 
 
 def _fit_together(
@@ -325,7 +328,8 @@ def _pool(
         for name, cand_params, labels, stage, nll in result.scored:
             preds.setdefault(name, np.zeros(n, dtype=np.int64))[val_idx] = labels
             stages.setdefault(name, np.zeros(n, dtype=np.int64))[val_idx] = stage
-            nlls.setdefault(name, np.full(n, np.nan))[val_idx] = nll
+            if nll is not None:
+                nlls.setdefault(name, np.full(n, np.nan))[val_idx] = nll
             named[name] = cand_params
     seen = None
     if len(track.results) < len(folds):
@@ -334,7 +338,7 @@ def _pool(
     models = [r.model for r in track.results if r.model is not None]
     deep = config.spec.depth > 0
     out = [
-        Candidate(k, named[k], preds[k], stages[k] if deep else None, models, seen, nlls[k])
+        Candidate(k, named[k], preds[k], stages[k] if deep else None, models, seen, nlls.get(k))
         for k in named
     ]
     return out, models

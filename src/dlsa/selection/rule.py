@@ -46,8 +46,9 @@ class Candidate:
         seen: (N,) True for the samples predicted so far, when the candidate was dropped
             before its last fold (:mod:`dlsa.selection.folds`); None: every sample.
         nll: (N,) out-of-fold negative log-likelihood of each sample's class (NaN where
-            the fold model did not know the class, or the sample was not predicted);
-            None when not recorded.
+            the fold model did not know the class, or the sample was not predicted),
+            recorded for a base that tunes on log-loss
+            (:attr:`~dlsa.stage2.bases.BaseMethod.tunes_on_log_loss`); None otherwise.
     """
 
     name: str

@@ -270,6 +270,13 @@ class BaseMethod:
         have a class with as many samples."""
         return 0
 
+    @property
+    def tunes_on_log_loss(self) -> bool:
+        """Whether the method chooses a hyper-parameter by held-out log-loss; model
+        selection then records its out-of-fold log-losses and chooses it the same way
+        (:func:`dlsa.selection.candidates.tuned_variant`)."""
+        return False
+
     def served_by(self, trained: BaseMethod) -> bool:
         """Whether a model that ``trained`` fitted is, after :meth:`posthoc`, the model
         this method would fit (same data and seed): the same method with the same

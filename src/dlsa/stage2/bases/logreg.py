@@ -173,6 +173,11 @@ class BalancedLogisticRegression(BaseMethod):
         """Whether a fit keeps every solution of the path (model selection's mode)."""
         return self.c is None and self.inner_folds == 0
 
+    @property
+    def tunes_on_log_loss(self) -> bool:
+        """Whether ``C`` is chosen by held-out log-loss (:attr:`criterion`)."""
+        return self.criterion == "log-loss"
+
     def path(self, c: float | None = None) -> list[float]:
         """The values of ``C`` fitted in order, strongest regularisation first: the grid
         up to ``c`` (default: this method's) and ``c`` itself, or the whole grid when
